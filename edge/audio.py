@@ -1,0 +1,395 @@
+"""Audio sources: microphones and WAV files, both as 16 kHz mono int16 frames.
+
+Every source yields :class:`Frame` objects of ``FRAME_SAMPLES`` samples (32 ms, the window the
+silero VAD model reads), stamped with the monotonic time edge received them, so the pipeline can
+tell how long audio waited before it was processed.
+
+Dependencies, and why:
+
+* ``sounddevice`` for microphones: a small cffi binding to PortAudio (Debian ``libportaudio2``)
+  that runs on ALSA, PulseAudio and PipeWire alike and delivers blocks from PortAudio's own
+  thread, so a slow consumer shows up as counted overflows instead of silently stretched time.
+  It is imported only when a microphone is opened: WAV input works without PortAudio.
+* ``soxr`` for resampling: the libsoxr resampler (wheels for x86_64 and aarch64), with a
+  streaming mode for microphones that cannot capture at 16 kHz.
+* WAV files are parsed here rather than with :mod:`wave`, which (before Python 3.12) rejects
+  32-bit float and ``WAVE_FORMAT_EXTENSIBLE`` files, both common from recorders and DAWs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+"""The rate every source delivers and every STT engine reads."""
+FRAME_SAMPLES = 512
+"""Samples per frame: 32 ms at 16 kHz, silero VAD's window."""
+DEFAULT_MAX_WAV_SECONDS = 600.0
+
+
+class AudioError(Exception):
+    """Audio input is unusable: a bad file, a missing device, PortAudio absent.
+
+    The message names the file or device and says what was expected.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One block of 16 kHz mono audio."""
+
+    samples: np.ndarray
+    """``FRAME_SAMPLES`` int16 samples."""
+    captured_at: float
+    """``time.monotonic()`` when edge received the samples (PortAudio callback, or WAV decoding)."""
+
+
+class AudioSource(Protocol):
+    """Anything that yields frames: iterate it once; ``stop()`` ends the iteration from another thread."""
+
+    description: str
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def stop(self) -> None: ...
+
+
+# --------------------------------------------------------------------------- WAV files
+
+_PCM = 1
+_FLOAT = 3
+_EXTENSIBLE = 0xFFFE
+
+
+@dataclasses.dataclass(frozen=True)
+class WavInfo:
+    """What the header of a WAV file says."""
+
+    rate: int
+    channels: int
+    bits: int
+    float: bool
+    frames: int
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.rate
+
+
+def read_wav(path: str | Path, max_seconds: float = DEFAULT_MAX_WAV_SECONDS) -> tuple[np.ndarray, WavInfo]:
+    """Decode a WAV file to 16 kHz mono int16, whatever its rate, channel count and sample format.
+
+    Accepts PCM 8/16/24/32-bit and IEEE float 32/64-bit, plain or ``WAVE_FORMAT_EXTENSIBLE``.
+    Raises :class:`AudioError` for anything else, for empty files and for files longer than
+    ``max_seconds`` (checked from the header, before reading the samples).
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            info, data = _parse_wav(fh, path, max_seconds)
+    except FileNotFoundError:
+        raise AudioError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise AudioError(f"{path}: is a directory, expected a WAV file") from None
+    except PermissionError:
+        raise AudioError(f"{path}: permission denied") from None
+    samples = _to_float(data, info)
+    if info.channels > 1:
+        samples = samples.reshape(-1, info.channels).mean(axis=1)
+    return to_int16(resample(samples, info.rate)), info
+
+
+def _parse_wav(fh: Any, path: Path, max_seconds: float) -> tuple[WavInfo, bytes]:
+    header = fh.read(12)
+    if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+        raise AudioError(f"{path}: not a WAV file (expected a RIFF/WAVE header)")
+    fmt: tuple[int, int, int, int, int] | None = None
+    while True:
+        chunk = fh.read(8)
+        if len(chunk) < 8:
+            break
+        chunk_id, size = struct.unpack("<4sI", chunk)
+        if chunk_id == b"fmt ":
+            body = fh.read(size + (size & 1))
+            if size < 16 or len(body) < 16:
+                raise AudioError(f"{path}: corrupt WAV header (fmt chunk of {size} bytes, expected at least 16)")
+            tag, channels, rate, _byte_rate, block_align, bits = struct.unpack("<HHIIHH", body[:16])
+            if tag == _EXTENSIBLE:
+                if size < 40:
+                    raise AudioError(f"{path}: corrupt WAV header (extensible fmt chunk of {size} bytes, expected 40)")
+                tag = struct.unpack("<H", body[24:26])[0]
+            fmt = (tag, channels, rate, block_align, bits)
+        elif chunk_id == b"data":
+            if fmt is None:
+                raise AudioError(f"{path}: corrupt WAV header (data chunk before the fmt chunk)")
+            info = _check_format(path, fmt, size)
+            if info.seconds > max_seconds:
+                raise AudioError(
+                    f"{path}: {info.seconds:.1f} s of audio is longer than the limit of {max_seconds:g} s "
+                    "(raise it with --max-seconds or audio.max_wav_seconds)"
+                )
+            # Recorders that were interrupted, or wrote to a pipe, leave a data size larger than
+            # the file: keep every whole sample frame that is there.
+            data = fh.read(size)
+            whole = len(data) - len(data) % (info.channels * info.bits // 8)
+            if whole == 0:
+                raise AudioError(f"{path}: the WAV file contains no audio samples")
+            return dataclasses.replace(info, frames=whole // (info.channels * info.bits // 8)), data[:whole]
+        else:
+            fh.seek(size + (size & 1), 1)
+    if fmt is None:
+        raise AudioError(f"{path}: corrupt WAV file (no fmt chunk)")
+    raise AudioError(f"{path}: the WAV file contains no audio samples (no data chunk)")
+
+
+def _check_format(path: Path, fmt: tuple[int, int, int, int, int], size: int) -> WavInfo:
+    tag, channels, rate, block_align, bits = fmt
+    if tag == _PCM and bits not in (8, 16, 24, 32) or tag == _FLOAT and bits not in (32, 64):
+        raise AudioError(f"{path}: {bits}-bit samples are not supported (PCM 8/16/24/32-bit or float 32/64-bit)")
+    if tag not in (_PCM, _FLOAT):
+        raise AudioError(f"{path}: WAV encoding {tag:#06x} is not supported (expected PCM or IEEE float, uncompressed)")
+    if not 1 <= channels <= 32:
+        raise AudioError(f"{path}: corrupt WAV header ({channels} channels)")
+    if not 1000 <= rate <= 768000:
+        raise AudioError(f"{path}: corrupt WAV header (sample rate {rate} Hz)")
+    if block_align != channels * bits // 8:
+        raise AudioError(f"{path}: corrupt WAV header (block align {block_align}, expected {channels * bits // 8})")
+    return WavInfo(rate=rate, channels=channels, bits=bits, float=tag == _FLOAT, frames=size // block_align)
+
+
+def _to_float(data: bytes, info: WavInfo) -> np.ndarray:
+    if info.float:
+        return np.frombuffer(data, dtype="<f4" if info.bits == 32 else "<f8").astype(np.float32)
+    if info.bits == 8:  # 8-bit WAV is unsigned
+        return (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    if info.bits == 24:
+        raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3)
+        ints = (raw[:, 0].astype(np.int32) | raw[:, 1].astype(np.int32) << 8 | raw[:, 2].astype(np.int32) << 16)
+        ints = np.where(ints >= 1 << 23, ints - (1 << 24), ints)
+        return ints.astype(np.float32) / float(1 << 23)
+    dtype = "<i2" if info.bits == 16 else "<i4"
+    return np.frombuffer(data, dtype=dtype).astype(np.float32) / float(1 << (info.bits - 1))
+
+
+def resample(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Float mono samples at ``rate`` to ``SAMPLE_RATE``."""
+    if rate == SAMPLE_RATE:
+        return samples
+    import soxr
+
+    return soxr.resample(samples, rate, SAMPLE_RATE, quality="HQ")
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    return (np.clip(samples, -1.0, 32767 / 32768) * 32768.0).astype(np.int16)
+
+
+def frames_of(samples: np.ndarray, frame_samples: int = FRAME_SAMPLES) -> Iterator[np.ndarray]:
+    """Cut int16 samples into whole frames, zero-padding the last one."""
+    for start in range(0, len(samples), frame_samples):
+        frame = samples[start:start + frame_samples]
+        if len(frame) < frame_samples:
+            frame = np.concatenate([frame, np.zeros(frame_samples - len(frame), dtype=np.int16)])
+        yield frame
+
+
+class SamplesSource:
+    """16 kHz mono int16 samples already in memory, as frames."""
+
+    def __init__(self, samples: np.ndarray, description: str = "samples", frame_samples: int = FRAME_SAMPLES) -> None:
+        self.samples = samples
+        self.frame_samples = frame_samples
+        self.description = description
+        self._stop = threading.Event()
+
+    def __iter__(self) -> Iterator[Frame]:
+        for frame in frames_of(self.samples, self.frame_samples):
+            if self._stop.is_set():
+                return
+            yield Frame(frame, time.monotonic())
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+class WavSource(SamplesSource):
+    """A WAV file as frames; the file is decoded (and checked) when the source is created."""
+
+    def __init__(self, path: str | Path, max_seconds: float = DEFAULT_MAX_WAV_SECONDS,
+                 frame_samples: int = FRAME_SAMPLES) -> None:
+        self.path = Path(path)
+        samples, self.info = read_wav(self.path, max_seconds)
+        description = f"{self.path} ({self.info.rate} Hz, {self.info.channels} ch, {self.info.seconds:.2f} s)"
+        super().__init__(samples, description, frame_samples)
+
+
+# --------------------------------------------------------------------------- microphones
+
+
+@dataclasses.dataclass(frozen=True)
+class InputDevice:
+    index: int
+    name: str
+    hostapi: str
+    channels: int
+    default_rate: float
+    default: bool
+
+    def __str__(self) -> str:
+        mark = "*" if self.default else " "
+        return f"{mark} {self.index:>3}  {self.name}  ({self.hostapi}, {self.channels} ch, {self.default_rate:g} Hz)"
+
+
+def _sounddevice() -> Any:
+    try:
+        import sounddevice
+    except OSError as exc:  # the Python module is there, libportaudio is not
+        raise AudioError(f"microphone input needs PortAudio (Debian package libportaudio2): {exc}") from None
+    except ImportError:
+        raise AudioError("microphone input needs the Python package sounddevice (pip install sounddevice)") from None
+    return sounddevice
+
+
+def list_devices() -> list[InputDevice]:
+    """The input devices PortAudio sees; ``default`` marks the one used without ``--device``."""
+    sd = _sounddevice()
+    try:
+        devices = sd.query_devices()
+        hostapis = sd.query_hostapis()
+        default_in = sd.default.device[0]
+    except sd.PortAudioError as exc:
+        raise AudioError(f"cannot list audio devices: {exc}") from None
+    found = []
+    for index, dev in enumerate(devices):
+        if dev["max_input_channels"] > 0:
+            found.append(InputDevice(index, dev["name"], hostapis[dev["hostapi"]]["name"], dev["max_input_channels"],
+                                     float(dev["default_samplerate"]), index == default_in))
+    return found
+
+
+def find_input_device(spec: str | int | None = None) -> InputDevice:
+    """An input device by index, by (part of its) name, or the default one; errors list what exists."""
+    devices = list_devices()
+    listing = "\n".join(str(d) for d in devices) or "  (none)"
+    if not devices:
+        raise AudioError("no audio input device found (PortAudio lists no device with input channels)")
+    if spec is None or spec == "":
+        default = [d for d in devices if d.default]
+        if default:
+            return default[0]
+        return devices[0]
+    if isinstance(spec, int) or str(spec).strip().isdigit():
+        index = int(spec)
+        for d in devices:
+            if d.index == index:
+                return d
+        raise AudioError(f"audio device {index} is not an input device; input devices:\n{listing}")
+    needle = str(spec).lower()
+    matches = [d for d in devices if needle in d.name.lower()]
+    exact = [d for d in matches if d.name.lower() == needle]
+    if len(exact) == 1 or len(matches) == 1:
+        return (exact or matches)[0]
+    if not matches:
+        raise AudioError(f"no input device matches {spec!r}; input devices:\n{listing}")
+    raise AudioError(f"{spec!r} matches several input devices; use an index:\n" + "\n".join(str(d) for d in matches))
+
+
+class MicSource:
+    """Live capture from a PortAudio input device.
+
+    Captures at 16 kHz mono when the device accepts it, else at the device's default rate and
+    channel count, mixing down and resampling (streaming) to 16 kHz. Blocks arrive on PortAudio's
+    thread and wait in a bounded queue; a full queue drops the block and counts it, as does an
+    overflow PortAudio reports, so a consumer that falls behind is visible in ``overflows``.
+    """
+
+    def __init__(self, device: str | int | None = None, frame_samples: int = FRAME_SAMPLES,
+                 queue_seconds: float = 10.0, rate: int | None = None, channels: int | None = None) -> None:
+        self._sd = _sounddevice()
+        self.device = find_input_device(device)
+        self.frame_samples = frame_samples
+        # rate/channels force a capture format, for devices that claim 16 kHz mono and then fail at it
+        self.rate, self.channels = (rate, channels or 1) if rate else self._pick_format()
+        self.overflows = 0
+        """Blocks PortAudio reported as overflowed plus blocks dropped because the queue was full."""
+        block_seconds = frame_samples / SAMPLE_RATE
+        self._queue: queue.Queue[tuple[np.ndarray, float]] = queue.Queue(maxsize=max(4, int(queue_seconds / block_seconds)))
+        self._stop = threading.Event()
+        self.description = f"{self.device.name} (device {self.device.index}, {self.rate} Hz, {self.channels} ch)"
+
+    def _pick_format(self) -> tuple[int, int]:
+        sd = self._sd
+        try:
+            sd.check_input_settings(device=self.device.index, samplerate=SAMPLE_RATE, channels=1, dtype="int16")
+            return SAMPLE_RATE, 1
+        except (sd.PortAudioError, ValueError):
+            pass
+        rate = int(self.device.default_rate)
+        for channels in (1, min(2, self.device.channels), self.device.channels):
+            try:
+                sd.check_input_settings(device=self.device.index, samplerate=rate, channels=channels, dtype="int16")
+                return rate, channels
+            except (sd.PortAudioError, ValueError):
+                continue
+        raise AudioError(f"input device {self.device.name!r} accepts neither 16 kHz mono nor its default "
+                         f"{rate} Hz with 1..{self.device.channels} channels of 16-bit samples")
+
+    def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        if status.input_overflow:
+            self.overflows += 1
+        try:
+            self._queue.put_nowait((indata.copy(), time.monotonic()))
+        except queue.Full:
+            self.overflows += 1
+
+    def __iter__(self) -> Iterator[Frame]:
+        sd = self._sd
+        resampler = None
+        if self.rate != SAMPLE_RATE:
+            import soxr
+
+            resampler = soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        blocksize = max(1, round(self.frame_samples * self.rate / SAMPLE_RATE))
+        pending = np.zeros(0, dtype=np.int16)
+        try:
+            stream = sd.InputStream(device=self.device.index, samplerate=self.rate, channels=self.channels,
+                                    dtype="int16", blocksize=blocksize, callback=self._callback)
+        except (sd.PortAudioError, ValueError) as exc:
+            raise AudioError(f"cannot open input device {self.device.name!r}: {exc}") from None
+        with stream:
+            while not self._stop.is_set():
+                try:
+                    block, captured_at = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    if not stream.active:  # the device went away or its stream ended
+                        break
+                    continue
+                if resampler is not None or self.channels > 1:
+                    mono = block.astype(np.float32).mean(axis=1) / 32768.0
+                    if resampler is not None:
+                        mono = resampler.resample_chunk(mono)
+                    samples = to_int16(mono)
+                else:
+                    samples = block[:, 0]
+                pending = np.concatenate([pending, samples])
+                while len(pending) >= self.frame_samples:
+                    yield Frame(pending[:self.frame_samples], captured_at)
+                    pending = pending[self.frame_samples:]
+
+    def stop(self) -> None:
+        """End the iteration (safe from a signal handler or another thread)."""
+        self._stop.set()
+
+
+__all__ = [
+    "AudioError", "AudioSource", "FRAME_SAMPLES", "Frame", "InputDevice", "MicSource", "SAMPLE_RATE",
+    "SamplesSource", "WavInfo", "WavSource", "find_input_device", "frames_of", "list_devices", "read_wav", "resample", "to_int16",
+]

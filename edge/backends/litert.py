@@ -1,0 +1,120 @@
+"""LiteRT (TFLite) backend: ``ai_edge_litert`` first, ``tflite_runtime`` as the fallback.
+
+LiteRT with XNNPACK is the fastest CPU path for small int8 transformers on Arm, and its
+interpreter is a few MB where ONNX Runtime is tens. TFLite graphs have fixed shapes, so the
+exported file carries one signature per sequence length (``seq16``, ``seq32``, ...), all sharing
+one set of weights; we pad each input to the shortest signature that fits and cut the padding
+off the per-token outputs again.
+
+``tflite-runtime`` 2.14 (its last release) cannot load ops newer than it knows; the manifest
+lists for each file the runtimes it was verified with, and we refuse a mismatch up front with
+an explanation instead of failing inside the interpreter.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.backends import Backend, BackendUnavailable
+
+log = logging.getLogger("edge.backends.litert")
+
+
+def _import_interpreter():
+    """(runtime name, module) of the first TFLite interpreter that imports."""
+    try:
+        from ai_edge_litert import interpreter as mod
+
+        return "ai-edge-litert", mod
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter as mod
+
+        return "tflite-runtime", mod
+    except ImportError:
+        return None, None
+
+
+def unavailable_reason() -> str | None:
+    runtime, _ = _import_interpreter()
+    if runtime is None:
+        return "neither ai-edge-litert nor tflite-runtime is installed"
+    return None
+
+
+class LiteRtBackend(Backend):
+    name = "tflite"
+
+    def __init__(self, model_file: Path, threads: int, xnnpack: bool, runtimes: tuple[str, ...], runtime: str | None = None):
+        if runtime is None:
+            runtime, module = _import_interpreter()
+        else:
+            module = _load_named(runtime)
+        if runtimes and runtime not in runtimes:
+            raise BackendUnavailable(
+                f"{model_file}: needs {' or '.join(runtimes)}, but only {runtime} is installed "
+                f"(pip install ai-edge-litert)"
+            )
+        kwargs = {"model_path": str(model_file), "num_threads": threads}
+        if not xnnpack:
+            kwargs["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        try:
+            self.interpreter = module.Interpreter(**kwargs)
+        except (ValueError, RuntimeError) as exc:
+            raise BackendUnavailable(f"{model_file}: {runtime} cannot load it: {exc}") from None
+        self.runtime = runtime
+        self.threads = threads
+        self.xnnpack = xnnpack
+        self.runners: list[tuple[int, object, dict[str, np.dtype]]] = []
+        for key in self.interpreter.get_signature_list():
+            if not key.startswith("seq"):
+                continue
+            runner = self.interpreter.get_signature_runner(key)
+            dtypes = {name: d["dtype"] for name, d in runner.get_input_details().items()}
+            self.runners.append((int(key[3:]), runner, dtypes))
+        if not self.runners:
+            raise BackendUnavailable(f"{model_file}: no seq<N> signatures; not an edge intent model")
+        self.runners.sort(key=lambda r: r[0])
+        self.max_len = self.runners[-1][0]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        length = next(iter(inputs.values())).shape[1]
+        for bucket, runner, dtypes in self.runners:
+            if bucket >= length:
+                break
+        else:
+            raise ValueError(f"sequence of {length} tokens is longer than the model's {self.max_len}")
+        feed = {}
+        for name, dtype in dtypes.items():
+            x = inputs[name]
+            if bucket != length:
+                x = np.pad(x, ((0, 0), (0, bucket - length)))
+            feed[name] = x.astype(dtype, copy=False)
+        t0 = time.perf_counter()
+        outputs = runner(**feed)
+        self.last_invoke_ms = (time.perf_counter() - t0) * 1000.0
+        return {k: (v[:, :length] if v.ndim == 3 else v) for k, v in outputs.items()}
+
+    def describe(self) -> str:
+        buckets = ", ".join(str(b) for b, _, _ in self.runners)
+        return f"{self.runtime}, {self.threads} thread(s), XNNPACK {'on' if self.xnnpack else 'off'}, sequence lengths {buckets}"
+
+
+def _load_named(runtime: str):
+    if runtime == "ai-edge-litert":
+        from ai_edge_litert import interpreter
+    elif runtime == "tflite-runtime":
+        from tflite_runtime import interpreter
+    else:
+        raise ValueError(f"unknown TFLite runtime {runtime!r}; allowed: ai-edge-litert, tflite-runtime")
+    return interpreter
+
+
+def open_backend(model_file: Path, threads: int, profile=None, runtimes: tuple[str, ...] = (), runtime: str | None = None) -> LiteRtBackend:
+    xnnpack = profile.tflite.xnnpack if profile is not None else True
+    return LiteRtBackend(model_file, threads, xnnpack, runtimes, runtime)

@@ -1,0 +1,214 @@
+"""Text -> intent and slots: tokenizer, backend, and decoding.
+
+Tokenisation uses Hugging Face ``tokenizers`` (Rust; the model package's ``tokenizer.json`` is
+the exact one the model was trained with, and its character offsets let predicted slot tags map
+back to spans of the original text). Decoding applies the package's out-of-scope rule (a
+calibrated maximum-probability threshold) and turns BIO tags over word pieces into whole-word
+character spans, then into canonical slot values (synonym lists from the package).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from edge.backends import Backend, BackendUnavailable, available_backends, create_backend
+from edge.package import ModelPackage, PackageError, find_package
+from edge.profiles import Profile
+from edge.result import Result, Slot
+
+log = logging.getLogger("edge.classifier")
+
+MAX_TEXT_CHARS = 2000
+"""Longer text is cut before tokenising: a spoken command is a sentence, and the model reads 64 pieces."""
+
+
+class InputError(ValueError):
+    """The text cannot be classified (empty, binary); the message says what was expected."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    backend: str
+    precision: str
+    file: Path
+    runtimes: tuple[str, ...]
+    reason: str
+
+
+def choose_variant(package: ModelPackage, backend: str | None, precision: str | None, profile: Profile | None) -> Choice:
+    """Pick backend + precision: explicit requests win, then the profile's order, skipping what is missing."""
+    avail = available_backends()
+    if backend is not None:
+        if avail.get(backend, "unknown backend") is not None:
+            raise BackendUnavailable(f"backend {backend!r} was requested but is not available: {avail.get(backend)}")
+        order, why = [backend], f"--backend {backend}"
+    else:
+        order = list(profile.backends) if profile else ["onnx", "tflite"]
+        why = f"profile {profile.name} prefers {', '.join(order)}" if profile else "default order onnx, tflite"
+    wanted_precision = precision or (profile.precision if profile else "int8")
+    skipped = []
+    for name in order:
+        if avail.get(name) is not None:
+            skipped.append(f"{name}: {avail[name]}")
+            continue
+        variant = package.find_variant(name, precision or wanted_precision)
+        if variant is None and precision is None:
+            variant = package.find_variant(name, None)
+        if variant is None:
+            skipped.append(f"{name}: the model package has no {precision or 'usable'} {name} file")
+            continue
+        if name == "tflite" and variant.runtimes:
+            from edge.backends.litert import _import_interpreter
+
+            runtime, _ = _import_interpreter()
+            if runtime not in variant.runtimes:
+                skipped.append(f"tflite: {variant.file} needs {' or '.join(variant.runtimes)}, found {runtime}")
+                continue
+        reason = why + (f"; skipped {'; '.join(skipped)}" if skipped else "")
+        return Choice(name, variant.precision, package.path(variant.file), variant.runtimes, reason)
+    raise BackendUnavailable(f"no usable backend for model {package.name!r}: " + "; ".join(skipped))
+
+
+class IntentClassifier:
+    """The one public entry point: ``IntentClassifier.load().classify("turn off the lights")``."""
+
+    def __init__(self, package: ModelPackage, backend: Backend, choice: Choice, threads: int):
+        self.package = package
+        self.backend = backend
+        self.choice = choice
+        self.threads = threads
+        self.tokenizer = Tokenizer.from_file(str(package.path(package.manifest.get("tokenizer", "tokenizer.json"))))
+        self.tokenizer.no_padding()
+        self.tokenizer.no_truncation()
+        self.labels = package.labels
+        self.tags = package.slot_tags
+        self.tag_kind = [t.partition("-") for t in self.tags]  # (prefix, "-", type)
+        self.threshold = package.oos_threshold
+        self.max_len = package.max_seq_len
+        self.slot_values = {k: {s.lower(): v for s, v in m.items()} for k, m in package.slot_values.items()}
+        self.sep_id = self.tokenizer.token_to_id("[SEP]")
+
+    @classmethod
+    def load(cls, model: str | Path | None = None, backend: str | None = None, precision: str | None = None,
+             threads: int | None = None, profile: Profile | None = None) -> "IntentClassifier":
+        package = model if isinstance(model, ModelPackage) else find_package(str(model) if model else None)
+        choice = choose_variant(package, backend, precision, profile)
+        package.verify_file(str(choice.file.relative_to(package.dir)))
+        n_threads = threads or (profile.threads if profile else 1)
+        be = create_backend(choice.backend, choice.file, threads=n_threads, profile=profile, runtimes=choice.runtimes)
+        log.info("model %s %s: %s/%s (%s)", package.name, package.version, choice.backend, choice.precision, choice.reason)
+        return cls(package, be, choice, n_threads)
+
+    @property
+    def backend_label(self) -> str:
+        return f"{self.choice.backend}/{self.choice.precision}"
+
+    @property
+    def model_label(self) -> str:
+        return f"{self.package.name}@{self.package.version}"
+
+    def classify(self, text: str) -> Result:
+        t0 = time.perf_counter()
+        text = check_text(text)
+        truncated = len(text) > MAX_TEXT_CHARS
+        if truncated:
+            text = text[:MAX_TEXT_CHARS]
+        enc = self.tokenizer.encode(text)
+        ids = enc.ids
+        if len(ids) > self.max_len:
+            truncated = True
+            ids = ids[: self.max_len - 1] + [self.sep_id]
+        n = len(ids)
+        input_ids = np.asarray(ids, dtype=np.int64)[None, :]
+        t1 = time.perf_counter()
+        out = self.backend.run({"input_ids": input_ids, "attention_mask": np.ones_like(input_ids)})
+        t2 = time.perf_counter()
+        logits = out["intent_logits"][0].astype(np.float64)
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        best = int(probs.argmax())
+        confidence = float(probs[best])
+        accepted = confidence >= self.threshold
+        slots = self._slots(text, enc, out["slot_logits"][0][:n]) if accepted else ()
+        t3 = time.perf_counter()
+        return Result(
+            text=text, intent=self.labels[best] if accepted else None, confidence=confidence if accepted else None,
+            guess=self.labels[best], guess_confidence=confidence, slots=slots,
+            latency_ms={"tokenize": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3,
+                        "total": (t3 - t0) * 1e3},
+            backend=self.backend_label, model=self.model_label, truncated=truncated,
+        )
+
+    def _slots(self, text: str, enc, slot_logits: np.ndarray) -> tuple[Slot, ...]:
+        tags = slot_logits.argmax(-1)
+        offsets, words, special = enc.offsets, enc.word_ids, enc.special_tokens_mask
+        spans: list[list] = []  # [type, first token, last token, probs]
+        for i, tag in enumerate(tags):
+            if i >= len(special) or special[i]:
+                continue
+            prefix, _, kind = self.tag_kind[int(tag)]
+            current = spans[-1] if spans and spans[-1][2] == i - 1 else None
+            same_word = current is not None and words[i] == words[current[2]]
+            if prefix == "O":
+                if same_word:  # a word piece tagged O inside a tagged word belongs to that word
+                    current[2] = i
+                continue
+            if current is not None and current[0] == kind and (prefix == "I" or same_word):
+                current[2] = i
+                current[3].append(i)
+            else:
+                spans.append([kind, i, i, [i]])
+        result = []
+        for kind, first, last, members in spans:
+            start, end = offsets[first][0], offsets[last][1]
+            start, end = _widen_to_words(text, start, end)
+            raw = text[start:end]
+            probs = _softmax_max(slot_logits[members])
+            value = self.slot_values.get(kind, {}).get(raw.lower(), raw)
+            result.append(Slot(kind, value, raw, start, end, float(probs.mean())))
+        return tuple(result)
+
+
+def _widen_to_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """Extend a span to whole words: a slot that starts inside a word means the whole word."""
+    while start > 0 and text[start - 1].isalnum():
+        start -= 1
+    while end < len(text) and text[end].isalnum():
+        end += 1
+    return start, end
+
+
+def _softmax_max(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(-1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(-1, keepdims=True)).max(-1)
+
+
+def check_text(text: object) -> str:
+    """Return the text stripped, or raise :class:`InputError` saying what was expected."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"input is not UTF-8 text (invalid byte at position {exc.start})") from None
+    if not isinstance(text, str):
+        raise InputError(f"expected text (a string), got {type(text).__name__}")
+    if "\x00" in text:
+        raise InputError(f"input is binary, not text (NUL byte at character {text.index(chr(0))})")
+    controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r")
+    if controls > max(2, len(text) // 20):
+        raise InputError(f"input looks binary, not text ({controls} control characters)")
+    stripped = " ".join(text.split())
+    if not stripped:
+        raise InputError("input is empty; expected a command such as 'turn off the kitchen lights'")
+    return stripped
+
+
+__all__ = ["IntentClassifier", "InputError", "PackageError", "BackendUnavailable", "check_text", "choose_variant"]

@@ -1,0 +1,154 @@
+"""``edge-intent``: classify text, WAV files or the microphone; ``edge-intent serve`` runs the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edge.cli import fail, setup_logging, speech
+
+PROG = "edge-intent"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Offline intent recognition: text, WAV or microphone in, intent and slots out.")
+    src = p.add_argument_group("input (one of)")
+    src.add_argument("--text", help="classify this text")
+    src.add_argument("--text-file", metavar="FILE", help="classify each line of FILE ('-' for stdin); prints one JSON line per utterance")
+    p.add_argument("--json", action="store_true", help="print one JSON object per result")
+    p.add_argument("--show-profile", action="store_true", help="print the device profile in use and why it was chosen, then exit")
+    m = p.add_argument_group("model and runtime")
+    m.add_argument("--model", help="model package name or directory (default: the shipped squeezebert-hwu64)")
+    m.add_argument("--backend", choices=["onnx", "tflite"], help="override the profile's backend order")
+    m.add_argument("--precision", choices=["int8", "fp32"], help="override the profile's precision")
+    m.add_argument("--threads", type=int, help="inference threads (default: the profile's)")
+    m.add_argument("--profile", help="device profile name or YAML path (default: detected; also EDGE_PROFILE)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
+    speech.add_arguments(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMANDS:
+        return SUBCOMMANDS[argv[0]](argv[1:])
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    from edge.backends import BackendUnavailable
+    from edge.classifier import IntentClassifier, InputError
+    from edge.package import PackageError
+    from edge.profiles import detect
+    from edge.settings import SettingsError
+
+    if args.threads is not None and not 1 <= args.threads <= 64:
+        return fail(PROG, f"--threads {args.threads}: expected 1..64")
+    try:
+        detection = detect(override=args.profile)
+    except SettingsError as exc:
+        return fail(PROG, str(exc))
+    if args.show_profile:
+        return show_profile(detection, args)
+
+    def load_classifier() -> IntentClassifier:
+        return IntentClassifier.load(args.model, backend=args.backend, precision=args.precision,
+                                     threads=args.threads, profile=detection.profile)
+
+    try:
+        if speech.wants_speech(args):
+            return speech.run(args, load_classifier)
+        if args.text is None and args.text_file is None:
+            build_parser().print_usage(sys.stderr)
+            return fail(PROG, "give --text, --text-file, --wav or --mic")
+        classifier = load_classifier()
+        if args.text is not None:
+            try:
+                result = classifier.classify(args.text)
+            except InputError as exc:
+                return fail(PROG, f"--text: {exc}")
+            print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else format_result(result, classifier))
+            if result.truncated:
+                print(f"{PROG}: warning: the text was longer than the model reads; only its start was classified", file=sys.stderr)
+            return 0
+        return classify_lines(classifier, args.text_file)
+    except (PackageError, BackendUnavailable, SettingsError) as exc:
+        return fail(PROG, str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+def classify_lines(classifier, source: str) -> int:
+    """One JSON line per input line; a bad line yields an error object and the batch goes on."""
+    from edge.classifier import InputError
+
+    if source == "-":
+        stream = sys.stdin.buffer
+    else:
+        path = Path(source)
+        if not path.is_file():
+            return fail(PROG, f"--text-file {source}: no such file")
+        stream = path.open("rb")
+    errors = 0
+    with stream:
+        for number, raw in enumerate(stream, 1):
+            line = raw.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            try:
+                out = classifier.classify(line).to_dict()
+                out["line"] = number
+            except InputError as exc:
+                errors += 1
+                out = {"line": number, "error": str(exc)}
+            print(json.dumps(out, ensure_ascii=False), flush=False)
+    sys.stdout.flush()
+    if errors:
+        print(f"{PROG}: {errors} line(s) could not be classified (see their \"error\" fields)", file=sys.stderr)
+    return 1 if errors else 0
+
+
+def format_result(result, classifier=None) -> str:
+    lines = [result.text]
+    if result.intent is None:
+        threshold = f" < threshold {classifier.threshold:.2f}" if classifier else ""
+        lines.append(f"  intent    (out of scope: best guess {result.guess} at {result.guess_confidence:.2f}{threshold})")
+    else:
+        lines.append(f"  intent    {result.intent}  ({result.confidence:.2f})")
+    for slot in result.slots:
+        shown = slot.value if slot.value == slot.text else f"{slot.value}  (said: {slot.text})"
+        lines.append(f"  slot      {slot.name} = {shown}")
+    if result.transcript:
+        lines.insert(1, f"  heard     {result.transcript.get('engine', '')}")
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in result.latency_ms.items() if k != "total")
+    lines.append(f"  latency   {result.latency_ms.get('total', 0):.2f} ms ({stages})  {result.backend}  {result.model}")
+    return "\n".join(lines)
+
+
+def show_profile(detection, args) -> int:
+    from edge.backends import available_backends
+    from edge.settings import to_mapping
+
+    profile = detection.profile
+    if args.json:
+        print(json.dumps({"profile": to_mapping(profile), "reason": detection.reason,
+                          "backends": available_backends()}, indent=2))
+        return 0
+    print(f"profile   {profile.name}: {profile.description}")
+    print(f"why       {detection.reason}")
+    print(f"backends  {', '.join(profile.backends)} (in order); precision {profile.precision}; threads {profile.threads}")
+    for name, reason in available_backends().items():
+        print(f"          {name}: {'available' if reason is None else 'unavailable: ' + reason}")
+    print(f"onnx      providers {', '.join(profile.onnx.providers)}; graph optimisation {profile.onnx.graph_optimization}")
+    print(f"tflite    XNNPACK {'on' if profile.tflite.xnnpack else 'off'}")
+    print(f"stt       {profile.stt}")
+    p = profile.power
+    print(f"power     sensor {p.sensor}; model {p.idle_w} W idle + {p.active_w_per_core} W per busy core ({p.source})")
+    return 0
+
+
+SUBCOMMANDS: dict = {}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

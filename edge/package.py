@@ -1,0 +1,231 @@
+"""Model packages: a directory with ``manifest.json``, ``tokenizer.json`` and model files.
+
+The manifest is the contract between the toolchain (tools/) and the runtime: labels, slot tags,
+input/output names, maximum sequence length, the out-of-scope rule, one entry per exported
+variant (backend, precision, file, runtimes that can load it) and a sha256 for every file.
+Loading verifies the checksums of the files it is about to use, so a truncated copy on an SD
+card is refused with the file's name instead of producing wrong intents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+MODELS_PATH_ENV = "EDGE_MODELS_PATH"
+DEFAULT_MODEL = "squeezebert-hwu64"
+
+
+class PackageError(ValueError):
+    """A model package is missing, malformed, or a file fails verification."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    backend: str
+    """``onnx`` or ``tflite``."""
+    precision: str
+    """``int8`` or ``fp32``."""
+    file: str
+    """Path relative to the package directory."""
+    runtimes: tuple[str, ...] = ()
+    """Interpreters that can load the file (``onnxruntime``; ``ai-edge-litert``, ``tflite-runtime``)."""
+    groups: int = 1
+    """SqueezeBERT groups of the encoder in this file."""
+    signatures: tuple[int, ...] = ()
+    """TFLite only: the fixed sequence lengths the file has a signature for (``seq<N>``)."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_REQUIRED = ("name", "version", "format", "labels", "slot_tags", "max_seq_len", "inputs", "outputs", "files", "variants")
+
+
+@dataclasses.dataclass
+class ModelPackage:
+    dir: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: str | Path, verify: bool = True) -> "ModelPackage":
+        """Read and check the manifest; with ``verify``, check the tokenizer's checksum.
+
+        Model files are verified when a variant is opened (:meth:`variant_path`), so loading a
+        package never reads files it will not use.
+        """
+        path = Path(path)
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise PackageError(f"{path}: not a model package (no {MANIFEST})")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PackageError(f"{manifest_path}: not valid JSON ({exc})") from None
+        if not isinstance(manifest, dict):
+            raise PackageError(f"{manifest_path}: expected a JSON object")
+        missing = [k for k in _REQUIRED if k not in manifest]
+        if missing:
+            raise PackageError(f"{manifest_path}: missing keys {', '.join(missing)}")
+        if manifest["format"] != FORMAT_VERSION:
+            raise PackageError(f"{manifest_path}: format {manifest['format']!r}; this runtime reads format {FORMAT_VERSION}")
+        package = cls(path, manifest)
+        if verify:
+            package.verify_file(manifest.get("tokenizer", "tokenizer.json"))
+        return package
+
+    @property
+    def name(self) -> str:
+        return self.manifest["name"]
+
+    @property
+    def version(self) -> str:
+        return self.manifest["version"]
+
+    @property
+    def labels(self) -> list[str]:
+        return self.manifest["labels"]
+
+    @property
+    def slot_tags(self) -> list[str]:
+        return self.manifest["slot_tags"]
+
+    @property
+    def max_seq_len(self) -> int:
+        return int(self.manifest["max_seq_len"])
+
+    @property
+    def oos_threshold(self) -> float:
+        return float(self.manifest.get("oos", {}).get("threshold", 0.0))
+
+    @property
+    def slot_values(self) -> dict[str, dict[str, str]]:
+        """Per slot type, spoken synonym (lower case) -> canonical value."""
+        return self.manifest.get("slot_values", {})
+
+    @property
+    def variants(self) -> list[Variant]:
+        out = []
+        for v in self.manifest["variants"]:
+            out.append(Variant(v["backend"], v["precision"], v["file"], tuple(v.get("runtimes", ())),
+                               int(v.get("groups", 1)), tuple(v.get("signatures", ()))))
+        return out
+
+    def find_variant(self, backend: str, precision: str | None) -> Variant | None:
+        matches = [v for v in self.variants if v.backend == backend]
+        if precision is not None:
+            exact = [v for v in matches if v.precision == precision]
+            return exact[0] if exact else None
+        order = {"int8": 0, "fp32": 1}
+        return min(matches, key=lambda v: order.get(v.precision, 9)) if matches else None
+
+    def path(self, rel: str) -> Path:
+        return self.dir / rel
+
+    def verify_file(self, rel: str) -> Path:
+        """Return the file's path after checking it exists and matches its manifest sha256."""
+        entry = self.manifest["files"].get(rel)
+        path = self.dir / rel
+        if entry is None:
+            raise PackageError(f"{self.dir / MANIFEST}: file {rel!r} is used but has no checksum entry")
+        if not path.is_file():
+            raise PackageError(f"{path}: missing from the model package {self.name!r}")
+        size = path.stat().st_size
+        if "bytes" in entry and size != entry["bytes"]:
+            raise PackageError(f"{path}: {size} bytes, the manifest says {entry['bytes']}: the file is truncated or replaced")
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            raise PackageError(f"{path}: sha256 {digest[:12]}… does not match the manifest ({entry['sha256'][:12]}…): the file is corrupt")
+        return path
+
+    def verify_all(self) -> list[str]:
+        """Check every file; return the problems (empty when the package is intact)."""
+        problems = []
+        for rel in self.manifest["files"]:
+            try:
+                self.verify_file(rel)
+            except PackageError as exc:
+                problems.append(str(exc))
+        return problems
+
+    def training_sentences(self) -> list[str]:
+        """The sentences the model was trained on, when the package records them (for STT adaptation)."""
+        rel = self.manifest.get("training", {}).get("sentences_file")
+        if not rel:
+            return []
+        return [line.strip() for line in self.verify_file(rel).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def search_dirs() -> list[Path]:
+    """Where installed packages live: ``$EDGE_MODELS_PATH``, the user's and the system's data dirs, the checkout."""
+    dirs = [Path(p) for p in os.environ.get(MODELS_PATH_ENV, "").split(os.pathsep) if p]
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    dirs += [Path(data_home) / "edge" / "models", Path("/var/lib/edge/models"), Path("/usr/share/edge/models"),
+             Path(__file__).resolve().parent.parent / "models"]
+    return dirs
+
+
+def installed_packages() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in search_dirs():
+        if not d.is_dir():
+            continue
+        for child in sorted(d.iterdir()):
+            if (child / MANIFEST).is_file():
+                found.setdefault(child.name, child)
+    return found
+
+
+def find_package(name_or_path: str | None = None, verify: bool = True) -> ModelPackage:
+    """A package by directory path or installed name (default: the shipped HWU64 model)."""
+    target = name_or_path or os.environ.get("EDGE_MODEL") or DEFAULT_MODEL
+    path = Path(target).expanduser()
+    if path.is_dir() or os.sep in target or target.startswith("."):
+        return ModelPackage.load(path, verify=verify)
+    installed = installed_packages()
+    if target not in installed:
+        where = ", ".join(str(d) for d in search_dirs())
+        names = ", ".join(sorted(installed)) or "none"
+        raise PackageError(f"model {target!r} is not installed (installed: {names}; searched {where})")
+    return ModelPackage.load(installed[target], verify=verify)
+
+
+def write_manifest(package_dir: Path, manifest: dict[str, Any]) -> None:
+    """Record size and sha256 of every file listed in ``manifest['files']`` and write it atomically."""
+    for rel in list(manifest["files"]):
+        path = package_dir / rel
+        manifest["files"][rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    tmp = package_dir / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, package_dir / MANIFEST)
+
+
+def add_artifacts(package_dir: str | Path, section: str, entries: dict[str, Any]) -> None:
+    """Add files made after packaging (e.g. STT adaptation) under ``manifest[section]`` with checksums.
+
+    ``entries`` maps keys to paths relative to the package (strings) or nested mappings of them.
+    """
+    package_dir = Path(package_dir)
+    manifest = json.loads((package_dir / MANIFEST).read_text(encoding="utf-8"))
+
+    def collect(value: Any) -> None:
+        if isinstance(value, str) and (package_dir / value).is_file():
+            manifest["files"][value] = {}
+        elif isinstance(value, dict):
+            for v in value.values():
+                collect(v)
+
+    collect(entries)
+    manifest[section] = entries
+    write_manifest(package_dir, manifest)

@@ -1,0 +1,178 @@
+"""Offline speech-to-text: one streaming interface, two engines, and a registry that picks one.
+
+* PocketSphinx (``edge.stt.pocketsphinx``): its PyPI wheel ships a US English acoustic model,
+  dictionary and language model, so speech works with no download; it is the default.
+* Vosk (``edge.stt.vosk``): Kaldi models, more accurate, but the English model is a 40 MB
+  download (``edge-models fetch vosk-small-en-us``); used when one is installed and asked for.
+
+An engine is fed 16 kHz mono int16 samples as they arrive (``accept``), can show what it has
+heard so far (``partial``) and finishes the utterance with ``final``, which returns a
+:class:`Transcript` and leaves the engine ready for the next utterance. Both engines prefer the
+words and phrases of the intent model when its package carries adaptation artefacts
+(``edge.stt.adapt``, built by ``tools/stt_adapt.py``).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from edge.package import ModelPackage
+
+ENGINES = ("pocketsphinx", "vosk")
+EngineName = Literal["auto", "pocketsphinx", "vosk"]
+
+
+class SttError(Exception):
+    """An engine or its model cannot be used; the message says which and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Word:
+    text: str
+    start: float
+    """Seconds from the start of the utterance."""
+    end: float
+    confidence: float | None
+    """Posterior probability of the word (0..1) where the engine computes one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Transcript:
+    text: str
+    words: tuple[Word, ...]
+    engine: str
+    """Engine and the language model it used, e.g. ``pocketsphinx+adapted``."""
+    audio_ms: float = 0.0
+    """Duration of the audio the engine heard for this utterance."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "audio_ms": round(self.audio_ms, 1),
+            "words": [
+                {"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
+                 "confidence": None if w.confidence is None else round(w.confidence, 4)}
+                for w in self.words
+            ],
+        }
+
+
+class SttEngine(abc.ABC):
+    """A streaming recogniser for one utterance at a time."""
+
+    name: str
+    """Registry name plus what shapes its output, e.g. ``vosk+grammar``."""
+
+    def __init__(self) -> None:
+        self._samples = 0
+
+    def accept(self, samples: np.ndarray) -> None:
+        """Feed the next 16 kHz mono int16 samples of the current utterance."""
+        if samples.dtype != np.int16 or samples.ndim != 1:
+            raise ValueError(f"STT engines read 1-D int16 samples at 16 kHz, got {samples.dtype} of shape {samples.shape}")
+        self._samples += len(samples)
+        self._accept(samples.tobytes())
+
+    @abc.abstractmethod
+    def _accept(self, pcm: bytes) -> None: ...
+
+    @abc.abstractmethod
+    def partial(self) -> str:
+        """The best guess for what has been said so far in this utterance."""
+
+    def final(self) -> Transcript:
+        """End the utterance and return its transcript; the engine is then ready for the next one."""
+        text, words = self._final()
+        audio_ms = self._samples / 16.0
+        self._samples = 0
+        return Transcript(text=text, words=tuple(words), engine=self.name, audio_ms=audio_ms)
+
+    @abc.abstractmethod
+    def _final(self) -> tuple[str, list[Word]]: ...
+
+    def describe(self) -> str:
+        return self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class SttSettings:
+    """Speech-to-text settings (``stt:`` in the daemon configuration; ``--stt``/``--stt-model``)."""
+
+    engine: EngineName = "auto"
+    """``auto`` uses the device profile's preference when its model is installed, else PocketSphinx."""
+    model: str | None = None
+    """Vosk: the model directory (default: the one ``edge-models fetch`` installed).
+    PocketSphinx: an acoustic model directory replacing the one in its wheel."""
+    adapt: bool = True
+    """Use the intent model's adaptation artefacts (domain LM / grammar) when its package has them."""
+
+
+def word_errors(reference: str, hypothesis: str) -> int:
+    """Substitutions + deletions + insertions between two word sequences (for WER)."""
+    ref, hyp = reference.split(), hypothesis.split()
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
+
+
+def available_engines() -> dict[str, str | None]:
+    """Engine name -> ``None`` when usable, else why not."""
+    out: dict[str, str | None] = {}
+    out["pocketsphinx"] = None if importlib.util.find_spec("pocketsphinx") else "pip install pocketsphinx"
+    if importlib.util.find_spec("vosk") is None:
+        out["vosk"] = "pip install vosk"
+    else:
+        from edge.stt.vosk_fetch import find_model
+
+        out["vosk"] = None if find_model() else "no Vosk model installed (edge-models fetch vosk-small-en-us)"
+    return out
+
+
+def resolve_engine(engine: EngineName, model: str | None = None, preferred: str | None = None) -> str:
+    """The engine ``auto`` stands for: the profile's preference when usable, else PocketSphinx."""
+    if engine != "auto":
+        return engine
+    if model is not None:
+        return preferred or "pocketsphinx"
+    reasons = available_engines()
+    if preferred in reasons and reasons[preferred] is None:
+        return preferred
+    return "pocketsphinx"
+
+
+def create_engine(settings: SttSettings | None = None, package: "ModelPackage | None" = None,
+                  preferred: str | None = None) -> SttEngine:
+    """Build the engine ``settings`` asks for, adapted to ``package``'s sentences when it can be."""
+    from edge.stt import adapt
+
+    settings = settings or SttSettings()
+    name = resolve_engine(settings.engine, settings.model, preferred)
+    artefacts = adapt.artefacts(package, name) if (package is not None and settings.adapt) else None
+    if name == "pocketsphinx":
+        from edge.stt.pocketsphinx import PocketSphinxEngine
+
+        return PocketSphinxEngine(hmm=settings.model, adaptation=artefacts)
+    if name == "vosk":
+        from edge.stt.vosk import VoskEngine
+        from edge.stt.vosk_fetch import find_model
+
+        model_dir = Path(settings.model).expanduser() if settings.model else find_model()
+        if model_dir is None:
+            raise SttError("no Vosk model is installed: run `edge-models fetch vosk-small-en-us` on a device with "
+                           "internet, or pass --stt-model DIR (or use --stt pocketsphinx, which needs no download)")
+        return VoskEngine(model_dir, adaptation=artefacts)
+    raise SttError(f"unknown STT engine {name!r}; available: auto, {', '.join(ENGINES)}")
+
+
+__all__ = ["ENGINES", "SttEngine", "SttError", "SttSettings", "Transcript", "Word", "available_engines",
+           "create_engine", "resolve_engine", "word_errors"]

