@@ -48,6 +48,7 @@ def parse_args(argv=None):
     p.add_argument("--eval-limit", type=int, help="evaluate on at most this many sentences per file (smoke tests)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--no-stt", action="store_true", help="skip building the STT adaptation artefacts")
     p.add_argument("--version", default="1.0.0", help="package version written to the manifest")
     return p.parse_args(argv)
 
@@ -144,6 +145,11 @@ def main(argv=None) -> int:
         histories={"teacher": teacher_extra.get("history", [])}, args=vars(args), started=started,
         oos_eval=generated_out_of_scope(1000, seed=args.seed + 2, exclude=seen_texts),
     )
+    if not args.no_stt:
+        from tools import stt_adapt
+
+        _log("speech: building the STT domain adaptation from the training sentences")
+        stt_adapt.main([str(args.out)])
     _log(result)
     return 0
 

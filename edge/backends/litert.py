@@ -81,6 +81,10 @@ class LiteRtBackend(Backend):
             raise BackendUnavailable(f"{model_file}: no seq<N> signatures; not an edge intent model")
         self.runners.sort(key=lambda r: r[0])
         self.max_len = self.runners[-1][0]
+        # XNNPACK packs weights on each signature's first invoke (~100 ms): pay it at load, not on
+        # the user's first command.
+        for bucket, runner, dtypes in self.runners:
+            runner(**{name: np.ones((1, bucket), dtype) for name, dtype in dtypes.items()})
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         length = next(iter(inputs.values())).shape[1]

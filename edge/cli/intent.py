@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--precision", choices=["int8", "fp32"], help="override the profile's precision")
     m.add_argument("--threads", type=int, help="inference threads (default: the profile's)")
     m.add_argument("--profile", help="device profile name or YAML path (default: detected; also EDGE_PROFILE)")
+    p.add_argument("--profile-log", metavar="FILE", help="append one profiler record per inference to FILE (JSON lines, rotated)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
     speech.add_arguments(p)
     return p
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     from edge.backends import BackendUnavailable
     from edge.classifier import IntentClassifier, InputError
     from edge.package import PackageError
+    from edge.profiler import Profiler, ProfilerSettings
     from edge.profiles import detect
     from edge.settings import SettingsError
 
@@ -62,23 +64,40 @@ def main(argv: list[str] | None = None) -> int:
             build_parser().print_usage(sys.stderr)
             return fail(PROG, "give --text, --text-file, --wav or --mic")
         classifier = load_classifier()
-        if args.text is not None:
-            try:
-                result = classifier.classify(args.text)
-            except InputError as exc:
-                return fail(PROG, f"--text: {exc}")
-            print(json.dumps(result.to_dict(), ensure_ascii=False) if args.json else format_result(result, classifier))
-            if result.truncated:
-                print(f"{PROG}: warning: the text was longer than the model reads; only its start was classified", file=sys.stderr)
-            return 0
-        return classify_lines(classifier, args.text_file)
+        profiler = Profiler.create(ProfilerSettings(path=args.profile_log or ""), profile=detection.profile)
+        profiler.bind(classifier)
+        try:
+            if args.text is not None:
+                try:
+                    with profiler.track() as rec:
+                        result = classifier.classify(args.text)
+                        rec.finish(result)
+                except InputError as exc:
+                    return fail(PROG, f"--text: {exc}")
+                print(json.dumps(with_profile(result.to_dict(), profiler), ensure_ascii=False) if args.json
+                      else format_result(result, classifier, profiler.last))
+                if result.truncated:
+                    print(f"{PROG}: warning: the text was longer than the model reads; only its start was classified",
+                          file=sys.stderr)
+                return 0
+            return classify_lines(classifier, args.text_file, profiler)
+        finally:
+            profiler.close()
     except (PackageError, BackendUnavailable, SettingsError) as exc:
         return fail(PROG, str(exc))
     except KeyboardInterrupt:
         return 130
 
 
-def classify_lines(classifier, source: str) -> int:
+def with_profile(data: dict, profiler) -> dict:
+    """Add the profiler's energy and CPU figures for this inference to a result's JSON."""
+    rec = profiler.last
+    if rec is not None:
+        data["profile"] = {k: rec.get(k) for k in ("cpu_ms", "rss_mb", "energy_mj", "energy_method")}
+    return data
+
+
+def classify_lines(classifier, source: str, profiler) -> int:
     """One JSON line per input line; a bad line yields an error object and the batch goes on."""
     from edge.classifier import InputError
 
@@ -96,7 +115,10 @@ def classify_lines(classifier, source: str) -> int:
             if not line.strip():
                 continue
             try:
-                out = classifier.classify(line).to_dict()
+                with profiler.track() as rec:
+                    result = classifier.classify(line)
+                    rec.finish(result)
+                out = with_profile(result.to_dict(), profiler)
                 out["line"] = number
             except InputError as exc:
                 errors += 1
@@ -108,7 +130,7 @@ def classify_lines(classifier, source: str) -> int:
     return 1 if errors else 0
 
 
-def format_result(result, classifier=None) -> str:
+def format_result(result, classifier=None, record: dict | None = None) -> str:
     lines = [result.text]
     if result.intent is None:
         threshold = f" < threshold {classifier.threshold:.2f}" if classifier else ""
@@ -122,6 +144,8 @@ def format_result(result, classifier=None) -> str:
         lines.insert(1, f"  heard     {result.transcript.get('engine', '')}")
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result.latency_ms.items() if k != "total")
     lines.append(f"  latency   {result.latency_ms.get('total', 0):.2f} ms ({stages})  {result.backend}  {result.model}")
+    if record and record.get("energy_mj") is not None:
+        lines.append(f"  energy    {record['energy_mj']:.2f} mJ ({record['energy_method']}), CPU {record['cpu_ms']:.2f} ms")
     return "\n".join(lines)
 
 

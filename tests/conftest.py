@@ -1,0 +1,32 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "models" / "squeezebert-hwu64"
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def shipped_package():
+    from edge.package import ModelPackage
+
+    return ModelPackage.load(SHIPPED)
+
+
+@pytest.fixture(scope="session")
+def classifiers(shipped_package):
+    """The shipped model on each backend at int8, 1 thread."""
+    from edge.classifier import IntentClassifier
+
+    return {b: IntentClassifier.load(shipped_package, backend=b, precision="int8", threads=1) for b in ("onnx", "tflite")}
+
+
+def run_cli(*args, input=None, env=None, timeout=120):
+    import subprocess
+
+    full_env = {**os.environ, "EDGE_PROFILE": "generic-x86_64", "EDGE_PROFILE_OVERRIDE": "/nonexistent", **(env or {})}
+    return subprocess.run([sys.executable, "-m", *args], input=input, capture_output=True, env=full_env,
+                          timeout=timeout, cwd=REPO)

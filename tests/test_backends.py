@@ -1,0 +1,93 @@
+"""Backends: parity of ONNX Runtime and LiteRT on HWU64 test, tflite-runtime 2.14, missing runtimes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO, SHIPPED, run_cli
+
+from edge.backends.onnx import choose_providers
+
+TEST = REPO / "data" / "hwu64" / "test.jsonl"
+
+
+def test_onnx_and_litert_agree_on_hwu64_test(classifiers):
+    texts = [json.loads(line)["text"] for line in TEST.read_text().splitlines()]
+    same = sum(classifiers["onnx"].classify(t).guess == classifiers["tflite"].classify(t).guess for t in texts)
+    assert same / len(texts) >= 0.995, f"{same}/{len(texts)}"
+
+
+def test_missing_provider_falls_back_to_cpu(caplog):
+    assert choose_providers(("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
+                            ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert "TensorrtExecutionProvider is not available" in caplog.text
+
+
+@pytest.fixture
+def no_litert(tmp_path):
+    """A PYTHONPATH on which neither TFLite interpreter can be imported, as on a device without them."""
+    for name in ("ai_edge_litert", "tflite_runtime"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed')\n")
+    return {"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+
+
+def test_profile_skips_an_uninstalled_backend(no_litert):
+    proc = run_cli("edge.cli.intent", "--text", "turn off the lights in the kitchen", "--json", "--profile", "rpi4",
+                   "-v", env=no_litert)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json.loads(proc.stdout)["backend"] == "onnx/int8"
+    assert "tflite: neither ai-edge-litert nor tflite-runtime is installed" in proc.stderr.decode()
+
+
+def test_explicit_uninstalled_backend_says_how_to_install(no_litert):
+    proc = run_cli("edge.cli.intent", "--text", "lights off", "--backend", "tflite", env=no_litert)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "pip install ai-edge-litert" in err and "Traceback" not in err
+
+
+TFLITE_PY = REPO / ".venv-tflite" / "bin" / "python"
+
+
+@pytest.mark.skipif(not TFLITE_PY.exists(), reason="script/setup --dev creates .venv-tflite (tflite-runtime needs NumPy 1.x)")
+def test_shipped_tflite_files_run_in_tflite_runtime_2_14(classifiers, tmp_path):
+    """Same logits from tflite-runtime 2.14 as from ai-edge-litert, through edge's own backend code."""
+    clf = classifiers["tflite"]
+    texts = ["turn off the lights in the kitchen", "what is on my calendar for tomorrow", "play the next song please"]
+    ids = [clf.tokenizer.encode(t).ids for t in texts]
+    (tmp_path / "ids.json").write_text(json.dumps(ids))
+    script = (
+        "import json, sys, numpy as np\n"
+        "from edge.backends.litert import open_backend\n"
+        "from pathlib import Path\n"
+        "out = {}\n"
+        "for f in ('model.int8.tflite', 'model.fp32.tflite'):\n"
+        "    b = open_backend(Path(sys.argv[1]) / f, threads=1, runtime='tflite-runtime')\n"
+        "    assert b.runtime == 'tflite-runtime'\n"
+        "    out[f] = [b.run({'input_ids': np.array([i]), 'attention_mask': np.ones((1, len(i)), np.int64)})['intent_logits'][0].tolist()\n"
+        "              for i in json.load(open(sys.argv[2]))]\n"
+        "print(json.dumps(out))\n"
+    )
+    proc = subprocess.run([str(TFLITE_PY), "-c", script, str(SHIPPED), str(tmp_path / "ids.json")], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    from edge.backends.litert import open_backend
+
+    for f, rows in got.items():
+        ref = open_backend(SHIPPED / f, threads=1)
+        for i, row in zip(ids, rows):
+            want = ref.run({"input_ids": np.array([i]), "attention_mask": np.ones((1, len(i)), np.int64)})["intent_logits"][0]
+            assert np.allclose(row, want, atol=1e-3), f
+
+
+def test_python_overhead_split_is_reported(classifiers):
+    clf = classifiers["onnx"]
+    clf.classify("turn off the lights")
+    result = clf.classify("turn off the lights")
+    assert 0 < clf.backend.last_invoke_ms <= result.latency_ms["infer"]
+    assert clf.backend.describe().startswith("onnxruntime")

@@ -1,0 +1,46 @@
+"""The whole toolchain on a tiny slice: train, distil, export, quantise, package, load in both backends.
+
+CI does not retrain the shipped model; this keeps the toolchain from rotting. Slow (a few minutes:
+four TFLite conversions) and needs the [train] extra.
+"""
+
+import json
+
+import pytest
+from conftest import REPO
+
+pytest.importorskip("torch", reason="the toolchain needs the [train] extra: script/setup --train")
+pytest.importorskip("litert_torch", reason="the toolchain needs the [train] extra: script/setup --train")
+
+pytestmark = [pytest.mark.slow, pytest.mark.train]
+
+
+def test_tiny_end_to_end(tmp_path):
+    from tools.train import main
+
+    lines = (REPO / "data/hwu64/train.jsonl").read_text().splitlines()
+    intents = sorted({json.loads(line)["intent"] for line in lines})[:4]
+    train = [line for line in lines if json.loads(line)["intent"] in intents][:160]
+    dev = [line for line in (REPO / "data/hwu64/dev.jsonl").read_text().splitlines() if json.loads(line)["intent"] in intents]
+    (tmp_path / "train.jsonl").write_text("\n".join(train) + "\n")
+    (tmp_path / "dev.jsonl").write_text("\n".join(dev[:40]) + "\n")
+    out = tmp_path / "pkg"
+    rc = main([str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "dev.jsonl"), "--eval", str(tmp_path / "dev.jsonl"),
+               "--out", str(out), "--work", str(tmp_path / "work"), "--teacher-epochs", "2", "--student-epochs", "1",
+               "--max-steps", "12", "--oos-train", "20", "--eval-limit", "20", "--vocab-size", "2500",
+               "--max-seq-len", "64", "--threads", "2"])
+    assert rc == 0
+    from edge.classifier import IntentClassifier
+    from edge.package import ModelPackage
+
+    package = ModelPackage.load(out)
+    assert package.verify_all() == []
+    assert package.labels == intents
+    for backend in ("onnx", "tflite"):
+        for precision in ("int8", "fp32"):
+            result = IntentClassifier.load(str(out), backend=backend, precision=precision).classify(json.loads(train[0])["text"])
+            assert result.guess in intents
+    m = package.manifest
+    assert set(m["selection"]["dev_intent_accuracy_int8"]) == {"dense", "g4"}
+    assert m["metrics"]["evaluations"]["dev.jsonl"]["shipped"]["onnx/int8"]["n"] == 20
+    assert (out / "README.md").read_text().startswith("# pkg")
