@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from edge.backends import Backend, BackendUnavailable, available_backends, create_backend
+from edge.backends import INSTALL_HINTS, Backend, BackendUnavailable, available_backends, create_backend
 from edge.package import ModelPackage, PackageError, find_package
 from edge.profiles import Profile
 from edge.result import Result, Slot
@@ -47,7 +47,8 @@ def choose_variant(package: ModelPackage, backend: str | None, precision: str | 
     avail = available_backends()
     if backend is not None:
         if avail.get(backend, "unknown backend") is not None:
-            raise BackendUnavailable(f"backend {backend!r} was requested but is not available: {avail.get(backend)}")
+            raise BackendUnavailable(f"backend {backend!r} was requested but is not available: {avail.get(backend)}. "
+                                     f"Install it: {INSTALL_HINTS.get(backend, '')}")
         order, why = [backend], f"--backend {backend}"
     else:
         order = list(profile.backends) if profile else ["onnx", "tflite"]

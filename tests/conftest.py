@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED = REPO / "models" / "squeezebert-hwu64"
+SHIPPED = Path(os.environ.get("EDGE_TEST_MODEL", REPO / "models" / "squeezebert-hwu64"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 

@@ -26,13 +26,20 @@ def test_commands_on_both_backends(classifiers, backend, text, intent, slots):
     assert set(result.latency_ms) == {"tokenize", "infer", "decode", "total"}
 
 
+SALAD = ["although institution whisper beneath seventeen", "carpet the of although committee gravel",
+         "sideways elbow parliament moreover thumb", "into basically granite yet the pension",
+         "whereas cardboard of nevertheless moss"]
+
+
 def test_word_salad_is_out_of_scope_with_best_guess(classifiers):
-    result = classifiers["onnx"].classify("purple seventeen beneath yesterday carpet whisper")
-    assert result.intent is None and result.confidence is None
-    assert result.guess in classifiers["onnx"].labels
-    assert 0 < result.guess_confidence < classifiers["onnx"].threshold
-    data = result.to_dict()
-    assert data["intent"] is None and data["guess"] == result.guess and data["slots"] == {}
+    clf = classifiers["onnx"]
+    results = [clf.classify(t) for t in SALAD]
+    rejected = [r for r in results if r.intent is None]
+    assert len(rejected) >= 4, [(r.text, r.guess, r.guess_confidence) for r in results]
+    for r in rejected:
+        assert r.confidence is None and r.guess in clf.labels and 0 < r.guess_confidence < clf.threshold
+        data = r.to_dict()
+        assert data["intent"] is None and data["guess"] == r.guess and data["slots"] == {}
 
 
 @pytest.mark.parametrize("bad,message", [

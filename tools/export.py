@@ -78,7 +78,7 @@ def quantize_onnx_dynamic(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet():
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=False,
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
                          op_types_to_quantize=["MatMul", "Gather"])
 
 

@@ -37,6 +37,8 @@ class TrainConfig:
     temperature: float = 2.0
     kd_weight: float = 1.0
     hidden_weight: float = 0.5
+    hidden_only_epochs: int = 0
+    """Distillation: first epochs match the teacher's hidden states only (TinyBERT's two stages)."""
 
 
 def batches(data: list[Encoded], batch_size: int, rng: random.Random, shuffle: bool = True):
@@ -132,9 +134,12 @@ def train(
             if step >= total:
                 break
             intent_logits, slot_logits, hidden = model(ids, mask, output_hidden_states=teacher is not None)
-            loss = _hard_loss(intent_logits, slot_logits, tags, intents, cfg)
-            if teacher is not None:
-                loss = loss + _distill_loss(teacher, ids, mask, tags, intent_logits, slot_logits, hidden, cfg)
+            if teacher is not None and epoch < cfg.hidden_only_epochs:
+                loss = _distill_loss(teacher, ids, mask, tags, intent_logits, slot_logits, hidden, cfg, hidden_only=True)
+            else:
+                loss = _hard_loss(intent_logits, slot_logits, tags, intents, cfg)
+                if teacher is not None:
+                    loss = loss + _distill_loss(teacher, ids, mask, tags, intent_logits, slot_logits, hidden, cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -150,7 +155,7 @@ def train(
         history.append(metrics)
         log(f"  epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                                                for k, v in metrics.items()))
-        if metrics["score"] > best_score:
+        if metrics["score"] > best_score and epoch >= cfg.hidden_only_epochs:
             best_score = metrics["score"]
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if step >= total:
@@ -161,9 +166,11 @@ def train(
     return model, history
 
 
-def _distill_loss(teacher, ids, mask, tags, intent_logits, slot_logits, hidden, cfg: TrainConfig):
+def _distill_loss(teacher, ids, mask, tags, intent_logits, slot_logits, hidden, cfg: TrainConfig, hidden_only=False):
     with torch.no_grad():
         t_intent, t_slot, t_hidden = teacher(ids, mask, output_hidden_states=True)
+    if hidden_only:
+        return _hidden_loss(hidden, t_hidden, mask, intent_logits.dtype)
     T = cfg.temperature
     kd = F.kl_div(F.log_softmax(intent_logits / T, -1), F.softmax(t_intent / T, -1), reduction="batchmean") * T * T
     valid = tags != -100
@@ -171,14 +178,20 @@ def _distill_loss(teacher, ids, mask, tags, intent_logits, slot_logits, hidden, 
         kd = kd + F.kl_div(
             F.log_softmax(slot_logits[valid], -1), F.softmax(t_slot[valid], -1), reduction="batchmean"
         )
-    # Hidden states are matched after scaling by the teacher's per-layer spread: MiniLM has a few
-    # large-magnitude channels that would otherwise dominate the loss and drown the task signal.
-    m = mask.unsqueeze(-1).to(intent_logits.dtype)
-    hid = intent_logits.new_zeros(())
+    return cfg.kd_weight * kd + cfg.hidden_weight * _hidden_loss(hidden, t_hidden, mask, intent_logits.dtype)
+
+
+def _hidden_loss(hidden, t_hidden, mask, dtype):
+    """Mean per-layer MSE to the teacher's hidden states, each scaled by the teacher layer's spread.
+
+    MiniLM has a few large-magnitude channels that would otherwise dominate the loss.
+    """
+    m = mask.unsqueeze(-1).to(dtype)
+    hid = m.new_zeros(())
     for s, t in zip(hidden[1:], t_hidden[1:]):
         scale = ((t * m) ** 2).sum() / (m.sum() * t.shape[-1])
         hid = hid + ((s - t) ** 2 * m).sum() / (m.sum() * s.shape[-1]) / scale.clamp(min=1e-6)
-    return cfg.kd_weight * kd + cfg.hidden_weight * hid / max(1, len(hidden) - 1)
+    return hid / max(1, len(hidden) - 1)
 
 
 @torch.no_grad()

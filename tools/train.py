@@ -37,8 +37,10 @@ def parse_args(argv=None):
     p.add_argument("--base", type=Path, help="base model: a directory with config.json + model.safetensors (BERT layout); default all-MiniLM-L6-v2")
     p.add_argument("--groups", type=int, default=4, help="groups of the squeezed student (1 = ship the dense model)")
     p.add_argument("--teacher-epochs", type=int, default=10)
-    p.add_argument("--student-epochs", type=int, default=12)
+    p.add_argument("--student-epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-4, help="teacher learning rate")
+    p.add_argument("--hidden-only-epochs", type=int, default=5,
+                   help="student epochs spent matching the teacher's hidden states only, before the task (TinyBERT)")
     p.add_argument("--student-lr", type=float, default=2e-4, help="student learning rate (it starts further from its optimum)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--vocab-size", type=int, default=8000, help="word pieces kept by vocabulary pruning")
@@ -122,7 +124,8 @@ def main(argv=None) -> int:
     # 3. grouped student, distilled
     student_path = work / f"student-g{args.groups}.pt"
     if args.groups > 1 and not student_path.exists():
-        scfg = TrainConfig(**{**cfg.__dict__, "epochs": args.student_epochs, "lr": args.student_lr})
+        scfg = TrainConfig(**{**cfg.__dict__, "epochs": args.student_epochs, "lr": args.student_lr,
+                                          "hidden_only_epochs": args.hidden_only_epochs})
         _log(f"student: groups={args.groups}, distilled from the teacher for {scfg.epochs} epochs")
         student = to_grouped(teacher, Groups.squeezed(args.groups))
         student, history = train(student, train_enc, scfg, evaluate, teacher=teacher, log=_log)

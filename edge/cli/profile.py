@@ -79,7 +79,7 @@ FULL = RunSettings(runs=300, min_duration_s=10.0, max_duration_s=60.0, warmup=10
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edge-profile", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="edge-profile", description=__doc__.split("\n\n")[0].replace("``", ""),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="model package name or directory (default: the installed default model)")
     p.add_argument("--out", type=Path, default=Path("edge-profile"), help="directory for results.json, report.md, latency_energy.png (default: ./edge-profile)")
@@ -145,6 +145,13 @@ def plan_configs(variants, available: dict[str, str | None], threads: list[int],
             skipped.append({"config": label, "reason": reason})
             continue
         configs.extend(Config(v.backend, v.precision, t) for t in threads)
+    shipped = {v.backend for v in variants}
+    for b in backends or ():
+        if b not in shipped and b != "torch":
+            skipped.append({"config": b, "reason": f"the model package has no {b} file (it has: {', '.join(sorted(shipped))})"})
+    for prec in precisions or ():
+        if not any(v.precision == prec for v in variants):
+            skipped.append({"config": prec, "reason": f"the model package has no {prec} file"})
     return configs, skipped
 
 
