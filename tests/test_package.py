@@ -23,9 +23,8 @@ def test_shipped_manifest_is_complete(shipped_package):
     assert {(v.backend, v.precision) for v in shipped_package.variants} >= {("onnx", "int8"), ("tflite", "int8")}
     assert m["oos"]["threshold"] > 0 and "CC BY 4.0" in m["training"]["data_licence"]
     assert shipped_package.verify_all() == []
-    for v in shipped_package.variants:
-        if v.precision == "int8":
-            assert (SHIPPED / v.file).stat().st_size <= 8 * 1024 * 1024, v.file
+    for rel, entry in m["files"].items():
+        assert entry["bytes"] == (SHIPPED / rel).stat().st_size
 
 
 def test_corrupt_model_file_is_refused_by_name(copy):

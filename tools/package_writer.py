@@ -90,26 +90,62 @@ def compare_speed(staged: dict[str, Path], texts: list[str], rounds: int = 3) ->
     return out
 
 
-def check_tflite_runtime(package_dir: Path, python: Path = TFLITE_RUNTIME_PYTHON) -> dict[str, str]:
-    """Load each TFLite file in tflite-runtime 2.14 (a separate venv: it needs NumPy 1.x) and run every signature."""
+def check_tflite_runtime(package_dir: Path, python: Path = TFLITE_RUNTIME_PYTHON) -> dict[str, dict]:
+    """Run each TFLite file in tflite-runtime 2.14 (its own venv: it needs NumPy 1.x) and compare with LiteRT.
+
+    Loading is not enough: a file can load in the old runtime and still compute something else
+    (its hybrid int8 kernels differ). A file counts as working there only when every signature's
+    logits match ai-edge-litert's within ``tolerance``.
+    """
     if not python.exists():
         return {"status": f"not checked: {python} not found (script/setup --dev creates it)"}
+    import json as _json
+
+    import numpy as _np
+
+    from edge.backends.litert import open_backend
+
     code = (
-        "import sys, numpy as np\n"
+        "import sys, json, numpy as np\n"
         "from tflite_runtime.interpreter import Interpreter\n"
+        "out = {}\n"
         "for f in sys.argv[1:]:\n"
         "    it = Interpreter(model_path=f)\n"
+        "    res = {}\n"
         "    for key in it.get_signature_list():\n"
+        "        n = int(key[3:])\n"
+        "        ids = (np.arange(n) % 200 + 5)[None, :]\n"
         "        r = it.get_signature_runner(key)\n"
-        "        feed = {k: np.ones(v['shape'], v['dtype']) for k, v in r.get_input_details().items()}\n"
-        "        r(**feed)\n"
-        "print('ok')\n"
+        "        feed = {k: (ids if 'ids' in k else np.ones((1, n))).astype(v['dtype']) for k, v in r.get_input_details().items()}\n"
+        "        res[key] = r(**feed)['intent_logits'][0].tolist()\n"
+        "    out[f] = res\n"
+        "print(json.dumps(out))\n"
     )
     files = [str(p) for p in sorted(package_dir.glob("*.tflite"))]
     proc = subprocess.run([str(python), "-c", code, *files], capture_output=True, text=True, timeout=300)
-    if proc.returncode == 0:
-        return {"status": "ok"}
-    return {"status": "failed", "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "unknown"}
+    if proc.returncode != 0:
+        return {"status": "failed", "error": (proc.stderr.strip().splitlines() or ["unknown"])[-1]}
+    report: dict = {"status": "checked", "files": {}}
+    for f, sigs in _json.loads(proc.stdout).items():
+        ref = open_backend(Path(f), threads=1)
+        worst = 0.0
+        for key, logits in sigs.items():
+            n = int(key[3:])
+            ids = (_np.arange(n) % 200 + 5)[None, :]
+            want = ref.run({"input_ids": ids, "attention_mask": _np.ones((1, n), _np.int64)})["intent_logits"][0]
+            worst = max(worst, float(_np.abs(_np.array(logits) - want).max()))
+        tolerance = 1e-3 if "fp32" in Path(f).name else 0.25
+        report["files"][Path(f).name] = {"max_logit_diff_vs_litert": round(worst, 5), "ok": worst <= tolerance}
+    return report
+
+
+def apply_tflite_runtime_check(manifest: dict, report: dict) -> None:
+    """List tflite-runtime among a file's runtimes only where it computed the same logits."""
+    for v in manifest["variants"]:
+        if v["backend"] == "tflite":
+            ok = report.get("files", {}).get(v["file"], {}).get("ok", False)
+            v["runtimes"] = ["ai-edge-litert", "tflite-runtime"] if ok else ["ai-edge-litert"]
+    manifest["tflite_runtime_check"] = report
 
 
 def torch_agreement(model, tokenizer_dir: Path, package_dir: Path, examples: list[Example]) -> dict[str, float]:
@@ -185,11 +221,7 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
     manifest["files"]["training_sentences.txt"] = {}
     manifest["oos"] = calibrate(out, dev, calib_oos)
     write_manifest(out, manifest)
-    tfl = check_tflite_runtime(out)
-    if tfl["status"] == "ok":
-        for v in manifest["variants"]:
-            if v["backend"] == "tflite":
-                v["runtimes"] = ["ai-edge-litert", "tflite-runtime"]
+    apply_tflite_runtime_check(manifest, check_tflite_runtime(out))
 
     # Test-set evaluation of every shipped variant, and of the other candidate for the report.
     evaluations = {}
@@ -228,7 +260,6 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
                                             for c in exported},
                              "max_logit_diff_vs_pytorch": {c: {k: round(v["max_logit_diff"], 5) for k, v in exported[c].items()
                                                                if isinstance(v, dict)} for c in exported}}
-    manifest["tflite_runtime_check"] = tfl
     manifest["metrics"] = {"headline": headline, "evaluations": evaluations}
     write_manifest(out, manifest)
     (out / "README.md").write_text(model_card(manifest), encoding="utf-8")
