@@ -144,7 +144,7 @@ class IntentClassifier:
             guess=self.labels[best], guess_confidence=confidence, slots=slots,
             latency_ms={"tokenize": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3,
                         "total": (t3 - t0) * 1e3},
-            backend=self.backend_label, model=self.model_label, truncated=truncated,
+            backend=self.backend_label, model=self.model_label, seq_len=n, truncated=truncated,
         )
 
     def _slots(self, text: str, enc, slot_logits: np.ndarray) -> tuple[Slot, ...]:

@@ -47,6 +47,8 @@ class Result:
     """Backend and precision that ran the model, e.g. ``onnx/int8``."""
     model: str = ""
     """Model package name and version."""
+    seq_len: int = 0
+    """Word pieces the model read, [CLS] and [SEP] included (the profiler records it)."""
     truncated: bool = False
     """True when the text was longer than the model's maximum and only its start was classified."""
     transcript: dict[str, Any] | None = None
