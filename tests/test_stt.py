@@ -281,3 +281,19 @@ def test_fetch_errors(server, tmp_path):
     with pytest.raises(vosk_fetch.FetchError, match="unknown model 'vosk-huge'"):
         vosk_fetch.fetch("vosk-huge", tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def test_edge_models_fetch_cli_refuses_a_mismatching_archive(server, tmp_path):
+    """The CLI path: an archive that is not the pinned one is refused and nothing is installed."""
+    import subprocess
+    import sys
+
+    files, base = server
+    files["/model.zip"] = fake_model_zip()
+    dest = tmp_path / "vosk"
+    proc = subprocess.run([sys.executable, "-m", "edge.cli.models", "fetch", "vosk-small-en-us", "--dest", str(dest),
+                           "--url", f"{base}/model.zip"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "sha256" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert not dest.exists() or not any(dest.iterdir())
+    proc = subprocess.run([sys.executable, "-m", "edge.cli.models", "fetch", "nope"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "available: vosk-small-en-us" in proc.stderr

@@ -18,7 +18,14 @@ def main(argv: list[str] | None = None) -> int:
     ls.add_argument("--json", action="store_true")
     v = sub.add_parser("verify", help="check every file of a package against its sha256")
     v.add_argument("name", nargs="?", help="package name or directory (default: all installed)")
+    f = sub.add_parser("fetch", help="download a speech model (needs internet once): vosk-small-en-us")
+    f.add_argument("name", help="model name, e.g. vosk-small-en-us")
+    f.add_argument("--dest", help="install directory (default: ~/.local/share/edge/stt/NAME)")
+    f.add_argument("--url", help="download from this URL instead (the pinned sha256 still applies)")
+    f.add_argument("--force", action="store_true", help="replace an installed copy")
     args = p.parse_args(argv)
+    if args.cmd == "fetch":
+        return fetch(args)
     from edge.package import ModelPackage, PackageError, find_package, installed_packages
 
     if args.cmd == "list":
@@ -58,6 +65,25 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{pkg.name}: OK ({len(pkg.manifest['files'])} files)")
     return 1 if bad else 0
+
+
+def fetch(args) -> int:
+    """Download, verify (pinned sha256) and unpack atomically; a partial model is never left in place."""
+    from edge.stt import vosk_fetch
+
+    if args.name not in vosk_fetch.MODELS:
+        return fail(PROG, f"unknown model {args.name!r}; available: {', '.join(sorted(vosk_fetch.MODELS))}")
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty() and total:
+            print(f"\r{args.name}: {done * 100 // total}%", end="", file=sys.stderr)
+
+    try:
+        path = vosk_fetch.fetch(args.name, dest=args.dest, url=args.url, progress=progress, force=args.force)
+    except vosk_fetch.FetchError as exc:
+        return fail(PROG, str(exc), code=1)
+    print(f"{args.name}: installed in {path}")
+    return 0
 
 
 if __name__ == "__main__":
