@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
-from edge.backends import INSTALL_HINTS, Backend, BackendUnavailable, available_backends, create_backend
+from edge.backends import Backend, BackendUnavailable, available_backends, create_backend, unavailable_error
 from edge.package import ModelPackage, PackageError, find_package
 from edge.profiles import Profile
 from edge.result import Result, Slot
@@ -47,8 +47,7 @@ def choose_variant(package: ModelPackage, backend: str | None, precision: str | 
     avail = available_backends()
     if backend is not None:
         if avail.get(backend, "unknown backend") is not None:
-            raise BackendUnavailable(f"backend {backend!r} was requested but is not available: {avail.get(backend)}. "
-                                     f"Install it: {INSTALL_HINTS.get(backend, '')}")
+            raise unavailable_error(backend, avail.get(backend, "unknown backend"))
         order, why = [backend], f"--backend {backend}"
     else:
         order = list(profile.backends) if profile else ["onnx", "tflite"]

@@ -99,10 +99,6 @@ def check_tflite_runtime(package_dir: Path, python: Path = TFLITE_RUNTIME_PYTHON
     """
     if not python.exists():
         return {"status": f"not checked: {python} not found (script/setup --dev creates it)"}
-    import json as _json
-
-    import numpy as _np
-
     from edge.backends.litert import open_backend
 
     code = (
@@ -126,14 +122,14 @@ def check_tflite_runtime(package_dir: Path, python: Path = TFLITE_RUNTIME_PYTHON
     if proc.returncode != 0:
         return {"status": "failed", "error": (proc.stderr.strip().splitlines() or ["unknown"])[-1]}
     report: dict = {"status": "checked", "files": {}}
-    for f, sigs in _json.loads(proc.stdout).items():
+    for f, sigs in json.loads(proc.stdout).items():
         ref = open_backend(Path(f), threads=1)
         worst = 0.0
         for key, logits in sigs.items():
             n = int(key[3:])
-            ids = (_np.arange(n) % 200 + 5)[None, :]
-            want = ref.run({"input_ids": ids, "attention_mask": _np.ones((1, n), _np.int64)})["intent_logits"][0]
-            worst = max(worst, float(_np.abs(_np.array(logits) - want).max()))
+            ids = (np.arange(n) % 200 + 5)[None, :]
+            want = ref.run({"input_ids": ids, "attention_mask": np.ones((1, n), np.int64)})["intent_logits"][0]
+            worst = max(worst, float(np.abs(np.array(logits) - want).max()))
         tolerance = 1e-3 if "fp32" in Path(f).name else 0.25
         report["files"][Path(f).name] = {"max_logit_diff_vs_litert": round(worst, 5), "ok": worst <= tolerance}
     return report

@@ -59,10 +59,16 @@ def available_backends() -> dict[str, str | None]:
     return out
 
 
+def unavailable_error(name: str, reason: str) -> BackendUnavailable:
+    """The one message for a backend that cannot run here: why, and how to install it."""
+    hint = INSTALL_HINTS.get(name, "allowed backends: " + ", ".join(BACKENDS))
+    return BackendUnavailable(f"backend {name!r} is not available: {reason}. Install it: {hint}")
+
+
 def create_backend(name: str, model_file: str | Path, threads: int = 1, profile=None, runtimes: tuple[str, ...] = ()) -> Backend:
     """Open ``model_file`` with backend ``name``; ``runtimes`` are the interpreters the file was checked with."""
     module = _module(name)
     reason = module.unavailable_reason()
     if reason:
-        raise BackendUnavailable(f"backend {name!r} is not available: {reason}. Install it: {INSTALL_HINTS[name]}")
+        raise unavailable_error(name, reason)
     return module.open_backend(Path(model_file), threads=threads, profile=profile, runtimes=runtimes)

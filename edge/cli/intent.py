@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             if args.text is not None:
                 try:
-                    with profiler.track() as rec:
-                        result = classifier.classify(args.text)
-                        rec.finish(result)
+                    result = classify_profiled(classifier, profiler, args.text)
                 except InputError as exc:
                     return fail(PROG, f"--text: {exc}")
                 print(json.dumps(with_profile(result.to_dict(), profiler), ensure_ascii=False) if args.json
@@ -87,6 +85,14 @@ def main(argv: list[str] | None = None) -> int:
         return fail(PROG, str(exc))
     except KeyboardInterrupt:
         return 130
+
+
+def classify_profiled(classifier, profiler, text):
+    """Classify ``text`` as one profiled inference (a record in the profiler, ``profiler.last``)."""
+    with profiler.track() as rec:
+        result = classifier.classify(text)
+        rec.finish(result)
+    return result
 
 
 def with_profile(data: dict, profiler) -> dict:
@@ -115,10 +121,7 @@ def classify_lines(classifier, source: str, profiler) -> int:
             if not line.strip():
                 continue
             try:
-                with profiler.track() as rec:
-                    result = classifier.classify(line)
-                    rec.finish(result)
-                out = with_profile(result.to_dict(), profiler)
+                out = with_profile(classify_profiled(classifier, profiler, line).to_dict(), profiler)
                 out["line"] = number
             except InputError as exc:
                 errors += 1
