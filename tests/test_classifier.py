@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from conftest import run_cli
 
@@ -106,3 +107,25 @@ def test_show_profile_says_why():
     out = proc.stdout.decode()
     assert proc.returncode == 0 and "generic-x86_64" in out and "EDGE_PROFILE=generic-x86_64" in out
     assert "onnx: available" in out
+
+
+def test_slot_decoding_takes_the_best_valid_bio_path():
+    from edge.classifier import _best_bio_path, _bio_constraints
+
+    tags = ["O", "B-date", "I-date", "B-time", "I-time"]
+    transitions, start = _bio_constraints([t.partition("-") for t in tags])
+    special = [1, 0, 0, 0, 1]  # [CLS] next friday please [SEP]
+    logits = np.log(np.array([
+        [0.9, 0.025, 0.025, 0.025, 0.025],
+        [0.40, 0.35, 0.05, 0.15, 0.05],   # "next": O narrowly over B-date
+        [0.05, 0.05, 0.80, 0.05, 0.05],   # "friday": confidently inside a date
+        [0.90, 0.025, 0.025, 0.025, 0.025],
+        [0.9, 0.025, 0.025, 0.025, 0.025],
+    ]))
+    # Per-piece argmax says "O I-date", which is not BIO; the best valid path is "B-date I-date".
+    assert [tags[i] for i in logits.argmax(-1)[1:4]] == ["O", "I-date", "O"]
+    assert [tags[i] for i in _best_bio_path(logits, special, transitions, start)[1:4]] == ["B-date", "I-date", "O"]
+    # A path that is already valid is left exactly as argmax gave it.
+    valid = logits.copy()
+    valid[1] = np.log([0.1, 0.6, 0.1, 0.1, 0.1])
+    assert list(_best_bio_path(valid, special, transitions, start)) == list(valid.argmax(-1))
