@@ -19,14 +19,17 @@ Dependencies, and why:
 from __future__ import annotations
 
 import dataclasses
+import logging
 import queue
 import struct
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
+
+log = logging.getLogger("edge.audio")
 
 SAMPLE_RATE = 16000
 """The rate every source delivers and every STT engine reads."""
@@ -201,34 +204,80 @@ def frames_of(samples: np.ndarray, frame_samples: int = FRAME_SAMPLES) -> Iterat
         yield frame
 
 
-class SamplesSource:
-    """16 kHz mono int16 samples already in memory, as frames."""
+class StreamSource:
+    """16 kHz mono int16 audio from an iterable of sample arrays of any length, as whole frames.
 
-    def __init__(self, samples: np.ndarray, description: str = "samples", frame_samples: int = FRAME_SAMPLES) -> None:
-        self.samples = samples
+    The arrays are pulled only as frames are consumed, so hours of synthesised audio can stream
+    through without being held in memory (the soak benchmark does this). By default frames come
+    as fast as the consumer takes them, which is what tests and soak runs want: the live loop
+    keeps its time in samples, so its timeouts mean the same at any speed. ``speed`` paces the
+    frames instead (1.0 = real time, like a microphone; 4.0 = four times faster).
+    """
+
+    def __init__(self, chunks: Iterable[np.ndarray], description: str = "stream", frame_samples: int = FRAME_SAMPLES,
+                 speed: float | None = None) -> None:
+        if speed is not None and not speed > 0:
+            raise ValueError(f"speed must be a positive number (1.0 = real time), got {speed!r}")
+        self.chunks = chunks
         self.frame_samples = frame_samples
         self.description = description
+        self.speed = speed
         self._stop = threading.Event()
 
+    @property
+    def realtime(self) -> bool:
+        """True when frames are paced like a microphone's (``speed`` set)."""
+        return self.speed is not None
+
     def __iter__(self) -> Iterator[Frame]:
-        for frame in frames_of(self.samples, self.frame_samples):
-            if self._stop.is_set():
-                return
-            yield Frame(frame, time.monotonic())
+        pending = np.zeros(0, dtype=np.int16)
+        start = time.monotonic()
+        sent = 0
+        for chunk in self.chunks:
+            if chunk.dtype != np.int16 or chunk.ndim != 1:
+                raise ValueError(f"{self.description}: expected 1-D int16 samples at 16 kHz, got {chunk.dtype} of shape {chunk.shape}")
+            pending = np.concatenate([pending, chunk]) if len(pending) else chunk
+            whole = len(pending) - len(pending) % self.frame_samples
+            for offset in range(0, whole, self.frame_samples):
+                if self._stop.is_set():
+                    return
+                sent += self.frame_samples
+                yield Frame(self._pace(pending[offset:offset + self.frame_samples], start, sent), time.monotonic())
+            pending = pending[whole:]
+        if len(pending) and not self._stop.is_set():
+            last = np.concatenate([pending, np.zeros(self.frame_samples - len(pending), dtype=np.int16)])
+            yield Frame(self._pace(last, start, sent + self.frame_samples), time.monotonic())
+
+    def _pace(self, samples: np.ndarray, start: float, sent: int) -> np.ndarray:
+        if self.speed is not None:
+            # A frame is ready once the audio it ends with has "happened" at this speed.
+            wait = start + sent / SAMPLE_RATE / self.speed - time.monotonic()
+            if wait > 0:
+                self._stop.wait(wait)
+        return samples
 
     def stop(self) -> None:
         self._stop.set()
+
+
+class SamplesSource(StreamSource):
+    """16 kHz mono int16 samples already in memory, as frames (as fast as consumed, or paced by ``speed``)."""
+
+    def __init__(self, samples: np.ndarray, description: str = "samples", frame_samples: int = FRAME_SAMPLES,
+                 speed: float | None = None) -> None:
+        self.samples = samples
+        super().__init__([samples], description, frame_samples, speed)
 
 
 class WavSource(SamplesSource):
     """A WAV file as frames; the file is decoded (and checked) when the source is created."""
 
     def __init__(self, path: str | Path, max_seconds: float = DEFAULT_MAX_WAV_SECONDS,
-                 frame_samples: int = FRAME_SAMPLES) -> None:
+                 frame_samples: int = FRAME_SAMPLES, speed: float | None = None) -> None:
         self.path = Path(path)
         samples, self.info = read_wav(self.path, max_seconds)
         description = f"{self.path} ({self.info.rate} Hz, {self.info.channels} ch, {self.info.seconds:.2f} s)"
-        super().__init__(samples, description, frame_samples)
+        super().__init__(samples, description, frame_samples, speed)
 
 
 # --------------------------------------------------------------------------- microphones
@@ -258,29 +307,31 @@ def _sounddevice() -> Any:
     return sounddevice
 
 
-def list_devices() -> list[InputDevice]:
-    """The input devices PortAudio sees; ``default`` marks the one used without ``--device``."""
+def list_devices(output: bool = False) -> list[InputDevice]:
+    """The input (or output) devices PortAudio sees; ``default`` marks the one used without ``--device``."""
     sd = _sounddevice()
     try:
         devices = sd.query_devices()
         hostapis = sd.query_hostapis()
-        default_in = sd.default.device[0]
+        default = sd.default.device[1 if output else 0]
     except sd.PortAudioError as exc:
         raise AudioError(f"cannot list audio devices: {exc}") from None
+    key = "max_output_channels" if output else "max_input_channels"
     found = []
     for index, dev in enumerate(devices):
-        if dev["max_input_channels"] > 0:
-            found.append(InputDevice(index, dev["name"], hostapis[dev["hostapi"]]["name"], dev["max_input_channels"],
-                                     float(dev["default_samplerate"]), index == default_in))
+        if dev[key] > 0:
+            found.append(InputDevice(index, dev["name"], hostapis[dev["hostapi"]]["name"], dev[key],
+                                     float(dev["default_samplerate"]), index == default))
     return found
 
 
-def find_input_device(spec: str | int | None = None) -> InputDevice:
-    """An input device by index, by (part of its) name, or the default one; errors list what exists."""
-    devices = list_devices()
+def find_input_device(spec: str | int | None = None, output: bool = False) -> InputDevice:
+    """An input (or output) device by index, by (part of its) name, or the default one; errors list what exists."""
+    kind = "output" if output else "input"
+    devices = list_devices(output)
     listing = "\n".join(str(d) for d in devices) or "  (none)"
     if not devices:
-        raise AudioError("no audio input device found (PortAudio lists no device with input channels)")
+        raise AudioError(f"no audio {kind} device found (PortAudio lists no device with {kind} channels)")
     if spec is None or spec == "":
         default = [d for d in devices if d.default]
         if default:
@@ -291,39 +342,82 @@ def find_input_device(spec: str | int | None = None) -> InputDevice:
         for d in devices:
             if d.index == index:
                 return d
-        raise AudioError(f"audio device {index} is not an input device; input devices:\n{listing}")
+        raise AudioError(f"audio device {index} is not an {kind} device; {kind} devices:\n{listing}")
     needle = str(spec).lower()
     matches = [d for d in devices if needle in d.name.lower()]
     exact = [d for d in matches if d.name.lower() == needle]
     if len(exact) == 1 or len(matches) == 1:
         return (exact or matches)[0]
     if not matches:
-        raise AudioError(f"no input device matches {spec!r}; input devices:\n{listing}")
-    raise AudioError(f"{spec!r} matches several input devices; use an index:\n" + "\n".join(str(d) for d in matches))
+        raise AudioError(f"no {kind} device matches {spec!r}; {kind} devices:\n{listing}")
+    raise AudioError(f"{spec!r} matches several {kind} devices; use an index:\n" + "\n".join(str(d) for d in matches))
+
+
+PORTAUDIO_LOCK = threading.RLock()
+"""Held while PortAudio is re-initialised (to see devices that were re-plugged) and while a sound
+plays (``edge.playback``): re-initialising PortAudio closes every stream it has open."""
+
+
+def refresh_devices() -> None:
+    """Make PortAudio list devices again: after a USB re-enumeration its old list is out of date."""
+    sd = _sounddevice()
+    with PORTAUDIO_LOCK:
+        sd._terminate()
+        sd._initialize()
 
 
 class MicSource:
-    """Live capture from a PortAudio input device.
+    """Live capture from a PortAudio input device, with a stale-audio watchdog.
 
     Captures at 16 kHz mono when the device accepts it, else at the device's default rate and
     channel count, mixing down and resampling (streaming) to 16 kHz. Blocks arrive on PortAudio's
     thread and wait in a bounded queue; a full queue drops the block and counts it, as does an
     overflow PortAudio reports, so a consumer that falls behind is visible in ``overflows``.
+
+    The watchdog: when the device delivers nothing for ``stale_seconds`` (a USB microphone that
+    was unplugged or reset, a driver that stopped, a sound server that restarted), the stream is
+    closed and the device opened again, found by its *name* (re-enumeration changes indexes),
+    with exponential backoff between attempts; each attempt is logged and counted, and capture
+    resumes when the device returns. The iteration only ends on :meth:`stop` (or, with the
+    watchdog off, when the stream ends).
     """
 
+    realtime = True
+    """Frames arrive at the pace of the audio (the live loop's playback suppression relies on it)."""
+
     def __init__(self, device: str | int | None = None, frame_samples: int = FRAME_SAMPLES,
-                 queue_seconds: float = 10.0, rate: int | None = None, channels: int | None = None) -> None:
+                 queue_seconds: float = 10.0, rate: int | None = None, channels: int | None = None,
+                 stale_seconds: float | None = 2.0, backoff_seconds: tuple[float, float] = (0.5, 30.0)) -> None:
         self._sd = _sounddevice()
+        self._spec = device
         self.device = find_input_device(device)
         self.frame_samples = frame_samples
         # rate/channels force a capture format, for devices that claim 16 kHz mono and then fail at it
-        self.rate, self.channels = (rate, channels or 1) if rate else self._pick_format()
+        self._forced = (rate, channels or 1) if rate else None
+        self.rate, self.channels = self._forced or self._pick_format()
+        if stale_seconds is not None and not stale_seconds > 0:
+            raise ValueError(f"stale_seconds must be positive (or None to turn the watchdog off), got {stale_seconds!r}")
+        self.stale_seconds = stale_seconds
+        self.backoff_seconds = backoff_seconds
         self.overflows = 0
         """Blocks PortAudio reported as overflowed plus blocks dropped because the queue was full."""
+        self.last_frame_at: float | None = None
+        """``time.monotonic()`` of the last block the device delivered (``None`` before the first)."""
+        self.stalls = 0
+        """Times the watchdog found the device silent for ``stale_seconds``."""
+        self.reopen_attempts = 0
+        """Attempts to open the device again after a stall (each one is logged)."""
+        self.reopens = 0
+        """Attempts that opened it."""
         block_seconds = frame_samples / SAMPLE_RATE
         self._queue: queue.Queue[tuple[np.ndarray, float]] = queue.Queue(maxsize=max(4, int(queue_seconds / block_seconds)))
         self._stop = threading.Event()
-        self.description = f"{self.device.name} (device {self.device.index}, {self.rate} Hz, {self.channels} ch)"
+        self._stuck: list[threading.Thread] = []
+        self._failed = 0  # reopen attempts since the device last delivered audio
+
+    @property
+    def description(self) -> str:
+        return f"{self.device.name} (device {self.device.index}, {self.rate} Hz, {self.channels} ch)"
 
     def _pick_format(self) -> tuple[int, int]:
         sd = self._sd
@@ -343,46 +437,139 @@ class MicSource:
                          f"{rate} Hz with 1..{self.device.channels} channels of 16-bit samples")
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
+        now = time.monotonic()
+        self.last_frame_at = now
         if status.input_overflow:
             self.overflows += 1
         try:
-            self._queue.put_nowait((indata.copy(), time.monotonic()))
+            self._queue.put_nowait((indata.copy(), now))
         except queue.Full:
             self.overflows += 1
 
     def __iter__(self) -> Iterator[Frame]:
-        sd = self._sd
+        stream: Any = self._open()
+        try:
+            while True:
+                ended = yield from self._frames(stream)
+                self._close(stream)
+                stream = None
+                if ended == "stopped" or self.stale_seconds is None:
+                    return
+                stream = self._reopen(ended)
+                if stream is None:
+                    return
+        finally:
+            if stream is not None:
+                self._close(stream)
+
+    def _frames(self, stream: Any) -> Iterator[Frame]:
+        """Frames from one open stream; returns why it ended: ``stopped``, ``stale`` or ``lost``."""
         resampler = None
         if self.rate != SAMPLE_RATE:
             import soxr
 
             resampler = soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-        blocksize = max(1, round(self.frame_samples * self.rate / SAMPLE_RATE))
         pending = np.zeros(0, dtype=np.int16)
+        opened = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                block, captured_at = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                if not stream.active:  # the device went away or its stream ended
+                    return "lost"
+                heard = max(opened, self.last_frame_at or opened)
+                if self.stale_seconds is not None and time.monotonic() - heard > self.stale_seconds:
+                    return "stale"
+                continue
+            if self._failed:
+                log.warning("capture resumed on %s", self.description)
+                self._failed = 0
+            if resampler is not None or self.channels > 1:
+                mono = block.astype(np.float32).mean(axis=1) / 32768.0
+                if resampler is not None:
+                    mono = resampler.resample_chunk(mono)
+                samples = to_int16(mono)
+            else:
+                samples = block[:, 0]
+            pending = np.concatenate([pending, samples])
+            while len(pending) >= self.frame_samples:
+                yield Frame(pending[:self.frame_samples], captured_at)
+                pending = pending[self.frame_samples:]
+        return "stopped"
+
+    def _open(self) -> Any:
+        sd = self._sd
+        blocksize = max(1, round(self.frame_samples * self.rate / SAMPLE_RATE))
         try:
             stream = sd.InputStream(device=self.device.index, samplerate=self.rate, channels=self.channels,
                                     dtype="int16", blocksize=blocksize, callback=self._callback)
+            stream.start()
         except (sd.PortAudioError, ValueError) as exc:
             raise AudioError(f"cannot open input device {self.device.name!r}: {exc}") from None
-        with stream:
-            while not self._stop.is_set():
-                try:
-                    block, captured_at = self._queue.get(timeout=0.1)
-                except queue.Empty:
-                    if not stream.active:  # the device went away or its stream ended
-                        break
-                    continue
-                if resampler is not None or self.channels > 1:
-                    mono = block.astype(np.float32).mean(axis=1) / 32768.0
-                    if resampler is not None:
-                        mono = resampler.resample_chunk(mono)
-                    samples = to_int16(mono)
-                else:
-                    samples = block[:, 0]
-                pending = np.concatenate([pending, samples])
-                while len(pending) >= self.frame_samples:
-                    yield Frame(pending[:self.frame_samples], captured_at)
-                    pending = pending[self.frame_samples:]
+        return stream
+
+    def _close(self, stream: Any) -> None:
+        # abort, not stop: nothing is waiting for the last buffers. A device stuck inside the
+        # driver (a read that never returns) cannot even be aborted; it is left to finish on a
+        # helper thread, and the device is opened again beside it.
+        def close() -> None:
+            stream.abort(ignore_errors=True)
+            stream.close(ignore_errors=True)
+
+        closer = threading.Thread(target=close, name="edge-audio-close", daemon=True)
+        closer.start()
+        closer.join(1.0)
+        if closer.is_alive():
+            log.warning("input device %r does not close (blocked in the driver); opening it again beside it",
+                        self.device.name)
+            self._stuck.append(closer)
+
+    def _reopen(self, why: str) -> Any:
+        """Open the device again, by name, with backoff; ``None`` if stopped meanwhile."""
+        self.stalls += 1
+        first, most = self.backoff_seconds
+        what = f"no audio for {self.stale_seconds:g} s" if why == "stale" else "the stream ended"
+        while not self._stop.is_set():
+            # Back off while attempts keep failing or keep opening a device that stays silent.
+            delay = min(most, first * 2 ** (self._failed - 1)) if self._failed else 0.0
+            if delay and self._stop.wait(delay):
+                return None
+            self._failed += 1
+            self.reopen_attempts += 1
+            log.warning("%s from %r; reopening it (attempt %d)", what, self.device.name, self.reopen_attempts)
+            try:
+                self._find_again()
+                stream = self._open()
+            except AudioError as exc:
+                log.warning("reopening failed: %s", exc)
+                continue
+            self.reopens += 1
+            return stream
+        return None
+
+    def _find_again(self) -> None:
+        self._stuck = [t for t in self._stuck if t.is_alive()]
+        if not self._stuck:  # re-initialising PortAudio would wait on a stream stuck in the driver
+            refresh_devices()
+        devices = list_devices()
+        same = [d for d in devices if d.name == self.device.name]
+        if same:
+            device = same[0]
+        elif self._spec is None or self._spec == "":
+            device = find_input_device(None)  # the default device, whatever it is now
+        else:
+            raise AudioError(f"input device {self.device.name!r} is not present")
+        if device != self.device:
+            log.warning("%r is now device %d (was %d)", device.name, device.index, self.device.index)
+        self.device = device
+        if self._forced is None:
+            self.rate, self.channels = self._pick_format()
+
+    def stats(self) -> dict[str, Any]:
+        """The watchdog's and the queue's counters, for ``/healthz`` and ``/metrics``."""
+        age = None if self.last_frame_at is None else time.monotonic() - self.last_frame_at
+        return {"device": self.device.name, "last_frame_age_s": age, "stalls": self.stalls,
+                "reopen_attempts": self.reopen_attempts, "reopens": self.reopens, "overflows": self.overflows}
 
     def stop(self) -> None:
         """End the iteration (safe from a signal handler or another thread)."""
@@ -391,5 +578,5 @@ class MicSource:
 
 __all__ = [
     "AudioError", "AudioSource", "FRAME_SAMPLES", "Frame", "InputDevice", "MicSource", "SAMPLE_RATE",
-    "SamplesSource", "WavInfo", "WavSource", "find_input_device", "frames_of", "list_devices", "read_wav", "resample", "to_int16",
+    "PORTAUDIO_LOCK", "SamplesSource", "StreamSource", "WavInfo", "WavSource", "find_input_device", "frames_of", "list_devices", "read_wav", "refresh_devices", "resample", "to_int16",
 ]

@@ -1,6 +1,8 @@
 """The speech chain: audio source -> VAD -> STT -> intent classifier, one Result per utterance.
 
-Used by ``edge-intent --wav/--mic`` and by the daemon. The recogniser is fed while the person is
+Used by ``edge-intent --wav`` as is; the live loop (``edge.liveloop``, for ``--mic`` and the
+daemon) drives the same stages frame by frame through :meth:`Pipeline.feed` and
+:meth:`Pipeline.finish`, with a wake word and timeouts in front. The recogniser is fed while the person is
 still speaking, so when the endpointer closes an utterance only the STT finalisation and the
 classification remain: that is the end-of-speech -> intent latency, and the Result's
 ``latency_ms`` splits it into
@@ -61,14 +63,15 @@ class Pipeline:
             vad_ms = _ms(start)
             last = frame
             if step.ended:
-                yield self._finish(step, frame, picked_up, vad_ms)
+                yield self.finish(step, frame, picked_up, vad_ms)
             else:
-                self._feed(step)
+                self.feed(step)
         step = self.vad.flush()
         if step.ended and last is not None:
-            yield self._finish(step, last, time.monotonic(), 0.0)
+            yield self.finish(step, last, time.monotonic(), 0.0)
 
-    def _feed(self, step: VadStep) -> None:
+    def feed(self, step: VadStep) -> None:
+        """Pass the frames a VAD step released to the recogniser (the utterance goes on)."""
         start = time.perf_counter()
         for frame in step.audio:
             self.stt.accept(frame.samples)
@@ -77,7 +80,12 @@ class Pipeline:
         if self.on_partial and step.audio and self._frames % self.partial_every < len(step.audio):
             self.on_partial(self.stt.partial())
 
-    def _finish(self, step: VadStep, closing: Frame, picked_up: float, vad_ms: float) -> Result:
+    def finish(self, step: VadStep, closing: Frame, picked_up: float, vad_ms: float) -> Result:
+        """The step closed the utterance: finish recognition and classify it.
+
+        ``closing`` is the frame that closed it, ``picked_up`` when the pipeline took that frame
+        from the source and ``vad_ms`` what the VAD spent on it (they go into ``latency_ms``).
+        """
         capture_ms = (picked_up - closing.captured_at) * 1000.0
         start = time.perf_counter()
         for frame in step.audio:
@@ -94,6 +102,12 @@ class Pipeline:
         details["endpoint"] = {"reason": step.ended, "trailing_ms": round(step.trailing_ms, 1)}
         self._stream_ms, self._frames = 0.0, 0
         return dataclasses.replace(result, latency_ms=latency, transcript=details)
+
+    def abandon(self) -> Transcript:
+        """End the utterance without classifying it (it ran too long): the recogniser is ready again."""
+        transcript = self.stt.final()
+        self._stream_ms, self._frames = 0.0, 0
+        return transcript
 
     def _classify(self, transcript: Transcript) -> Result:
         if self.classifier is None or not transcript.text:

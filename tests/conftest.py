@@ -24,6 +24,18 @@ def classifiers(shipped_package):
     return {b: IntentClassifier.load(shipped_package, backend=b, precision="int8", threads=1) for b in ("onnx", "tflite")}
 
 
+@pytest.fixture(scope="session")
+def shipped_classifier():
+    """The shipped model as ``edge-intent`` loads it (the profile's backend); skips when it is not installed."""
+    from edge.classifier import IntentClassifier
+    from edge.package import PackageError
+
+    try:
+        return IntentClassifier.load()
+    except PackageError as exc:
+        pytest.skip(f"the intent model package is not installed: {exc}")
+
+
 def run_cli(*args, input=None, env=None, timeout=120):
     import subprocess
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import struct
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,18 +66,21 @@ def write_wav(path: Path, samples: np.ndarray, rate: int, bits: int = 16, fmt: s
     return path
 
 
-def alsa_capture_config(tmp: Path, raw: Path | None, name: str = "edgefile") -> Path:
+def alsa_capture_config(tmp: Path, raw: Path | None, name: str = "edgefile", playback: Path | None = None) -> Path:
     """An ALSA configuration whose only capture device plays ``raw`` (s16le, at the rate it is opened with).
 
     Point ``ALSA_CONFIG_PATH`` at it before PortAudio starts (in a child process). With
-    ``raw=None`` the configuration has no device at all.
+    ``raw=None`` the configuration has no device at all. ``raw`` may be a FIFO (see
+    :class:`FifoFeeder`). With ``playback``, the default device also plays: every sound is
+    appended to that file (raw samples), through a second PCM, as the file plugin would write
+    captured audio there too.
     """
     conf = tmp / "asound.conf"
     if raw is None:
         # PortAudio aborts without a default PCM; one that cannot be opened is left out of its list.
         conf.write_text('pcm.!default { type file slave.pcm "nosuch" file "/dev/null" }\n')
         return conf
-    conf.write_text(f"""
+    text = f"""
 pcm.{name} {{
     type file
     slave.pcm {{ type null }}
@@ -82,6 +89,95 @@ pcm.{name} {{
     format "raw"
     hint {{ show on description "edge test capture" }}
 }}
-pcm.!default pcm.{name}
-""")
+"""
+    if playback is None:
+        text += f"pcm.!default pcm.{name}\n"
+    else:
+        text += f"""
+pcm.edgeout {{
+    type file
+    slave.pcm {{ type null }}
+    file "|cat >> '{playback}'"
+    format "raw"
+}}
+pcm.!default {{ type asym capture.pcm "{name}" playback.pcm "edgeout" }}
+"""
+    conf.write_text(text)
     return conf
+
+
+class FifoFeeder(threading.Thread):
+    """Feeds int16 audio into a FIFO, the ``infile`` of an ALSA file PCM, like a microphone would.
+
+    ``segments`` are ``(samples, pause_s)``: each is written at ``speed`` times real time, then the
+    writer goes quiet for ``pause_s`` while keeping the FIFO open, so the capture device delivers
+    nothing (a stalled microphone). Afterwards silence follows until :meth:`finish`. Writes are
+    whole 512-sample blocks: the ALSA file plugin pads a short read with stale samples. A reader
+    that goes away (PortAudio probing the device, or the watchdog reopening it) is waited for,
+    and what it had not read yet goes to the next one.
+    """
+
+    def __init__(self, path: Path, segments: list[tuple[np.ndarray, float]], speed: float = 3.0) -> None:
+        super().__init__(daemon=True)
+        self.path, self.segments, self.speed = path, segments, speed
+        self.done = threading.Event()
+        """Set once every segment has been written (silence follows)."""
+        self._halt = threading.Event()
+        self._fd: int | None = None
+        os.mkfifo(path)
+
+    def _await_reader(self) -> int | None:
+        """A second write end, opened once a reader is there (``None`` if finished first)."""
+        while not self._halt.is_set():
+            try:
+                return os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                    raise
+                time.sleep(0.005)
+        return None
+
+    def _write(self, block: bytes) -> bool:
+        # The first write end stays open throughout: closing the last one would discard what
+        # the pipe holds for the next reader.
+        while not self._halt.is_set():
+            if self._fd is None:
+                self._fd = self._await_reader()
+                if self._fd is None:
+                    return False
+                os.set_blocking(self._fd, True)
+            try:
+                os.write(self._fd, block)
+                return True
+            except BrokenPipeError:
+                probe = self._await_reader()
+                if probe is None:
+                    return False
+                os.close(probe)
+        return False
+
+    def _play(self, samples: np.ndarray) -> bool:
+        start = time.monotonic()
+        for n, offset in enumerate(range(0, len(samples), 512)):
+            block = samples[offset:offset + 512]
+            block = np.concatenate([block, np.zeros(512 - len(block), dtype=np.int16)]) if len(block) < 512 else block
+            if not self._write(block.astype("<i2").tobytes()):
+                return False
+            wait = start + (n + 1) * 512 / SAMPLE_RATE / self.speed - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        return True
+
+    def run(self) -> None:
+        for samples, pause in self.segments:
+            if not self._play(samples) or self._halt.wait(pause):
+                break
+        self.done.set()
+        while not self._halt.is_set() and self._play(silence(0.5)):
+            pass
+        if self._fd is not None:
+            os.close(self._fd)
+
+    def finish(self) -> None:
+        self._halt.set()
+        self.join(5)

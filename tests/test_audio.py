@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edge.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioError, WavSource, frames_of, read_wav
-from speech_helpers import alsa_capture_config, write_wav
+from edge.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioError, SamplesSource, StreamSource, WavSource, frames_of, read_wav
+from speech_helpers import FifoFeeder, alsa_capture_config, write_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,3 +171,59 @@ def test_device_errors_list_the_devices(tmp_path):
     empty = alsa_capture_config(tmp_path / "none", None)
     proc = _capture(tmp_path, empty, code.format(None))
     assert "no audio input device found" in proc.stdout
+
+
+def test_stream_source_reframes_any_chunks_and_paces_on_request():
+    rng = np.random.default_rng(0)
+    audio = rng.integers(-3000, 3000, size=5000, dtype=np.int16)
+    cuts = [0, 7, 600, 601, 2048, 4999, 5000]
+    chunks = [audio[a:b] for a, b in zip(cuts, cuts[1:])]
+    frames = list(StreamSource(chunks))
+    joined = np.concatenate([f.samples for f in frames])
+    assert all(len(f.samples) == FRAME_SAMPLES for f in frames) and len(frames) == 10
+    assert np.array_equal(joined[:5000], audio) and not joined[5000:].any()
+    assert not StreamSource([]).realtime and SamplesSource(audio, speed=1.0).realtime
+    # Paced at 4x real time, 0.5 s of audio cannot come out in less than 0.125 s.
+    start = time.monotonic()
+    assert len(list(SamplesSource(np.zeros(8000, dtype=np.int16), speed=4.0))) == 16
+    assert time.monotonic() - start >= 0.12
+    with pytest.raises(ValueError, match="expected 1-D int16 samples"):
+        list(StreamSource([np.zeros(512, dtype=np.float32)], description="synth"))
+    with pytest.raises(ValueError, match="speed must be a positive number"):
+        SamplesSource(audio, speed=0)
+
+
+STALL = """
+import json, logging, sys, numpy as np
+logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
+from edge.audio import MicSource
+src = MicSource("edgefile", stale_seconds=0.4, backoff_seconds=(0.2, 1.0))
+got = []
+for frame in src:
+    got.append(frame.samples.copy())
+    if len(got) * 512 >= {n}:
+        break
+np.save({out!r}, np.concatenate(got))
+print(json.dumps(src.stats()))
+"""
+
+
+def test_stalled_capture_is_reopened_and_resumes(tmp_path):
+    """A FIFO-backed capture device whose writer pauses: the watchdog reopens it, nothing is lost."""
+    pytest.importorskip("sounddevice")
+    ramp = (np.arange(3 * 16384) % 30000).astype(np.int16)
+    fifo = tmp_path / "mic.fifo"
+    feeder = FifoFeeder(fifo, [(ramp[:16384], 1.6), (ramp[16384:], 0.0)], speed=4.0)
+    feeder.start()
+    conf = alsa_capture_config(tmp_path, fifo)
+    out = tmp_path / "out.npy"
+    try:
+        proc = _capture(tmp_path, conf, STALL.format(n=len(ramp), out=str(out)))
+    finally:
+        feeder.finish()
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout)
+    assert stats["stalls"] >= 1 and stats["reopens"] >= 1 and stats["reopen_attempts"] >= stats["reopens"]
+    assert "no audio for 0.4 s from 'edgefile'; reopening it (attempt 1)" in proc.stderr
+    assert "capture resumed on edgefile" in proc.stderr
+    assert np.array_equal(np.load(out)[:len(ramp)], ramp)  # every sample, in order, across the stall

@@ -67,6 +67,23 @@ def read_jsonl(path: str | Path) -> list[Example]:
     return examples
 
 
+def canonical_slot_values(examples: list[Example]) -> dict[str, dict[str, str]]:
+    """Per slot type, said (lower case) -> value, where the data gives a value other than the words said.
+
+    JSONL entities may carry a canonical ``value`` ("lounge" -> ``living_room``); the runtime
+    reports that value for the same words. A phrase labelled with two values keeps the more frequent.
+    """
+    seen: dict[str, dict[str, dict[str, int]]] = {}
+    for ex in examples:
+        for ent in ex.entities:
+            said = " ".join(ex.text[ent.start : ent.end].lower().split())
+            if ent.value and ent.value != ex.text[ent.start : ent.end]:
+                counts = seen.setdefault(ent.entity, {}).setdefault(said, {})
+                counts[ent.value] = counts.get(ent.value, 0) + 1
+    return {slot: {said: max(values, key=values.get) for said, values in table.items()}
+            for slot, table in sorted(seen.items())}
+
+
 def slot_tag_set(examples: list[Example]) -> list[str]:
     types = sorted({e.entity for ex in examples for e in ex.entities})
     return ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]

@@ -38,6 +38,9 @@ def score(results, examples: list[Example], oos_results=None) -> dict:
         "intent_accuracy_without_oos_rule": round(raw, 4),
         "slot_f1": round(span_f1(gold, pred), 4),
         "in_scope_rejected": round(sum(r.intent is None for r, _ in in_scope) / max(1, len(in_scope)), 4),
+        # The whole command right: intent and every slot's (canonical) value, as an action would use them.
+        "exact_match": round(sum(r.intent == e.intent and _values(r.slots, "name") == _values(e.entities, "entity")
+                                 for r, e in in_scope) / max(1, len(in_scope)), 4),
     }
     labelled_oos = [r for r, e in zip(results, examples) if e.intent is None]
     if oos_results is not None:
@@ -46,6 +49,10 @@ def score(results, examples: list[Example], oos_results=None) -> dict:
         out["oos_n"] = len(labelled_oos)
         out["oos_rejected"] = round(sum(r.intent is None for r in labelled_oos) / len(labelled_oos), 4)
     return out
+
+
+def _values(slots, kind: str) -> list[tuple[str, str]]:
+    return sorted((getattr(s, kind), " ".join(str(s.value).lower().split())) for s in slots)
 
 
 def evaluate_package(package_dir: Path, examples: list[Example], oos: list[Example] | None = None,

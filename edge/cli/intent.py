@@ -174,7 +174,25 @@ def show_profile(detection, args) -> int:
     return 0
 
 
-SUBCOMMANDS: dict = {}
+def _serve(argv: list[str]) -> int:
+    from edge.daemon import main as serve
+
+    return serve(argv)
+
+
+def _install_service(argv: list[str]) -> int:
+    from edge.daemon import install_service
+
+    return install_service(argv)
+
+
+def _calibrate_wake(argv: list[str]) -> int:
+    from edge.cli.wake import main as calibrate_wake
+
+    return calibrate_wake(argv)
+
+
+SUBCOMMANDS: dict = {"serve": _serve, "install-service": _install_service, "calibrate-wake": _calibrate_wake}
 
 
 if __name__ == "__main__":

@@ -100,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-profile", action="store_true", help="write the best configuration as this device's local profile override")
     p.add_argument("--accuracy-tolerance", type=float, default=0.01, help="best = lowest p90 among configurations within this accuracy of the most accurate (default 0.01 = 1 point)")
     p.add_argument("--seed", type=int, default=13, help="seed for the held-out sample")
+    p.add_argument("--wake", default="hey jarvis", metavar="PHRASE",
+                   help="also measure the wake-word stage's CPU per second of audio for this phrase ('none' to skip)")
     p.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     return p
 
@@ -546,9 +548,30 @@ def markdown_report(report: dict[str, Any]) -> str:
     notes += [f"- `{r['config']}`: throttling {r['throttled']}" for r in rows if r.get("throttled")]
     if notes:
         lines += ["", "## Notes", ""] + notes
+    if report.get("wake"):
+        lines += ["", wake_line(report["wake"])]
     if report.get("plot"):
         lines += ["", f"![latency vs energy per configuration]({report['plot']})"]
     return "\n".join(lines) + "\n"
+
+
+def wake_stage(phrase: str, seconds: float) -> dict[str, Any] | None:
+    """The wake-word stage's standing cost (it runs on every frame, all day), or why it was not measured."""
+    if phrase.lower() == "none":
+        return None
+    from edge.wake import WakeError, WakeSettings, measure_cpu
+
+    try:
+        return measure_cpu(WakeSettings(phrases=(phrase,)), seconds=seconds)
+    except WakeError as exc:
+        return {"phrases": [phrase], "error": str(exc)}
+
+
+def wake_line(wake: dict[str, Any]) -> str:
+    if wake.get("error"):
+        return f"Wake stage ({', '.join(wake['phrases'])}): not measured — {wake['error']}"
+    return (f"Wake stage (`{wake['engine']}`, {', '.join(wake['phrases'])}): {wake['cpu_per_audio_s']:.4f} CPU s per "
+            f"second of audio ({wake['audio_s']:g} s of speech-shaped noise, this thread).")
 
 
 def write_plot(rows: list[dict[str, Any]], path: Path, method: str) -> Path | None:
@@ -653,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 rows.append(row)
     best = choose_best(rows, args.accuracy_tolerance)
+    wake = wake_stage(args.wake, 5.0 if args.quick else 30.0)
     args.out.mkdir(parents=True, exist_ok=True)
     method = ", ".join(sorted({r["energy_method"] for r in rows if r.get("ok")})) or selection.source.name
     plot = write_plot(rows, args.out / "latency_energy.png", method)
@@ -668,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         "best": {"config": best["config"], "backend": best["backend"], "precision": best["precision"], "threads": best["threads"]} if best else None,
         "saved_profile": None,
         "plot": plot.name if plot else None,
+        "wake": wake,
     }
     if args.save_profile:
         if best is None:
@@ -679,6 +704,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text_table(rows))
     for s in skipped:
         print(f"not run: {s['config']}: {s['reason']}")
+    if wake:
+        print(wake_line(wake))
     if best:
         print(f"best: {best['config']} (p90 {best['latency_ms']['p90']:.2f} ms)")
     if report["saved_profile"]:

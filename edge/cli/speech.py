@@ -1,26 +1,35 @@
-"""Speech options of ``edge-intent``: ``--wav FILE...``, ``--mic``, ``--list-devices``.
+"""Speech options of ``edge-intent``: ``--wav FILE...``, ``--mic``, ``--list-devices``, ``--wake PHRASE``.
 
 The lead's parser calls :func:`add_arguments` and, when :func:`wants_speech` is true, hands over
 to :func:`run` with a function that loads the intent classifier (so models are loaded once, and
 only after the audio input has been checked). ``--json`` comes from that parser.
+
+``--mic`` runs the live loop (``edge.liveloop``): every utterance is a command (``--activation
+vad``, the default), or, with ``--wake PHRASE``, only what follows the wake word. ``--wav`` with
+``--wake`` sends each file through the same loop, as fast as it can be processed.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable
 
 from edge.audio import DEFAULT_MAX_WAV_SECONDS, AudioError, MicSource, WavSource, list_devices
+from edge.events import Event
+from edge.liveloop import FeedbackSettings, LiveLoop, LiveLoopSettings
 from edge.pipeline import Pipeline
 from edge.result import Result
+from edge.settings import SettingsError
 from edge.stt import ENGINES, SttError, SttSettings, create_engine
 from edge.vad import Endpointer
 
 if TYPE_CHECKING:
     from edge.classifier import IntentClassifier
+    from edge.wake import WakeEngine
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +44,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--no-adapt", action="store_true", help="use the engine's general language model, not the intent model's")
     group.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_WAV_SECONDS, metavar="S",
                        help=f"refuse WAV files longer than this (default {DEFAULT_MAX_WAV_SECONDS:g})")
-    group.add_argument("--utterances", type=int, metavar="N", help="--mic: stop after N utterances")
+    group.add_argument("--utterances", type=int, metavar="N", help="--mic: stop after N commands")
+    group.add_argument("--wake", action="append", metavar="PHRASE",
+                       help="listen for this wake word first and take the command that follows it (repeatable); "
+                            "a phrase microWakeWord has a model for (hey jarvis, okay nabu, alexa, hey mycroft) uses "
+                            "it, any other phrase PocketSphinx keyphrase spotting")
+    group.add_argument("--activation", choices=["wake", "vad"],
+                       help="wake: only commands after the wake word (default with --wake); vad: every utterance is "
+                            "a command (default otherwise)")
+    group.add_argument("--feedback", metavar="WAV", help="play this short sound when the wake word is heard")
+    group.add_argument("--feedback-done", metavar="WAV", help="play this short sound after each command")
+    group.add_argument("--stale-audio", type=float, default=2.0, metavar="S",
+                       help="--mic: reopen the device when it delivers nothing for S seconds (default 2)")
 
 
 def wants_speech(args: argparse.Namespace) -> bool:
@@ -48,17 +68,46 @@ def run(args: argparse.Namespace, load_classifier: Callable[[], "IntentClassifie
     try:
         if args.list_devices:
             return _list_devices()
-        source = MicSource(args.device) if args.mic else None
+        settings = _loop_settings(args)
+        wake = _wake_engine(args) if settings.activation == "wake" else None
+        source = MicSource(args.device, stale_seconds=args.stale_audio) if args.mic else None
         classifier = load_classifier()
         stt = create_engine(SttSettings(engine=args.stt, model=args.stt_model, adapt=not args.no_adapt),
                             package=classifier.package, preferred=_profile_stt(args))
         vad = Endpointer()
         if source is not None:
-            return _listen(source, vad, stt, classifier, args, json_out)
-        return _files(args.wav, vad, stt, classifier, args.max_seconds, json_out)
-    except (AudioError, SttError) as exc:
+            return _listen(source, vad, stt, classifier, wake, settings, args, json_out)
+        return _files(args.wav, vad, stt, classifier, args.max_seconds, json_out, wake, settings)
+    except (AudioError, SttError, SettingsError, ValueError) as exc:
         print(f"edge-intent: {exc}", file=sys.stderr)
         return 1
+
+
+def _loop_settings(args: argparse.Namespace) -> LiveLoopSettings:
+    activation = args.activation or ("wake" if args.wake else "vad")
+    if args.feedback and activation != "wake":
+        raise ValueError("--feedback is played after the wake word: give --wake PHRASE too")
+    done = args.feedback_done
+    return LiveLoopSettings(activation=activation,
+                            feedback=FeedbackSettings(wake=args.feedback, intent=done, not_understood=done))
+
+
+def _wake_engine(args: argparse.Namespace) -> "WakeEngine":
+    """The engine for ``--wake`` (or the local wake config's phrases), with calibrated thresholds when there are some."""
+    from edge import wake
+
+    settings = wake.WakeSettings()
+    local = wake.local_config_path()
+    if local.is_file():
+        settings = wake.load_settings(local)
+    try:
+        if args.wake:
+            keep = {wake.normalize(p) for p in args.wake}
+            thresholds = {p: v for p, v in settings.thresholds.items() if wake.normalize(p) in keep}
+            settings = dataclasses.replace(settings, phrases=tuple(args.wake), thresholds=thresholds)
+        return wake.create_engine(settings)
+    except wake.WakeError as exc:
+        raise wake.WakeError(f"{'--wake' if args.wake else local}: {exc}") from None
 
 
 def _profile_stt(args: argparse.Namespace) -> str | None:
@@ -83,7 +132,7 @@ def _list_devices() -> int:
 
 
 def _files(paths: list[str], vad: Endpointer, stt: Any, classifier: "IntentClassifier", max_seconds: float,
-           json_out: bool) -> int:
+           json_out: bool, wake: "WakeEngine | None" = None, settings: LiveLoopSettings | None = None) -> int:
     status = 0
     for path in paths:
         try:
@@ -95,6 +144,14 @@ def _files(paths: list[str], vad: Endpointer, stt: Any, classifier: "IntentClass
                 print(json.dumps({"file": path, "error": str(exc)}), flush=True)
             status = 1
             continue
+        if wake is not None and settings is not None:
+            quiet = dataclasses.replace(settings, feedback=FeedbackSettings())  # no sounds for recordings
+            events = list(LiveLoop(Pipeline(source, vad, stt, classifier), wake, quiet).run())
+            for event in events:
+                _emit_event(event, json_out, file=path)
+            if not events:
+                _emit(None, json_out, file=path)
+            continue
         results = list(Pipeline(source, vad, stt, classifier).run())
         if not results:
             _emit(None, json_out, file=path)
@@ -103,40 +160,62 @@ def _files(paths: list[str], vad: Endpointer, stt: Any, classifier: "IntentClass
     return status
 
 
-def _listen(source: MicSource, vad: Endpointer, stt: Any, classifier: "IntentClassifier", args: argparse.Namespace,
-            json_out: bool) -> int:
+def _listen(source: MicSource, vad: Endpointer, stt: Any, classifier: "IntentClassifier", wake: "WakeEngine | None",
+            settings: LiveLoopSettings, args: argparse.Namespace, json_out: bool) -> int:
+    show_partials = not json_out and sys.stderr.isatty()
+    pipeline = Pipeline(source, vad, stt, classifier, on_partial=_show_partial if show_partials else None)
+    loop = LiveLoop(pipeline, wake, settings)
+
     def stop(signum: int, frame: Any) -> None:
-        source.stop()  # the pipeline then finishes the utterance in progress and returns
+        loop.stop()  # the loop finishes the command in flight, then returns
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    show_partials = not json_out and sys.stderr.isatty()
-    print(f"listening on {source.description}; Ctrl-C to stop", file=sys.stderr, flush=True)
+    waiting_for = f"say {' or '.join(repr(p) for p in wake.phrases)}, then a command" if wake else "speak a command"
+    print(f"listening on {source.description}; {waiting_for}; Ctrl-C to stop", file=sys.stderr, flush=True)
     count = 0
     try:
-        pipeline = Pipeline(source, vad, stt, classifier, on_partial=_show_partial if show_partials else None)
-        for result in _stop_after(pipeline.run(), args.utterances, source):
+        for event in loop.run():
             if show_partials:
                 print("\r\033[K", end="", file=sys.stderr)
-            _emit(result, json_out)
-            count += 1
+            _emit_event(event, json_out)
+            if event.type in ("intent", "not_understood"):
+                count += 1
+                if args.utterances is not None and count >= args.utterances:
+                    loop.stop()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print(f"stopped after {count} utterance(s); {source.overflows} audio overflow(s)", file=sys.stderr)
+        if loop.player is not None:
+            loop.player.wait(timeout=10)  # a feedback sound still playing is not cut off
+    stats = source.stats()
+    print(f"stopped after {count} utterance(s); {stats['overflows']} audio overflow(s), "
+          f"{stats['reopen_attempts']} device reopen attempt(s)", file=sys.stderr)
     return 0
-
-
-def _stop_after(results: Iterator[Result], limit: int | None, source: MicSource) -> Iterator[Result]:
-    for n, result in enumerate(results, 1):
-        yield result
-        if limit is not None and n >= limit:
-            source.stop()
-            results.close()  # closes the PortAudio stream now
-            return
 
 
 def _show_partial(text: str) -> None:
     print(f"\r\033[K… {text}", end="", file=sys.stderr, flush=True)
+
+
+def _emit_event(event: Event, json_out: bool, file: str | None = None) -> None:
+    """Commands print as results do; wake words, timeouts and errors get a line of their own."""
+    if event.result is not None and not json_out:
+        _emit(event.result, json_out, file)
+        return
+    if json_out:
+        data = event.to_dict()
+        print(json.dumps({"file": file, **data} if file else data, ensure_ascii=False), flush=True)
+        return
+    where = f"{file}: " if file else ""
+    d = event.data
+    if event.type == "wake":
+        print(f"{where}[wake] {d.get('phrase')} ({d.get('engine')}, score {d.get('score')}) at {d.get('audio_s')} s",
+              flush=True)
+    elif event.type == "timeout":
+        heard = f' (heard "{d["text"]}")' if d.get("text") else ""
+        print(f"{where}[timeout] {d.get('reason')} after {d.get('after_s')} s{heard}", flush=True)
+    else:
+        print(f"{where}[{event.type}] {d.get('message', '')}", flush=True)
 
 
 def _emit(result: Result | None, json_out: bool, file: str | None = None) -> None:

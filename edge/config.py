@@ -1,0 +1,354 @@
+"""The daemon's configuration (``/etc/edge/config.yaml``): one frozen dataclass per section.
+
+``edge-intent serve`` reads it at start and again on SIGHUP; :func:`load` checks every key and
+type through :mod:`edge.settings` (errors read ``<file>: <key.path>: <problem>; <allowed>``) and
+then the rules that span keys: a listener off the loopback interface needs a token, a hook's
+program must exist, an MQTT topic template must make a valid topic. Secrets given as files
+(``http.token_file``, ``mqtt.password_file``) are read here, so a reload picks up a rotated one
+and a missing one is a configuration error like any other.
+
+Sections reuse the stage settings where a stage has them (``stt``: :class:`edge.stt.SttSettings`,
+``vad``: :class:`edge.vad.VadSettings`, ``profiler``: :class:`edge.profiler.ProfilerSettings`), so
+the daemon and the stage read the same documented fields: ``liveloop`` is
+:class:`edge.liveloop.LiveLoopSettings` (activation mode, timeouts, feedback sounds) and ``wake`` is
+:class:`edge.wake.WakeSettings` (phrases, engine, thresholds).
+
+The service default is ``liveloop.activation: wake`` with "hey jarvis" (a microWakeWord model
+shipped in the ``pymicro-wakeword`` wheel, so it works with no download): a service that acted on
+every sentence spoken in a room would act on the TV. ``vad`` (every utterance is a command) and
+``api`` (``POST /v1/listen``, the MQTT listen topic) are one key away.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import shutil
+from pathlib import Path
+from typing import Literal
+
+from edge.liveloop import LiveLoopSettings
+from edge.profiler import ProfilerSettings
+from edge.settings import SettingsError, from_mapping, load_yaml
+from edge.stt import SttSettings
+from edge.vad import VadSettings
+from edge.wake import WakeSettings
+
+DEFAULT_CONFIG_PATH = "/etc/edge/config.yaml"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSettings:
+    """Which intent model runs, and how (``model:``)."""
+
+    name: str | None = None
+    """Model package name or directory (default: the shipped ``squeezebert-hwu64``, or ``$EDGE_MODEL``)."""
+    backend: Literal["onnx", "tflite"] | None = None
+    """Force a backend; default: the device profile's order."""
+    precision: Literal["int8", "fp32"] | None = None
+    """Force a precision; default: the device profile's."""
+    threads: int | None = None
+    """Inference threads; default: the device profile's."""
+    threshold: float | None = None
+    """Out-of-scope threshold: a best guess below this probability is reported as ``not_understood``
+    (default: the model package's calibrated value)."""
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and not 1 <= self.threads <= 64:
+            raise ValueError(f"threads: {self.threads} is out of range; allowed 1..64")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold: {self.threshold} is out of range; allowed 0..1")
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioSettings:
+    """The microphone (``audio:``)."""
+
+    enabled: bool = True
+    """False: no microphone, the HTTP API only (the same as ``--no-mic``)."""
+    device: str | int | None = None
+    """Input device: an index or (part of) a name as ``edge-intent --list-devices`` shows it; default: the system's."""
+    stale_s: float = 2.0
+    """Stale-audio watchdog: a device that delivers nothing for this long is closed and opened again
+    (found by name, since USB re-enumeration changes indexes)."""
+    retry_min_s: float = 1.0
+    """First wait before opening again a microphone that is missing or went silent; doubles on each failure."""
+    retry_max_s: float = 30.0
+    """Longest wait between attempts."""
+    max_frame_age_s: float = 5.0
+    """``/healthz`` turns unhealthy when the last audio frame is older than this."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.retry_min_s <= self.retry_max_s:
+            raise ValueError(f"retry_min_s ({self.retry_min_s}) and retry_max_s ({self.retry_max_s}): "
+                             "allowed 0 < retry_min_s <= retry_max_s")
+        if not 0 < self.stale_s <= 600:
+            raise ValueError(f"stale_s: {self.stale_s} is out of range; allowed (0, 600] seconds")
+        if not self.stale_s < self.max_frame_age_s:
+            raise ValueError(f"max_frame_age_s ({self.max_frame_age_s}) must exceed stale_s ({self.stale_s}): "
+                             "the watchdog gets its chance to reopen the device first")
+
+
+@dataclasses.dataclass(frozen=True)
+class StdoutSettings:
+    """JSON lines on standard output, one per event (``stdout:``); under systemd they go to the journal."""
+
+    enabled: bool = True
+    """False: print nothing (the other outputs still run)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpSettings:
+    """The local HTTP API (``http:``)."""
+
+    enabled: bool = True
+    """False: no HTTP server (no API, no /metrics, no /healthz)."""
+    listen: str = "127.0.0.1:8765"
+    """``HOST:PORT`` to bind (``[::1]:8765`` for IPv6). Any address but loopback needs ``token`` or ``token_file``."""
+    token: str | None = None
+    """Bearer token every request except ``GET /healthz`` must carry (``Authorization: Bearer ...``)."""
+    token_file: str | None = None
+    """File holding the token (first line), instead of writing it into this file."""
+    max_text_bytes: int = 16384
+    """Largest ``POST /v1/intent`` body; larger ones get 413."""
+    max_wav_bytes: int = 4_194_304
+    """Largest ``POST /v1/recognize`` body (4 MiB: two minutes of 16 kHz 16-bit mono); larger ones get 413."""
+    max_connections: int = 16
+    """Requests served at once; more get 503 at once instead of queueing behind slow clients."""
+    timeout_s: float = 10.0
+    """A client that sends nothing for this long is disconnected."""
+    publish: bool = True
+    """Send results of API requests to the outputs too (stdout, MQTT, hooks); a request can say ``?publish=false``."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_text_bytes", "max_wav_bytes", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: {getattr(self, name)} is out of range; allowed 1 or more")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s: {self.timeout_s} is out of range; allowed more than 0")
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("token and token_file are both set; allowed: one of them")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``listen`` as (host, port)."""
+        return parse_listen(self.listen)
+
+
+@dataclasses.dataclass(frozen=True)
+class MqttSettings:
+    """Publishing events to an MQTT broker (``mqtt:``)."""
+
+    enabled: bool = False
+    """True: publish every event to the broker below."""
+    host: str = "localhost"
+    """Broker host name or address."""
+    port: int = 1883
+    """Broker port (8883 is usual with TLS)."""
+    client_id: str = ""
+    """MQTT client id; empty: ``edge-<host name>``."""
+    username: str | None = None
+    """User name, when the broker wants one."""
+    password: str | None = None
+    """Password for ``username``; prefer ``password_file``, which keeps it out of this file."""
+    password_file: str | None = None
+    """File holding the password (first line)."""
+    tls_ca_file: str | None = None
+    """CA certificate file: set it to connect with TLS and check the broker's certificate."""
+    topic: str = "hermes/intent/{name}"
+    """Topic of intent events; ``{name}`` is the intent (Hermes style: ``hermes/intent/iot_hue_lightoff``)."""
+    topics: dict[str, str] = dataclasses.field(
+        default_factory=lambda: {"not_understood": "hermes/nlu/intentNotRecognized"})
+    """Topic per intent or event type, overriding ``topic`` / ``event_topic`` for that name."""
+    event_topic: str = "edge/event/{type}"
+    """Topic of the other events (``not_understood``, ``wake``, ``timeout``, ``error``); ``{type}`` is the type."""
+    listen_topic: str | None = "edge/listen"
+    """A message here (any payload) makes the service take one command now, as ``POST /v1/listen``
+    does (for ``liveloop.activation: api``; works in every mode); ``null``: do not subscribe."""
+    qos: int = 1
+    """MQTT quality of service: 0 at most once, 1 at least once, 2 exactly once."""
+    retain: bool = False
+    """Ask the broker to keep the last message of each topic for new subscribers."""
+    queue_size: int = 1000
+    """Events kept while the broker is unreachable, delivered in order when it is back; beyond this the
+    oldest are dropped, counted (``edge_mqtt_dropped_total``) and logged."""
+    keepalive_s: int = 30
+    """MQTT keep-alive: how soon a dead connection is noticed."""
+    reconnect_min_s: int = 1
+    """First wait before reconnecting; doubles up to ``reconnect_max_s``."""
+    reconnect_max_s: int = 60
+    """Longest wait between reconnection attempts."""
+    flush_timeout_s: float = 5.0
+    """On shutdown, how long to wait for queued events to reach the broker."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.qos <= 2:
+            raise ValueError(f"qos: {self.qos} is out of range; allowed 0, 1, 2")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port: {self.port} is out of range; allowed 1..65535")
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size: {self.queue_size} is out of range; allowed 1 or more")
+        if self.keepalive_s < 5:
+            raise ValueError(f"keepalive_s: {self.keepalive_s} is out of range; allowed 5 or more")
+        if not 1 <= self.reconnect_min_s <= self.reconnect_max_s:
+            raise ValueError(f"reconnect_min_s ({self.reconnect_min_s}) and reconnect_max_s ({self.reconnect_max_s}): "
+                             "allowed 1 <= reconnect_min_s <= reconnect_max_s")
+        if self.flush_timeout_s < 0:
+            raise ValueError(f"flush_timeout_s: {self.flush_timeout_s} is negative; allowed 0 or more")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("password and password_file are both set; allowed: one of them")
+        check_topic_template("topic", self.topic, "name")
+        check_topic_template("event_topic", self.event_topic, "type")
+        if self.listen_topic is not None and (not self.listen_topic.strip() or "\x00" in self.listen_topic):
+            raise ValueError(f"listen_topic: {self.listen_topic!r} is not an MQTT topic; allowed: a topic "
+                             "(e.g. edge/listen), or null to not subscribe")
+        for name, template in self.topics.items():
+            check_topic_template(f"topics.{name}", template, "name")
+
+    def topic_for(self, event_name: str, event_type: str) -> str:
+        """The topic an event goes to: its own entry in ``topics``, else the template for its kind."""
+        template = self.topics.get(event_name) or (self.topic if event_type == "intent" else self.event_topic)
+        return template.format(name=event_name, type=event_type)
+
+
+@dataclasses.dataclass(frozen=True)
+class HooksSettings:
+    """Programs run for events (``hooks:``)."""
+
+    commands: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    """Intent name or event type -> the program and its arguments, as a list (never a shell string);
+    ``"*"`` runs for every intent without an entry of its own. The event's fields arrive as
+    environment variables (``EDGE_INTENT``, ``EDGE_TEXT``, ``EDGE_SLOT_<NAME>``, ...) and as JSON on stdin."""
+    timeout_s: float = 10.0
+    """A hook still running after this long is killed (with its process group)."""
+    concurrency: int = 2
+    """Hooks running at once; the next ones wait their turn."""
+    queue_size: int = 32
+    """Hooks waiting for a turn; beyond this new ones are dropped, counted and logged."""
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s: {self.timeout_s} is out of range; allowed more than 0")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency: {self.concurrency} is out of range; allowed 1 or more")
+        if self.queue_size < 0:
+            raise ValueError(f"queue_size: {self.queue_size} is negative; allowed 0 or more")
+
+    def command_for(self, event_name: str, event_type: str) -> list[str] | None:
+        """The argv to run for an event, or None."""
+        argv = self.commands.get(event_name)
+        if argv is None and event_type == "intent":
+            argv = self.commands.get("*")
+        return argv
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The whole daemon configuration; every section may be left out."""
+
+    profile: str | None = None
+    """Device profile name or YAML path (default: detected; ``EDGE_PROFILE`` also works)."""
+    model: ModelSettings = dataclasses.field(default_factory=ModelSettings)
+    stt: SttSettings = dataclasses.field(default_factory=SttSettings)
+    vad: VadSettings = dataclasses.field(default_factory=VadSettings)
+    audio: AudioSettings = dataclasses.field(default_factory=AudioSettings)
+    stdout: StdoutSettings = dataclasses.field(default_factory=StdoutSettings)
+    http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
+    mqtt: MqttSettings = dataclasses.field(default_factory=MqttSettings)
+    hooks: HooksSettings = dataclasses.field(default_factory=HooksSettings)
+    profiler: ProfilerSettings = dataclasses.field(default_factory=ProfilerSettings)
+    liveloop: LiveLoopSettings = dataclasses.field(default_factory=LiveLoopSettings)
+    wake: WakeSettings = dataclasses.field(default_factory=WakeSettings)
+
+
+def load(path: str | Path | None = None) -> Config:
+    """Read and check a configuration file; ``None``: the defaults (no file).
+
+    Raises :class:`SettingsError` naming the file, the key and what is allowed.
+    """
+    if path is None:
+        return check(Config(), "(defaults)")
+    source = str(path)
+    data = load_yaml(path)
+    return check(from_mapping(Config, {} if data is None else data, source=source), source)
+
+
+def check(config: Config, source: str) -> Config:
+    """The rules that span keys or touch the system; returns the config with file secrets read in."""
+    http = config.http
+    try:
+        host, _ = http.address
+    except ValueError as exc:
+        raise SettingsError(source, "http.listen", str(exc)) from None
+    if http.token_file is not None:
+        http = dataclasses.replace(http, token=read_secret(http.token_file, source, "http.token_file"), token_file=None)
+    if http.token is not None and not http.token.strip():
+        raise SettingsError(source, "http.token", "is empty; allowed: a non-empty string (or leave it out)")
+    if http.enabled and http.token is None and not is_loopback(host):
+        raise SettingsError(source, "http.listen", f"{http.listen} is reachable from other machines, so the API needs "
+                                                   "a token; allowed: a loopback address (127.0.0.1, ::1), or set "
+                                                   "http.token or http.token_file")
+    mqtt = config.mqtt
+    if mqtt.password_file is not None:
+        mqtt = dataclasses.replace(mqtt, password=read_secret(mqtt.password_file, source, "mqtt.password_file"),
+                                   password_file=None)
+    if mqtt.tls_ca_file is not None and not os.access(mqtt.tls_ca_file, os.R_OK):
+        raise SettingsError(source, "mqtt.tls_ca_file", f"{mqtt.tls_ca_file} cannot be read; allowed: a readable PEM file")
+    for name, argv in config.hooks.commands.items():
+        key = f"hooks.commands.{name}"
+        if not argv or not all(argv):
+            raise SettingsError(source, key, "expected a non-empty list: the program, then its arguments")
+        if shutil.which(argv[0]) is None:
+            raise SettingsError(source, f"{key}[0]", f"{argv[0]!r} is not an executable file (nor found on PATH); "
+                                                     "allowed: the path of a program (a shell command line is not run)")
+    return dataclasses.replace(config, http=http, mqtt=mqtt)
+
+
+def read_secret(path: str, source: str, key: str) -> str:
+    """The first line of a secret file."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SettingsError(source, key, f"{path} cannot be read ({reason}); allowed: a readable text file") from None
+    secret = text.splitlines()[0].strip() if text.strip() else ""
+    if not secret:
+        raise SettingsError(source, key, f"{path} is empty; allowed: a file whose first line is the secret")
+    return secret
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); ValueError saying what is allowed."""
+    allowed = "allowed: HOST:PORT, e.g. 127.0.0.1:8765 or [::1]:8765"
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"{listen!r} is not an address; {allowed}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not 0 <= int(port) <= 65535:
+        raise ValueError(f"port {port} is out of range; allowed 0..65535")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_topic_template(key: str, template: str, field: str) -> None:
+    """An MQTT topic template: non-empty, no wildcards, only ``{name}`` / ``{type}`` placeholders."""
+    if not template or "+" in template or "#" in template or "\x00" in template:
+        raise ValueError(f"{key}: {template!r} is not a publishable MQTT topic; allowed: a topic without + or # wildcards")
+    try:
+        template.format(name="x", type="x")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError(f"{key}: {template!r} has an unknown placeholder; allowed: {{{field}}}") from None
+
+
+__all__ = ["AudioSettings", "Config", "DEFAULT_CONFIG_PATH", "HooksSettings", "HttpSettings", "ModelSettings",
+           "MqttSettings", "StdoutSettings", "check", "is_loopback", "load", "parse_listen"]

@@ -1,0 +1,123 @@
+"""``edge-train INTENTS.yaml`` end to end on a tiny intents file: expand, fine-tune from the shipped
+package, export + quantise both backends, package with canonical slot values and STT adaptation;
+then the runtime answers typed and spoken commands with the new package.
+
+Slow (about two minutes: two TFLite conversions) and needs the [train] extra.
+"""
+
+import json
+
+import pytest
+from conftest import REPO, run_cli
+from speech_helpers import need_flite, speak, write_wav
+
+pytest.importorskip("torch", reason="the toolchain needs the [train] extra: script/setup --train")
+pytest.importorskip("litert_torch", reason="the toolchain needs the [train] extra: script/setup --train")
+pytest.importorskip("hassil", reason="intents files need hassil: script/setup --train")
+
+pytestmark = [pytest.mark.slow, pytest.mark.train]
+
+TINY = """\
+language: en
+intents:
+  LightOn:
+    data:
+      - sentences:
+          - "(turn|switch) on [the] (light|lights) [in [the] {area}]"
+          - "[the] {area} (light|lights) on"
+  LightOff:
+    data:
+      - sentences:
+          - "(turn|switch) off [the] (light|lights) [in [the] {area}]"
+          - "[the] {area} (light|lights) off"
+  SetVolume:
+    data:
+      - sentences:
+          - "(set|turn) [the] volume [to] {volume}"
+          - "volume {volume}"
+lists:
+  area:
+    values:
+      - kitchen
+      - in: "(living room|lounge|front room)"
+        out: living_room
+      - in: "(bedroom|master bedroom)"
+        out: bedroom
+      - in: "(study|office)"
+        out: office
+  volume:
+    range:
+      from: 0
+      to: 100
+out_of_scope:
+  - "(tell|give) me a joke"
+  - "what (time|day) is it"
+tests:
+  - sentences: ["switch on the lights in the lounge"]
+    intent: {name: LightOn, slots: {area: living_room}}
+  - sentences: ["set the volume to 30"]
+    intent: {name: SetVolume, slots: {volume: 30}}
+"""
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tiny")
+    (tmp / "tiny.yaml").write_text(TINY)
+    held_out = [{"text": "lights on in the office please", "intent": "LightOn",
+                 "entities": [{"start": 17, "end": 23, "entity": "area", "value": "office"}]},
+                {"text": "what is the capital of peru", "intent": None, "entities": []}]
+    (tmp / "held_out.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held_out))
+    out = tmp / "tiny-pkg"
+    # In a child process, as a user runs it (and so that edge-train sets up torch's threads itself).
+    proc = run_cli("tools.train", str(tmp / "tiny.yaml"), "--eval", str(tmp / "held_out.jsonl"), "--out", str(out),
+                   "--work", str(tmp / "work"), "--per-intent", "80", "--epochs", "2", "--max-steps", "40",
+                   "--oos-train", "40", "--threads", "2", timeout=1200)
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    assert b"model package" in proc.stdout and b"tests" in proc.stdout  # the summary at the end
+    return out
+
+
+def test_package_is_complete(package):
+    from edge.package import ModelPackage
+
+    pkg = ModelPackage.load(package)
+    assert pkg.verify_all() == []
+    assert pkg.labels == ["LightOff", "LightOn", "SetVolume"]
+    assert {v.backend for v in pkg.variants} == {"onnx", "tflite"}
+    assert pkg.slot_values["area"]["lounge"] == "living_room" and pkg.slot_values["volume"]["thirty"] == "30"
+    evaluations = pkg.manifest["metrics"]["evaluations"]
+    assert set(evaluations) == {"held_out.jsonl", "tests", "held-out expansions"}
+    assert evaluations["tests"]["shipped"]["onnx/int8"]["n"] == 2
+    assert evaluations["held_out.jsonl"]["shipped"]["onnx/int8"]["oos_n"] >= 1  # the "intent": null line
+    assert {"pocketsphinx", "vosk"} <= set(pkg.manifest["stt"])
+    sentences = (package / "training_sentences.txt").read_text()
+    assert "front room" in sentences and "{area}" not in sentences
+
+
+@pytest.mark.parametrize("backend", ["onnx", "tflite"])
+def test_both_backends_resolve_synonyms_to_canonical_values(package, backend):
+    from edge.classifier import IntentClassifier
+
+    clf = IntentClassifier.load(str(package), backend=backend, precision="int8", threads=1)
+    r = clf.classify("switch the lights on in the front room")
+    assert (r.intent, r.slot_dict()) == ("LightOn", {"area": "living_room"})
+    r = clf.classify("Turn off the lights in the Master Bedroom")
+    assert (r.intent, r.slot_dict()) == ("LightOff", {"area": "bedroom"})
+    r = clf.classify("set the volume to forty five")
+    assert (r.intent, r.slot_dict()) == ("SetVolume", {"volume": "45"})
+
+
+def test_edge_intent_text_and_speech_with_the_new_package(package, tmp_path):
+    need_flite()
+    proc = run_cli("edge.cli.intent", "--model", str(package), "--text", "lounge lights off", "--json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = json.loads(proc.stdout)
+    assert (out["intent"], out["slots"]) == ("LightOff", {"area": "living_room"})
+
+    wav = write_wav(tmp_path / "cmd.wav", speak("turn on the lights in the study", "slt", tmp_path) / 32768.0, 16000)
+    proc = run_cli("edge.cli.intent", "--model", str(package), "--wav", str(wav), "--stt", "pocketsphinx", "--json")
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = json.loads(proc.stdout.decode().splitlines()[0])
+    assert (out["intent"], out["slots"]) == ("LightOn", {"area": "office"}), out
+    assert "adapted" in out["transcript"]["engine"]
