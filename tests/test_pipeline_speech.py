@@ -32,14 +32,8 @@ LATENCY_KEYS = {"capture", "vad", "stt", "tokenize", "infer", "decode", "classif
 
 
 @pytest.fixture(scope="module")
-def classifier():
-    from edge.classifier import IntentClassifier
-    from edge.package import PackageError
-
-    try:
-        return IntentClassifier.load()
-    except PackageError as exc:
-        pytest.skip(f"the intent model package is not installed: {exc}")
+def classifier(shipped_classifier):
+    return shipped_classifier
 
 
 @pytest.fixture(scope="module")
