@@ -22,6 +22,7 @@ import dataclasses
 import logging
 import queue
 import struct
+import sys
 import threading
 import time
 from pathlib import Path
@@ -516,6 +517,10 @@ class MicSource:
             stream.abort(ignore_errors=True)
             stream.close(ignore_errors=True)
 
+        if sys.is_finalizing():
+            # A generator collected at interpreter exit: no thread can start any more (trying hung
+            # the daemon after SIGTERM), and the process's exit releases the device anyway.
+            return
         closer = threading.Thread(target=close, name="edge-audio-close", daemon=True)
         closer.start()
         closer.join(1.0)
