@@ -22,12 +22,10 @@ def test_texts():
 
 def _agreement(package, precision, texts):
     """(same best guess, same answer after the out-of-scope rule) between ONNX Runtime and LiteRT."""
-    from edge.classifier import IntentClassifier
+    from tools.package_writer import backend_agreement
 
-    a, b = (IntentClassifier.load(package, backend=x, precision=precision, threads=1) for x in ("onnx", "tflite"))
-    pairs = [(a.classify(t), b.classify(t)) for t in texts]
-    return (sum(x.guess == y.guess for x, y in pairs) / len(pairs),
-            sum(x.intent == y.intent for x, y in pairs) / len(pairs))
+    agreement = backend_agreement(package.dir, texts, precision)
+    return agreement["top_intent"], agreement["answer"]
 
 
 def test_onnx_and_litert_agree_on_hwu64_test_fp32(shipped_package, test_texts):

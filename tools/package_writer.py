@@ -168,14 +168,15 @@ def torch_agreement(model, tokenizer_dir: Path, package_dir: Path, examples: lis
     return out
 
 
-def backend_agreement(package_dir: Path, examples: list[Example], precision: str = "int8") -> dict[str, float]:
-    """How often ONNX Runtime and LiteRT give the same answer for the same file pair (issue 2's parity)."""
+def backend_agreement(package_dir: Path | str, texts: list[str], precision: str = "int8") -> dict[str, float]:
+    """How often ONNX Runtime and LiteRT agree on the same texts (issue 2's parity): same best guess
+    (``top_intent``) and same answer after the out-of-scope rule (``answer``), as fractions."""
     from edge.classifier import IntentClassifier
 
     a, b = (IntentClassifier.load(str(package_dir), backend=x, precision=precision, threads=1) for x in ("onnx", "tflite"))
-    pairs = [(a.classify(ex.text), b.classify(ex.text)) for ex in examples]
-    return {"top_intent": round(sum(x.guess == y.guess for x, y in pairs) / len(pairs), 4),
-            "answer": round(sum(x.intent == y.intent for x, y in pairs) / len(pairs), 4)}
+    pairs = [(a.classify(t), b.classify(t)) for t in texts]
+    return {"top_intent": sum(x.guess == y.guess for x, y in pairs) / len(pairs),
+            "answer": sum(x.intent == y.intent for x, y in pairs) / len(pairs)}
 
 
 def calibrate(package_dir: Path, dev: list[Example], calib_oos: list[Example], margin: bool = False) -> dict:
@@ -271,7 +272,8 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
                 evaluations[key][c] = evaluate_package(d, examples, oos, threads=1)
         if choice in candidates:
             evaluations[key]["argmax_agreement_with_pytorch"] = torch_agreement(candidates[choice], out, out, examples)
-        evaluations[key]["onnx_vs_tflite_int8_agreement"] = backend_agreement(out, examples)
+        evaluations[key]["onnx_vs_tflite_int8_agreement"] = {
+            k: round(v, 4) for k, v in backend_agreement(out, [ex.text for ex in examples]).items()}
     headline = {}
     if evaluations:
         first = next(iter(evaluations.values()))["shipped"]
