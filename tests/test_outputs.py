@@ -3,6 +3,7 @@ started here, hook programs run as real processes, prometheus-client's expositio
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -68,8 +69,10 @@ class Broker:
         self.port = free_port()
         tmp.mkdir(parents=True, exist_ok=True)
         self.conf = tmp / "mosquitto.conf"
+        # mosquitto started as root drops to the "mosquitto" user, which cannot write the session store in
+        # this directory: the subscriber's session would then not survive the restart. Stay as whoever we are.
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {tmp}/\nautosave_interval 1\n")
+                             f"persistence_location {tmp}/\nautosave_interval 1\nuser {getpass.getuser()}\n")
         self.log = tmp / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
 
@@ -91,6 +94,8 @@ class Broker:
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
+            assert (self.conf.parent / "mosquitto.db").exists(), \
+                f"mosquitto did not save its sessions, so the restart would lose them: {self.log.read_text()[-500:]}"
 
 
 class Subscriber:
