@@ -425,8 +425,8 @@ class MicSource:
         try:
             sd.check_input_settings(device=self.device.index, samplerate=SAMPLE_RATE, channels=1, dtype="int16")
             return SAMPLE_RATE, 1
-        except (sd.PortAudioError, ValueError):
-            pass
+        except (sd.PortAudioError, ValueError) as exc:
+            first_error = exc
         rate = int(self.device.default_rate)
         for channels in (1, min(2, self.device.channels), self.device.channels):
             try:
@@ -435,7 +435,8 @@ class MicSource:
             except (sd.PortAudioError, ValueError):
                 continue
         raise AudioError(f"input device {self.device.name!r} accepts neither 16 kHz mono nor its default "
-                         f"{rate} Hz with 1..{self.device.channels} channels of 16-bit samples")
+                         f"{rate} Hz with 1..{self.device.channels} channels of 16-bit samples "
+                         f"(PortAudio: {first_error})")
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         now = time.monotonic()

@@ -43,9 +43,11 @@ class Choice:
     reason: str
 
 
-def choose_variant(package: ModelPackage, backend: str | None, precision: str | None, profile: Profile | None) -> Choice:
-    """Pick backend + precision: explicit requests win, then the profile's order, skipping what is missing."""
-    avail = available_backends()
+def choose_variant(package: ModelPackage, backend: str | None, precision: str | None, profile: Profile | None,
+                   failed: dict[str, str] | None = None) -> Choice:
+    """Pick backend + precision: explicit requests win, then the profile's order, skipping what is missing
+    and the backends in ``failed`` (name -> why it could not open the model)."""
+    avail = {**available_backends(), **(failed or {})}
     if backend is not None:
         if avail.get(backend, "unknown backend") is not None:
             raise unavailable_error(backend, avail.get(backend, "unknown backend"))
@@ -66,11 +68,11 @@ def choose_variant(package: ModelPackage, backend: str | None, precision: str | 
             skipped.append(f"{name}: the model package has no {precision or 'usable'} {name} file")
             continue
         if name == "tflite" and variant.runtimes:
-            from edge.backends.litert import _import_interpreter
+            from edge.backends.litert import installed_runtimes
 
-            runtime, _ = _import_interpreter()
-            if runtime not in variant.runtimes:
-                skipped.append(f"tflite: {variant.file} needs {' or '.join(variant.runtimes)}, found {runtime}")
+            installed = installed_runtimes()
+            if not set(installed) & set(variant.runtimes):
+                skipped.append(f"tflite: {variant.file} needs {' or '.join(variant.runtimes)}, found {', '.join(installed)}")
                 continue
         reason = why + (f"; skipped {'; '.join(skipped)}" if skipped else "")
         return Choice(name, variant.precision, package.path(variant.file), variant.runtimes, reason)
@@ -101,10 +103,22 @@ class IntentClassifier:
     def load(cls, model: str | Path | None = None, backend: str | None = None, precision: str | None = None,
              threads: int | None = None, profile: Profile | None = None) -> "IntentClassifier":
         package = model if isinstance(model, ModelPackage) else find_package(str(model) if model else None)
-        choice = choose_variant(package, backend, precision, profile)
-        package.verify_file(str(choice.file.relative_to(package.dir)))
         n_threads = threads or (profile.threads if profile else 1)
-        be = create_backend(choice.backend, choice.file, threads=n_threads, profile=profile, runtimes=choice.runtimes)
+        failed: dict[str, str] = {}
+        while True:
+            choice = choose_variant(package, backend, precision, profile, failed)
+            package.verify_file(str(choice.file.relative_to(package.dir)))
+            try:
+                be = create_backend(choice.backend, choice.file, threads=n_threads, profile=profile,
+                                    runtimes=choice.runtimes)
+                break
+            except BackendUnavailable as exc:
+                if backend is not None:
+                    raise
+                # installed but unusable (a broken wheel, a file this runtime cannot read): the device
+                # still has a working backend further down the profile's order
+                log.warning("%s could not open the model (%s); trying the next backend", choice.backend, exc)
+                failed[choice.backend] = str(exc)
         log.info("model %s %s: %s/%s (%s)", package.name, package.version, choice.backend, choice.precision, choice.reason)
         return cls(package, be, choice, n_threads)
 

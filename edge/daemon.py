@@ -309,6 +309,10 @@ class Listener:
         vad, stt = self._parts
         tap = _Tap(frames, self._mic, self._frame)
         self.loop = LiveLoop(Pipeline(tap, vad, stt, self.recognizer), self.wake, self.settings, on_event=self.emit)
+        if self._stopping.is_set():
+            # SIGTERM came while the microphone was opening (right after READY): stop() found no
+            # loop and no microphone to stop, and this loop would wait for frames that may never come.
+            return
         self.state = "listening"
         try:
             for _ in self.loop.run():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import REPO, SHIPPED, run_cli
 
+from edge.backends import BackendUnavailable
 from edge.backends.onnx import choose_providers
 
 TEST = REPO / "data" / "hwu64" / "test.jsonl"
@@ -51,19 +52,30 @@ def test_missing_provider_falls_back_to_cpu(caplog):
 
 @pytest.fixture
 def no_litert(tmp_path):
-    """A PYTHONPATH on which neither TFLite interpreter can be imported, as on a device without them."""
+    """A PYTHONPATH on which neither TFLite interpreter can be imported, as with a broken install."""
     for name in ("ai_edge_litert", "tflite_runtime"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed')\n")
     return {"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
 
 
-def test_profile_skips_an_uninstalled_backend(no_litert):
+def test_profile_skips_a_backend_that_does_not_import(no_litert):
     proc = run_cli("edge.cli.intent", "--text", "turn off the lights in the kitchen", "--json", "--profile", "rpi4",
                    "-v", env=no_litert)
     assert proc.returncode == 0, proc.stderr.decode()
     assert json.loads(proc.stdout)["backend"] == "onnx/int8"
-    assert "tflite: neither ai-edge-litert nor tflite-runtime is installed" in proc.stderr.decode()
+    err = proc.stderr.decode()
+    assert "tflite could not open the model" in err and "ai_edge_litert is not installed" in err
+
+
+def test_uninstalled_tflite_is_reported_without_importing_anything(monkeypatch):
+    from edge.backends import litert
+
+    monkeypatch.setattr(litert, "_RUNTIMES", (("ai-edge-litert", "edge_test_no_such_litert"),
+                                              ("tflite-runtime", "edge_test_no_such_tflite")))
+    assert litert.unavailable_reason() == "neither ai-edge-litert nor tflite-runtime is installed"
+    with pytest.raises(BackendUnavailable, match="pip install ai-edge-litert"):
+        litert.open_backend(REPO / "models" / "missing.tflite", threads=1)
 
 
 def test_explicit_uninstalled_backend_says_how_to_install(no_litert):

@@ -48,9 +48,17 @@ class FifoMic:
 
     def create(self) -> None:
         """The device appears (until then, opening it fails)."""
+        self._stop.set()  # the writer of a device that vanished lets go of it now
         os.mkfifo(self.path)
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self._stop, self._mute = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(self._stop, self._mute), daemon=True)
         self.thread.start()
+
+    def vanish(self) -> None:
+        """The device goes away mid-stream, like a USB microphone pulled out: its audio stops (a read
+        in the driver blocks) and opening it fails until :meth:`create` brings it back."""
+        self._mute.set()
+        self.path.unlink()
 
     def say(self, samples: np.ndarray) -> threading.Event:
         """Play int16 samples after what is queued; the event is set when the last one was written."""
@@ -70,8 +78,8 @@ class FifoMic:
             return np.pad(chunk, (0, FRAME - len(chunk))).astype("<i2").tobytes()
         return bytes(2 * FRAME)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    def _run(self, stop: threading.Event, mute: threading.Event) -> None:
+        while not stop.is_set():
             try:  # non-blocking: succeeds once ALSA has the FIFO open for reading
                 fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
             except OSError:
@@ -80,7 +88,10 @@ class FifoMic:
             os.set_blocking(fd, True)
             due = time.monotonic()
             try:
-                while not self._stop.is_set():
+                while not stop.is_set():
+                    if mute.is_set():
+                        stop.wait(0.05)
+                        continue
                     os.write(fd, self._next())
                     due += FRAME / 16000 / self.speed
                     time.sleep(max(0.0, due - time.monotonic()))
@@ -345,11 +356,27 @@ def test_http_api_refuses_bad_requests_with_reasons(tmp_path):
         daemon.kill()
 
 
+def test_sigterm_right_after_ready_exits_cleanly(tmp_path):
+    """READY goes out before the microphone is open; a SIGTERM in that window must still end the service."""
+    need_portaudio()
+    for attempt in range(3):
+        run_dir = tmp_path / f"start{attempt}"
+        run_dir.mkdir()
+        mic = FifoMic(run_dir)
+        daemon = Daemon(run_dir, 'http: {enabled: false}\n', env={"ALSA_CONFIG_PATH": str(mic.conf)})
+        try:
+            daemon.wait_note("READY=1")
+            assert daemon.stop(timeout=15) == 0, daemon.log
+        finally:
+            daemon.kill()
+            mic.close()
+
+
 @pytest.mark.slow
-def test_missing_microphone_is_retried_until_it_appears(tmp_path):
+def test_missing_microphone_is_retried_until_it_appears_and_again_when_it_goes(tmp_path):
     need_portaudio()
     mic = FifoMic(tmp_path, create=False)  # configured, but the device is not there yet
-    daemon = Daemon(tmp_path, 'http: {enabled: false}\naudio: {retry_min_s: 0.2, retry_max_s: 0.4}\n'
+    daemon = Daemon(tmp_path, 'http: {enabled: false}\naudio: {retry_min_s: 0.2, retry_max_s: 0.4, stale_s: 0.5}\n'
                     'liveloop: {activation: vad}\n',
                     env={"ALSA_CONFIG_PATH": str(mic.conf)})
     try:
@@ -363,6 +390,14 @@ def test_missing_microphone_is_retried_until_it_appears(tmp_path):
         mic.say(said(tmp_path, "play some jazz music", "awb"))
         heard = daemon.wait_event(lambda e: e["type"] in ("intent", "not_understood"))
         assert heard["intent"] == "play_music", heard
+        # unplugged mid-stream: the watchdog notices, reopens with backoff (logged), resumes on return
+        mic.vanish()
+        wait_for(lambda: daemon.log.count("reopening failed") >= 2, 30, "two failed attempts to reopen the microphone")
+        mic.create()
+        wait_for(lambda: "capture resumed" in daemon.log, 30, "capture to resume")
+        mic.say(said(tmp_path, "set an alarm for seven am", "slt"))
+        heard = daemon.wait_event(lambda e: e["type"] in ("intent", "not_understood") and e is not heard)
+        assert heard["intent"] == "alarm_set", heard
         assert daemon.stop() == 0
         assert len([e for e in daemon.events if e["type"] == "error"]) == 1  # said once, not at every retry
     finally:
