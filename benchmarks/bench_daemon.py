@@ -40,8 +40,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from edge.profiler import percentile  # noqa: E402
-from speech_helpers import speak  # noqa: E402
-from test_daemon import Daemon, FifoMic  # noqa: E402
+from speech_helpers import FifoMic, speak  # noqa: E402
+from test_daemon import Daemon  # noqa: E402
 from test_outputs import wait_for  # noqa: E402
 
 VOICES = ("slt", "rms")

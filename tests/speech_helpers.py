@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import shutil
@@ -17,6 +18,7 @@ import pytest
 from edge.audio import SAMPLE_RATE, read_wav
 
 FIXTURES = Path(__file__).parent / "fixtures" / "speech"
+_BLOCK = 512  # samples per FIFO write, one audio frame
 
 
 def need_flite() -> None:
@@ -106,78 +108,154 @@ pcm.!default {{ type asym capture.pcm "{name}" playback.pcm "edgeout" }}
     return conf
 
 
-class FifoFeeder(threading.Thread):
-    """Feeds int16 audio into a FIFO, the ``infile`` of an ALSA file PCM, like a microphone would.
+class FifoMic:
+    """A microphone for PortAudio: an ALSA file PCM reads ``tmp/fifo_name``, a FIFO that a thread
+    fills with 16 kHz int16 audio at ``speed`` times real time: what :meth:`say` queued, else silence.
 
-    ``segments`` are ``(samples, pause_s)``: each is written at ``speed`` times real time, then the
-    writer goes quiet for ``pause_s`` while keeping the FIFO open, so the capture device delivers
-    nothing (a stalled microphone). Afterwards silence follows until :meth:`finish`. Writes are
-    whole 512-sample blocks: the ALSA file plugin pads a short read with stale samples. A reader
-    that goes away (PortAudio probing the device, or the watchdog reopening it) is waited for,
-    and what it had not read yet goes to the next one.
+    ``conf`` is the ALSA configuration to put in ``ALSA_CONFIG_PATH`` (with ``playback``, the
+    default device also plays into that file; see :func:`alsa_capture_config`). Until
+    :meth:`create` (or with ``create=True``), the device is missing and opening it fails.
+
+    Writes are whole 512-sample blocks: the ALSA file plugin pads a short read with stale samples.
+    A reader that goes away (PortAudio probing the device, or the watchdog reopening it) is waited
+    for, and what it had not read yet goes to the next one: the first write end stays open for the
+    device's life, because closing the last one would discard what the pipe holds.
     """
 
-    def __init__(self, path: Path, segments: list[tuple[np.ndarray, float]], speed: float = 3.0) -> None:
-        super().__init__(daemon=True)
-        self.path, self.segments, self.speed = path, segments, speed
-        self.done = threading.Event()
-        """Set once every segment has been written (silence follows)."""
-        self._halt = threading.Event()
-        self._fd: int | None = None
-        os.mkfifo(path)
+    def __init__(self, tmp: Path, create: bool = True, speed: float = 1.0, fifo_name: str = "mic.fifo",
+                 playback: Path | None = None) -> None:
+        self.path = tmp / fifo_name
+        self.speed = speed
+        self.conf = alsa_capture_config(tmp, self.path, playback=playback)
+        self._queue: collections.deque[list] = collections.deque()
+        self._halt, self._mute = threading.Event(), threading.Event()
+        self.thread: threading.Thread | None = None
+        if create:
+            self.create()
 
-    def _await_reader(self) -> int | None:
-        """A second write end, opened once a reader is there (``None`` if finished first)."""
-        while not self._halt.is_set():
+    def create(self) -> None:
+        """The device appears (again)."""
+        self._halt.set()  # the writer of a device that vanished lets go of it now
+        os.mkfifo(self.path)
+        self._halt, self._mute = threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(self._halt, self._mute), daemon=True)
+        self.thread.start()
+
+    def say(self, samples: np.ndarray) -> threading.Event:
+        """Play int16 samples after what is queued; the event is set once the last one is written."""
+        done = threading.Event()
+        self._queue.append([samples, done])
+        return done
+
+    def quiet(self, seconds: float) -> threading.Event:
+        """After what is queued, write nothing for ``seconds`` with the FIFO kept open: a stalled
+        microphone, whose reads block in the driver."""
+        done = threading.Event()
+        self._queue.append([float(seconds), done])
+        return done
+
+    def vanish(self) -> None:
+        """The device goes away mid-stream, like a USB microphone pulled out: its audio stops (a read
+        in the driver blocks) and opening it fails until :meth:`create` brings it back."""
+        self._mute.set()
+        self.path.unlink()
+
+    def close(self) -> None:
+        self._halt.set()
+        if self.thread is not None:
+            self.thread.join(5)
+
+    def _next_block(self) -> bytes | float:
+        """The next 512-sample block to write, or the seconds to stay quiet."""
+        while self._queue:
+            item = self._queue[0]
+            what, done = item
+            if isinstance(what, float):
+                self._queue.popleft()
+                done.set()  # set when the quiet starts: the test knows the stall is under way
+                return what
+            if not len(what):
+                self._queue.popleft()
+                done.set()
+                continue
+            block, item[0] = what[:_BLOCK], what[_BLOCK:]
+            if not len(item[0]):
+                self._queue.popleft()
+                done.set()
+            return np.pad(block, (0, _BLOCK - len(block))).astype("<i2").tobytes()
+        return bytes(2 * _BLOCK)
+
+    def _run(self, halt: threading.Event, mute: threading.Event) -> None:
+        fd: int | None = None
+        due = 0.0
+        while not halt.is_set():
+            if mute.is_set():
+                halt.wait(0.05)
+                continue
+            block = self._next_block()
+            if isinstance(block, float):
+                halt.wait(block)
+                due = time.monotonic()
+                continue
+            fd, reader_new = self._write(fd, block, halt)
+            if fd is None:
+                break
+            due = time.monotonic() if reader_new else due
+            due += _BLOCK / SAMPLE_RATE / self.speed
+            time.sleep(max(0.0, due - time.monotonic()))
+        if fd is not None:
+            os.close(fd)
+
+    def _write(self, fd: int | None, block: bytes, halt: threading.Event) -> tuple[int | None, bool]:
+        """Write ``block`` once a reader is there; (the write end, whether it had to wait for a reader)."""
+        waited = False
+        while not halt.is_set():
+            if fd is None:
+                fd = self._await_reader(halt)
+                if fd is None:
+                    return None, waited
+                os.set_blocking(fd, True)
+                waited = True
+            try:
+                os.write(fd, block)
+                return fd, waited
+            except BrokenPipeError:
+                probe = self._await_reader(halt)
+                if probe is None:
+                    return fd, waited
+                os.close(probe)
+                waited = True
+        return fd, waited
+
+    def _await_reader(self, halt: threading.Event) -> int | None:
+        """A write end, opened once a reader is there (``None`` if halted first)."""
+        while not halt.is_set():
             try:
                 return os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
             except OSError as exc:
-                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                if exc.errno not in (errno.ENXIO, errno.ENOENT):  # no reader yet; the device is away
                     raise
                 time.sleep(0.005)
         return None
 
-    def _write(self, block: bytes) -> bool:
-        # The first write end stays open throughout: closing the last one would discard what
-        # the pipe holds for the next reader.
-        while not self._halt.is_set():
-            if self._fd is None:
-                self._fd = self._await_reader()
-                if self._fd is None:
-                    return False
-                os.set_blocking(self._fd, True)
-            try:
-                os.write(self._fd, block)
-                return True
-            except BrokenPipeError:
-                probe = self._await_reader()
-                if probe is None:
-                    return False
-                os.close(probe)
-        return False
 
-    def _play(self, samples: np.ndarray) -> bool:
-        start = time.monotonic()
-        for n, offset in enumerate(range(0, len(samples), 512)):
-            block = samples[offset:offset + 512]
-            block = np.concatenate([block, np.zeros(512 - len(block), dtype=np.int16)]) if len(block) < 512 else block
-            if not self._write(block.astype("<i2").tobytes()):
-                return False
-            wait = start + (n + 1) * 512 / SAMPLE_RATE / self.speed - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        return True
+class FifoFeeder:
+    """A scripted :class:`FifoMic` at ``path``: ``segments`` are ``(samples, pause_s)``, each played at
+    ``speed`` times real time and followed by ``pause_s`` of a stalled device; silence after them
+    until :meth:`finish`. ``done`` is set once every segment has been written."""
 
-    def run(self) -> None:
-        for samples, pause in self.segments:
-            if not self._play(samples) or self._halt.wait(pause):
-                break
-        self.done.set()
-        while not self._halt.is_set() and self._play(silence(0.5)):
-            pass
-        if self._fd is not None:
-            os.close(self._fd)
+    def __init__(self, path: Path, segments: list[tuple[np.ndarray, float]], speed: float = 3.0) -> None:
+        self.mic = FifoMic(path.parent, create=False, speed=speed, fifo_name=path.name)
+        self.done = threading.Event()
+        for samples, pause in segments:
+            self.done = self.mic.say(samples)
+            if pause:
+                self.mic.quiet(pause)
+        if not segments:
+            self.done.set()
+
+    def start(self) -> None:
+        self.mic.create()
 
     def finish(self) -> None:
-        self._halt.set()
-        self.join(5)
+        self.mic.close()

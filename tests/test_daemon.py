@@ -9,7 +9,6 @@ hears a microphone paced like a real one and the test knows where in an utteranc
 
 from __future__ import annotations
 
-import collections
 import http.client
 import json
 import os
@@ -26,82 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech_helpers import alsa_capture_config, speak, write_wav
+from speech_helpers import FifoMic, speak, write_wav
 from test_outputs import Broker, Subscriber, hook_records, wait_for, write_hook
 
 ROOT = Path(__file__).resolve().parent.parent
-FRAME = 512
-
-
-class FifoMic:
-    """A microphone for PortAudio: ALSA reads ``mic.fifo``, which a thread fills with 16 kHz audio in real time."""
-
-    def __init__(self, tmp: Path, create: bool = True, speed: float = 1.0) -> None:
-        self.path = tmp / "mic.fifo"
-        self.speed = speed  # 1.0: real time; the soak benchmark plays faster
-        self.conf = alsa_capture_config(tmp, self.path)
-        self._speech: collections.deque[list] = collections.deque()
-        self._stop = threading.Event()
-        self.thread: threading.Thread | None = None
-        if create:
-            self.create()
-
-    def create(self) -> None:
-        """The device appears (until then, opening it fails)."""
-        self._stop.set()  # the writer of a device that vanished lets go of it now
-        os.mkfifo(self.path)
-        self._stop, self._mute = threading.Event(), threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(self._stop, self._mute), daemon=True)
-        self.thread.start()
-
-    def vanish(self) -> None:
-        """The device goes away mid-stream, like a USB microphone pulled out: its audio stops (a read
-        in the driver blocks) and opening it fails until :meth:`create` brings it back."""
-        self._mute.set()
-        self.path.unlink()
-
-    def say(self, samples: np.ndarray) -> threading.Event:
-        """Play int16 samples after what is queued; the event is set when the last one was written."""
-        done = threading.Event()
-        self._speech.append([samples, done])
-        return done
-
-    def _next(self) -> bytes:
-        while self._speech:
-            item = self._speech[0]
-            samples, done = item
-            if not len(samples):
-                self._speech.popleft()
-                done.set()
-                continue
-            chunk, item[0] = samples[:FRAME], samples[FRAME:]
-            return np.pad(chunk, (0, FRAME - len(chunk))).astype("<i2").tobytes()
-        return bytes(2 * FRAME)
-
-    def _run(self, stop: threading.Event, mute: threading.Event) -> None:
-        while not stop.is_set():
-            try:  # non-blocking: succeeds once ALSA has the FIFO open for reading
-                fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError:
-                time.sleep(0.01)
-                continue
-            os.set_blocking(fd, True)
-            due = time.monotonic()
-            try:
-                while not stop.is_set():
-                    if mute.is_set():
-                        stop.wait(0.05)
-                        continue
-                    os.write(fd, self._next())
-                    due += FRAME / 16000 / self.speed
-                    time.sleep(max(0.0, due - time.monotonic()))
-            except BrokenPipeError:  # PortAudio closed the device (probing it, or the daemon stopped)
-                pass
-            finally:
-                os.close(fd)
-
-    def close(self) -> None:
-        self._stop.set()
 
 
 class Daemon:

@@ -14,8 +14,8 @@ import threading
 import numpy as np
 import pytest
 
-from speech_helpers import silence, speak
-from test_daemon import Daemon, FifoMic, need_portaudio, wait_for
+from speech_helpers import FifoMic, silence, speak
+from test_daemon import Daemon, need_portaudio, wait_for
 
 pytestmark = pytest.mark.slow
 
