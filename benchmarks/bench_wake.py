@@ -25,6 +25,7 @@ dependency (``pip install -e .[bench]``); without it the Piper voice is left out
 
     nice -n 10 .venv/bin/python benchmarks/bench_wake.py              # all engines, ~25 min first run
     .venv/bin/python benchmarks/bench_wake.py --quick --engines micro  # a look
+    .venv/bin/python benchmarks/bench_wake.py --engines pocketsphinx --noise-suppression 4  # through edge/denoise.py
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge.audio import SAMPLE_RATE, read_wav, resample, to_int16  # noqa: E402
+from edge.denoise import DenoiseSettings, Denoiser  # noqa: E402
 from edge.wake import WakeSettings, create_engine  # noqa: E402
 from edge.wake import calibrate as cal  # noqa: E402
 
@@ -272,8 +274,21 @@ def evaluate(settings: WakeSettings, speech: Speech) -> dict:
     return out
 
 
-def run_engine(name: str, speech: Speech, settings: WakeSettings, calibration_negatives: int) -> dict:
+def front_end(speech: Speech, front: DenoiseSettings) -> Speech:
+    """Every clip and stream through the product's noise suppression, as the live loop would run it."""
+    def run(clip: np.ndarray) -> np.ndarray:
+        return Denoiser(front).process(clip)
+
+    return dataclasses.replace(speech, clean=[run(c) for c in speech.clean], noisy=[run(c) for c in speech.noisy],
+                               streams=[run(s) for s in speech.streams],
+                               described={**speech.described, "front_end": dataclasses.asdict(front)})
+
+
+def run_engine(name: str, speech: Speech, settings: WakeSettings, calibration_negatives: int,
+               front: DenoiseSettings = DenoiseSettings()) -> dict:
     t0 = time.time()
+    if front.enabled:
+        speech = front_end(speech, front)
     phrase = settings.phrases[0]
     engine = create_engine(settings)
     if name == "vosk":  # calibration speech in Korean, the same way calibrate-wake would get it from recordings
@@ -285,11 +300,15 @@ def run_engine(name: str, speech: Speech, settings: WakeSettings, calibration_ne
     else:
         positives = {phrase: cal.synthetic_positives(phrase)}
         negatives = cal.synthetic_negatives(calibration_negatives)
+    if front.enabled:  # calibrate-wake scores what the engine will hear
+        positives = {p: [Denoiser(front).process(c) for c in clips] for p, clips in positives.items()}
+        negatives = [Denoiser(front).process(c) for c in negatives]
     (chosen,) = cal.calibrate(engine, positives, negatives)
     engine.close()
     default = evaluate(settings, speech)
     calibrated = evaluate(dataclasses.replace(settings, thresholds={phrase: chosen.threshold}), speech)
-    return {"engine": name, "phrase": phrase, "speech": speech.described,
+    label = f"{name}+ns{front.noise_suppression}" if front.noise_suppression else name  # kept beside the plain run
+    return {"engine": label, "phrase": phrase, "speech": speech.described,
             "calibration": chosen.to_dict(), "default": default, "calibrated": calibrated,
             "wall_s": round(time.time() - t0, 1)}
 
@@ -320,6 +339,8 @@ def main() -> int:
     p.add_argument("--engines", default="micro,pocketsphinx,vosk")
     p.add_argument("--quick", action="store_true", help="60 phrase clips and 10 minutes of other speech")
     p.add_argument("--no-piper", action="store_true")
+    p.add_argument("--noise-suppression", type=int, default=0, choices=range(5), metavar="0..4",
+                   help="run the audio through edge.denoise (WebRTC noise suppression at this level) first")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "wake.json"))
     args = p.parse_args()
     n_pos, neg_s, cal_neg = (60, 600.0, 40) if args.quick else (300, 3700.0, 120)
@@ -351,7 +372,7 @@ def main() -> int:
             speech = english_speech(PHRASES[name], voices, n_pos, neg_s, CACHE)
         print(f"{name}: {len(speech.clean)} phrase clips (+ noisy), {speech.described['negative_s'] / 3600:.2f} h other speech",
               file=sys.stderr)
-        result = run_engine(name, speech, settings, cal_neg)
+        result = run_engine(name, speech, settings, cal_neg, DenoiseSettings(noise_suppression=args.noise_suppression))
         print(json.dumps(result, ensure_ascii=False), file=sys.stderr)
         results.append(result)
     host = f"{platform.machine()} {platform.processor() or ''}".strip()
@@ -361,7 +382,8 @@ def main() -> int:
     if out.exists():  # a run of some engines keeps the others' results
         ran = {r["engine"] for r in results}
         kept = [r for r in json.loads(out.read_text())["results"] if r["engine"] not in ran]
-        results = sorted(kept + results, key=lambda r: ["micro", "pocketsphinx", "vosk"].index(r["engine"]))
+        results = sorted(kept + results, key=lambda r: (["micro", "pocketsphinx", "vosk"].index(r["engine"].split("+")[0]),
+                                                        r["engine"]))
     out.write_text(json.dumps({"host": host, "quick": args.quick, "results": results}, indent=2, ensure_ascii=False) + "\n")
     table = markdown(results, host)
     out.with_suffix(".md").write_text(table, encoding="utf-8")

@@ -28,6 +28,7 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
+from edge.denoise import DenoiseSettings, check_available
 from edge.liveloop import LiveLoopSettings
 from edge.profiler import ProfilerSettings
 from edge.settings import SettingsError, from_mapping, load_yaml
@@ -78,8 +79,21 @@ class AudioSettings:
     """Longest wait between attempts."""
     max_frame_age_s: float = 5.0
     """``/healthz`` turns unhealthy when the last audio frame is older than this."""
+    noise_suppression: int = 0
+    """WebRTC noise suppression before the wake word and STT (``edge.denoise``): 0 off, 1 low .. 4 highest.
+    Helps PocketSphinx keyphrase spotting in steady noise (fan, hum); costs microWakeWord accuracy, so off by default."""
+    auto_gain: int = 0
+    """WebRTC automatic gain before the wake word and STT: 0 off, else the target level in dBFS below full scale (1..31)."""
+
+    @property
+    def front_end(self) -> DenoiseSettings:
+        """The noise suppression / gain settings as :mod:`edge.denoise` takes them."""
+        return DenoiseSettings(self.noise_suppression, self.auto_gain)
 
     def __post_init__(self) -> None:
+        front = self.front_end  # range errors name the key
+        if front.enabled:
+            check_available()
         if not 0 < self.retry_min_s <= self.retry_max_s:
             raise ValueError(f"retry_min_s ({self.retry_min_s}) and retry_max_s ({self.retry_max_s}): "
                              "allowed 0 < retry_min_s <= retry_max_s")

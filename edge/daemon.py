@@ -302,12 +302,13 @@ class Listener:
     def _run_loop(self, frames: Iterator["Frame"]) -> None:
         """One live loop over the open stream, until stop, a reload, or the microphone giving up."""
         from edge.audio import AudioError
+        from edge.denoise import denoised
         from edge.liveloop import LiveLoop
         from edge.pipeline import Pipeline
 
         assert self._mic is not None
         vad, stt = self._parts
-        tap = _Tap(frames, self._mic, self._frame)
+        tap = _Tap(denoised(frames, self.audio.front_end), self._mic, self._frame)
         self.loop = LiveLoop(Pipeline(tap, vad, stt, self.recognizer), self.wake, self.settings, on_event=self.emit)
         if self._stopping.is_set():
             # SIGTERM came while the microphone was opening (right after READY): stop() found no

@@ -324,3 +324,106 @@ def test_the_threshold_sits_between_other_speech_and_the_phrase():
     assert choose_threshold([0.0, 5.0, 7.5], [], ladder) == (-30.0, "")
     with pytest.raises(WakeError, match="no threshold separates the phrase from other speech"):
         choose_threshold([0.1, 0.2], [0.5], micro)
+
+
+# --------------------------------------------------------------------------- noise suppression front end
+
+
+def pink(n: int, seed: int) -> np.ndarray:
+    spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(n))
+    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
+    return np.fft.irfft(spectrum, n)
+
+
+def noisy(clip: np.ndarray, snr_db: float, seed: int, lead_s: float = 3.0) -> tuple[np.ndarray, int]:
+    """``clip`` after ``lead_s`` of room noise, the noise ``snr_db`` below the speech; and where the clip starts."""
+    lead = int(lead_s * 16000)
+    speech = np.concatenate([np.zeros(lead), clip.astype(np.float64)])
+    loud = speech[np.abs(speech) > 0.02 * np.abs(speech).max()]
+    noise = pink(len(speech), seed)
+    noise *= np.sqrt(np.mean(loud ** 2) / np.mean(noise ** 2) / 10 ** (snr_db / 10))
+    return np.clip(speech + noise, -32768, 32767).astype(np.int16), lead
+
+
+def test_noise_suppression_removes_steady_noise_and_keeps_the_frames(speech):
+    from edge.audio import Frame
+    from edge.denoise import DenoiseSettings, denoised
+
+    clip, lead = noisy(speech("hey computer, turn off the kitchen lights", "rms"), 10.0, seed=1)
+    frames = [Frame(clip[i:i + 512], float(i)) for i in range(0, len(clip) - 511, 512)]
+    assert list(denoised(iter(frames), DenoiseSettings())) == frames  # off: the very same frames
+    out = list(denoised(iter(frames), DenoiseSettings(noise_suppression=3)))
+    assert all(len(f.samples) == 512 and f.samples.dtype == np.int16 for f in out)
+    assert len(frames) - 1 <= len(out) <= len(frames)  # at most the last 10 ms block is still inside
+    # each frame leaves with the capture time of the frame that completed it: at most one frame (32 ms) later
+    assert all(frames[k].captured_at <= f.captured_at <= frames[k + 1].captured_at for k, f in enumerate(out))
+    cleaned = np.concatenate([f.samples for f in out]).astype(np.float64)
+    raw = clip[:len(cleaned)].astype(np.float64)
+
+    def db(x: np.ndarray) -> float:
+        return 10 * np.log10(np.mean(x ** 2) + 1e-9)
+
+    room = slice(lead - 16000, lead - 1600)  # the last second of noise alone before the speech
+    words = slice(lead + 6400, len(cleaned))
+    assert db(raw[room]) - db(cleaned[room]) > 10, "steady noise should drop by more than 10 dB"
+    assert db(raw[words]) - db(cleaned[words]) < 6, "speech should mostly stay"
+
+
+def test_noise_suppression_lifts_keyphrase_scores_in_steady_noise(speech):
+    from edge.denoise import DenoiseSettings, Denoiser
+
+    engine = create_engine(WakeSettings(phrases=("hey computer",), engine="pocketsphinx", thresholds={"hey computer": -60}))
+    raw, clean = [], []
+    for seed, voice in enumerate(("slt", "rms", "awb", "kal16")):
+        clip, _ = noisy(speech("hey computer, what time is it", voice), 10.0, seed=seed)
+        raw.append(engine.scan(clip)["hey computer"])
+        clean.append(engine.scan(Denoiser(DenoiseSettings(noise_suppression=4)).process(clip))["hey computer"])
+    engine.close()
+    floor = -62.5  # what "not heard at all" counts as
+    lifted = sum(max(c, floor) - max(r, floor) for r, c in zip(raw, clean))
+    assert lifted > 10 * len(raw), (raw, clean)
+
+
+def test_noise_suppression_settings_are_checked(tmp_path):
+    from edge.config import load
+    from edge.denoise import DenoiseSettings
+
+    for value in (5, -1, True, 2.5):
+        with pytest.raises(ValueError, match=rf"noise_suppression: {value!r} is out of range; allowed 0 \(off\) .. 4"):
+            DenoiseSettings(noise_suppression=value)
+    with pytest.raises(ValueError, match=r"auto_gain: 32 is out of range; allowed 0 \(off\) .. 31"):
+        DenoiseSettings(auto_gain=32)
+    config = tmp_path / "config.yaml"
+    config.write_text("audio:\n  noise_suppression: 9\n")
+    with pytest.raises(SettingsError) as err:
+        load(config)
+    assert str(config) in str(err.value) and "noise_suppression" in str(err.value) and "0 (off) .. 4" in str(err.value)
+    config.write_text("audio:\n  noise_suppression: 2\n  auto_gain: 10\n")
+    assert load(config).audio.front_end == DenoiseSettings(2, 10)
+
+
+@pytest.mark.slow
+def test_mic_with_noise_suppression_wakes_and_recognises_in_a_noisy_room(tmp_path):
+    """``edge-intent --mic --noise-suppression`` through real PortAudio capture of an ALSA file PCM."""
+    pytest.importorskip("sounddevice")
+    from conftest import run_cli
+    from speech_helpers import FifoFeeder, alsa_capture_config
+
+    voice = "rms"
+    words = np.concatenate([speak("hey computer, turn off the kitchen lights", voice, tmp_path), silence(1.0),
+                            speak("i think we should buy more bread tomorrow", voice, tmp_path), silence(1.0)])
+    audio, _ = noisy(words, 15.0, seed=3)
+    fifo = tmp_path / "mic.fifo"
+    feeder = FifoFeeder(fifo, [(audio, 0.0)], speed=3.0)
+    feeder.start()
+    conf = alsa_capture_config(tmp_path, fifo)
+    try:
+        proc = run_cli("edge.cli.intent", "--mic", "--json", "--wake", "hey computer", "--noise-suppression", "3",
+                       "--utterances", "1", env={"ALSA_CONFIG_PATH": str(conf)}, timeout=90)
+    finally:
+        feeder.finish()
+    err = proc.stderr.decode()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert [(e["type"], e.get("intent")) for e in events] == [("wake", None), ("intent", "iot_hue_lightoff")], events
+    assert events[0]["engine"] == "pocketsphinx" and events[1]["slots"].get("house_place") == "kitchen"

@@ -19,6 +19,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge.audio import DEFAULT_MAX_WAV_SECONDS, AudioError, MicSource, WavSource, list_devices
+from edge.denoise import DenoisedSource, DenoiseSettings
 from edge.events import Event
 from edge.liveloop import FeedbackSettings, LiveLoop, LiveLoopSettings
 from edge.pipeline import Pipeline
@@ -56,6 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--feedback-done", metavar="WAV", help="play this short sound after each command")
     group.add_argument("--stale-audio", type=float, default=2.0, metavar="S",
                        help="--mic: reopen the device when it delivers nothing for S seconds (default 2)")
+    group.add_argument("--noise-suppression", type=int, default=0, choices=range(5), metavar="0..4",
+                       help="--mic: WebRTC noise suppression before the wake word and STT (0 off, the default; "
+                            "helps PocketSphinx keyphrases in steady noise, costs microWakeWord accuracy)")
 
 
 def wants_speech(args: argparse.Namespace) -> bool:
@@ -71,6 +75,8 @@ def run(args: argparse.Namespace, load_classifier: Callable[[], "IntentClassifie
         settings = _loop_settings(args)
         wake = _wake_engine(args) if settings.activation == "wake" else None
         source = MicSource(args.device, stale_seconds=args.stale_audio) if args.mic else None
+        if source is not None and args.noise_suppression:
+            source = DenoisedSource(source, DenoiseSettings(noise_suppression=args.noise_suppression))
         classifier = load_classifier()
         stt = create_engine(SttSettings(engine=args.stt, model=args.stt_model, adapt=not args.no_adapt),
                             package=classifier.package, preferred=_profile_stt(args))

@@ -16,6 +16,20 @@ so a calibrated threshold means the same thing at run time. The copies share the
 which is most of the cost (measured: 1 copy 0.034, 30 copies 0.037 CPU s per audio s here).
 Thresholds are log10 of PocketSphinx's ``kws_threshold`` (-20 means 1e-20), because YAML reads a
 bare ``1e-20`` as a string.
+
+Noise is this engine's weak side, and no decoder option fixes it (measured on the wake benchmark,
+``benchmarks/results/wake.md``): at 10 dB SNR the phrase's score falls from a median of +50 to
+about -30 while other speech tops out near -22.5 in an hour, because the en-us acoustic model was
+trained on clean speech and its phone loop explains noisy frames better than the phrase does. Two
+things make it worse in practice and were checked: the model's ``feat.params`` (``remove_noise yes``,
+``cmn batch``) override decoder arguments, and live CMN (which batch becomes when streaming) keeps
+the mean of the last 5-8 s, so right after the noise changes the features are off. A perfect
+per-clip mean (or ten seconds of the same noise first) more than halves the misses at -42.5, but
+that threshold lets 17 false wakes an hour through; at -20 (none an hour) it changes nothing.
+``remove_noise`` off, a wider beam and other phone-loop penalties measured no better. What helps
+some is WebRTC noise suppression in front (``audio.noise_suppression``, :mod:`edge.denoise`) for
+steady noise. A threshold closer above other speech than calibration's midpoint was tried too and
+dropped: six minutes of other speech can top out 25 units below what an hour reaches.
 """
 
 from __future__ import annotations
