@@ -195,19 +195,11 @@ class Listener:
     def stop(self) -> None:
         """Stop after the command in flight, if any (the live loop bounds how long that takes)."""
         self._stopping.set()
-        loop, mic = self.loop, self._mic
-        if loop is not None:
-            loop.stop()
-        if mic is None:
-            return
-        if loop is None or loop.status().state in ("waiting", "feedback", "stopped"):
-            mic.stop()  # nothing in flight: also ends a wait for a device that went silent
-        else:  # the loop ends the command within its limits; this is the backstop if the audio stalls
-            s = self.settings
-            timer = threading.Timer(s.command_max_s + s.no_speech_timeout_s + s.recognise_timeout_s
-                                    + s.act_timeout_s + 1.0, mic.stop)
-            timer.daemon = True
-            timer.start()
+        if self.loop is not None:
+            # The loop stops its source (the tap, and with it the microphone) at once when nothing is
+            # in flight, else when the command ends or its limits run out: that also ends a wait for
+            # a device that went silent. With no loop yet, _run_loop sees the flag.
+            self.loop.stop()
 
     def reconfigure(self, config: Config, parts: SpeechParts | None = None) -> None:
         """Rebuild the loop after the command in flight; the stream stays open unless ``audio`` changed.
@@ -308,7 +300,7 @@ class Listener:
 
         assert self._mic is not None
         vad, stt = self._parts
-        tap = _Tap(denoised(frames, self.audio.front_end), self._mic, self._frame)
+        tap = _Tap(denoised(frames, self.audio.front_end), self._mic, self._frame, final=self._stopping.is_set)
         self.loop = LiveLoop(Pipeline(tap, vad, stt, self.recognizer), self.wake, self.settings, on_event=self.emit)
         if self._stopping.is_set():
             # SIGTERM came while the microphone was opening (right after READY): stop() found no
@@ -362,15 +354,18 @@ class _Tap:
 
     A reload builds a new loop over the same stream, so the device is not closed and reopened
     for a settings change; the microphone's counters (``stats``) are passed through for the
-    loop's status.
+    loop's status. When the service is stopping (``final()``), ``stop`` stops the microphone
+    too: a loop waiting on a silent device would get no next frame to stop at.
     """
 
     realtime = True
 
-    def __init__(self, frames: Iterator["Frame"], mic: "MicSource", on_frame: Callable[[], None]) -> None:
+    def __init__(self, frames: Iterator["Frame"], mic: "MicSource", on_frame: Callable[[], None],
+                 final: Callable[[], bool]) -> None:
         self.frames = frames
         self.mic = mic
         self.on_frame = on_frame
+        self.final = final
         self.description = mic.description
         self.exhausted = False
         self._stopped = threading.Event()
@@ -388,6 +383,8 @@ class _Tap:
 
     def stop(self) -> None:
         self._stopped.set()
+        if self.final():
+            self.mic.stop()
 
 
 # --------------------------------------------------------------------------- the daemon
