@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.audio import SAMPLE_RATE, read_wav
+from edge.audio import FRAME_SAMPLES, SAMPLE_RATE, read_wav
 
 FIXTURES = Path(__file__).parent / "fixtures" / "speech"
-_BLOCK = 512  # samples per FIFO write, one audio frame
 
 
 def need_flite() -> None:
@@ -116,7 +115,7 @@ class FifoMic:
     default device also plays into that file; see :func:`alsa_capture_config`). Until
     :meth:`create` (or with ``create=True``), the device is missing and opening it fails.
 
-    Writes are whole 512-sample blocks: the ALSA file plugin pads a short read with stale samples.
+    Writes are whole frames (``FRAME_SAMPLES``): the ALSA file plugin pads a short read with stale samples.
     A reader that goes away (PortAudio probing the device, or the watchdog reopening it) is waited
     for, and what it had not read yet goes to the next one: the first write end stays open for the
     device's life, because closing the last one would discard what the pipe holds.
@@ -166,7 +165,7 @@ class FifoMic:
             self.thread.join(5)
 
     def _next_block(self) -> bytes | float:
-        """The next 512-sample block to write, or the seconds to stay quiet."""
+        """The next frame of samples to write, or the seconds to stay quiet."""
         while self._queue:
             item = self._queue[0]
             what, done = item
@@ -178,12 +177,12 @@ class FifoMic:
                 self._queue.popleft()
                 done.set()
                 continue
-            block, item[0] = what[:_BLOCK], what[_BLOCK:]
+            block, item[0] = what[:FRAME_SAMPLES], what[FRAME_SAMPLES:]
             if not len(item[0]):
                 self._queue.popleft()
                 done.set()
-            return np.pad(block, (0, _BLOCK - len(block))).astype("<i2").tobytes()
-        return bytes(2 * _BLOCK)
+            return np.pad(block, (0, FRAME_SAMPLES - len(block))).astype("<i2").tobytes()
+        return bytes(2 * FRAME_SAMPLES)
 
     def _run(self, halt: threading.Event, mute: threading.Event) -> None:
         fd: int | None = None
@@ -201,7 +200,7 @@ class FifoMic:
             if fd is None:
                 break
             due = time.monotonic() if reader_new else due
-            due += _BLOCK / SAMPLE_RATE / self.speed
+            due += FRAME_SAMPLES / SAMPLE_RATE / self.speed
             time.sleep(max(0.0, due - time.monotonic()))
         if fd is not None:
             os.close(fd)
