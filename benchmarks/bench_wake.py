@@ -26,6 +26,7 @@ dependency (``pip install -e .[bench]``); without it the Piper voice is left out
     nice -n 10 .venv/bin/python benchmarks/bench_wake.py              # all engines, ~25 min first run
     .venv/bin/python benchmarks/bench_wake.py --quick --engines micro  # a look
     .venv/bin/python benchmarks/bench_wake.py --engines pocketsphinx --noise-suppression 4  # through edge/denoise.py
+    .venv/bin/python benchmarks/bench_wake.py --engines pocketsphinx --acoustic-model runs/adapted --out /tmp/w.json  # tools/adapt_acoustic.py
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from edge.audio import SAMPLE_RATE, read_wav, resample, to_int16  # noqa: E402
 from edge.denoise import DenoiseSettings, Denoiser  # noqa: E402
 from edge.wake import WakeSettings, create_engine  # noqa: E402
 from edge.wake import calibrate as cal  # noqa: E402
+from tools.adapt_acoustic import coloured_noise, mix  # noqa: E402  (the same mixing as the adaptation data)
 
 CACHE = ROOT / "runs" / "wake-bench"
 FLITE_VOICES = ("slt", "rms", "awb", "kal16", "kal")
@@ -132,19 +134,7 @@ def pause(rng: random.Random, low: float, high: float) -> np.ndarray:
 
 
 def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
-    return np.fft.irfft(spectrum, n)
-
-
-def mix(clip: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """``noise`` scaled to ``snr_db`` below the speech (active samples' power) and added to ``clip``."""
-    speech = clip.astype(np.float64)
-    active = speech[np.abs(speech) > 0.02 * np.abs(speech).max()]
-    p_speech = np.mean(active ** 2)
-    noise = noise[: len(clip)].astype(np.float64)
-    noise *= np.sqrt(p_speech / (np.mean(noise ** 2) * 10 ** (snr_db / 10)))
-    return np.clip(speech + noise, -32768, 32767).astype(np.int16)
+    return coloured_noise(n, 1.0, rng)
 
 
 def minute_streams(utterance, seconds: float, rng: random.Random) -> tuple[list[np.ndarray], float, int]:
@@ -308,7 +298,9 @@ def run_engine(name: str, speech: Speech, settings: WakeSettings, calibration_ne
     default = evaluate(settings, speech)
     calibrated = evaluate(dataclasses.replace(settings, thresholds={phrase: chosen.threshold}), speech)
     label = f"{name}+ns{front.noise_suppression}" if front.noise_suppression else name  # kept beside the plain run
-    return {"engine": label, "phrase": phrase, "speech": speech.described,
+    if name == "pocketsphinx" and settings.acoustic_model != "stock":
+        label += f"[{Path(settings.acoustic_model).name}]"  # e.g. pocketsphinx+ns4[my-room], beside stock
+    return {"engine": label, "phrase": phrase, "speech": speech.described, "acoustic_model": settings.acoustic_model,
             "calibration": chosen.to_dict(), "default": default, "calibrated": calibrated,
             "wall_s": round(time.time() - t0, 1)}
 
@@ -341,6 +333,8 @@ def main() -> int:
     p.add_argument("--no-piper", action="store_true")
     p.add_argument("--noise-suppression", type=int, default=0, choices=range(5), metavar="0..4",
                    help="run the audio through edge.denoise (WebRTC noise suppression at this level) first")
+    p.add_argument("--acoustic-model", default=WakeSettings.acoustic_model, metavar="stock|NAME|PATH",
+                   help="pocketsphinx: wake.acoustic_model (default %(default)s)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "wake.json"))
     args = p.parse_args()
     n_pos, neg_s, cal_neg = (60, 600.0, 40) if args.quick else (300, 3700.0, 120)
@@ -368,7 +362,7 @@ def main() -> int:
             speech = korean_speech(n_pos, neg_s, CACHE)
         else:
             voices = voices or Voices(CACHE, use_piper=not args.no_piper)
-            settings = WakeSettings(phrases=(PHRASES[name],), engine=name)
+            settings = WakeSettings(phrases=(PHRASES[name],), engine=name, acoustic_model=args.acoustic_model)
             speech = english_speech(PHRASES[name], voices, n_pos, neg_s, CACHE)
         print(f"{name}: {len(speech.clean)} phrase clips (+ noisy), {speech.described['negative_s'] / 3600:.2f} h other speech",
               file=sys.stderr)
@@ -382,7 +376,7 @@ def main() -> int:
     if out.exists():  # a run of some engines keeps the others' results
         ran = {r["engine"] for r in results}
         kept = [r for r in json.loads(out.read_text())["results"] if r["engine"] not in ran]
-        results = sorted(kept + results, key=lambda r: (["micro", "pocketsphinx", "vosk"].index(r["engine"].split("+")[0]),
+        results = sorted(kept + results, key=lambda r: (["micro", "pocketsphinx", "vosk"].index(r["engine"].split("+")[0].split("[")[0]),
                                                         r["engine"]))
     out.write_text(json.dumps({"host": host, "quick": args.quick, "results": results}, indent=2, ensure_ascii=False) + "\n")
     table = markdown(results, host)

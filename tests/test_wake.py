@@ -189,7 +189,7 @@ def test_bad_configuration_is_refused_naming_key_and_value(tmp_path):
     with pytest.raises(SettingsError, match=r"wake.yaml: wake: phrases\[0\]: '' is empty"):
         load_settings(config)
     config.write_text("wake:\n  phrase: hey jarvis\n")
-    with pytest.raises(SettingsError, match=r"wake.yaml: wake.phrase: unknown key; allowed keys: engine, models, phrases"):
+    with pytest.raises(SettingsError, match=r"wake.yaml: wake.phrase: unknown key; allowed keys: acoustic_model, engine, models, phrases"):
         load_settings(config)
 
 
@@ -427,3 +427,84 @@ def test_mic_with_noise_suppression_wakes_and_recognises_in_a_noisy_room(tmp_pat
     events = [json.loads(line) for line in proc.stdout.decode().splitlines()]
     assert [(e["type"], e.get("intent")) for e in events] == [("wake", None), ("intent", "iot_hue_lightoff")], events
     assert events[0]["engine"] == "pocketsphinx" and events[1]["slots"].get("house_place") == "kitchen"
+
+
+# --------------------------------------------------------------------------- adapted acoustic model (tools/adapt_acoustic.py)
+
+def mllr_transform(path: Path, scale: float = 1.0) -> Path:
+    """An MLLR transform file as ``mllr_solve`` writes it for the en-us model (1 class, 3 streams of
+    13): every mean multiplied by ``scale`` (1: the identity), no bias, variances unscaled."""
+    lines = ["1", "3"]
+    for _ in range(3):
+        lines.append("13")
+        lines += [" ".join(f"{scale:g}" if i == j else "0.0" for j in range(13)) for i in range(13)]
+        lines += [" ".join(["0.0"] * 13), " ".join(["1.0"] * 13)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_acoustic_model_setting_is_checked(tmp_path, monkeypatch):
+    assert WakeSettings().acoustic_model == "stock"
+    for value in (str(tmp_path / "missing"), "no-such-model"):
+        with pytest.raises(WakeError, match=rf"acoustic_model: '?{value}'?.*(no such file|neither a file nor an installed model)"):
+            WakeSettings(phrases=("hey computer",), acoustic_model=value)
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(WakeError, match=r"acoustic_model: .*holds no usable model parts \(found: notes.txt\)"):
+        WakeSettings(acoustic_model=str(tmp_path))
+    (tmp_path / "means").write_bytes(b"")
+    with pytest.raises(WakeError, match=r"holds no usable model parts"):  # means without variances
+        WakeSettings(acoustic_model=str(tmp_path))
+    config = tmp_path / "wake.yaml"
+    config.write_text(f"wake:\n  phrases: [hey computer]\n  acoustic_model: {tmp_path / 'gone'}\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings(config)
+    assert str(config) in str(err.value) and "acoustic_model" in str(err.value) and str(tmp_path / "gone") in str(err.value)
+    # a file PocketSphinx cannot read as a transform is refused when the engine starts, naming the key
+    (tmp_path / "bad.mllr").write_text("1\n3\n13\nnot numbers\n")
+    with pytest.raises(WakeError, match=r"acoustic_model: .*bad.mllr: PocketSphinx could not load it"):
+        create_engine(WakeSettings(phrases=("hey computer",), acoustic_model=str(tmp_path / "bad.mllr")))
+    # a transform by file, by directory, and by name where model packages are installed
+    installed = tmp_path / "models" / "my-room"
+    installed.mkdir(parents=True)
+    mllr_transform(installed / "mllr_matrix")
+    monkeypatch.setenv("EDGE_MODELS_PATH", str(tmp_path / "models"))
+    for value in (str(installed / "mllr_matrix"), str(installed), "my-room"):
+        engine = create_engine(WakeSettings(phrases=("hey computer",), acoustic_model=value))
+        assert engine.engine.acoustic_model == value
+        engine.close()
+
+
+def test_an_mllr_transform_reaches_the_keyphrase_decoder(speech, tmp_path):
+    clip = np.concatenate([speech(OTHER[2], "rms"), speech("hey computer, " + OTHER[0], "awb")])
+    scores = {}
+    for name, model in (("stock", "stock"), ("identity", str(mllr_transform(tmp_path / "identity"))),
+                        ("negated", str(mllr_transform(tmp_path / "negated", scale=-1.0)))):
+        engine = create_engine(WakeSettings(phrases=("hey computer",), acoustic_model=model))
+        scores[name] = engine.scan(clip)["hey computer"]
+        engine.close()
+    assert scores["stock"] >= -20 and scores["identity"] == scores["stock"], scores
+    assert scores["negated"] < scores["stock"] - 20, scores  # every mean mirrored: the phrase no longer fits
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("sphinx_fe") is None or not Path("/usr/lib/sphinxtrain/bw").exists()
+                    or shutil.which("pocketsphinx_mdef_convert") is None,
+                    reason="apt-get install sphinxtrain sphinxbase-utils pocketsphinx (script/setup --dev)")
+def test_adapt_acoustic_tool_writes_a_transform_the_engine_uses(tmp_path, speech):
+    import sys
+
+    out = tmp_path / "model"
+    done = subprocess.run([sys.executable, str(REPO / "tools" / "adapt_acoustic.py"), "--utterances", "6",
+                           "--work", str(tmp_path / "work"), "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "adaptation.json").read_text())
+    assert summary["utterances"] + summary["skipped"] == 6 and summary["held_out_voices"] == ["awb", "piper-joe"]
+    assert (tmp_path / "work" / "base" / "mixture_weights").stat().st_size > 7_000_000  # sendump expanded for bw
+    rows = (out / "mllr_matrix").read_text().split()
+    # 1 class, 3 streams, each: its length, then A (13 x 13), b and the variance scale
+    assert rows[:3] == ["1", "3", "13"] and len(rows) == 2 + 3 * (1 + 13 * 13 + 13 + 13)
+    assert all(np.isfinite(float(x)) for x in rows)
+    engine = create_engine(WakeSettings(phrases=("hey computer",), acoustic_model=str(out)))
+    stream = np.concatenate([speech(OTHER[2], "awb"), speech("hey computer, " + OTHER[0], "awb")])
+    assert [h.phrase for h in feed(engine, stream)] == ["hey computer"]
+    engine.close()

