@@ -52,7 +52,8 @@ from edge.audio import SAMPLE_RATE, read_wav, resample, to_int16  # noqa: E402
 from edge.denoise import DenoiseSettings, Denoiser  # noqa: E402
 from edge.wake import WakeSettings, create_engine  # noqa: E402
 from edge.wake import calibrate as cal  # noqa: E402
-from tools.adapt_acoustic import coloured_noise, mix  # noqa: E402  (the same mixing as the adaptation data)
+# The same mixing as the adaptation data, and the sentence order the adaptation keeps clear of.
+from tools.adapt_acoustic import coloured_noise, mix, shuffled_sentences  # noqa: E402
 
 CACHE = ROOT / "runs" / "wake-bench"
 FLITE_VOICES = ("slt", "rms", "awb", "kal16", "kal")
@@ -153,12 +154,6 @@ def minute_streams(utterance, seconds: float, rng: random.Random) -> tuple[list[
     return streams, total, j
 
 
-def sentences(split: str) -> list[str]:
-    rows = [json.loads(line)["text"] for line in (ROOT / "data" / "hwu64" / f"{split}.jsonl").open(encoding="utf-8")]
-    random.Random(split).shuffle(rows)
-    return rows
-
-
 @dataclasses.dataclass
 class Speech:
     clean: list[np.ndarray]
@@ -172,7 +167,7 @@ class Speech:
 def english_speech(phrase: str, voices: Voices, n_positive: int, negative_s: float, cache: Path) -> Speech:
     rng = random.Random(0)
     nrng = np.random.default_rng(0)
-    commands, others = sentences("dev"), sentences("train")
+    commands, others = shuffled_sentences("dev"), shuffled_sentences("train")
     combos = [(v, r) for v in voices.names for r in RATES]
     clean, labels = [], []
     for i in range(n_positive):
@@ -264,13 +259,15 @@ def evaluate(settings: WakeSettings, speech: Speech) -> dict:
     return out
 
 
+def denoise_each(clips: list[np.ndarray], front: DenoiseSettings) -> list[np.ndarray]:
+    """Each clip through the product's noise suppression from a fresh start, as a new stream would be."""
+    return [Denoiser(front).process(c) for c in clips]
+
+
 def front_end(speech: Speech, front: DenoiseSettings) -> Speech:
     """Every clip and stream through the product's noise suppression, as the live loop would run it."""
-    def run(clip: np.ndarray) -> np.ndarray:
-        return Denoiser(front).process(clip)
-
-    return dataclasses.replace(speech, clean=[run(c) for c in speech.clean], noisy=[run(c) for c in speech.noisy],
-                               streams=[run(s) for s in speech.streams],
+    return dataclasses.replace(speech, clean=denoise_each(speech.clean, front), noisy=denoise_each(speech.noisy, front),
+                               streams=denoise_each(speech.streams, front),
                                described={**speech.described, "front_end": dataclasses.asdict(front)})
 
 
@@ -291,8 +288,8 @@ def run_engine(name: str, speech: Speech, settings: WakeSettings, calibration_ne
         positives = {phrase: cal.synthetic_positives(phrase)}
         negatives = cal.synthetic_negatives(calibration_negatives)
     if front.enabled:  # calibrate-wake scores what the engine will hear
-        positives = {p: [Denoiser(front).process(c) for c in clips] for p, clips in positives.items()}
-        negatives = [Denoiser(front).process(c) for c in negatives]
+        positives = {p: denoise_each(clips, front) for p, clips in positives.items()}
+        negatives = denoise_each(negatives, front)
     (chosen,) = cal.calibrate(engine, positives, negatives)
     engine.close()
     default = evaluate(settings, speech)

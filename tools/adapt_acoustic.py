@@ -167,10 +167,16 @@ def run(cmd: list[str], package: str, cwd: Path | None = None) -> str:
 # --------------------------------------------------------------------------- the corpus
 
 
+def shuffled_sentences(split: str) -> list[str]:
+    """The HWU64 ``split``'s sentences in the fixed order the wake benchmark draws them in."""
+    rows = [json.loads(line)["text"] for line in (ROOT / "data" / "hwu64" / f"{split}.jsonl").open(encoding="utf-8")]
+    random.Random(split).shuffle(rows)
+    return rows
+
+
 def adaptation_sentences(exclude_words: set[str] = PHRASE_WORDS) -> list[str]:
-    """HWU64 train sentences the wake benchmark does not use (same shuffle as bench_wake.sentences)."""
-    rows = [json.loads(line)["text"] for line in (ROOT / "data" / "hwu64" / "train.jsonl").open(encoding="utf-8")]
-    random.Random("train").shuffle(rows)
+    """HWU64 train sentences the wake benchmark does not use."""
+    rows = shuffled_sentences("train")
     used = set(rows[:BENCH_FRONT]) | set(rows[-BENCH_BACK:])
     out, seen = [], set()
     for text in rows[BENCH_FRONT:-BENCH_BACK]:
