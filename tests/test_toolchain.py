@@ -44,3 +44,23 @@ def test_tiny_end_to_end(tmp_path):
     assert set(m["selection"]["dev_intent_accuracy_int8"]) == {"dense", "g4"}
     assert m["metrics"]["evaluations"]["dev.jsonl"]["shipped"]["onnx/int8"]["n"] == 20
     assert (out / "README.md").read_text().startswith("# pkg")
+
+
+def test_teacher_ceiling_runs_and_selects_on_dev(tmp_path):
+    """tools.teacher_ceiling on a few steps; MiniLM stands in for MPNet (same AutoModel path, 90 MB less)."""
+    from tools.model import minilm_dir
+    from tools.teacher_ceiling import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "dev", "test"):
+        lines = (REPO / f"data/hwu64/{split}.jsonl").read_text().splitlines()
+        (data / f"{split}.jsonl").write_text("\n".join(lines[::100]) + "\n")
+    out = tmp_path / "ceiling.json"
+    assert main(["--data", str(data), "--model-dir", str(minilm_dir()), "--epochs", "2",
+                 "--threads", "2", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [row["epoch"] for row in result["history"]] == [1, 2]
+    best = max(result["history"], key=lambda row: row["dev_score"])
+    assert result["selected_epoch"] == best["epoch"] and result["test"] == best["test"]
+    assert 0.0 <= result["test"]["intent_acc"] <= 1.0 and 0.0 <= result["test"]["slot_f1"] <= 1.0
