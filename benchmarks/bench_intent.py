@@ -7,8 +7,9 @@ every configuration alike:
 - p50 / p99 of ``IntentClassifier.classify`` (tokenize + infer + decode) on HWU64 test sentences,
   for all of them and for those of at most 16 word pieces (issue targets: p50 <= 1 ms, p99 <= 3 ms);
 - the share of that time spent outside the runtime's own invoke call (target <= 25 %);
-- the same weights in HF ``transformers`` PyTorch fp32 eager (needs the [train] extra and the
-  training checkpoint in ``runs/``), for the >= 10x target;
+- the same weights in HF ``transformers`` PyTorch fp32 eager (needs the [train] extra; the
+  training checkpoint in ``runs/``, or else the weights restored from the package's fp32 ONNX
+  file by tools/from_package.py), for the >= 10x target;
 - the dense (groups=1) candidate's int8 files, when the training work directory still has them,
   for the grouped/dense speed ratio per backend.
 """
@@ -36,14 +37,18 @@ def percentiles(xs):
 class TorchRunner:
     """The trained checkpoint in HF transformers PyTorch eager, same tokenizer, 1 thread."""
 
-    def __init__(self, checkpoint: Path, tokenizer):
+    def __init__(self, checkpoint: Path, package: Path, tokenizer):
         import torch
 
+        from tools.from_package import restore
         from tools.model import load
 
         torch.set_num_threads(1)
         self.torch = torch
-        self.model, _ = load(checkpoint)
+        # Without the training work directory (a fresh clone), the same weights come back out of the
+        # package's fp32 ONNX file; restore() checks them against it.
+        self.model = load(checkpoint)[0] if checkpoint.exists() else restore(package)
+        self.source = str(checkpoint) if checkpoint.exists() else f"{package} (restored from model.fp32.onnx)"
         self.model.eval()
         self.tokenizer = tokenizer
 
@@ -84,11 +89,9 @@ def main(argv=None) -> int:
     torch_runner, torch_note = None, ""
     ckpt = Path(args.work) / (f"student-g{shipped_groups}.pt" if shipped_groups > 1 else "teacher.pt")
     try:
-        if not ckpt.exists():
-            raise FileNotFoundError(f"{ckpt} not found (the training work directory)")
-        torch_runner = TorchRunner(ckpt, configs["shipped onnx/int8"].tokenizer)
-    except (ImportError, FileNotFoundError) as exc:
-        torch_note = f"PyTorch baseline not run: {exc}"
+        torch_runner = TorchRunner(ckpt, Path(args.model), configs["shipped onnx/int8"].tokenizer)
+    except ImportError as exc:
+        torch_note = f"PyTorch baseline not run (needs the [train] extra): {exc}"
 
     totals = {k: [] for k in configs}
     totals_short = {k: [] for k in configs}
@@ -120,7 +123,8 @@ def main(argv=None) -> int:
                                     "outside_invoke_share": round(float(np.mean(overhead[name])), 4),
                                     "runtime": configs[name].backend.describe()}
     if torch_runner:
-        results["pytorch_fp32_eager"] = {"all": percentiles(torch_ms), "le16_tokens": percentiles(torch_short)}
+        results["pytorch_fp32_eager"] = {"all": percentiles(torch_ms), "le16_tokens": percentiles(torch_short),
+                                         "weights": torch_runner.source}
         for name in configs:
             results["configs"][name]["speedup_vs_pytorch_le16_p50"] = round(
                 results["pytorch_fp32_eager"]["le16_tokens"]["p50"] / results["configs"][name]["le16_tokens"]["p50"], 2)

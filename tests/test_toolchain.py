@@ -64,3 +64,24 @@ def test_teacher_ceiling_runs_and_selects_on_dev(tmp_path):
     best = max(result["history"], key=lambda row: row["dev_score"])
     assert result["selected_epoch"] == best["epoch"] and result["test"] == best["test"]
     assert 0.0 <= result["test"]["intent_acc"] <= 1.0 and 0.0 <= result["test"]["slot_f1"] <= 1.0
+
+
+def test_restore_gives_the_shipped_model_back_in_pytorch():
+    """tools.from_package.restore: the shipped fp32 ONNX weights as a PyTorch model with the same answers."""
+    import torch
+
+    from edge.classifier import IntentClassifier
+    from tools.from_package import load_from_package, restore
+
+    package = REPO / "models/squeezebert-hwu64"
+    model = restore(package)
+    onnx_fp32 = IntentClassifier.load(str(package), backend="onnx", precision="fp32", threads=1)
+    texts = [json.loads(line)["text"] for line in (REPO / "data/hwu64/test.jsonl").read_text().splitlines()[:60]]
+    for text in texts:
+        ids = torch.tensor([onnx_fp32.tokenizer.encode(text).ids])
+        with torch.no_grad():
+            intent_logits, _, _ = model(ids, torch.ones_like(ids))
+        assert onnx_fp32.labels[int(intent_logits.argmax())] == onnx_fp32.classify(text).guess, text
+    fresh = load_from_package(package, 3, 5)
+    assert fresh.intent_head.out_features == 3 and fresh.slot_head.out_features == 5
+    assert torch.equal(fresh.encoder.embeddings.word_embeddings.weight, model.encoder.embeddings.word_embeddings.weight)

@@ -36,6 +36,15 @@ def is_package(path: Path) -> bool:
 
 def load_from_package(package_dir: Path, n_intents: int, n_slot_tags: int) -> JointSqueezeBert:
     """A JointSqueezeBert whose encoder carries the package's fp32 weights, with fresh heads."""
+    model = restore(package_dir)
+    hidden = model.config.hidden_size
+    model.intent_head = torch.nn.Linear(hidden, n_intents)
+    model.slot_head = torch.nn.Linear(hidden, n_slot_tags)
+    return model
+
+
+def restore(package_dir: Path) -> JointSqueezeBert:
+    """The package's model itself (encoder and heads) as a JointSqueezeBert, checked against its fp32 ONNX file."""
     import onnx
     from onnx import numpy_helper
 
@@ -86,8 +95,6 @@ def load_from_package(package_dir: Path, n_intents: int, n_slot_tags: int) -> Jo
             head.weight.copy_(weights[f"{key}.0"].t())
             head.bias.copy_(weights[f"{key}.1"])
     _check(model, path)
-    model.intent_head = torch.nn.Linear(hidden, n_intents)
-    model.slot_head = torch.nn.Linear(hidden, n_slot_tags)
     return model
 
 
