@@ -207,7 +207,12 @@ profiler: {{path: "{profile_log}"}}
         # 5. SIGTERM in the middle of a command: it is heard to its end, published, and the process exits 0
         speech = said(tmp_path, "wake me up at seven am tomorrow", "awb")
         mic.say(speech)
-        time.sleep(0.4 + (len(speech) / 16000 - 1.4) / 2)  # speak() puts 0.4 s before and 1 s after the words
+        # Wait for the loop to be capturing this command rather than sleeping a fixed time: the mic
+        # may still hold the last command's trailing silence, and on a slow host a fixed sleep can
+        # land before speech onset (nothing in flight) or after the endpoint.
+        wait_for(lambda: (daemon.request("GET", "/healthz")[1]["loop"] or {}).get("state") == "capturing", 10,
+                 "the loop to capture the command")
+        time.sleep(0.3)  # into the words (about 2 s of them), well before their end
         mark = len(daemon.notes)
         assert daemon.stop() == 0, daemon.log
         last = [e for e in daemon.events if e["type"] == "intent"][-1]
