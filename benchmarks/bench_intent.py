@@ -47,8 +47,10 @@ class TorchRunner:
         self.torch = torch
         # Without the training work directory (a fresh clone), the same weights come back out of the
         # package's fp32 ONNX file; restore() checks them against it.
-        self.model = load(checkpoint)[0] if checkpoint.exists() else restore(package)
-        self.source = str(checkpoint) if checkpoint.exists() else f"{package} (restored from model.fp32.onnx)"
+        if checkpoint.exists():
+            self.model, self.source = load(checkpoint)[0], str(checkpoint)
+        else:
+            self.model, self.source = restore(package), f"{package} (restored from model.fp32.onnx)"
         self.model.eval()
         self.tokenizer = tokenizer
 

