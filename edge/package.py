@@ -160,11 +160,35 @@ class ModelPackage:
         return problems
 
     def training_sentences(self) -> list[str]:
-        """The sentences the model was trained on, when the package records them (for STT adaptation)."""
+        """The sentences the model was trained on, when the package carries them (for STT adaptation).
+
+        Packages built from an intents file carry their generated sentences; a package trained on a
+        public data set does not (the data set stays where it is published; see edge/datasets.py).
+        """
         rel = self.manifest.get("training", {}).get("sentences_file")
         if not rel:
             return []
         return [line.strip() for line in self.verify_file(rel).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def evaluation_sample(self) -> list[dict[str, Any]]:
+        """The package's own labelled sentences (``{"text", "intent"}``) for checking a runtime's accuracy;
+        empty when the package has none. What they were made from is in ``manifest["evaluation_sample"]``."""
+        rel = self.manifest.get("evaluation_sample", {}).get("file")
+        if not rel:
+            return []
+        path = self.verify_file(rel)
+        rows = []
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or "intent" not in row:
+                raise PackageError(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\"")
+            rows.append(row)
+        return rows
 
 
 def search_dirs() -> list[Path]:

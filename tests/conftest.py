@@ -36,6 +36,38 @@ def shipped_classifier():
         pytest.skip(f"the intent model package is not installed: {exc}")
 
 
+def int8_onnx_copy(dest: Path) -> Path:
+    """The shipped package cut down to its tokenizer and int8 ONNX file, without evaluation sample or STT
+    artefacts (a small package of a real model, to change in a test)."""
+    import json
+    import shutil
+
+    from edge.package import write_manifest
+
+    dest.mkdir(parents=True)
+    manifest = json.loads((SHIPPED / "manifest.json").read_text())
+    keep = ("tokenizer.json", "model.int8.onnx")
+    for rel in keep:
+        shutil.copy(SHIPPED / rel, dest / rel)
+    manifest["files"] = {rel: {} for rel in keep}
+    manifest["variants"] = [v for v in manifest["variants"] if v["file"] in keep]
+    for section in ("evaluation_sample", "stt"):
+        manifest.pop(section, None)
+    write_manifest(dest, manifest)
+    return dest
+
+
+def data_file(name: str, file: str) -> Path:
+    """A file of a public data set (edge/datasets.py: $EDGE_DATA, then ../shared/data beside the checkout);
+    the test skips, saying where the data set is published, when it is not there."""
+    from edge import datasets
+
+    try:
+        return datasets.path(name, file)
+    except datasets.DataSetMissing as exc:
+        pytest.skip(str(exc))
+
+
 def run_cli(*args, input=None, env=None, timeout=120):
     import subprocess
 

@@ -8,17 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SHIPPED, run_cli
+from conftest import REPO, SHIPPED, data_file, run_cli
 
 from edge.backends import BackendUnavailable
 from edge.backends.onnx import choose_providers
 
-TEST = REPO / "data" / "hwu64" / "test.jsonl"
 
 
 @pytest.fixture(scope="module")
 def test_texts():
-    return [json.loads(line)["text"] for line in TEST.read_text().splitlines()]
+    return [json.loads(line)["text"] for line in data_file("hwu64", "test.jsonl").read_text().splitlines()]
 
 
 def _agreement(package, precision, texts):

@@ -2,7 +2,8 @@
 
 Two packages are profiled: the tiny ONNX package of tests/tiny_package.py (real onnxruntime, fp32
 and int8), which keeps the test quick and independent of training; and the shipped
-``models/squeezebert-hwu64`` when it is present.
+``models/squeezebert-hwu64`` when it is present. The tiny package is trained on HWU64 and scored on
+its test split (../shared/data); the shipped one on the evaluation sample it carries.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import data_file, int8_onnx_copy
 from edge.cli import profile as cli
-from edge.package import Variant, write_manifest
+from edge.package import ModelPackage, Variant, write_manifest
 from tiny_package import tiny_package  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
-TEST = REPO / "data" / "hwu64" / "test.jsonl"
 SHIPPED = REPO / "models" / "squeezebert-hwu64"
 
 
@@ -57,7 +58,7 @@ def run_cli(args: list[str], tmp_path: Path, **env) -> subprocess.CompletedProce
 def test_quick_run_writes_json_markdown_png_and_saves_profile(tiny_package, tmp_path):
     out = tmp_path / "out"
     proc = run_cli(["--model", str(tiny_package), "--out", str(out), "--quick", "--threads", "1,2",
-                    "--no-baseline", "--save-profile", "--data", str(TEST)], tmp_path)
+                    "--no-baseline", "--save-profile", "--data", str(data_file("hwu64", "test.jsonl"))], tmp_path)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "results.json").read_text())
     labels = [r["config"] for r in report["configs"]]
@@ -108,7 +109,7 @@ def test_failing_configuration_is_a_row_not_a_crash(tiny_package, tmp_path):
     write_manifest(broken, manifest)  # checksums now match the broken file: the runtime must refuse it
     out = tmp_path / "out"
     proc = run_cli(["--model", str(broken), "--out", str(out), "--quick", "--threads", "1", "--no-baseline",
-                    "--accuracy-sample", "10", "--data", str(TEST)], tmp_path)
+                    "--accuracy-sample", "10", "--data", str(data_file("hwu64", "test.jsonl"))], tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = {r["config"]: r for r in json.loads((out / "results.json").read_text())["configs"]}
     assert rows["onnx/int8 t1"]["ok"]
@@ -142,6 +143,9 @@ def test_quick_run_on_the_shipped_model_covers_every_runnable_configuration(tmp_
     assert expected <= ran | not_run
     assert all(r["ok"] for r in report["configs"]), [r for r in report["configs"] if not r["ok"]]
     assert all(r["accuracy"] > 0.8 for r in report["configs"])
+    # Scored on the evaluation sample the package carries (no --data): commands written for its intents.
+    assert report["accuracy_sample"]["n"] == cli.QUICK.accuracy_n
+    assert report["accuracy_sample"]["source"].startswith("squeezebert-hwu64's evaluation sample: ")
     png_size(out / "latency_energy.png")
     baseline = [r for r in report["configs"] if r["baseline"]] + [s for s in report["skipped"] if "baseline" in s["config"]]
     assert baseline, "the PyTorch baseline is neither in the table nor explained"
@@ -190,3 +194,19 @@ def test_held_out_sample_is_seeded_and_filtered(tmp_path):
     data.write_text("not json\n")
     with pytest.raises(SystemExit, match=r"d.jsonl:1: expected a JSON object"):
         cli.held_out_sample(data, ["a"], 10, 1)
+    shipped = ModelPackage.load(SHIPPED)
+    c, why = cli.package_sample(shipped, 10, seed=1)
+    assert why is None and c == cli.package_sample(shipped, 10, seed=1)[0] and len(c) == 10
+    assert c != cli.package_sample(shipped, 10, seed=2)[0] and {i for _, i in c} <= set(shipped.labels)
+
+
+def test_package_without_evaluation_sample_runs_and_says_accuracy_is_not_measured(tmp_path):
+    bare = int8_onnx_copy(tmp_path / "bare")
+    out = tmp_path / "out"
+    proc = run_cli(["--model", str(bare), "--out", str(out), "--quick", "--threads", "1", "--no-baseline",
+                    "--wake", "none", "--runs", "5"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "carries no evaluation sample; accuracy is not measured (give held-out sentences with --data FILE)" in proc.stderr
+    report = json.loads((out / "results.json").read_text())
+    assert report["accuracy_sample"]["n"] == 0 and "--data FILE" in report["accuracy_sample"]["source"]
+    assert [r["accuracy"] for r in report["configs"]] == [None]

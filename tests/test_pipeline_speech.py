@@ -22,7 +22,7 @@ from edge.vad import Endpointer
 from speech_helpers import alsa_capture_config, silence, speak, write_wav
 
 ROOT = Path(__file__).resolve().parent.parent
-# HWU64 test-split commands with their gold intents.
+# Commands (written for these tests, in no HWU64 split) with the HWU64 intents they ask for.
 COMMANDS = [
     ("wake me up at seven am tomorrow", "alarm_set"),
     ("what is the weather like in london", "weather_query"),

@@ -20,10 +20,10 @@ import pytest
 from edge.audio import read_wav
 from edge.stt import SttError, SttSettings, create_engine, word_errors
 from edge.stt import adapt, vosk_fetch
+from conftest import data_file
 from speech_helpers import silence, speak, write_wav
 
-ROOT = Path(__file__).resolve().parent.parent
-# HWU64 *test* sentences (never adapted to), each as written and as a recogniser should write it.
+# Commands written for these tests (in no HWU64 split, so never adapted to).
 COMMANDS = [
     "wake me up at seven am tomorrow",
     "turn off the lights in the kitchen",
@@ -35,7 +35,7 @@ COMMANDS = [
 
 
 def train_sentences() -> list[str]:
-    return [json.loads(line)["text"] for line in (ROOT / "data/hwu64/train.jsonl").open(encoding="utf-8")]
+    return [json.loads(line)["text"] for line in data_file("hwu64", "train.jsonl").open(encoding="utf-8")]
 
 
 @pytest.fixture(scope="module")

@@ -91,8 +91,11 @@ def test_package_is_complete(package):
     assert evaluations["tests"]["shipped"]["onnx/int8"]["n"] == 2
     assert evaluations["held_out.jsonl"]["shipped"]["onnx/int8"]["oos_n"] >= 1  # the "intent": null line
     assert {"pocketsphinx", "vosk"} <= set(pkg.manifest["stt"])
-    sentences = (package / "training_sentences.txt").read_text()
+    sentences = (package / "training_sentences.txt").read_text()  # generated from the templates, so carried
     assert "front room" in sentences and "{area}" not in sentences
+    sample = pkg.evaluation_sample()  # drawn from the held-out expansions at build time
+    assert sample and {r["intent"] for r in sample} <= set(pkg.labels)
+    assert pkg.manifest["evaluation_sample"]["source"].endswith("held-out expansions, generated at build time (seed 13)")
 
 
 @pytest.mark.parametrize("backend", ["onnx", "tflite"])

@@ -7,7 +7,7 @@ four TFLite conversions) and needs the [train] extra.
 import json
 
 import pytest
-from conftest import REPO
+from conftest import REPO, data_file
 
 pytest.importorskip("torch", reason="the toolchain needs the [train] extra: script/setup --train")
 pytest.importorskip("litert_torch", reason="the toolchain needs the [train] extra: script/setup --train")
@@ -18,14 +18,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.train]
 def test_tiny_end_to_end(tmp_path):
     from tools.train import main
 
-    lines = (REPO / "data/hwu64/train.jsonl").read_text().splitlines()
+    lines = data_file("hwu64", "train.jsonl").read_text().splitlines()
     intents = sorted({json.loads(line)["intent"] for line in lines})[:4]
     train = [line for line in lines if json.loads(line)["intent"] in intents][:160]
-    dev = [line for line in (REPO / "data/hwu64/dev.jsonl").read_text().splitlines() if json.loads(line)["intent"] in intents]
+    dev = [line for line in data_file("hwu64", "dev.jsonl").read_text().splitlines() if json.loads(line)["intent"] in intents]
     (tmp_path / "train.jsonl").write_text("\n".join(train) + "\n")
     (tmp_path / "dev.jsonl").write_text("\n".join(dev[:40]) + "\n")
     out = tmp_path / "pkg"
     rc = main([str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "dev.jsonl"), "--eval", str(tmp_path / "dev.jsonl"),
+               "--eval-sample", str(tmp_path / "dev.jsonl"),
                "--out", str(out), "--work", str(tmp_path / "work"), "--teacher-epochs", "2", "--student-epochs", "1",
                "--max-steps", "12", "--oos-train", "20", "--eval-limit", "20", "--vocab-size", "2500",
                "--max-seq-len", "64", "--threads", "2"])
@@ -44,6 +45,11 @@ def test_tiny_end_to_end(tmp_path):
     assert set(m["selection"]["dev_intent_accuracy_int8"]) == {"dense", "g4"}
     assert m["metrics"]["evaluations"]["dev.jsonl"]["shipped"]["onnx/int8"]["n"] == 20
     assert (out / "README.md").read_text().startswith("# pkg")
+    # Trained on a JSONL data set: the package keeps no copy of its sentences, yet has the STT
+    # artefacts built from them, and the evaluation sample it was given.
+    assert not (out / "training_sentences.txt").exists() and "sentences_file" not in m["training"]
+    assert m["stt"]["pocketsphinx"] and package.evaluation_sample() == [
+        {"text": json.loads(line)["text"], "intent": json.loads(line)["intent"]} for line in dev[:40]]
 
 
 def test_teacher_ceiling_runs_and_selects_on_dev(tmp_path):
@@ -54,7 +60,7 @@ def test_teacher_ceiling_runs_and_selects_on_dev(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     for split in ("train", "dev", "test"):
-        lines = (REPO / f"data/hwu64/{split}.jsonl").read_text().splitlines()
+        lines = data_file("hwu64", f"{split}.jsonl").read_text().splitlines()
         (data / f"{split}.jsonl").write_text("\n".join(lines[::100]) + "\n")
     out = tmp_path / "ceiling.json"
     assert main(["--data", str(data), "--model-dir", str(minilm_dir()), "--epochs", "2",
@@ -73,10 +79,12 @@ def test_restore_gives_the_shipped_model_back_in_pytorch():
     from edge.classifier import IntentClassifier
     from tools.from_package import load_from_package, restore
 
+    from edge.package import ModelPackage
+
     package = REPO / "models/squeezebert-hwu64"
     model = restore(package)
     onnx_fp32 = IntentClassifier.load(str(package), backend="onnx", precision="fp32", threads=1)
-    texts = [json.loads(line)["text"] for line in (REPO / "data/hwu64/test.jsonl").read_text().splitlines()[:60]]
+    texts = [row["text"] for row in ModelPackage.load(package).evaluation_sample()[::3]]
     for text in texts:
         ids = torch.tensor([onnx_fp32.tokenizer.encode(text).ids])
         with torch.no_grad():

@@ -282,6 +282,30 @@ def test_calibrate_wake_writes_a_threshold_that_works_on_unseen_voices(speech, t
     assert load_settings(tmp_path / "cfg" / "edge" / "wake.yaml").thresholds == {"hey jarvis": result["threshold"]}
 
 
+def test_other_speech_is_the_model_package_evaluation_sample(tmp_path, monkeypatch):
+    from conftest import SHIPPED
+
+    from edge.package import ModelPackage
+    from edge.wake import calibrate as cal
+
+    monkeypatch.setenv("EDGE_MODEL", str(SHIPPED))
+    sample = {r["text"] for r in ModelPackage.load(SHIPPED).evaluation_sample()}
+    drawn = cal.other_sentences(150, seed=2)
+    assert len(drawn) == 150 and set(drawn) <= sample and len(set(drawn)) == 150  # 192 to draw from: no repeats
+    assert drawn == cal.other_sentences(150, seed=2) != cal.other_sentences(150, seed=3)
+    monkeypatch.setenv("EDGE_MODEL", str(tmp_path / "no-such-package"))
+    assert set(cal.other_sentences(30)) == set(cal.FALLBACK_SENTENCES)  # no package: the built-in list, repeated
+    lines = tmp_path / "mine.txt"
+    lines.write_text('play some jazz\n{"text": "dim the hall lights", "intent": "x"}\n')
+    assert sorted(cal.other_sentences(2, source=lines)) == ["dim the hall lights", "play some jazz"]
+    lines.write_text("\n")
+    with pytest.raises(cal.CalibrationError, match=r"mine.txt: no sentences in this file"):
+        cal.other_sentences(2, source=lines)
+    lines.write_text('{"words": "no text key"}\n')
+    with pytest.raises(cal.CalibrationError, match=r"mine.txt: a line starting with '\{' is not a JSON object with \"text\""):
+        cal.other_sentences(2, source=lines)
+
+
 def test_calibrate_wake_errors_are_one_line(tmp_path):
     from conftest import run_cli
 
@@ -493,9 +517,12 @@ def test_an_mllr_transform_reaches_the_keyphrase_decoder(speech, tmp_path):
 def test_adapt_acoustic_tool_writes_a_transform_the_engine_uses(tmp_path, speech):
     import sys
 
+    from conftest import data_file
+
+    data_root = data_file("hwu64", "train.jsonl").parent.parent  # the tool adapts on HWU64 train sentences
     out = tmp_path / "model"
     done = subprocess.run([sys.executable, str(REPO / "tools" / "adapt_acoustic.py"), "--utterances", "6",
-                           "--work", str(tmp_path / "work"), "--out", str(out)], capture_output=True, text=True, timeout=120)
+                           "--work", str(tmp_path / "work"), "--out", str(out), "--data", str(data_root)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "adaptation.json").read_text())
     assert summary["utterances"] + summary["skipped"] == 6 and summary["held_out_voices"] == ["awb", "piper-joe"]

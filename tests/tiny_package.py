@@ -3,6 +3,7 @@
 It has the package layout, manifest and checksums of a trained one, an fp32 file and a dynamically
 quantised int8 file that real onnxruntime runs in well under a millisecond, and intent accuracy
 well above chance on HWU64, so tests of the profiler and ``edge-profile`` need no training run.
+It is trained on HWU64's train split (from ../shared/data): tests using it skip where that is absent.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.package import write_manifest
+from conftest import data_file
 
-REPO = Path(__file__).resolve().parent.parent
-TRAIN = REPO / "data" / "hwu64" / "train.jsonl"
+from edge.package import write_manifest
 
 
 def train_tokenizer(texts: list[str], path: Path) -> Path:
@@ -41,7 +41,7 @@ def build_tiny_package(dest: Path) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from tokenizers import Tokenizer
 
-    rows = [json.loads(line) for line in TRAIN.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in data_file("hwu64", "train.jsonl").read_text().splitlines() if line.strip()]
     dest.mkdir(parents=True)
     tok = Tokenizer.from_file(str(train_tokenizer([r["text"] for r in rows], dest / "tokenizer.json")))
     vocab = tok.get_vocab_size()

@@ -18,7 +18,7 @@ wheel has only ``sendump``, the same weights 8-bit log-quantised: expanded here,
 
 The data is kept apart from what ``benchmarks/bench_wake.py`` measures:
 
-* sentences: HWU64 *train* sentences from the middle of the benchmark's shuffled order (it takes
+* sentences: HWU64 *train* sentences (from ../shared/data, see edge/datasets.py) from the middle of the benchmark's shuffled order (it takes
   its other speech from the first 1,286 and its babble from the last 900; its phrase clips use
   *dev*, calibration *test*), minus any with a wake phrase's words in them;
 * voices: flite slt, rms, kal16, kal — awb and Piper's joe are held out, so the benchmark shows
@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 from edge.audio import SAMPLE_RATE  # noqa: E402
 from edge.denoise import DenoiseSettings, Denoiser  # noqa: E402
+from edge import datasets  # noqa: E402
 from edge.wake import normalize  # noqa: E402
 from edge.wake.calibrate import CalibrationError, synthesize  # noqa: E402
 
@@ -167,16 +168,16 @@ def run(cmd: list[str], package: str, cwd: Path | None = None) -> str:
 # --------------------------------------------------------------------------- the corpus
 
 
-def shuffled_sentences(split: str) -> list[str]:
+def shuffled_sentences(split: str, data_dir: str | Path | None = None) -> list[str]:
     """The HWU64 ``split``'s sentences in the fixed order the wake benchmark draws them in."""
-    rows = [json.loads(line)["text"] for line in (ROOT / "data" / "hwu64" / f"{split}.jsonl").open(encoding="utf-8")]
+    rows = [row["text"] for row in datasets.read_rows("hwu64", f"{split}.jsonl", data_dir)]
     random.Random(split).shuffle(rows)
     return rows
 
 
-def adaptation_sentences(exclude_words: set[str] = PHRASE_WORDS) -> list[str]:
+def adaptation_sentences(exclude_words: set[str] = PHRASE_WORDS, data_dir: str | Path | None = None) -> list[str]:
     """HWU64 train sentences the wake benchmark does not use."""
-    rows = shuffled_sentences("train")
+    rows = shuffled_sentences("train", data_dir)
     used = set(rows[:BENCH_FRONT]) | set(rows[-BENCH_BACK:])
     out, seen = [], set()
     for text in rows[BENCH_FRONT:-BENCH_BACK]:
@@ -243,11 +244,11 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, babble: list[np.ndar
     return out
 
 
-def corpus(work: Path, n: int, voices: tuple[str, ...], seed: int,
-           noises: tuple[str, ...] = NOISES, noise_suppression: int = 0) -> tuple[Path, list[dict]]:
+def corpus(work: Path, n: int, voices: tuple[str, ...], seed: int, noises: tuple[str, ...] = NOISES,
+           noise_suppression: int = 0, data_dir: str | Path | None = None) -> tuple[Path, list[dict]]:
     """``n`` utterances as 16 kHz WAVs with their condition; each drawn from its own seeded generator,
     so a WAV already on disk is the one the same arguments would make again."""
-    pool = adaptation_sentences()
+    pool = adaptation_sentences(data_dir=data_dir)
     random.Random(seed).shuffle(pool)
     texts, babble_texts = pool[:n], pool[::-1]  # babble from the other end of the pool
     wav_dir = work / f"wav-s{seed}-{'-'.join(voices)}-{'-'.join(noises)}-ns{noise_suppression}"
@@ -361,11 +362,11 @@ def solve_map(acc: Path, base: Path, out: Path) -> None:
 
 
 def adapt(out: Path, work: Path, n: int, method: str, voices: tuple[str, ...], seed: int, cmn: str = "batch",
-          noises: tuple[str, ...] = NOISES, noise_suppression: int = 0) -> dict:
+          noises: tuple[str, ...] = NOISES, noise_suppression: int = 0, data_dir: str | Path | None = None) -> dict:
     t0 = time.time()
     timings = {}
     base = prepare_base(work)
-    wav_dir, rows = corpus(work, n, voices, seed, noises, noise_suppression)
+    wav_dir, rows = corpus(work, n, voices, seed, noises, noise_suppression, data_dir)
     timings["corpus_s"] = round(time.time() - t0, 1)
     fileids, trans, dic, kept = transcripts(rows, work)
     if not kept:
@@ -416,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noises", default=",".join(NOISES), help=f"noise types to mix in, of {', '.join(KNOWN_NOISES)}")
     p.add_argument("--cmn", choices=("live", "batch"), default="batch",
                    help="cepstral mean normalisation in bw: live (as the streaming decoder does it) or batch (per utterance)")
+    datasets.add_argument(p)
     args = p.parse_args(argv)
     noises = tuple(args.noises.split(","))
     voices = tuple(args.voices.split(","))
@@ -432,8 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--utterances: {args.utterances}; expected at least 1")
     try:
         summary = adapt(args.out, args.work, args.utterances, args.method, voices, args.seed, args.cmn,
-                        noises, args.noise_suppression)
-    except (AdaptError, CalibrationError) as exc:
+                        noises, args.noise_suppression, args.data)
+    except (AdaptError, CalibrationError, datasets.DataSetMissing) as exc:
         print(f"adapt_acoustic: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(summary, indent=2))

@@ -1,6 +1,6 @@
 """Labelled utterances, BIO slot tags over word pieces, and generated out-of-scope text.
 
-The on-disk format is the JSONL of ``data/hwu64``: ``{"text", "intent", "entities": [{"start",
+The on-disk format is the JSONL of HWU64 as edge uses it (docs/data.md): ``{"text", "intent", "entities": [{"start",
 "end", "entity", "value"}]}`` with character offsets; ``"intent": null`` marks an out-of-scope
 example. Slot tags are assigned per word piece from the tokenizer's character offsets, so the
 runtime can map predicted tags straight back to character spans of the original text.

@@ -1,6 +1,6 @@
 """Evaluate a model package through the runtime: intent accuracy, exact-span slot F1, out-of-scope.
 
-    python -m tools.evaluate --model models/squeezebert-hwu64 --data data/hwu64/test.jsonl [--write]
+    python -m tools.evaluate --model models/squeezebert-hwu64 --data ../shared/data/hwu64/test.jsonl [--write]
 
 Every backend x precision the package ships (and this machine can run) is scored with the same
 ``edge.classifier`` the device uses, so the numbers are the device's numbers, not PyTorch's.

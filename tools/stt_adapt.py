@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Build the speech-recognition adaptation artefacts of a model package.
 
-Reads the package's training sentences (``manifest.training.sentences_file``; or ``--sentences
-FILE``, one sentence per line or HWU64-style JSON lines with a ``text`` field), writes
-``stt/pocketsphinx.lm.bin``, ``stt/pocketsphinx.dict``, ``stt/vosk-grammar.json`` and
-``stt/adaptation.json`` into the package, and records them with their checksums in the manifest's
-``stt`` section. See ``edge/stt/adapt.py`` for what is built and why.
+Reads the sentences the model was trained on: ``--sentences FILE`` (one sentence per line, or
+JSON lines with a ``text`` field); else those the package carries (``manifest.training.sentences_file``,
+packages built from an intents file); else the public data set it was trained on
+(``manifest.training.dataset``, found by edge/datasets.py: ``--data DIR``, ``$EDGE_DATA``,
+``../shared/data``). Writes ``stt/pocketsphinx.lm.bin``, ``stt/pocketsphinx.dict``,
+``stt/vosk-grammar.json`` and ``stt/adaptation.json`` into the package, and records them with their
+checksums in the manifest's ``stt`` section. See ``edge/stt/adapt.py`` for what is built and why.
 
-    .venv/bin/python tools/stt_adapt.py models/squeezebert-hwu64
+    .venv/bin/python tools/stt_adapt.py models/squeezebert-hwu64     # HWU64 train from ../shared/data
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from edge import datasets  # noqa: E402
 from edge.package import ModelPackage, PackageError, add_artifacts  # noqa: E402
 from edge.stt import adapt  # noqa: E402
 
@@ -34,10 +37,43 @@ def read_sentences(path: Path) -> list[str]:
     return sentences
 
 
+def package_sentences(package: ModelPackage, data_dir: str | Path | None = None) -> list[str]:
+    """The training sentences the package carries, else those of the data set it records; [] when it records neither."""
+    carried = package.training_sentences()
+    if carried:
+        return carried
+    recorded = package.manifest.get("training", {}).get("dataset")
+    if not recorded:
+        return []
+    name, _, file = recorded.partition("/")
+    return read_sentences(datasets.path(name, file, data_dir))
+
+
+def adapt_package(package_dir: str | Path, sentences: list[str], general_words: int = 20000,
+                  vosk_general_words: int = 1000, max_lambda: float = 0.9) -> dict:
+    """Build the artefacts from ``sentences`` into the package and record them; returns the build's stats."""
+    package_dir = Path(package_dir)
+    built = adapt.build(sentences, package_dir / adapt.SECTION, general_words=general_words,
+                        vosk_general_words=vosk_general_words, max_lambda=max_lambda)
+    stats = built.pop("stats")
+    add_artifacts(package_dir, adapt.SECTION, built)
+    missing = stats["words_without_pronunciation"]
+    print(f"{package_dir}: {stats['sentences']} sentences, vocabulary {stats['vocabulary']} words "
+          f"({stats['domain_words']} from the domain), n-grams {stats['ngrams']}, lambda {stats['lambda']} "
+          f"(fitted {stats['lambda_fitted']}), {stats['vosk_phrases']} Vosk phrases")
+    if missing:
+        print(f"{len(missing)} domain words have no pronunciation and cannot be recognised: "
+              f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
+    return stats
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build STT adaptation artefacts for a model package.")
     parser.add_argument("package", type=Path, help="model package directory")
-    parser.add_argument("--sentences", type=Path, help="sentences to adapt to (default: the package's training sentences)")
+    parser.add_argument("--sentences", type=Path, help="sentences to adapt to (default: the package's training "
+                        "sentences, or the data set it was trained on)")
+    parser.add_argument("--data", metavar="DIR", help="data root holding the public data sets (default: $EDGE_DATA, "
+                        "then ../shared/data beside the checkout)")
     parser.add_argument("--general-words", type=int, default=20000,
                         help="most frequent general English words kept in the PocketSphinx vocabulary (default 20000)")
     parser.add_argument("--vosk-general-words", type=int, default=1000,
@@ -46,25 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         package = ModelPackage.load(args.package)
-        sentences = read_sentences(args.sentences) if args.sentences else package.training_sentences()
-    except (PackageError, OSError, json.JSONDecodeError) as exc:
+        sentences = read_sentences(args.sentences) if args.sentences else package_sentences(package, args.data)
+    except (PackageError, OSError, json.JSONDecodeError) as exc:  # DataSetMissing is an OSError
         print(f"stt_adapt: {exc}", file=sys.stderr)
         return 2
     if not sentences:
-        print(f"stt_adapt: {args.package}: the package records no training sentences; pass --sentences FILE",
-              file=sys.stderr)
+        print(f"stt_adapt: {args.package}: the package records neither training sentences nor the data set it was "
+              "trained on; pass --sentences FILE", file=sys.stderr)
         return 2
-    built = adapt.build(sentences, package.dir / adapt.SECTION, general_words=args.general_words,
-                        vosk_general_words=args.vosk_general_words, max_lambda=args.max_lambda)
-    stats = built.pop("stats")
-    add_artifacts(package.dir, adapt.SECTION, built)
-    missing = stats["words_without_pronunciation"]
-    print(f"{package.dir}: {stats['sentences']} sentences, vocabulary {stats['vocabulary']} words "
-          f"({stats['domain_words']} from the domain), n-grams {stats['ngrams']}, lambda {stats['lambda']} "
-          f"(fitted {stats['lambda_fitted']}), {stats['vosk_phrases']} Vosk phrases")
-    if missing:
-        print(f"{len(missing)} domain words have no pronunciation and cannot be recognised: "
-              f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
+    adapt_package(package.dir, sentences, args.general_words, args.vosk_general_words, args.max_lambda)
     return 0
 
 

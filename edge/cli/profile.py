@@ -4,7 +4,7 @@
 
 For each configuration the model package offers and this device can run, a fresh worker process
 loads the model (load time), warms up, checks intent accuracy on a held-out sample (so a fast but
-wrong configuration shows), then classifies one sentence at a time for N runs and at least a
+wrong configuration shows: the model package's own evaluation sample, or ``--data FILE``), then classifies one sentence at a time for N runs and at least a
 minimum duration, MLPerf single-stream style: the headline is the 90th-percentile latency, with
 p50, p99, mean and standard deviation beside it, throughput, the worker's peak RSS, and the
 energy per inference from the best energy source (edge/energy.py; the method is always shown).
@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = REPO_ROOT / "data" / "hwu64" / "test.jsonl"
 RESULTS_VERSION = 1
 PROGRESS_PREFIX = "@@progress "
 
@@ -92,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-duration", type=float, help=f"seconds after which a configuration stops (default {FULL.max_duration_s:g})")
     p.add_argument("--warmup", type=int, help=f"untimed inferences after loading (default {FULL.warmup})")
     p.add_argument("--accuracy-sample", type=int, help=f"held-out sentences for accuracy (default {FULL.accuracy_n}; 0 to skip)")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="held-out JSONL ({text, intent}) for accuracy and timing sentences (default: data/hwu64/test.jsonl)")
+    p.add_argument("--data", type=Path, metavar="FILE", help="held-out JSONL ({text, intent}) for accuracy and timing sentences "
+                   "(default: the model package's evaluation sample, eval_sample.jsonl)")
     p.add_argument("--profile", help="device profile name (default: detected)")
     p.add_argument("--energy", default="auto", choices=["auto", "ina3221", "pi5_pmic", "rapl", "model"], help="energy source (default: best available)")
     p.add_argument("--no-baseline", action="store_true", help="skip the PyTorch eager baseline even if torch is installed")
@@ -158,25 +158,40 @@ def plan_configs(variants, available: dict[str, str | None], threads: list[int],
 
 
 def held_out_sample(path: Path, labels: list[str], n: int, seed: int) -> tuple[list[tuple[str, str]], str | None]:
-    """Up to ``n`` (text, intent) pairs the model has labels for, a seeded random subset; or why none."""
+    """Up to ``n`` (text, intent) pairs of a JSONL file the model has labels for, a seeded random subset; or why none."""
     if n <= 0:
         return [], "accuracy sample disabled (--accuracy-sample 0)"
     if not path.is_file():
         return [], f"{path}: not found; accuracy is not measured"
-    known = set(labels)
     rows = []
     for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-            text, intent = row["text"], row.get("intent")
+            rows.append((row["text"], row.get("intent")))
         except (json.JSONDecodeError, KeyError, TypeError):
             raise SystemExit(f"edge-profile: {path}:{i}: expected a JSON object with \"text\" and \"intent\"") from None
-        if intent in known:
-            rows.append((text, intent))
+    return _seeded_subset(rows, labels, n, seed, str(path))
+
+
+def package_sample(package, n: int, seed: int) -> tuple[list[tuple[str, str]], str | None]:
+    """Like :func:`held_out_sample`, from the evaluation sample the model package carries."""
+    if n <= 0:
+        return [], "accuracy sample disabled (--accuracy-sample 0)"
+    rows = [(r["text"], r["intent"]) for r in package.evaluation_sample()]
     if not rows:
-        return [], f"{path}: no sentence has an intent this model knows"
+        return [], (f"the model package {package.name} carries no evaluation sample; accuracy is not measured "
+                    "(give held-out sentences with --data FILE)")
+    return _seeded_subset(rows, package.labels, n, seed, f"{package.name}'s evaluation sample")
+
+
+def _seeded_subset(rows: list[tuple[str, Any]], labels: list[str], n: int, seed: int,
+                   origin: str) -> tuple[list[tuple[str, str]], str | None]:
+    known = set(labels)
+    rows = [(text, intent) for text, intent in rows if intent in known]
+    if not rows:
+        return [], f"{origin}: no sentence has an intent this model knows"
     random.Random(seed).shuffle(rows)
     return rows[:n], None
 
@@ -651,7 +666,19 @@ def main(argv: list[str] | None = None) -> int:
     if not configs:
         print("edge-profile: nothing to run: " + "; ".join(f"{s['config']}: {s['reason']}" for s in skipped), file=sys.stderr)
         return 1
-    sample, sample_why = held_out_sample(args.data, package.labels, settings.accuracy_n, args.seed)
+    if args.data is not None:
+        sample, sample_why = held_out_sample(args.data, package.labels, settings.accuracy_n, args.seed)
+        sample_source = str(args.data)
+    else:
+        try:
+            sample, sample_why = package_sample(package, settings.accuracy_n, args.seed)
+        except PackageError as exc:
+            print(f"edge-profile: {exc}", file=sys.stderr)
+            return 2
+        described = package.manifest.get("evaluation_sample", {}).get("source")
+        sample_source = f"{package.name}'s evaluation sample" + (f": {described}" if described else "")
+    if sample_why and settings.accuracy_n > 0:
+        print(f"edge-profile: {sample_why}", file=sys.stderr)
 
     from edge.energy import select_source
 
@@ -686,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
         "host": host_facts(detection.reason, detection.profile.name),
         "settings": {**dataclasses.asdict(settings), "quick": args.quick, "threads": threads,
                      "accuracy_tolerance": args.accuracy_tolerance, "seed": args.seed},
-        "accuracy_sample": {"n": len(sample), "source": str(args.data) if sample else sample_why},
+        "accuracy_sample": {"n": len(sample), "source": sample_source if sample else sample_why},
         "energy_source": energy_description,
         "configs": rows, "skipped": skipped,
         "best": {"config": best["config"], "backend": best["backend"], "precision": best["precision"], "threads": best["threads"]} if best else None,

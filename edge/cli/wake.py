@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recordings of other speech without the phrase, any length (default: synthesised sentences)")
     p.add_argument("--negatives", type=int, default=120, metavar="N", help="synthesised other-speech sentences (default 120)")
     p.add_argument("--sentences", metavar="FILE", help="text for the synthesised other speech: one sentence a line "
-                   "or JSON lines with 'text' (default: HWU64 when available)")
+                   "or JSON lines with 'text' (default: the model package's evaluation sample, eval_sample.jsonl)")
     p.add_argument("--voices", default=",".join(_calibrate().VOICES), help="flite voices to synthesise with (comma-separated)")
     p.add_argument("--rates", default=",".join(f"{r:g}" for r in _calibrate().RATES),
                    help="speaking-rate stretches (comma-separated; >1 is slower)")

@@ -9,7 +9,8 @@ result says how many phrase clips that loses.
 
 Speech comes from recordings (WAV files) or is synthesised with Debian's ``flite`` (several
 voices and speaking rates): the phrase followed by a command, and sentences of the intent
-domain (HWU64 when the repository's data is at hand, else a built-in list) as other speech.
+domain as other speech: the model package's evaluation sample (commands written for its intents,
+``eval_sample.jsonl``), else a built-in list, or ``--sentences FILE``.
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ import numpy as np
 from edge.audio import AudioError, read_wav
 from edge.wake import SAMPLE_RATE, WakeEngine, WakeError
 
-REPO_DATA = Path(__file__).resolve().parents[2] / "data" / "hwu64" / "test.jsonl"
 VOICES = ("slt", "rms", "awb", "kal16")
 RATES = (0.85, 1.0, 1.2)
 MAX_RECORDING_S = 4 * 3600.0
-# Other speech when the repository's HWU64 data is not installed alongside.
+# Other speech when no model package with an evaluation sample is installed.
 FALLBACK_SENTENCES = (
     "turn off the lights in the kitchen", "what is the weather like tomorrow", "set an alarm for seven am",
     "play some jazz music", "remind me to call my mother tonight", "how much is a train ticket to paris",
@@ -216,18 +216,33 @@ def pause(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * SAMPLE_RATE), dtype=np.int16)
 
 
+def domain_sentences() -> list[str]:
+    """The default model package's evaluation sample (its domain's commands), else the built-in list."""
+    from edge.package import PackageError, find_package
+
+    try:
+        rows = find_package(None).evaluation_sample()
+    except PackageError:
+        rows = []
+    return [r["text"] for r in rows] or list(FALLBACK_SENTENCES)
+
+
 def other_sentences(n: int, seed: int = 0, source: str | Path | None = None) -> list[str]:
-    """``n`` sentences of other speech: from ``source`` (text lines, or JSON lines with ``text``), the
-    repository's HWU64 test set when present, else a built-in list (repeated when short)."""
-    path = Path(source) if source else (REPO_DATA if REPO_DATA.exists() else None)
-    if path is not None:
+    """``n`` sentences of other speech: from ``source`` (text lines, or JSON lines with ``text``), else
+    :func:`domain_sentences` (repeated when short)."""
+    if source:
+        path = Path(source)
         try:
             lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            sentences = [json.loads(line)["text"] if line.startswith("{") else line for line in lines]
         except (OSError, UnicodeDecodeError) as exc:
             raise CalibrationError(f"{path}: cannot read sentences ({exc})") from None
-        sentences = [json.loads(line)["text"] if line.startswith("{") else line for line in lines]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise CalibrationError(f"{path}: a line starting with '{{' is not a JSON object with \"text\"") from None
+        if not sentences:
+            raise CalibrationError(f"{path}: no sentences in this file")
     else:
-        sentences = list(FALLBACK_SENTENCES)
+        sentences = domain_sentences()
     rng = random.Random(seed)
     rng.shuffle(sentences)
     return [sentences[i % len(sentences)] for i in range(n)]
