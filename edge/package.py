@@ -176,19 +176,29 @@ class ModelPackage:
         rel = self.manifest.get("evaluation_sample", {}).get("file")
         if not rel:
             return []
-        path = self.verify_file(rel)
-        rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = None
-            if not isinstance(row, dict) or not isinstance(row.get("text"), str) or "intent" not in row:
-                raise PackageError(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\"")
-            rows.append(row)
-        return rows
+        try:
+            return read_labelled(self.verify_file(rel))
+        except ValueError as exc:
+            raise PackageError(str(exc)) from None
+
+
+def read_labelled(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file of labelled sentences (``{"text", "intent", ...}``; blank lines skipped).
+
+    A line that is not an object with a string ``text`` is a ValueError naming the file and line.
+    """
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            raise ValueError(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\"")
+        rows.append(row)
+    return rows
 
 
 def search_dirs() -> list[Path]:

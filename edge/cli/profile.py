@@ -163,15 +163,12 @@ def held_out_sample(path: Path, labels: list[str], n: int, seed: int) -> tuple[l
         return [], "accuracy sample disabled (--accuracy-sample 0)"
     if not path.is_file():
         return [], f"{path}: not found; accuracy is not measured"
-    rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            rows.append((row["text"], row.get("intent")))
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise SystemExit(f"edge-profile: {path}:{i}: expected a JSON object with \"text\" and \"intent\"") from None
+    from edge.package import read_labelled
+
+    try:
+        rows = [(row["text"], row.get("intent")) for row in read_labelled(path)]
+    except ValueError as exc:
+        raise SystemExit(f"edge-profile: {exc}") from None
     return _seeded_subset(rows, labels, n, seed, str(path))
 
 
@@ -179,7 +176,7 @@ def package_sample(package, n: int, seed: int) -> tuple[list[tuple[str, str]], s
     """Like :func:`held_out_sample`, from the evaluation sample the model package carries."""
     if n <= 0:
         return [], "accuracy sample disabled (--accuracy-sample 0)"
-    rows = [(r["text"], r["intent"]) for r in package.evaluation_sample()]
+    rows = [(r["text"], r.get("intent")) for r in package.evaluation_sample()]
     if not rows:
         return [], (f"the model package {package.name} carries no evaluation sample; accuracy is not measured "
                     "(give held-out sentences with --data FILE)")
