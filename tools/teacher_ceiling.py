@@ -170,7 +170,7 @@ def main(argv=None) -> int:
     best = max(history, key=lambda r: r["dev_score"])
     result = {"model": "all-mpnet-base-v2 (Apache-2.0), 12 x 768, fine-tuned with joint heads",
               "selected_epoch": best["epoch"], "dev": best["dev"], "test": best["test"], "history": history,
-              "args": {k: str(v) for k, v in vars(args).items()}}
+              "args": {**{k: str(v) for k, v in vars(args).items()}, "data": str(data)}}
     print(f"selected epoch {best['epoch']} on dev: test intent {best['test']['intent_acc']:.4f}, "
           f"slot F1 {best['test']['slot_f1']:.4f}")
     if args.out:
