@@ -84,6 +84,8 @@ class IntentsFile:
     """hassil's parsed file."""
     out_of_scope: list[Sentence]
     tests: list[TestCase]
+    data: dict = dataclasses.field(default_factory=dict)
+    """The file as hassil reads it (``Intents.from_dict``): what a model package keeps as its grammar."""
 
     @property
     def language(self) -> str:
@@ -112,7 +114,8 @@ def load(path: str | Path) -> IntentsFile:
     oos = [parse_sentence(t, keep_text=True) for t in data.get("out_of_scope") or []]
     tests = [TestCase(s, t["intent"]["name"], dict(t["intent"].get("slots") or {}), line)
              for t, line in check.test_lines for s in t["sentences"]]
-    return IntentsFile(path, intents, oos, tests)
+    grammar = {k: v for k, v in data.items() if k in ("language", "intents", "lists", "expansion_rules", "skip_words")}
+    return IntentsFile(path, intents, oos, tests, grammar)
 
 
 class _Checker:
