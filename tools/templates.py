@@ -256,9 +256,10 @@ class Expansion:
 
 
 def expand_intents_file(path: str | Path, per_intent: int = 200, seed: int = 13, dev_per_intent: int = 30,
-                        heldout_per_intent: int = 30, stt_per_intent: int = 600, written_share: float = 0.3) -> Expansion:
-    """Expand, balance, hold out, augment: the labelled data for one intents file."""
-    f = load(path)
+                        heldout_per_intent: int = 30, stt_per_intent: int = 600, written_share: float = 0.3,
+                        lists: str | Path | None = None) -> Expansion:
+    """Expand, balance, hold out, augment: the labelled data for one intents file (``lists``: the user's lists file)."""
+    f = load(path, lists)
     rng = random.Random(seed)
     ex = Expander(f.intents, rng)
     glob_lists, glob_rules = f.intents.slot_lists, f.intents.expansion_rules
@@ -431,12 +432,13 @@ def test_example(t: TestCase, slot_values: dict[str, dict[str, str]], path: Path
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.templates",
                                 description="Check a Home Assistant intents file and show what edge-train would train on.")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", help="intents file (YAML or JSON), or ha:LANG for Home Assistant's own (e.g. ha:en)")
+    p.add_argument("--lists", type=Path, help="your name / area / floor lists (hassil lists: or Home Assistant fixtures)")
     p.add_argument("--show", type=int, default=3, help="example sentences shown per intent")
     p.add_argument("--per-intent", type=int, default=200)
     args = p.parse_args(argv)
     try:
-        e = expand_intents_file(args.file, per_intent=args.per_intent)
+        e = expand_intents_file(args.file, per_intent=args.per_intent, lists=args.lists)
     except DataError as exc:
         print(f"tools.templates: {exc}", file=sys.stderr)
         return 2
