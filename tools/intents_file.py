@@ -91,6 +91,7 @@ HOME_LISTS = ("name", "area", "floor")
 TOP = "(top level)"
 MAX_NESTING = 64
 """YAML nesting depth accepted (Home Assistant's files nest 8 deep)."""
+TOO_DEEP = f"nested too deep (more than {MAX_NESTING} levels; an intents file needs fewer than 10)"
 MAX_NODES = 1_000_000
 """YAML nodes after expanding aliases (Home Assistant's English file has about 40,000)."""
 MAX_REFERENCE_DEPTH = 100
@@ -219,15 +220,17 @@ def _compose(text: str, path: Path) -> yaml.Node | None:
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_NESTING:
-                    raise TemplateError(f"{path}:{event.start_mark.line + 1}: nested more than {MAX_NESTING} levels "
-                                        "deep (an intents file needs fewer than 10)")
+                    raise TemplateError(f"{path}:{event.start_mark.line + 1}: {TOO_DEEP}")
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
         root = yaml.compose(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
-        raise TemplateError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        problem = getattr(exc, "problem", None) or str(exc)
+        if "nesting depth" in problem:  # libyaml's own limit, met before ours when it scans ahead
+            raise TemplateError(f"{path}{where}: {TOO_DEEP}") from None
+        raise TemplateError(f"{path}{where}: not valid YAML ({problem})") from None
     if root is not None:
         sizes: dict[int, int] = {}
         if _expanded_size(root, sizes) > MAX_NODES:
@@ -414,7 +417,7 @@ class _Checker:
                 for s, snode in enumerate(sentences or []):
                     self.template(snode, f"{bkey}.sentences[{s}]", found)
             self.block_fields(block, bkey)
-            resolver.check(found, file_lists, global_rules, local_lists, local_rules)
+            resolver.check(found, file_lists, global_rules, local_lists, local_rules, bkey)
         if not said:
             self.error(m["data"][1], f"{key}.data", "empty; expected at least one block with sentences" if not blocks
                        else "no templates in any block (every sentences: list is empty)")
@@ -641,15 +644,14 @@ class _Resolver:
         self.checker = checker
         self.language = language
         self.lists_source = lists_source
-        self.memos: dict[tuple, dict] = {}
+        self.memos: dict[str, dict] = {}
         self.home_uses: dict[str, list[_Use]] = {}
 
-    def check(self, uses: list[_Use], file_lists, file_rules, local_lists, local_rules) -> None:
+    def check(self, uses: list[_Use], file_lists, file_rules, local_lists, local_rules, block: str = "") -> None:
+        """Resolve the references of ``uses``, templates of the block named ``block`` ("" for none: the file's)."""
         lists = {**file_lists, **local_lists}
         rules = {**file_rules, **local_rules}
-        env = (tuple(sorted((n, id(d)) for n, d in local_lists.items())),
-               tuple(sorted((n, id(d)) for n, d in local_rules.items())))
-        memo = self.memos.setdefault(env, {})
+        memo = self.memos.setdefault(block if local_lists or local_rules else "", {})
         for use in uses:
             problems = self._expression(use.expression, lists, rules, memo, [])
             for problem, via in problems.items():
