@@ -698,3 +698,23 @@ def test_checker_agrees_with_hassil(data):
     hypothesis.event("accepted" if accepted else "refused")
     assert accepted == expected, f"checker {'accepts' if accepted else 'refuses'}, hassil and the format " \
                                  f"{'accept' if expected else 'refuse'}:\n{text}\n{message}"
+
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) |
+                       st.sampled_from(WORDS + ["{area}", "<r0>", "(a|", "{1..3:n}", ""]),
+                       lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+                           st.sampled_from(["language", "intents", "data", "sentences", "lists", "values", "range",
+                                            "from", "to", "in", "out", "expansion_rules", "A", "r0", "area"]),
+                           inner, max_size=4), max_leaves=30)
+YAMLISH = st.text(alphabet="ab:-[]{}()<>|;&*!%#'\"\n \t?,.0", max_size=200)
+
+
+@hypothesis.settings(max_examples=300, deadline=None, database=None, derandomize=True,
+                     suppress_health_check=list(hypothesis.HealthCheck))
+@hypothesis.given(st.one_of(JSONISH.map(lambda d: yaml.safe_dump(d, allow_unicode=True)), YAMLISH))
+def test_any_text_is_loaded_or_refused_with_a_template_error(text):
+    """No input makes the checker raise anything but its documented error (issue 21)."""
+    try:
+        load_text(text, "fuzz.yaml")
+    except TemplateError as exc:
+        assert str(exc).startswith("fuzz.yaml")

@@ -90,10 +90,10 @@ HOME_LISTS = ("name", "area", "floor")
 """Lists Home Assistant fills from the user's own devices, areas and floors."""
 TOP = "(top level)"
 MAX_NESTING = 64
-"""YAML nesting depth accepted (Home Assistant's files nest 8 deep)."""
-TOO_DEEP = f"nested too deep (more than {MAX_NESTING} levels; an intents file needs fewer than 10)"
+"""YAML nesting depth accepted: far more than an intents file needs, far less than exhausts a parser's stack."""
+TOO_DEEP = f"nested too deep (more than {MAX_NESTING} levels of lists and mappings)"
 MAX_NODES = 1_000_000
-"""YAML nodes after expanding aliases (Home Assistant's English file has about 40,000)."""
+"""YAML nodes after expanding aliases: room for any intents file, not for an alias bomb."""
 MAX_REFERENCE_DEPTH = 100
 """Rules and lists used within each other, deepest chain (hassil's recursive matcher gives up a few hundred deep)."""
 LISTS_EXAMPLE = """\
@@ -232,25 +232,48 @@ def _compose(text: str, path: Path) -> yaml.Node | None:
             raise TemplateError(f"{path}{where}: {TOO_DEEP}") from None
         raise TemplateError(f"{path}{where}: not valid YAML ({problem})") from None
     if root is not None:
-        sizes: dict[int, int] = {}
-        if _expanded_size(root, sizes) > MAX_NODES:
+        order = _distinct_nodes(root)
+        for node in order:
+            problem = _plain_yaml_problem(node)
+            if problem:
+                raise TemplateError(f"{path}:{node.start_mark.line + 1}: {problem}")
+        if _expanded_size(root, order) > MAX_NODES:
             raise TemplateError(f"{path}: its YAML aliases (*name) expand to more than {MAX_NODES:,} values; "
                                 "write the file out instead of repeating anchors inside anchors")
     return root
 
 
-def _expanded_size(root: yaml.Node, sizes: dict[int, int]) -> int:
-    """Nodes after alias expansion, each distinct node counted once (aliases share node objects)."""
-    order, stack = [], [root]
-    while stack:  # iterative post-order: depth is bounded already, but a shared node must be sized once
+def _distinct_nodes(root: yaml.Node) -> list[yaml.Node]:
+    """Each node once, parents before children (aliases share node objects)."""
+    order, seen, stack = [], set(), [root]
+    while stack:
         node = stack.pop()
-        if id(node) in sizes:
-            continue
-        sizes[id(node)] = -1
-        order.append(node)
-        stack.extend(_children(node))
+        if id(node) not in seen:
+            seen.add(id(node))
+            order.append(node)
+            stack.extend(_children(node))
+    return order
+
+
+PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary")}
+
+
+def _plain_yaml_problem(node: yaml.Node) -> str | None:
+    """What keeps a node from being plain data that every key of the format can hold."""
+    if node.tag not in PLAIN_TAGS:
+        return f"the YAML tag {node.tag.replace('tag:yaml.org,2002:', '!!')} is not allowed in an intents file"
+    if isinstance(node, yaml.MappingNode):
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                return "a mapping key must be text (found a list, a mapping or a '<<' merge as a key)"
+    return None
+
+
+def _expanded_size(root: yaml.Node, order: list[yaml.Node]) -> int:
+    """Nodes after alias expansion, without expanding: each distinct node sized once, children first."""
+    sizes: dict[int, int] = {}
     for node in reversed(order):
-        sizes[id(node)] = min(MAX_NODES + 1, 1 + sum(max(sizes[id(c)], 1) for c in _children(node)))
+        sizes[id(node)] = min(MAX_NODES + 1, 1 + sum(sizes[id(c)] for c in _children(node)))
     return sizes[id(root)]
 
 
