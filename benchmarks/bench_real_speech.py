@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.speech_corpus import NOISES, Noise, Voices  # noqa: E402
-from edge.audio import SAMPLE_RATE, read_wav  # noqa: E402
+from edge.audio import SAMPLE_RATE  # noqa: E402
 from edge.stt import word_errors  # noqa: E402
 from edge.textnorm import spoken_form  # noqa: E402
 

@@ -242,7 +242,7 @@ def expand_intents_file(path: str | Path, lists: str | Path | None = None, seed:
                         heldout_max: int = 1500, asr_share: float = 0.5, synonym_share: float = 0.25,
                         progress=None) -> Expansion:
     """Expand, hold out, augment: the labelled data for one intents file."""
-    f = load(path, lists=lists) if lists is not None else load(path)
+    f = load(path, lists)
     rng = random.Random(seed)
     grammar = Grammar(f.intents, f.intents.skip_words)
     if not grammar.templates:
@@ -390,9 +390,9 @@ def _find_value(text: str, slot: str, value: Any, grammar: Grammar) -> tuple[int
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.templates",
-                                description="Check an intents file and show what edge-train would train on.")
-    p.add_argument("file", type=Path)
-    p.add_argument("--lists", type=Path, help="your names, areas and floors (see edge-train --help)")
+                                description="Check a Home Assistant intents file and show what edge-train would train on.")
+    p.add_argument("file", help="intents file (YAML or JSON), or ha:LANG for Home Assistant's own (e.g. ha:en)")
+    p.add_argument("--lists", type=Path, help="your name / area / floor lists (hassil lists: or Home Assistant fixtures)")
     p.add_argument("--show", type=int, default=3, help="example sentences shown per intent")
     p.add_argument("--max-sentences", type=int, default=30000)
     args = p.parse_args(argv)

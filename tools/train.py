@@ -3,9 +3,14 @@
     edge-train data/hwu64/train.jsonl --dev data/hwu64/dev.jsonl --eval data/hwu64/test.jsonl \\
         --out models/squeezebert-hwu64
     edge-train examples/smart_home.yaml --eval examples/smart_home.paraphrases.jsonl --out models/smart-home
+    edge-train ha:en --lists home.yaml --out models/home-assistant-en
+
 
 Training data is labelled JSONL (``{text, intent, entities}``; ``"intent": null`` marks an
-out-of-scope example) or a Home Assistant intents YAML (tools/templates.py expands it). The base
+out-of-scope example) or a Home Assistant intents file, YAML or JSON, or ``ha:LANG`` for Home
+Assistant's own compiled intents of that language from the installed ``home-assistant-intents``
+package, with the user's names, areas and floors from ``--lists`` (docs/intents-files.md;
+tools/intents_file.py checks it, tools/templates.py expands it). The base
 is the all-MiniLM-L6-v2 sentence encoder (``--base`` a BERT directory), or a model package
 (``--base models/squeezebert-hwu64``, the default for an intents YAML): its encoder and
 tokenizer are kept and only new heads are learnt, in one dense fine-tune without distillation.
@@ -43,7 +48,14 @@ def _log(msg: str) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="edge-train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", type=Path, help="training data: JSONL ({text, intent, entities}) or a Home Assistant intents YAML")
+    p.add_argument("data", type=Path,
+                   help="training data: JSONL ({text, intent, entities}), a Home Assistant intents file (YAML or JSON), "
+                        "or ha:LANG for Home Assistant's own intents of that language (package home-assistant-intents, "
+                        "e.g. ha:en; give your devices with --lists)")
+    p.add_argument("--lists", type=Path,
+                   help="intents file: your own {name} / {area} / {floor} lists, as hassil lists "
+                        "(lists: {name: {values: [Kitchen Light]}, area: ...}) or Home Assistant's test fixtures "
+                        "(areas: [{name}], floors: [...], entities: [{name, domain, area}]); see docs/intents-files.md")
     p.add_argument("--dev", type=Path, help="model-selection data (JSONL); default: 10%% of the training data held out")
     p.add_argument("--eval", type=Path, action="append", default=[], help="held-out evaluation data (JSONL); repeatable")
     p.add_argument("--out", type=Path, required=True, help="model package directory to write")
@@ -57,8 +69,6 @@ def parse_args(argv=None):
                    help="groups of the squeezed student (1 = ship the dense model); default 4 from MiniLM, 1 from a package")
     p.add_argument("--teacher-epochs", "--epochs", type=int,
                    help="epochs of the dense fine-tune (default 10 from MiniLM, 3 from a package)")
-    p.add_argument("--lists", type=Path, help="intents file: your own names, areas and floors (a lists YAML, or Home "
-                                               "Assistant's fixtures format with areas, floors and entities)")
     p.add_argument("--max-sentences", type=int, default=30000,
                    help="intents file: at most this many training sentences (coverage of every template and list "
                         "value first; default 30000)")
@@ -122,7 +132,7 @@ def _train(args) -> int:
     name = args.name or args.out.name
     work = args.work or Path("runs") / name
     work.mkdir(parents=True, exist_ok=True)
-    templates = args.data.suffix in (".yaml", ".yml", ".json")
+    templates = _is_intents_file(args.data)
     base = args.base or (_shipped_package() if templates else minilm_dir())
     from_package = is_package(base)
     groups = args.groups if args.groups is not None else (1 if from_package else 4)
@@ -249,14 +259,18 @@ def prepare_data(args) -> Data:
     """Read or expand the training data; hold out dev; label sets. Raises DataError for bad input."""
     from tools.data import DataError, canonical_slot_values, read_jsonl, slot_tag_set
 
-    if not args.data.is_file():
-        raise DataError(f"{args.data}: no such file (expected a JSONL file or a Home Assistant intents YAML)")
+    if not args.data.is_file() and not _is_intents_file(args.data):
+        raise DataError(f"{args.data}: no such file (expected a JSONL file, a Home Assistant intents YAML or JSON, "
+                        "or ha:LANG)")
+    if args.lists is not None and not _is_intents_file(args.data):
+        raise DataError(f"--lists {args.lists}: lists fill the {{name}} / {{area}} / {{floor}} of an intents file, "
+                        f"and {args.data} is labelled JSONL")
     for path in [args.dev] * bool(args.dev) + args.eval:
         if not path.is_file():
             raise DataError(f"{path}: no such file")
     evals: list[tuple[str, list]] = [(p.name, read_jsonl(p)) for p in args.eval]
     grammar, none_label, prompt = None, None, ""
-    if args.data.suffix in (".yaml", ".yml", ".json"):
+    if _is_intents_file(args.data):
         from tools.templates import NONE_LABEL, expand_intents_file
 
         expansion = expand_intents_file(args.data, lists=args.lists, seed=args.seed, max_sentences=args.max_sentences)
@@ -296,6 +310,10 @@ def prepare_data(args) -> Data:
             _log(f"  warning: {label}: intents the model does not have count as errors: {', '.join(unknown)}")
     return Data(train_ex, dev_ex, evals, intents, slot_tag_set(train_ex), slot_values, sentences, source_info,
                 grammar, none_label, prompt)
+
+
+def _is_intents_file(data: Path) -> bool:
+    return data.suffix in (".yaml", ".yml", ".json") or (str(data).startswith("ha:") and not data.exists())
 
 
 def _shipped_package() -> Path:
