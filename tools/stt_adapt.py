@@ -50,11 +50,12 @@ def package_sentences(package: ModelPackage, data_dir: str | Path | None = None)
 
 
 def adapt_package(package_dir: str | Path, sentences: list[str], general_words: int = 20000,
-                  vosk_general_words: int = 1000, max_lambda: float = 0.9) -> dict:
-    """Build the artefacts from ``sentences`` into the package and record them; returns the build's stats."""
+                  vosk_general_words: int = 1000, max_lambda: float = 0.9, whisper_prompt: str = "") -> dict:
+    """Build the artefacts from ``sentences`` (and Whisper's prompt) into the package and record them;
+    returns the build's stats."""
     package_dir = Path(package_dir)
     built = adapt.build(sentences, package_dir / adapt.SECTION, general_words=general_words,
-                        vosk_general_words=vosk_general_words, max_lambda=max_lambda)
+                        vosk_general_words=vosk_general_words, max_lambda=max_lambda, whisper_prompt=whisper_prompt)
     stats = built.pop("stats")
     add_artifacts(package_dir, adapt.SECTION, built)
     missing = stats["words_without_pronunciation"]
@@ -72,17 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("package", type=Path, help="model package directory")
     parser.add_argument("--sentences", type=Path, help="sentences to adapt to (default: the package's training "
                         "sentences, or the data set it was trained on)")
-    parser.add_argument("--data", metavar="DIR", help="data root holding the public data sets (default: $EDGE_DATA, "
-                        "then ../shared/data beside the checkout)")
+    datasets.add_argument(parser)
     parser.add_argument("--general-words", type=int, default=20000,
                         help="most frequent general English words kept in the PocketSphinx vocabulary (default 20000)")
     parser.add_argument("--vosk-general-words", type=int, default=1000,
                         help="general English words added to the Vosk phrase list (default 1000)")
     parser.add_argument("--max-lambda", type=float, default=0.9, help="cap on the domain LM weight (default 0.9)")
+    parser.add_argument("--whisper-prompt", type=Path, help="text file: words to bias Whisper towards (slot values)")
     args = parser.parse_args(argv)
     try:
         package = ModelPackage.load(args.package)
         sentences = read_sentences(args.sentences) if args.sentences else package_sentences(package, args.data)
+        prompt = args.whisper_prompt.read_text(encoding="utf-8") if args.whisper_prompt else ""
     except (PackageError, OSError, json.JSONDecodeError) as exc:  # DataSetMissing is an OSError
         print(f"stt_adapt: {exc}", file=sys.stderr)
         return 2
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stt_adapt: {args.package}: the package records neither training sentences nor the data set it was "
               "trained on; pass --sentences FILE", file=sys.stderr)
         return 2
-    adapt_package(package.dir, sentences, args.general_words, args.vosk_general_words, args.max_lambda)
+    adapt_package(package.dir, sentences, args.general_words, args.vosk_general_words, args.max_lambda, prompt)
     return 0
 
 
