@@ -14,7 +14,8 @@ base):
 
 Sets:
 
-* ``real``: ``../shared/data/real-speech`` (59 recordings of real people): the Home Assistant
+* ``real``: ``real-speech/`` of the data root (edge/datasets.py: ``--data DIR``, ``$EDGE_DATA``,
+  ``../shared/data``; 59 recordings of real people): the Home Assistant
   commands with Home Assistant's own English intents and the recordings' entity fixtures as
   ``--lists``, and the rhasspy-speech commands with their grammar
   (tests/fixtures/grammars/rhasspy_speech_en.yaml). The expected intent and slots of a recording
@@ -51,11 +52,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.speech_corpus import NOISES, Noise, Voices  # noqa: E402
+from edge import datasets  # noqa: E402
 from edge.audio import SAMPLE_RATE  # noqa: E402
 from edge.stt import word_errors  # noqa: E402
 from edge.textnorm import spoken_form  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data" / "real-speech"
 RUNS = ROOT / "runs"
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / "work-tmp" / "bench-real-speech"
@@ -168,19 +169,21 @@ def score(items: list[dict], results: dict[str, list[dict]]) -> dict:
 # --------------------------------------------------------------------------- data sets
 
 
-def real_sets() -> dict[str, tuple[Path, list[dict]]]:
+def real_sets(data_dir: str | None = None) -> dict[str, tuple[Path, list[dict]]]:
     from edge.grammar import Grammar
 
-    if not (SHARED / "manifest.jsonl").is_file():
-        print(f"no real recordings at {SHARED}: the real set is skipped", file=sys.stderr)
+    try:
+        manifest = datasets.read_rows("real-speech", "manifest.jsonl", data_dir)
+    except datasets.DataSetMissing as exc:
+        print(f"{exc}: the real set is skipped", file=sys.stderr)
         return {}
-    manifest = [json.loads(line) for line in (SHARED / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    shared = datasets.find("real-speech", data_dir)
     sets = {}
     rhasspy = package("rhasspy", RHASSPY)
     g = Grammar.from_file(rhasspy / "grammar.json")
-    sets["real: rhasspy-speech"] = (rhasspy, [{"wav": SHARED / m["file"], "text": m["text"], "expected": expected(g, m["text"])}
+    sets["real: rhasspy-speech"] = (rhasspy, [{"wav": shared / m["file"], "text": m["text"], "expected": expected(g, m["text"])}
                                              for m in manifest if m["file"].startswith("rhasspy-speech/")])
-    fixtures = SHARED / "speech-to-phrase" / "fixtures_en.yaml"
+    fixtures = shared / "speech-to-phrase" / "fixtures_en.yaml"
     try:
         ha = package("ha-en", Path("ha:en"), ["--lists", str(fixtures)])
     except subprocess.CalledProcessError:
@@ -188,7 +191,7 @@ def real_sets() -> dict[str, tuple[Path, list[dict]]]:
               file=sys.stderr)
         return sets
     g = Grammar.from_file(ha / "grammar.json")
-    sets["real: home assistant"] = (ha, [{"wav": SHARED / m["file"], "text": m["text"],
+    sets["real: home assistant"] = (ha, [{"wav": shared / m["file"], "text": m["text"],
                                          "expected": None if m.get("out_of_scope") else expected(g, m["text"])}
                                         for m in manifest if m["file"].startswith("speech-to-phrase/")])
     return sets
@@ -306,13 +309,14 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="Whisper tiny.en and adapted PocketSphinx, 20 synthetic sentences")
     p.add_argument("--no-rss", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS / "real-speech")
+    datasets.add_argument(p)
     args = p.parse_args(argv)
     if args.quick:
         args.engines = ["pocketsphinx+adapted", "whisper-tiny.en"]
         args.sentences = 20
     sets: dict = {}
     if "real" in args.sets:
-        sets.update(real_sets())
+        sets.update(real_sets(args.data))
     if "synthetic" in args.sets:
         sets.update(synthetic_set(args.sentences, Voices(CACHE), Noise(), CONDITIONS))
     results: dict = {"sets": {}, "daemon_rss_mb": {}}

