@@ -149,9 +149,15 @@ def _train(args) -> int:
     intent_ids = {n: i for i, n in enumerate(intents)}
     tag_ids = {t: i for i, t in enumerate(tags)}
     seen_texts = {e.text for e in train_ex + dev_ex}
-    oos_train = generated_out_of_scope(oos_n, seed=args.seed, exclude=seen_texts)
-    if d.none_label:
-        oos_train = [dataclasses.replace(e, intent=d.none_label) for e in oos_train]
+    grammar = None
+    if d.grammar is not None:
+        from edge.grammar import Grammar
+        from tools import out_of_scope
+
+        grammar = Grammar.from_dict(d.grammar)
+        oos_train = out_of_scope.pool(oos_n, args.seed, grammar, seen_texts, label=d.none_label)
+    else:
+        oos_train = generated_out_of_scope(oos_n, seed=args.seed, exclude=seen_texts)
     n_oos = sum(e.intent is None or e.intent == d.none_label for e in train_ex)
     n_intents = len(intents) - (d.none_label is not None)
     _log(f"  {len(train_ex)} train ({n_oos} labelled out-of-scope), {len(dev_ex)} dev, {n_intents} intents"
@@ -220,14 +226,19 @@ def _train(args) -> int:
     _log("[4/5] export and quantisation (ONNX, TFLite; fp32 and int8)")
     exported = export.export_all(candidates, tokenizer, labels, work, args.max_seq_len, dev_enc, seed=args.seed)
     _log("[5/5] package: choose, calibrate out-of-scope rejection, evaluate")
-    calib_oos = generated_out_of_scope(500, seed=args.seed + 1, exclude=seen_texts)
+    if grammar is not None:
+        calib_oos = out_of_scope.pool(500, args.seed + 1, grammar, seen_texts, part="calibrate")
+        oos_eval = out_of_scope.pool(1000, args.seed + 2, grammar, seen_texts, part="evaluate")
+    else:
+        calib_oos = generated_out_of_scope(500, seed=args.seed + 1, exclude=seen_texts)
+        oos_eval = generated_out_of_scope(1000, seed=args.seed + 2, exclude=seen_texts)
     package_writer.build(
         out=args.out, name=name, version=args.version, work=work, exported=exported, candidates=candidates,
         labels=labels, train_texts=d.sentences or [e.text for e in train_ex],
         tokenizer_path=tok_path, dev=dev_ex, calib_oos=calib_oos, evals=evals,
         eval_limit=args.eval_limit, source_info=d.source_info, max_seq_len=args.max_seq_len,
         histories={"teacher": teacher_extra.get("history", [])}, args=vars(args), started=started,
-        oos_eval=generated_out_of_scope(1000, seed=args.seed + 2, exclude=seen_texts),
+        oos_eval=oos_eval,
         slot_values=d.slot_values, base_model=_describe_base(base, from_package), oos_margin=templates and not args.dev,
         grammar=d.grammar, none_label=d.none_label,
     )
