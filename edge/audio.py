@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
 import struct
 import sys
@@ -44,6 +45,10 @@ class AudioError(Exception):
 
     The message names the file or device and says what was expected.
     """
+
+
+class AudioTooLong(AudioError):
+    """A WAV file holds more audio than the caller's limit (the message names the limit's setting)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,17 +93,19 @@ class WavInfo:
         return self.frames / self.rate
 
 
-def read_wav(path: str | Path, max_seconds: float = DEFAULT_MAX_WAV_SECONDS) -> tuple[np.ndarray, WavInfo]:
+def read_wav(path: str | Path, max_seconds: float = DEFAULT_MAX_WAV_SECONDS,
+             limit_name: str = "--max-seconds") -> tuple[np.ndarray, WavInfo]:
     """Decode a WAV file to 16 kHz mono int16, whatever its rate, channel count and sample format.
 
     Accepts PCM 8/16/24/32-bit and IEEE float 32/64-bit, plain or ``WAVE_FORMAT_EXTENSIBLE``.
-    Raises :class:`AudioError` for anything else, for empty files and for files longer than
-    ``max_seconds`` (checked from the header, before reading the samples).
+    Raises :class:`AudioError` for anything else and for empty files, and :class:`AudioTooLong`
+    for files longer than ``max_seconds`` (checked from the header, before reading the samples;
+    the message says to raise ``limit_name``, the option or setting that gave the limit).
     """
     path = Path(path)
     try:
         with path.open("rb") as fh:
-            info, data = _parse_wav(fh, path, max_seconds)
+            info, data = _parse_wav(fh, path, max_seconds, limit_name)
     except FileNotFoundError:
         raise AudioError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -111,7 +118,7 @@ def read_wav(path: str | Path, max_seconds: float = DEFAULT_MAX_WAV_SECONDS) -> 
     return to_int16(resample(samples, info.rate)), info
 
 
-def _parse_wav(fh: Any, path: Path, max_seconds: float) -> tuple[WavInfo, bytes]:
+def _parse_wav(fh: Any, path: Path, max_seconds: float, limit_name: str) -> tuple[WavInfo, bytes]:
     header = fh.read(12)
     if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
         raise AudioError(f"{path}: not a WAV file (expected a RIFF/WAVE header)")
@@ -122,9 +129,14 @@ def _parse_wav(fh: Any, path: Path, max_seconds: float) -> tuple[WavInfo, bytes]
             break
         chunk_id, size = struct.unpack("<4sI", chunk)
         if chunk_id == b"fmt ":
-            body = fh.read(size + (size & 1))
-            if size < 16 or len(body) < 16:
+            body = fh.read(min(size, 1 << 16) + (size & 1))
+            if size < 16:
                 raise AudioError(f"{path}: corrupt WAV header (fmt chunk of {size} bytes, expected at least 16)")
+            if len(body) < min(size, 40):
+                raise AudioError(f"{path}: corrupt WAV header (the fmt chunk says {size} bytes, the file ends after "
+                                 f"{len(body)})")
+            if size > 1 << 16:
+                raise AudioError(f"{path}: corrupt WAV header (fmt chunk of {size} bytes, expected 16 to 40)")
             tag, channels, rate, _byte_rate, block_align, bits = struct.unpack("<HHIIHH", body[:16])
             if tag == _EXTENSIBLE:
                 if size < 40:
@@ -134,12 +146,11 @@ def _parse_wav(fh: Any, path: Path, max_seconds: float) -> tuple[WavInfo, bytes]
         elif chunk_id == b"data":
             if fmt is None:
                 raise AudioError(f"{path}: corrupt WAV header (data chunk before the fmt chunk)")
-            info = _check_format(path, fmt, size)
+            # Streaming writers leave the size at 0xFFFFFFFF: judge the length by what the file holds.
+            info = _check_format(path, fmt, min(size, _remaining(fh)))
             if info.seconds > max_seconds:
-                raise AudioError(
-                    f"{path}: {info.seconds:.1f} s of audio is longer than the limit of {max_seconds:g} s "
-                    "(raise it with --max-seconds or audio.max_wav_seconds)"
-                )
+                raise AudioTooLong(f"{path}: {info.seconds:.1f} s of audio is longer than the limit of "
+                                   f"{max_seconds:g} s ({limit_name})")
             # Recorders that were interrupted, or wrote to a pipe, leave a data size larger than
             # the file: keep every whole sample frame that is there.
             data = fh.read(size)
@@ -152,6 +163,13 @@ def _parse_wav(fh: Any, path: Path, max_seconds: float) -> tuple[WavInfo, bytes]
     if fmt is None:
         raise AudioError(f"{path}: corrupt WAV file (no fmt chunk)")
     raise AudioError(f"{path}: the WAV file contains no audio samples (no data chunk)")
+
+
+def _remaining(fh: Any) -> int:
+    try:
+        return os.fstat(fh.fileno()).st_size - fh.tell()
+    except (OSError, AttributeError, ValueError):  # not a regular file: the header's word
+        return 1 << 62
 
 
 def _check_format(path: Path, fmt: tuple[int, int, int, int, int], size: int) -> WavInfo:

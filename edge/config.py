@@ -139,7 +139,7 @@ class HttpSettings:
         for name in ("max_text_bytes", "max_wav_bytes", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: {getattr(self, name)} is out of range; allowed 1 or more")
-        if self.timeout_s <= 0:
+        if not self.timeout_s > 0:
             raise ValueError(f"timeout_s: {self.timeout_s} is out of range; allowed more than 0")
         if self.token is not None and self.token_file is not None:
             raise ValueError("token and token_file are both set; allowed: one of them")
@@ -208,7 +208,7 @@ class MqttSettings:
         if not 1 <= self.reconnect_min_s <= self.reconnect_max_s:
             raise ValueError(f"reconnect_min_s ({self.reconnect_min_s}) and reconnect_max_s ({self.reconnect_max_s}): "
                              "allowed 1 <= reconnect_min_s <= reconnect_max_s")
-        if self.flush_timeout_s < 0:
+        if not self.flush_timeout_s >= 0:
             raise ValueError(f"flush_timeout_s: {self.flush_timeout_s} is negative; allowed 0 or more")
         if self.password is not None and self.password_file is not None:
             raise ValueError("password and password_file are both set; allowed: one of them")
@@ -242,7 +242,7 @@ class HooksSettings:
     """Hooks waiting for a turn; beyond this new ones are dropped, counted and logged."""
 
     def __post_init__(self) -> None:
-        if self.timeout_s <= 0:
+        if not self.timeout_s > 0:
             raise ValueError(f"timeout_s: {self.timeout_s} is out of range; allowed more than 0")
         if self.concurrency < 1:
             raise ValueError(f"concurrency: {self.concurrency} is out of range; allowed 1 or more")
