@@ -112,13 +112,26 @@ def read_wav(path: str | Path, max_seconds: float = DEFAULT_MAX_WAV_SECONDS,
         raise AudioError(f"{path}: is a directory, expected a WAV file") from None
     except PermissionError:
         raise AudioError(f"{path}: permission denied") from None
+    return _decoded(data, info), info
+
+
+def read_wav_bytes(data: bytes, name: str, max_seconds: float = DEFAULT_MAX_WAV_SECONDS,
+                   limit_name: str = "--max-seconds") -> tuple[np.ndarray, WavInfo]:
+    """:func:`read_wav` for a WAV file in memory (an HTTP request body); messages say ``name`` for the file."""
+    import io
+
+    info, samples = _parse_wav(io.BytesIO(data), name, max_seconds, limit_name)
+    return _decoded(samples, info), info
+
+
+def _decoded(data: bytes, info: "WavInfo") -> np.ndarray:
     samples = _to_float(data, info)
     if info.channels > 1:
         samples = samples.reshape(-1, info.channels).mean(axis=1)
-    return to_int16(resample(samples, info.rate)), info
+    return to_int16(resample(samples, info.rate))
 
 
-def _parse_wav(fh: Any, path: Path, max_seconds: float, limit_name: str) -> tuple[WavInfo, bytes]:
+def _parse_wav(fh: Any, path: Path | str, max_seconds: float, limit_name: str) -> tuple[WavInfo, bytes]:
     header = fh.read(12)
     if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
         raise AudioError(f"{path}: not a WAV file (expected a RIFF/WAVE header)")
@@ -167,12 +180,15 @@ def _parse_wav(fh: Any, path: Path, max_seconds: float, limit_name: str) -> tupl
 
 def _remaining(fh: Any) -> int:
     try:
-        return os.fstat(fh.fileno()).st_size - fh.tell()
-    except (OSError, AttributeError, ValueError):  # not a regular file: the header's word
+        here = fh.tell()
+        end = fh.seek(0, os.SEEK_END)
+        fh.seek(here)
+        return end - here
+    except (OSError, ValueError):  # not seekable: the header's word
         return 1 << 62
 
 
-def _check_format(path: Path, fmt: tuple[int, int, int, int, int], size: int) -> WavInfo:
+def _check_format(path: Path | str, fmt: tuple[int, int, int, int, int], size: int) -> WavInfo:
     tag, channels, rate, block_align, bits = fmt
     if tag == _PCM and bits not in (8, 16, 24, 32) or tag == _FLOAT and bits not in (32, 64):
         raise AudioError(f"{path}: {bits}-bit samples are not supported (PCM 8/16/24/32-bit or float 32/64-bit)")
