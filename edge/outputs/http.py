@@ -240,6 +240,11 @@ class HttpApi:
             return False
         assert isinstance(event, h11.Request)
         entry[0] = "receiving"
+        end_of_head = head.find(b"\r\n\r\n")
+        if end_of_head > MAX_HEAD_BYTES or end_of_head < 0 and len(head) > MAX_HEAD_BYTES:
+            # h11 bounds a head that arrives in pieces; one that came in a single read is measured here
+            await self._send_raw(writer, *_protocol_error(h11.RemoteProtocolError("", error_status_hint=431)))
+            return False
         target = event.target.decode("ascii", "replace")
         method = event.method.decode("ascii", "replace")
         path = urlsplit(target).path
@@ -321,10 +326,15 @@ class HttpApi:
             raise RequestError(503, f"busy: {self._busy} requests are being processed (http.workers); retry later",
                                {"Retry-After": "1"})
         self._busy += 1
+        gauge = self.metrics.http_in_progress.labels(route.path) if self.metrics is not None else None
+        if gauge is not None:
+            gauge.inc()
         try:
             return await loop.run_in_executor(self._workers, self.respond, route, body)
         finally:
             self._busy -= 1
+            if gauge is not None:
+                gauge.dec()
 
     async def _write(self, writer: asyncio.StreamWriter, data: bytes) -> bool:
         writer.write(data)
