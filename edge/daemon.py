@@ -69,6 +69,8 @@ if TYPE_CHECKING:
     from edge.wake import WakeEngine, WakeSettings
 
 PROG = "edge-intent serve"
+RECOGNIZER_WAIT_S = 1.0
+"""How long ``POST /v1/recognize`` waits for the HTTP recogniser when another request has it."""
 log = logging.getLogger("edge.daemon")
 
 
@@ -550,9 +552,9 @@ class Daemon:
 
         limits = self.config.http
         samples = decode_wav(body, limits.max_wav_seconds, "http.max_wav_seconds")
-        # One VAD + STT for HTTP, built on first use (the microphone has its own). Busy: say so at
-        # once rather than queue the request behind a recognition of up to recognize_timeout_s.
-        if not self._speech_lock.acquire(blocking=False):
+        # One VAD + STT for HTTP, built on first use (the microphone has its own). Busy for longer than
+        # a short command takes to recognise: say so, rather than queue behind up to recognize_timeout_s.
+        if not self._speech_lock.acquire(timeout=RECOGNIZER_WAIT_S):
             raise RequestError(503, "busy: another POST /v1/recognize is being recognised (one at a time); "
                                     "retry later", {"Retry-After": "1"})
         try:

@@ -289,8 +289,8 @@ def _describe(tp: Any) -> str:
 
 
 _SHOW = reprlib.Repr()
-_SHOW.maxstring = _SHOW.maxother = 80
-_SHOW.maxlist = _SHOW.maxdict = _SHOW.maxtuple = _SHOW.maxset = 6
+_SHOW.maxstring = _SHOW.maxother = 50
+_SHOW.maxlist = _SHOW.maxdict = _SHOW.maxtuple = _SHOW.maxset = 4
 _SHOW.maxlevel = 3
 _SHOW.maxlong = 40
 

@@ -64,6 +64,11 @@ def classify_target(classifier):
 # --------------------------------------------------------------------------- bytes -> WAV reader
 
 
+def _rare(draw, n: int) -> bool:
+    """True about once in ``n`` draws (hypothesis favours the ends of an integer range, so not ``integers() == 0``)."""
+    return draw(st.sampled_from([False] * (n - 1) + [True]))
+
+
 def _chunk(tag: bytes, body: bytes, size: int | None = None) -> bytes:
     return tag + struct.pack("<I", (len(body) if size is None else size) & 0xFFFFFFFF) + body + b"\x00" * (len(body) & 1)
 
@@ -71,32 +76,38 @@ def _chunk(tag: bytes, body: bytes, size: int | None = None) -> bytes:
 @st.composite
 def wav_files(draw) -> bytes:
     """WAV files built from (often wrong) header fields, extra chunks, lying sizes, then cut or flipped."""
-    if draw(st.integers(0, 9)) == 0:
+    if _rare(draw, 10):
         return draw(st.binary(max_size=200))
-    tag = draw(st.sampled_from([1, 3, 0xFFFE, 0, 2, 0x55, 7, draw(st.integers(0, 0xFFFF))]))
-    channels = draw(st.sampled_from([1, 2, 0, 6, 33, draw(st.integers(0, 0xFFFF))]))
-    rate = draw(st.sampled_from([16000, 8000, 44100, 48000, 7000, 1, 0, 999, 768001, draw(st.integers(0, 2**32 - 1))]))
-    bits = draw(st.sampled_from([8, 16, 24, 32, 64, 0, 12, draw(st.integers(0, 0xFFFF))]))
-    block_align = draw(st.sampled_from([max(channels * bits // 8, 0) & 0xFFFF, 0, 1, draw(st.integers(0, 0xFFFF))]))
+    if draw(st.booleans()):  # a valid format, so that the corruptions below reach past the header checks
+        tag, bits = draw(st.sampled_from([(1, 8), (1, 16), (1, 24), (1, 32), (3, 32), (3, 64), (0xFFFE, 16), (0xFFFE, 32)]))
+        channels = draw(st.integers(1, 4))
+        rate = draw(st.sampled_from([16000, 8000, 22050, 44100, 48000, 7000, 1000, 96000]))
+    else:
+        tag = draw(st.sampled_from([1, 3, 0xFFFE, 0, 2, 0x55, 7, draw(st.integers(0, 0xFFFF))]))
+        channels = draw(st.sampled_from([1, 2, 0, 6, 33, draw(st.integers(0, 0xFFFF))]))
+        rate = draw(st.sampled_from([16000, 8000, 44100, 48000, 7000, 1, 0, 999, 768001, draw(st.integers(0, 2**32 - 1))]))
+        bits = draw(st.sampled_from([8, 16, 24, 32, 64, 0, 12, draw(st.integers(0, 0xFFFF))]))
+    block_align = draw(st.sampled_from([max(channels * bits // 8, 0) & 0xFFFF] * 4 + [0, 1, draw(st.integers(0, 0xFFFF))]))
     fmt = struct.pack("<HHIIHH", tag, channels & 0xFFFF, rate, (rate * block_align) & 0xFFFFFFFF, block_align, bits & 0xFFFF)
-    if tag == 0xFFFE or draw(st.booleans()):
-        sub = draw(st.sampled_from([1, 3, 0x55, draw(st.integers(0, 0xFFFF))]))
+    if tag == 0xFFFE or _rare(draw, 4):
+        sub = draw(st.sampled_from([1, 1, 3, 0x55, draw(st.integers(0, 0xFFFF))]))
         fmt += struct.pack("<HHI", 22, bits & 0xFFFF, 0) + struct.pack("<H", sub) + b"\x00" * 14
-    fmt = fmt[: draw(st.integers(0, len(fmt)))] if draw(st.integers(0, 4)) == 0 else fmt
+    fmt = fmt[: draw(st.integers(0, len(fmt)))] if _rare(draw, 7) else fmt
     samples = draw(st.binary(max_size=4000))
-    chunks = [_chunk(b"fmt ", fmt, draw(st.sampled_from([None, 16, 40, 2, 0xFFFFFFFF, draw(st.integers(0, 2**32 - 1))])))]
-    if draw(st.booleans()):
+    chunks = [_chunk(b"fmt ", fmt, draw(st.sampled_from([None] * 6 + [16, 40, 2, 0xFFFFFFFF, draw(st.integers(0, 2**32 - 1))])))]
+    if _rare(draw, 3):
         chunks.insert(draw(st.integers(0, 1)), _chunk(draw(st.sampled_from([b"LIST", b"fact", b"JUNK", b"data"])),
                                                      draw(st.binary(max_size=50))))
-    chunks.append(_chunk(b"data", samples, draw(st.sampled_from([None, 0, 0xFFFFFFFF, 0x7FFFFFFF,
-                                                                  draw(st.integers(0, 2**32 - 1))]))))
-    if draw(st.integers(0, 3)) == 0:
+    chunks.append(_chunk(b"data", samples, draw(st.sampled_from([None] * 4 + [0, 0xFFFFFFFF, 0x7FFFFFFF,
+                                                                         draw(st.integers(0, 2**32 - 1))]))))
+    if _rare(draw, 8):
         chunks.reverse()
     body = b"WAVE" + b"".join(chunks)
-    data = draw(st.sampled_from([b"RIFF", b"RIFX", b"RIFF", b"RF64"])) + struct.pack("<I", len(body)) + body
-    if draw(st.integers(0, 3)) == 0:
+    data = (draw(st.sampled_from([b"RIFX", b"RF64"])) if _rare(draw, 8) else b"RIFF") \
+        + struct.pack("<I", len(body)) + body
+    if _rare(draw, 6):
         data = data[: draw(st.integers(0, len(data)))]
-    if draw(st.integers(0, 3)) == 0 and data:
+    if _rare(draw, 6) and data:
         flips = draw(st.lists(st.tuples(st.integers(0, len(data) - 1), st.integers(1, 255)), max_size=4))
         buf = bytearray(data)
         for at, bit in flips:
@@ -185,7 +196,7 @@ def settings_files(draw) -> str:
         lines = text.splitlines()
         at = draw(st.integers(0, len(lines) - 1))
         text = "\n".join(lines[: at + 1] + [lines[at]] + lines[at + 1:]) + "\n"
-    if draw(st.integers(0, 5)) == 0 and text:
+    if _rare(draw, 6) and text:
         text = text[: draw(st.integers(0, len(text)))]
     return text
 
@@ -226,7 +237,7 @@ def shipped_manifest() -> dict:
 def manifests(draw, base: dict | None = None) -> bytes:
     """The shipped manifest with keys dropped, retyped, renamed to paths out of the package, or not JSON at all."""
     manifest = json.loads(json.dumps(base or shipped_manifest()))
-    if draw(st.integers(0, 9)) == 0:
+    if _rare(draw, 10):
         return draw(st.binary(max_size=100))
     for _ in range(draw(st.integers(1, 4))):
         action = draw(st.integers(0, 5))
@@ -305,7 +316,7 @@ JSON_BODIES = st.one_of(
 @st.composite
 def http_requests(draw) -> bytes:
     """Request heads from real and broken parts with bodies of any length (often not the one declared)."""
-    if draw(st.integers(0, 9)) == 0:
+    if _rare(draw, 10):
         return draw(st.binary(max_size=400))
     body = draw(st.one_of(JSON_BODIES, wav_files()))
     line = f"{draw(METHODS)} {draw(PATHS)} {draw(st.sampled_from(['HTTP/1.1', 'HTTP/1.0', 'HTTP/2', 'HTTP/1.1 x', '']))}"
@@ -316,7 +327,7 @@ def http_requests(draw) -> bytes:
     eol = draw(st.sampled_from(["\r\n", "\r\n", "\n", "\r"]))
     head = line + eol + "".join(f"{k}: {v}{eol}" for k, v in headers) + eol
     data = head.encode("utf-8", "surrogatepass") + body
-    if draw(st.integers(0, 4)) == 0:
+    if _rare(draw, 5):
         data = data[: draw(st.integers(0, len(data)))]
     return data
 

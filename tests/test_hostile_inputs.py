@@ -254,3 +254,49 @@ def test_a_hook_that_leaves_a_background_child_holding_its_pipes_is_done_when_it
     runner.publish(_event())
     runner.close()
     assert "/bin/sh exited 0" in caplog.text and time.monotonic() - start < 15
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_a_cached_stage_is_reused_only_for_the_inputs_that_made_it(tmp_path):
+    from tools.train import _digest, _fresh, _made
+
+    checkpoint = tmp_path / "teacher.pt"
+    first = _digest("data-a.jsonl contents", {"epochs": 3}, 64)
+    assert not _fresh(checkpoint, first)  # nothing there yet
+    checkpoint.write_bytes(b"weights for 13 intents")
+    _made(checkpoint, first)
+    assert _fresh(checkpoint, _digest("data-a.jsonl contents", {"epochs": 3}, 64))
+    assert checkpoint.read_bytes() == b"weights for 13 intents"
+    # another data file (or base, or arguments) into the same work directory: the old checkpoint goes
+    assert not _fresh(checkpoint, _digest("data-b.jsonl contents", {"epochs": 3}, 64))
+    assert not checkpoint.exists() and not (tmp_path / "teacher.pt.key").exists()
+    # an output without a key (from before keys, or interrupted before _made) is not trusted either
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "dense.fp32.onnx").write_bytes(b"x")
+    assert not _fresh(export, first) and not export.exists()
+
+
+def test_edge_train_names_the_extra_and_how_to_install_it():
+    from tools.train import missing_extra
+
+    requirements = ['no-such-distribution-for-edge>=1; extra == "train"', "numpy>=1.24; extra == 'train'",
+                    "torch>=2.4", 'pyyaml; extra == "dev"']
+    assert missing_extra("train", requirements) == ["no-such-distribution-for-edge"]
+    assert missing_extra("train") == []  # this environment has the [train] extra
+
+
+def test_edge_train_without_the_extra_says_how_to_install_it(tmp_path):
+    """An installation of edge-intent whose [train] extra is not there: its metadata first on the path."""
+    dist = tmp_path / "site" / "edge_intent-0.1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: edge-intent\nVersion: 0.1.0\n"
+                                   'Requires-Dist: no-such-distribution-for-edge>=1; extra == "train"\n')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"), str(REPO)])}
+    proc = subprocess.run([sys.executable, "-m", "tools.train", str(REPO / "examples" / "smart_home.yaml"), "--out",
+                           str(tmp_path / "pkg")], capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "the [train] extra is not installed (missing: no-such-distribution-for-edge); install it with " \
+           "pip install 'edge-intent[train]'" in proc.stderr
