@@ -77,7 +77,8 @@ def load_yaml(path: str | Path) -> Any:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise SettingsError(source, "", f"invalid YAML: {line}{problem}") from None
+        context = getattr(exc, "context", None)  # "found duplicate anchor 'x'; first occurrence" + "second occurrence"
+        raise SettingsError(source, "", f"invalid YAML: {line}{context + ', ' if context else ''}{problem}") from None
 
 
 _SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where PyYAML was built with it
@@ -107,7 +108,7 @@ def _check_shape(text: str, source: str) -> None:
     """
     frames: list[dict[str, Any]] = []  # open collections: path, children so far, keys seen (mappings)
     anchor_sizes: dict[str, int] = {}  # anchor -> values it expands to
-    open_anchors: dict[str, int] = {}  # anchor of an open collection -> expanded count at its start
+    open_anchors: set[str] = set()  # anchors whose latest definition is a collection still open
     expanded = 0
     for event in yaml.parse(text, Loader=_SafeLoader):
         if isinstance(event, (yaml.DocumentStartEvent, yaml.DocumentEndEvent)):
@@ -115,8 +116,9 @@ def _check_shape(text: str, source: str) -> None:
             continue
         if isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
             frame = frames.pop()
-            if frame["anchor"] is not None:
-                anchor_sizes[frame["anchor"]] = expanded - open_anchors.pop(frame["anchor"])
+            if frame["anchor"] is not None:  # an anchor name may be defined again inside: the latest counts
+                anchor_sizes[frame["anchor"]] = expanded - frame["start"]
+                open_anchors.discard(frame["anchor"])
             continue
         if not isinstance(event, (yaml.ScalarEvent, yaml.AliasEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             continue
@@ -158,11 +160,13 @@ def _check_shape(text: str, source: str) -> None:
                 raise SettingsError(source, _short(path), f"line {line}: nested more than {MAX_YAML_DEPTH} levels deep; "
                                                   f"allowed: at most {MAX_YAML_DEPTH}")
             mapping = isinstance(event, yaml.MappingStartEvent)
-            frames.append({"path": path, "children": 0, "keys": {} if mapping else None, "key": "?", "anchor": anchor})
+            frames.append({"path": path, "children": 0, "keys": {} if mapping else None, "key": "?", "anchor": anchor,
+                           "start": expanded - 1})
             if anchor is not None:
-                open_anchors[anchor] = expanded - 1
+                open_anchors.add(anchor)
         elif isinstance(event, yaml.ScalarEvent) and anchor is not None:
             anchor_sizes[anchor] = 1
+            open_anchors.discard(anchor)
 
 
 def load_file(cls: type[T], path: str | Path) -> T:

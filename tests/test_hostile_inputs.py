@@ -44,6 +44,9 @@ def alias_bomb(levels: int = 9, width: int = 9) -> str:
 @pytest.mark.parametrize("text, message", [
     (alias_bomb(), f"expands to more than {MAX_YAML_VALUES} values (aliases included); allowed: at most"),
     ("a: &a [1, *a]\n", "alias *a is used inside the node it names"),
+    # found by benchmarks/fuzz.py: an anchor name defined again inside its own node (KeyError before)
+    ("x-a:\n  a0: &a0 [lol0: &a0 [lol]\n ]\n  a1: &a1 [*a0, *a0, *me: *a2}\n", "invalid YAML"),
+    ("a: &x [&x [1, 2], *x, *x]\nmodel: {name: *x}\n", "found duplicate anchor; first occurrence, second occurrence"),
     ("model:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(300)), f"nested more than {MAX_YAML_DEPTH} levels deep"),
     ("model: {name: " + "[" * 3000 + "]" * 3000 + "}\n", "invalid YAML: line 1"),
     ("http: {timeout_s: .nan}\n", "http.timeout_s: expected a finite number, got nan"),
