@@ -215,7 +215,7 @@ def fuzz_http(runs: int, corpus: Path, stats: Path, seed: int = 1) -> dict:
     import random
 
     import fuzz_inputs as fz
-    from test_http_hostile import _complete
+    from test_http_hostile import read_answer
 
     tmp = _tmp()
     config = tmp / "config.yaml"
@@ -253,13 +253,7 @@ def fuzz_http(runs: int, corpus: Path, stats: Path, seed: int = 1) -> dict:
             try:
                 with socket.create_connection(url, timeout=10) as sock:
                     sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-                    got = b""
-                    while not _complete(got):
-                        chunk = sock.recv(65536)
-                        if not chunk:
-                            break
-                        got += chunk
-                ok = got.startswith(b"HTTP/1.1 200")
+                    ok = read_answer(sock).startswith(b"HTTP/1.1 200")
             except OSError:
                 ok = False
             probes.append(time.monotonic() - start)

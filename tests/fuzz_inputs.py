@@ -201,23 +201,27 @@ def settings_files(draw) -> str:
     return text
 
 
+def _file_target(path: Path, load, errors: tuple[type[Exception], ...], named: bool = True):
+    """A target that writes each input to ``path`` and loads it: the documented errors (starting with the
+    file's name when ``named``) are outcomes."""
+    def run(text: str) -> str:
+        path.write_text(text, encoding="utf-8", errors="surrogatepass")
+        try:
+            load(path)
+        except errors as exc:
+            assert not named or str(exc).startswith(f"{path}"), exc
+            assert len(str(exc)) < 2000, len(str(exc))
+            return type(exc).__name__
+        return "ok"
+
+    return run
+
+
 def settings_target(tmp: Path):
     from edge import config as config_mod
     from edge.settings import SettingsError
 
-    path = tmp / "config.yaml"
-
-    def run(text: str) -> str:
-        path.write_text(text, encoding="utf-8", errors="surrogatepass")
-        try:
-            config_mod.load(path)
-        except SettingsError as exc:
-            assert str(exc).startswith(f"{path}"), exc
-            assert len(str(exc)) < 2000, len(str(exc))
-            return "SettingsError"
-        return "ok"
-
-    return run
+    return _file_target(tmp / "config.yaml", config_mod.load, (SettingsError,))
 
 
 # --------------------------------------------------------------------------- manifest -> package
@@ -318,6 +322,21 @@ def http_requests(draw) -> bytes:
     """Request heads from real and broken parts with bodies of any length (often not the one declared)."""
     if _rare(draw, 10):
         return draw(st.binary(max_size=400))
+    if draw(st.booleans()):  # a well-formed request, so that mutations of it reach the endpoints
+        path = draw(st.sampled_from(["/v1/intent", "/v1/intent?publish=false", "/v1/recognize?publish=false",
+                                     "/healthz", "/metrics", "/v1/listen"]))
+        if path.startswith("/v1/intent"):
+            body, ctype = draw(st.one_of(st.tuples(JSON_BODIES, st.just("application/json")),
+                                         st.tuples(st.text(ANY_CHAR, max_size=60).map(
+                                             lambda t: t.encode("utf-8", "surrogatepass")), st.just("text/plain"))))
+        elif path.startswith("/v1/recognize"):
+            body, ctype = draw(wav_files()), "audio/wav"
+        else:
+            body, ctype = b"", None
+        method = "GET" if path in ("/healthz", "/metrics") else "POST"
+        head = f"{method} {path} HTTP/1.1\r\nHost: edge\r\n" + (f"Content-Type: {ctype}\r\n" if ctype else "") + \
+            (f"Content-Length: {len(body)}\r\n" if method == "POST" else "") + "\r\n"
+        return head.encode() + body
     body = draw(st.one_of(JSON_BODIES, wav_files()))
     line = f"{draw(METHODS)} {draw(PATHS)} {draw(st.sampled_from(['HTTP/1.1', 'HTTP/1.0', 'HTTP/2', 'HTTP/1.1 x', '']))}"
     headers = [("Host", "edge")]
@@ -332,7 +351,7 @@ def http_requests(draw) -> bytes:
     return data
 
 
-ALLOWED_STATUSES = {200, 400, 401, 404, 405, 408, 409, 411, 413, 415, 431, 501, 503}
+ALLOWED_STATUSES = {200, 400, 401, 404, 405, 408, 409, 411, 413, 415, 431, 503}
 
 
 def http_target(address: tuple[str, int], timeout: float = 10.0):
@@ -422,14 +441,4 @@ def intents_target(tmp: Path):
     from tools import templates
     from tools.data import DataError
 
-    path = tmp / "intents.yaml"
-
-    def run(text: str) -> str:
-        path.write_text(text, encoding="utf-8", errors="surrogatepass")
-        try:
-            templates.load(path)
-        except DataError as exc:  # TemplateError is one
-            return type(exc).__name__
-        return "ok"
-
-    return run
+    return _file_target(tmp / "intents.yaml", templates.load, (DataError,), named=False)

@@ -538,6 +538,8 @@ def _protocol_error(exc: h11.RemoteProtocolError) -> tuple[int, str]:
     status = exc.error_status_hint if 400 <= exc.error_status_hint < 600 else 400
     if status == 431:
         return 431, f"the request line and headers are larger than {MAX_HEAD_BYTES} bytes; allowed: up to that"
+    if "Transfer-Encoding" in message:  # h11 says 501 for codings it lacks; none is accepted here anyway
+        return 411, "send the body with a Content-Length; Transfer-Encoding is not accepted"
     if "Content-Length" in message:
         return 400, f"malformed request: {message}; allowed: one Content-Length of ASCII digits"
     return status, f"malformed request: {message[:200]}; expected HTTP/1.1"
