@@ -13,7 +13,10 @@ Dependencies, and why:
 * ``soxr`` for resampling: the libsoxr resampler (wheels for x86_64 and aarch64), with a
   streaming mode for microphones that cannot capture at 16 kHz.
 * WAV files are parsed here rather than with :mod:`wave`, which (before Python 3.12) rejects
-  32-bit float and ``WAVE_FORMAT_EXTENSIBLE`` files, both common from recorders and DAWs.
+  32-bit float and ``WAVE_FORMAT_EXTENSIBLE`` files, both common from recorders and DAWs, and
+  rather than with ``soundfile``: libsndfile's C parsers (MPEG, ADPCM, ... inside a WAV) would
+  meet every HTTP upload, with vaguer errors, and its aarch64 wheel needs glibc 2.28 (JetPack 4
+  has 2.27); docs/robustness.md has the comparison.
 """
 
 from __future__ import annotations
@@ -204,8 +207,10 @@ def _check_format(path: Path | str, fmt: tuple[int, int, int, int, int], size: i
 
 
 def _to_float(data: bytes, info: WavInfo) -> np.ndarray:
-    if info.float:
-        return np.frombuffer(data, dtype="<f4" if info.bits == 32 else "<f8").astype(np.float32)
+    if info.float:  # any bytes are some float: NaN and infinities (and float64 beyond float32) become silence or full scale
+        with np.errstate(over="ignore", invalid="ignore"):
+            samples = np.frombuffer(data, dtype="<f4" if info.bits == 32 else "<f8").astype(np.float32)
+        return np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
     if info.bits == 8:  # 8-bit WAV is unsigned
         return (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
     if info.bits == 24:

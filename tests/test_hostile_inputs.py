@@ -303,3 +303,18 @@ def test_edge_train_without_the_extra_says_how_to_install_it(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "the [train] extra is not installed (missing: no-such-distribution-for-edge); install it with " \
            "pip install 'edge-intent[train]'" in proc.stderr
+
+
+def test_float_samples_that_are_not_numbers_become_silence_or_full_scale():
+    import numpy as np
+
+    values = np.array([np.nan, np.inf, -np.inf, 1e300, 0.5], "<f8").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, 16000, 128000, 8, 64)
+    data = (b"RIFF" + struct.pack("<I", 36 + len(values)) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
+            + b"data" + struct.pack("<I", len(values)) + values)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in cast": the NaN is handled, not cast
+        samples, _ = read_wav_bytes(data, "floats")
+    assert samples.tolist() == [0, 32767, -32768, 32767, 16384]
