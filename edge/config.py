@@ -133,7 +133,8 @@ class HttpSettings:
     much more than 4 MiB of 16 kHz audio does); longer gets 413."""
     recognize_timeout_s: float = 60.0
     """A ``POST /v1/recognize`` whose recognition takes longer is stopped there and gets 413: one request
-    cannot hold the recogniser for long. (Recognition runs one request at a time; another gets 503.)"""
+    cannot hold the recogniser for long. (Recognition runs one request at a time; another waits half a
+    second for it, then gets 503.)"""
     max_connections: int = 64
     """Connections open at once (idle keep-alive ones and ones still sending included); more get 503 at once."""
     max_receiving_bytes: int = 16_777_216

@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from edge.wake import WakeEngine, WakeSettings
 
 PROG = "edge-intent serve"
-RECOGNIZER_WAIT_S = 1.0
+RECOGNIZER_WAIT_S = 0.5
 """How long ``POST /v1/recognize`` waits for the HTTP recogniser when another request has it."""
 log = logging.getLogger("edge.daemon")
 
