@@ -132,13 +132,20 @@ def slow_clients(address, stop: threading.Event, n: int = 20, every: float = 5.0
     def one() -> None:
         while not stop.is_set():
             try:
-                with socket.create_connection(address, timeout=30) as sock:
+                with socket.create_connection(address, timeout=every) as sock:
                     counts["opened"] += 1
                     sock.sendall(b"POST /v1/intent HTTP/1.1\r\nHost: x\r\n")
-                    while not stop.wait(every):
-                        sock.sendall(b"X-Slow: 1\r\n")
+                    while not stop.is_set():
+                        try:
+                            answer = sock.recv(4096)  # waits `every` seconds for the server to say something
+                        except socket.timeout:
+                            sock.sendall(b"X-Slow: 1\r\n")
+                            continue
+                        key = "cut_with_408" if answer.startswith(b"HTTP/1.1 408") else "closed_otherwise"
+                        counts[key] = counts.get(key, 0) + 1
+                        break
             except OSError:
-                counts["cut_with_408"] += 1  # the server closed it (after its 408)
+                counts["closed_otherwise"] = counts.get("closed_otherwise", 0) + 1
 
     threads = [threading.Thread(target=one, daemon=True) for _ in range(n)]
     for t in threads:

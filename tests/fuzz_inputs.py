@@ -378,6 +378,9 @@ def http_target(address: tuple[str, int], timeout: float = 10.0):
             head, sep, after = rest.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 ") and sep, (rest[:300], data[:300])
             status = int(head[9:12])
+            if status == 100 and b"expect" in data.lower():  # the interim answer to Expect: 100-continue
+                rest = after
+                continue
             assert status in ALLOWED_STATUSES, (status, rest[:300], data[:300])
             lengths = [int(h.split(b":")[1]) for h in head.split(b"\r\n")[1:] if h.lower().startswith(b"content-length:")]
             assert len(lengths) == 1, head
