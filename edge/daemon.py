@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from edge.outputs.http import HttpApi
     from edge.profiler import Profiler
     from edge.profiles import Profile
-    from edge.stt import SttEngine
+    from edge.stt import SttEngine, Transcript
     from edge.vad import Endpointer
     from edge.wake import WakeEngine, WakeSettings
 
@@ -123,6 +123,14 @@ class Recognizer:
         with self._lock:
             with self.profiler.track() as rec:
                 result = self.classifier.classify(text)
+                rec.finish(result)
+        return result
+
+    def classify_transcript(self, transcript: "Transcript") -> Result:
+        """:meth:`classify` for the pipeline: the recogniser's n-best tried against the grammar first."""
+        with self._lock:
+            with self.profiler.track() as rec:
+                result = self.classifier.classify_transcript(transcript)
                 rec.finish(result)
         return result
 

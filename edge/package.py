@@ -170,9 +170,9 @@ class ModelPackage:
         """Every file the manifest points the runtime at, checksummed or not (each must be)."""
         m = self.manifest
         names = [*m["files"], m.get("tokenizer", "tokenizer.json"), *(v.file for v in self.variants)]
-        sentences = m.get("training", {}).get("sentences_file")
-        if sentences:
-            names.append(sentences)
+        for rel in (m.get("training", {}).get("sentences_file"), m.get("grammar", {}).get("file")):
+            if rel:
+                names.append(rel)
 
         def collect(value: Any) -> None:  # the STT adaptation section: nested mappings of file names
             if isinstance(value, str) and "/" in value:
@@ -181,7 +181,7 @@ class ModelPackage:
                 for v in value.values():
                     collect(v)
 
-        for engine in ("pocketsphinx", "vosk"):
+        for engine in ("pocketsphinx", "vosk", "whisper"):
             collect(m.get("stt", {}).get(engine))
         return list(dict.fromkeys(names))
 
@@ -276,12 +276,13 @@ def check_manifest(m: dict[str, Any], where: Path) -> None:
             isinstance(table, dict) and all(isinstance(a, str) and isinstance(b, str) for a, b in table.items())
             for table in slot_values.values()):
         raise bad("slot_values", "a mapping of slot -> {said: value} strings", slot_values)
-    for section in ("training", "stt"):
+    for section in ("training", "stt", "grammar"):
         if not isinstance(m.get(section, {}), dict):
             raise bad(section, "a mapping", m[section])
-    sentences = m.get("training", {}).get("sentences_file")
-    if sentences is not None and not isinstance(sentences, str):
-        raise bad("training.sentences_file", "a file name", sentences)
+    for section, key in (("training", "sentences_file"), ("grammar", "file")):
+        rel = m.get(section, {}).get(key)
+        if rel is not None and not isinstance(rel, str):
+            raise bad(f"{section}.{key}", "a file name", rel)
 
 
 def search_dirs() -> list[Path]:
