@@ -30,7 +30,7 @@ from edge.backends import Backend, BackendUnavailable, available_backends, creat
 from edge.package import ModelPackage, PackageError, find_package
 from edge.profiles import Profile
 from edge.result import Result, Slot
-from edge.textnorm import spoken_form
+from edge.textnorm import spoken_form, written_form
 
 if TYPE_CHECKING:
     from edge.grammar import Grammar, GrammarMatch
@@ -156,8 +156,7 @@ class IntentClassifier:
         """Intent and slots of one text (typed, or a transcript)."""
         t0 = time.perf_counter()
         text = check_text(text)
-        if self.spoken:
-            text = spoken_form(text) or text
+        text = (spoken_form(text) if self.spoken else written_form(text)) or text
         match = self._grammar(text)
         if match is not None and match.distance <= self.max_distance:
             return self._grammar_result(text, match, t0)
@@ -178,7 +177,7 @@ class IntentClassifier:
                 text = check_text(hyp)
             except InputError:
                 continue
-            text = spoken_form(text) if self.spoken else text
+            text = spoken_form(text) if self.spoken else written_form(text)
             match = self._grammar(text)
             if match is not None:
                 score = match.distance + N_BEST_RANK_COST * rank

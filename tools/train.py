@@ -37,6 +37,9 @@ import numpy as np
 
 
 _STARTED = time.time()
+DEFAULT_MINUTES = 7.0
+"""Fine-tune time bound for an intents file: Home Assistant's English intents then train in about 15 min
+on a 2-core host, export and evaluation included (docs/intents-files.md)."""
 
 
 def _log(msg: str) -> None:
@@ -70,9 +73,12 @@ def parse_args(argv=None):
                    help="groups of the squeezed student (1 = ship the dense model); default 4 from MiniLM, 1 from a package")
     p.add_argument("--teacher-epochs", "--epochs", type=int,
                    help="epochs of the dense fine-tune (default 10 from MiniLM, 3 from a package)")
-    p.add_argument("--max-sentences", type=int, default=30000,
+    p.add_argument("--max-sentences", type=int, default=12000,
                    help="intents file: at most this many training sentences (coverage of every template and list "
-                        "value first; default 30000)")
+                        "value first; default 12000)")
+    p.add_argument("--max-minutes", type=float,
+                   help="bound on the fine-tune's time: the steps that fit are measured and the schedule fitted to "
+                        "them (default 7 for an intents file, none for JSONL; 0 = no bound, reproducible)")
     p.add_argument("--student-epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-4, help="teacher learning rate")
     p.add_argument("--hidden-only-epochs", type=int, default=5,
@@ -152,9 +158,10 @@ def _train(args) -> int:
     oos_train = generated_out_of_scope(oos_n, seed=args.seed, exclude=seen_texts)
     if d.none_label:
         oos_train = [dataclasses.replace(e, intent=d.none_label) for e in oos_train]
-    n_oos = sum(e.intent is None for e in train_ex)
-    _log(f"  {len(train_ex)} train ({n_oos} labelled out-of-scope), {len(dev_ex)} dev, {len(intents)} intents, "
-         f"{len(tags)} slot tags, {len(oos_train)} generated out-of-scope")
+    n_oos = sum(e.intent is None or e.intent == d.none_label for e in train_ex)
+    n_intents = len(intents) - (d.none_label is not None)
+    _log(f"  {len(train_ex)} train ({n_oos} labelled out-of-scope), {len(dev_ex)} dev, {n_intents} intents"
+         f"{' and a none class' if d.none_label else ''}, {len(tags)} slot tags, {len(oos_train)} generated out-of-scope")
 
     # Each stage's output is reused only when what made it is the same (see _fresh): a work directory
     # shared by two trainings (the default is runs/<name>, and two --out dirs can share a name) never
@@ -187,8 +194,10 @@ def _train(args) -> int:
     train_enc = enc(train_ex + oos_train)
     dev_enc = enc(dev_ex)
     evaluate = lambda m: dev_metrics(m, dev_enc, tags)  # noqa: E731
+    minutes = args.max_minutes if args.max_minutes is not None else (DEFAULT_MINUTES if templates else 0)
     cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      max_steps=args.max_steps, freeze_embeddings=from_package)
+                      max_steps=args.max_steps, freeze_embeddings=from_package,
+                      time_budget_s=minutes * 60 if minutes else None)
 
     # 2. dense model
     teacher_path = work / "teacher.pt"
