@@ -399,13 +399,22 @@ def check_text(text: object) -> str:
         raise InputError(f"expected text (a string), got {type(text).__name__}")
     if "\x00" in text:
         raise InputError(f"input is binary, not text (NUL byte at character {text.index(chr(0))})")
+    surrogate = _SURROGATE.search(text)
+    if surrogate is not None:  # a str that no UTF-8 encodes (JSON "\ud800"); the tokenizer raises TypeError on it
+        raise InputError(f"input is not valid Unicode text (a lone surrogate U+{ord(surrogate.group()):04X} at "
+                         f"character {surrogate.start()}); expected UTF-8 text")
     controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r")
     if controls > max(2, len(text) // 20):
         raise InputError(f"input looks binary, not text ({controls} control characters)")
-    stripped = " ".join(text.split())
-    if not stripped:
+    # Format characters (zero-width space, BOM, joiners) are invisible: text of nothing else is empty.
+    stripped = " ".join(text.split()).strip(_INVISIBLE)
+    if not stripped or not any(unicodedata.category(ch) != "Cf" and not ch.isspace() for ch in stripped):
         raise InputError("input is empty; expected a command such as 'turn off the kitchen lights'")
     return stripped
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INVISIBLE = "".join(chr(c) for c in (0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD, 0x180E)) + " "
 
 
 __all__ = ["IntentClassifier", "InputError", "PackageError", "BackendUnavailable", "check_text", "choose_variant"]
