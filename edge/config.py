@@ -150,6 +150,49 @@ class HttpSettings:
         return parse_listen(self.listen)
 
 
+WYOMING_SCHEMES = ("tcp", "unix")
+
+
+@dataclasses.dataclass(frozen=True)
+class WyomingSettings:
+    """The Wyoming protocol server for Home Assistant and wyoming-satellite (``wyoming:``): speech to
+    text, intent recognition and wake word detection, beside or instead of the HTTP API."""
+
+    enabled: bool = False
+    """True: serve Wyoming on ``listen`` (``edge-intent serve --wyoming tcp://HOST:PORT`` turns it on too)."""
+    listen: str = "tcp://0.0.0.0:10300"
+    """``tcp://HOST:PORT`` or ``unix:///path/to/socket``. The protocol has no authentication: anyone
+    who reaches the port can send audio and text, so keep it on the home network (or a firewall's inside)."""
+    max_connections: int = 16
+    """Clients served at once; one more gets an ``error`` event and is disconnected."""
+    timeout_s: float = 10.0
+    """Inside a request (a transcription's audio, a ``recognize``), a client silent for this long gets an
+    ``error`` event and is disconnected. Idle connections between requests (satellites) are kept."""
+    max_text_bytes: int = 16384
+    """Largest text of a ``recognize`` or ``transcript`` event (UTF-8 bytes); larger ones get an ``error``."""
+    max_audio_bytes: int = 4_194_304
+    """Largest audio of one transcription as sent (4 MiB: two minutes of 16 kHz 16-bit mono); more gets an ``error``.
+    Also the largest payload of any single event."""
+    publish: bool = False
+    """Send intents recognised for Wyoming clients to the outputs too (stdout, MQTT, hooks). Off by default:
+    Home Assistant acts on the intent itself, and a hook doing the same would act twice."""
+    zeroconf: bool = False
+    """Announce the service over mDNS (``_wyoming._tcp``) so Home Assistant discovers it (``pip install zeroconf``)."""
+    zeroconf_name: str | None = None
+    """The announced name; default: the host name."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_text_bytes", "max_audio_bytes", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: {getattr(self, name)} is out of range; allowed 1 or more")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s: {self.timeout_s} is out of range; allowed more than 0")
+        parse_wyoming_uri(self.listen)  # ValueError naming the key
+        if self.zeroconf and not self.listen.startswith("tcp://"):
+            raise ValueError(f"zeroconf: announces a TCP port, but listen is {self.listen!r}; allowed: a tcp:// listen "
+                             "address, or zeroconf: false")
+
+
 @dataclasses.dataclass(frozen=True)
 class MqttSettings:
     """Publishing events to an MQTT broker (``mqtt:``)."""
@@ -274,6 +317,7 @@ class Config:
     profiler: ProfilerSettings = dataclasses.field(default_factory=ProfilerSettings)
     liveloop: LiveLoopSettings = dataclasses.field(default_factory=LiveLoopSettings)
     wake: WakeSettings = dataclasses.field(default_factory=WakeSettings)
+    wyoming: WyomingSettings = dataclasses.field(default_factory=WyomingSettings)
 
 
 def load(path: str | Path | None = None) -> Config:
@@ -309,6 +353,12 @@ def check(config: Config, source: str) -> Config:
                                    password_file=None)
     if mqtt.tls_ca_file is not None and not os.access(mqtt.tls_ca_file, os.R_OK):
         raise SettingsError(source, "mqtt.tls_ca_file", f"{mqtt.tls_ca_file} cannot be read; allowed: a readable PEM file")
+    if config.wyoming.enabled and config.wyoming.zeroconf:
+        import importlib.util
+
+        if importlib.util.find_spec("zeroconf") is None:
+            raise SettingsError(source, "wyoming.zeroconf", "needs the zeroconf package (pip install zeroconf); "
+                                                            "allowed: false, or install it")
     for name, argv in config.hooks.commands.items():
         key = f"hooks.commands.{name}"
         if not argv or not all(argv):
@@ -345,6 +395,24 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_wyoming_uri(uri: str) -> tuple[str, str, int]:
+    """``tcp://HOST:PORT`` -> ("tcp", host, port); ``unix:///path`` -> ("unix", path, 0); ValueError saying what is allowed."""
+    allowed = "allowed: tcp://HOST:PORT (e.g. tcp://0.0.0.0:10300) or unix:///PATH"
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme not in WYOMING_SCHEMES:
+        raise ValueError(f"listen: {uri!r} is not a Wyoming address; {allowed}")
+    if scheme == "unix":
+        if not rest.startswith("/"):
+            raise ValueError(f"listen: {uri!r} needs an absolute socket path; {allowed}")
+        return scheme, rest, 0
+    try:
+        host, port = parse_listen(rest)
+    except ValueError as exc:
+        raise ValueError(f"listen: {uri!r}: {exc}".replace("HOST:PORT, e.g. 127.0.0.1:8765 or [::1]:8765",
+                                                            "tcp://HOST:PORT, e.g. tcp://0.0.0.0:10300")) from None
+    return scheme, host, port
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -365,4 +433,5 @@ def check_topic_template(key: str, template: str, field: str) -> None:
 
 
 __all__ = ["AudioSettings", "Config", "DEFAULT_CONFIG_PATH", "HooksSettings", "HttpSettings", "ModelSettings",
-           "MqttSettings", "StdoutSettings", "check", "is_loopback", "load", "parse_listen"]
+           "MqttSettings", "StdoutSettings", "WyomingSettings", "check", "is_loopback", "load", "parse_listen",
+           "parse_wyoming_uri"]
