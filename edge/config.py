@@ -213,13 +213,24 @@ class MqttSettings:
     """File holding the password (first line)."""
     tls_ca_file: str | None = None
     """CA certificate file: set it to connect with TLS and check the broker's certificate."""
+    hermes: bool = True
+    """Publish the Hermes protocol's messages (Rhasspy, Node-RED flows built for it) beside edge's JSON:
+    ``NluIntent`` on ``topic``, ``NluIntentNotRecognized`` on ``not_recognized_topic``."""
+    site_id: str = "default"
+    """Hermes ``siteId`` of this device (Rhasspy's default is ``default``)."""
     topic: str = "hermes/intent/{name}"
-    """Topic of intent events; ``{name}`` is the intent (Hermes style: ``hermes/intent/iot_hue_lightoff``)."""
-    topics: dict[str, str] = dataclasses.field(
-        default_factory=lambda: {"not_understood": "hermes/nlu/intentNotRecognized"})
-    """Topic per intent or event type, overriding ``topic`` / ``event_topic`` for that name."""
+    """Topic of the Hermes ``NluIntent`` message of an intent; ``{name}`` is the intent (``hermes/intent/iot_hue_lightoff``)."""
+    not_recognized_topic: str = "hermes/nlu/intentNotRecognized"
+    """Topic of the Hermes ``NluIntentNotRecognized`` message of speech or text that was not understood."""
+    nlu_query: bool = False
+    """Subscribe to ``hermes/nlu/query`` and answer other Hermes services' queries (``NluIntentParsed``, then
+    ``NluIntent`` or ``NluIntentNotRecognized``, with the query's ``id``, ``siteId`` and ``sessionId``);
+    the answer is an event like any other (stdout, hooks)."""
     event_topic: str = "edge/event/{type}"
-    """Topic of the other events (``not_understood``, ``wake``, ``timeout``, ``error``); ``{type}`` is the type."""
+    """Topic of edge's own event JSON, for every event (``intent``, ``not_understood``, ``wake``, ``timeout``,
+    ``error``); ``{type}`` is the type, ``{name}`` the intent name (or the type)."""
+    topics: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Topic of edge's event JSON per intent name or event type, overriding ``event_topic`` for that name."""
     listen_topic: str | None = "edge/listen"
     """A message here (any payload) makes the service take one command now, as ``POST /v1/listen``
     does (for ``liveloop.activation: api``; works in every mode); ``null``: do not subscribe."""
@@ -228,8 +239,8 @@ class MqttSettings:
     retain: bool = False
     """Ask the broker to keep the last message of each topic for new subscribers."""
     queue_size: int = 1000
-    """Events kept while the broker is unreachable, delivered in order when it is back; beyond this the
-    oldest are dropped, counted (``edge_mqtt_dropped_total``) and logged."""
+    """Messages kept while the broker is unreachable (an intent is two: Hermes and edge's JSON), delivered in
+    order when it is back; beyond this the oldest are dropped, counted (``edge_mqtt_dropped_total``) and logged."""
     keepalive_s: int = 30
     """MQTT keep-alive: how soon a dead connection is noticed."""
     reconnect_min_s: int = 1
@@ -256,7 +267,11 @@ class MqttSettings:
         if self.password is not None and self.password_file is not None:
             raise ValueError("password and password_file are both set; allowed: one of them")
         check_topic_template("topic", self.topic, "name")
+        check_topic_template("not_recognized_topic", self.not_recognized_topic, "name")
         check_topic_template("event_topic", self.event_topic, "type")
+        if not self.site_id.strip() or "/" in self.site_id or "+" in self.site_id or "#" in self.site_id:
+            raise ValueError(f"site_id: {self.site_id!r} is not a Hermes site id; allowed: a non-empty name "
+                             "without /, + or #")
         if self.listen_topic is not None and (not self.listen_topic.strip() or "\x00" in self.listen_topic):
             raise ValueError(f"listen_topic: {self.listen_topic!r} is not an MQTT topic; allowed: a topic "
                              "(e.g. edge/listen), or null to not subscribe")
@@ -264,8 +279,15 @@ class MqttSettings:
             check_topic_template(f"topics.{name}", template, "name")
 
     def topic_for(self, event_name: str, event_type: str) -> str:
-        """The topic an event goes to: its own entry in ``topics``, else the template for its kind."""
-        template = self.topics.get(event_name) or (self.topic if event_type == "intent" else self.event_topic)
+        """The topic of an event's own JSON: its entry in ``topics``, else ``event_topic``."""
+        template = self.topics.get(event_name) or self.event_topic
+        return template.format(name=event_name, type=event_type)
+
+    def hermes_topic_for(self, event_name: str, event_type: str) -> str | None:
+        """The topic of an event's Hermes message, or ``None`` when it has none (or ``hermes`` is off)."""
+        if not self.hermes or event_type not in ("intent", "not_understood"):
+            return None
+        template = self.topic if event_type == "intent" else self.not_recognized_topic
         return template.format(name=event_name, type=event_type)
 
 

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from edge.classifier import IntentClassifier
     from edge.liveloop import LiveLoop, LoopStatus
     from edge.outputs import Fanout, Output
+    from edge.outputs.hermes import NluQuery
     from edge.outputs.http import HttpApi
     from edge.wyoming_server import Services, WyomingServer
     from edge.profiler import Profiler
@@ -490,7 +491,8 @@ class Daemon:
         if c.stdout.enabled:
             wanted["stdout"] = (c.stdout, StdoutOutput)
         if c.mqtt.enabled:
-            wanted["mqtt"] = (c.mqtt, lambda: MqttOutput(c.mqtt, self.metrics, on_listen=self.listen_in_background))
+            wanted["mqtt"] = (c.mqtt, lambda: MqttOutput(c.mqtt, self.metrics, on_listen=self.listen_in_background,
+                                                         on_query=self.nlu_query))
         if c.hooks.commands:
             wanted["hooks"] = (c.hooks, lambda: HookRunner(c.hooks, self.metrics))
         outputs: dict[str, Output] = {}
@@ -566,6 +568,19 @@ class Daemon:
         """``POST /v1/intent``: raises :class:`edge.classifier.InputError` for unusable text."""
         event = Event.from_result(self.recognizer.classify(text))
         self._published(event, publish)
+        return event
+
+    def nlu_query(self, query: "NluQuery") -> Event:
+        """A Hermes ``hermes/nlu/query`` (MQTT): classified, and published with the query's ids to every output.
+
+        An intent outside the query's ``intentFilter`` is answered as not recognised. Raises
+        :class:`edge.classifier.InputError` for text that cannot be classified.
+        """
+        result = self.recognizer.classify(query.input)
+        if query.intent_filter is not None and result.intent not in query.intent_filter:
+            result = dataclasses.replace(result, intent=None, confidence=None)
+        event = dataclasses.replace(Event.from_result(result), data={"hermes": query.context()})
+        self.emit(event)
         return event
 
     def recognize_wav(self, body: bytes, publish: bool) -> list[Event]:
