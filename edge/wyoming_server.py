@@ -498,7 +498,8 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
         samples = request.converter.convert(chunk.audio)
         if isinstance(request, _Transcription):
             assert request.engine is not None
-            await self._work(request.engine.accept, samples)
+            if len(samples):  # the resampler may hold a small chunk back entirely
+                await self._work(request.engine.accept, samples)
         else:
             await self._hear(request, samples)
 
@@ -566,7 +567,6 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
         if not whole:
             return
         hits = await self._work(stream.engine.process_all, samples[:whole])
-        start = stream.samples
         stream.samples += whole
         by_phrase = {normalize(n): n for n in stream.names or ()}
         for hit in hits:
@@ -574,7 +574,8 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
             name = by_phrase.get(normalize(hit.phrase)) or normalize(hit.phrase).replace(" ", "_")
             log.info("Wyoming wake word %s for %s (%s, score %.3f)", name, self.peer, hit.engine, hit.score)
             self.server.count("detection")
-            await self.write_event(Detection(name=name, timestamp=(start + hit.end_sample) * 1000 // 16000).event())
+            # end_sample counts from the engine's reset, which is this detect's start
+            await self.write_event(Detection(name=name, timestamp=hit.end_sample * 1000 // 16000).event())
 
     async def _recognize(self, text: Any) -> None:
         from wyoming.intent import Entity, Intent, NotRecognized
@@ -609,10 +610,14 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
         """End the request in progress (its STT engine goes back, reset). ``drop_rest`` (after an error): the rest
         of its audio, up to its audio-stop, is ignored rather than answered with an error per chunk."""
         request, self.request = self.request, None
-        if isinstance(request, _Transcription) and request.engine is not None:
-            await self._work(_finish, request.engine, None)
-            self.server.give_back_stt(request.engine, request.services)  # type: ignore[arg-type]
         self.dropping = drop_rest and request is not None
+        if isinstance(request, _Transcription) and request.engine is not None:
+            try:
+                await self._work(_finish, request.engine, None)
+            except Exception:  # an engine that failed mid-utterance is not trusted again
+                log.exception("STT engine failed to reset; dropped")
+                return
+            self.server.give_back_stt(request.engine, request.services)  # type: ignore[arg-type]
 
     async def _release(self) -> None:
         try:

@@ -92,7 +92,7 @@ class Daemon:
     @property
     def url(self) -> str:
         status = [n for n in self.notes if n.startswith("STATUS=ready")][0]
-        return re.search(r"HTTP on (http://\S+)", status).group(1)
+        return re.search(r"HTTP on (http://[^\s;]+)", status).group(1)
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
         host, port = self.url.removeprefix("http://").rsplit(":", 1)
