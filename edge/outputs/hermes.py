@@ -69,9 +69,9 @@ def parse_query(payload: bytes, default_site: str = "default") -> NluQuery:
     try:
         data = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise QueryError(f"hermes/nlu/query: the payload is not JSON ({exc}); {expected}") from None
+        raise QueryError(f"hermes/nlu/query: the payload is not JSON ({exc}); {expected}", default_site) from None
     if not isinstance(data, dict):
-        raise QueryError(f"hermes/nlu/query: the payload is a {type(data).__name__}; {expected}")
+        raise QueryError(f"hermes/nlu/query: the payload is a {type(data).__name__}; {expected}", default_site)
     site = data.get("siteId") if isinstance(data.get("siteId"), str) else default_site
     session = data.get("sessionId") if isinstance(data.get("sessionId"), str) else None
     text = data.get("input")
