@@ -155,8 +155,11 @@ profiler: {{path: "{profile_log}"}}
         assert event["transcript"]["endpoint"]["reason"] == "silence"
         assert {"capture", "vad", "stt", "classify", "total"} <= set(event["latency_ms"])
         wait_for(lambda: event["id"] in sub.ids(), what="the event on MQTT")
-        topic, payload, _ = sub.messages[sub.ids().index(event["id"])]
-        assert topic == "hermes/intent/weather_query" and payload == event
+        topic, payload, _ = [m for m in sub.messages if m[1].get("id") == event["id"]][0]
+        assert topic == "edge/event/intent" and payload == event
+        hermes = [(t, p) for t, p, _ in sub.messages if p.get("sessionId") == event["id"]]
+        assert [(t, p["intent"]["intentName"], p["input"]) for t, p in hermes] == [
+            ("hermes/intent/weather_query", "weather_query", event["text"])]
         hooked = wait_for(lambda: [r["env"] for r in hook_records(tmp_path) if r["env"]["EDGE_EVENT_ID"] == event["id"]],
                           what="the hook to run")[0]
         assert (hooked["EDGE_INTENT"], hooked["EDGE_EVENT_ID"], hooked["EDGE_TEXT"]) == (
@@ -190,8 +193,9 @@ profiler: {{path: "{profile_log}"}}
         wait_for(lambda: "configuration reloaded" in daemon.log, what="the reload to be logged")  # stderr lags the notify socket
         mic.say(said(tmp_path, "play some jazz music", "rms"))
         event = daemon.wait_event(lambda e: e["type"] == "intent" and e["intent"] == "play_music")
-        wait_for(lambda: event["id"] in sub.ids(), what="the event on the new topic")
-        assert sub.messages[sub.ids().index(event["id"])][0] == "voice/play_music"
+        wait_for(lambda: any(p.get("sessionId") == event["id"] for _, p, _ in sub.messages),
+                 what="the Hermes message on the new topic")
+        assert [t for t, p, _ in sub.messages if p.get("sessionId") == event["id"]] == ["voice/play_music"]
         assert "speech settings reloaded; microphone stream kept open" in daemon.log
         _, health = daemon.request("GET", "/healthz")
         assert (health["microphone"]["opened"], health["reloads"]) == (1, 1)

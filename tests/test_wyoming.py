@@ -296,3 +296,52 @@ async def wait_connect(client: AsyncTcpClient, timeout: float = 20) -> None:
             if asyncio.get_running_loop().time() > deadline:
                 raise
             await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("rate, width, channels", [(16000, 2, 1), (44100, 2, 2), (48000, 4, 2), (8000, 1, 1),
+                                                    (22050, 3, 1)])
+def test_pcm_converter_any_format_to_16k_mono(rate, width, channels):
+    """A 440 Hz tone in any PCM format, cut into odd-sized chunks, comes out as the same tone at 16 kHz."""
+    from edge.audio import PcmConverter
+
+    t = np.arange(rate) / rate
+    tone = 0.5 * np.sin(2 * np.pi * 440 * t)
+    scale = 1 << (8 * width - 1)
+    ints = np.clip(np.round(tone * scale), -scale, scale - 1).astype(np.int64)
+    if width == 1:
+        ints = ints + 128  # 8-bit PCM is unsigned
+    frames = np.repeat(ints[:, None], channels, axis=1).reshape(-1)
+    raw = b"".join(int(v).to_bytes(width, "little", signed=width > 1) for v in frames)
+    converter = PcmConverter(rate, width, channels)
+    out = np.concatenate([converter.convert(raw[i:i + 1001]) for i in range(0, len(raw), 1001)] + [converter.flush()])
+    assert out.dtype == np.int16 and abs(len(out) - 16000) <= 1
+    spectrum = np.abs(np.fft.rfft(out[1000:15000].astype(np.float64)))
+    assert abs(np.argmax(spectrum) * 16000 / 14000 - 440) < 2
+    assert 0.45 < np.abs(out[1000:15000]).max() / 32768 < 0.55
+
+
+@pytest.mark.parametrize("args, message", [
+    ((16000, 5, 1), "audio width 5 bytes is not supported; allowed 1, 2, 3 or 4"),
+    ((16000, 2, 0), "audio channels 0 is out of range; allowed 1..32"),
+    ((100, 2, 1), "audio rate 100 Hz is out of range; allowed 1000..768000"),
+    (("16000", 2, 1), "audio rate '16000' is not a whole number"),
+])
+def test_pcm_converter_refuses_what_it_cannot_read(args, message):
+    from edge.audio import AudioError, PcmConverter
+
+    with pytest.raises(AudioError, match=re.escape(message)):
+        PcmConverter(*args)
+
+
+def test_example_config_documents_every_wyoming_and_mqtt_key():
+    import dataclasses
+
+    import yaml
+
+    from edge.config import MqttSettings, WyomingSettings, load
+
+    example = yaml.safe_load((ROOT / "examples" / "config.yaml").read_text())
+    assert set(example["wyoming"]) == {f.name for f in dataclasses.fields(WyomingSettings)}
+    # the password belongs in password_file, so the example leaves it out
+    assert set(example["mqtt"]) == {f.name for f in dataclasses.fields(MqttSettings)} - {"password"}
+    assert load(ROOT / "examples" / "config.yaml").wyoming == WyomingSettings()
