@@ -136,11 +136,7 @@ class HttpSettings:
     """Send results of API requests to the outputs too (stdout, MQTT, hooks); a request can say ``?publish=false``."""
 
     def __post_init__(self) -> None:
-        for name in ("max_text_bytes", "max_wav_bytes", "max_connections"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: {getattr(self, name)} is out of range; allowed 1 or more")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s: {self.timeout_s} is out of range; allowed more than 0")
+        check_server_limits(self, "max_text_bytes", "max_wav_bytes")
         if self.token is not None and self.token_file is not None:
             raise ValueError("token and token_file are both set; allowed: one of them")
 
@@ -182,11 +178,7 @@ class WyomingSettings:
     """The announced name; default: the host name."""
 
     def __post_init__(self) -> None:
-        for name in ("max_text_bytes", "max_audio_bytes", "max_connections"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name}: {getattr(self, name)} is out of range; allowed 1 or more")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s: {self.timeout_s} is out of range; allowed more than 0")
+        check_server_limits(self, "max_text_bytes", "max_audio_bytes")
         parse_wyoming_uri(self.listen)  # ValueError naming the key
         if self.zeroconf and not self.listen.startswith("tcp://"):
             raise ValueError(f"zeroconf: announces a TCP port, but listen is {self.listen!r}; allowed: a tcp:// listen "
@@ -402,6 +394,16 @@ def read_secret(path: str, source: str, key: str) -> str:
     if not secret:
         raise SettingsError(source, key, f"{path} is empty; allowed: a file whose first line is the secret")
     return secret
+
+
+def check_server_limits(settings: object, *sizes: str) -> None:
+    """The limits the HTTP and Wyoming servers share: sizes and ``max_connections`` >= 1, ``timeout_s`` > 0."""
+    for name in (*sizes, "max_connections"):
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{name}: {getattr(settings, name)} is out of range; allowed 1 or more")
+    timeout = getattr(settings, "timeout_s")
+    if timeout <= 0:
+        raise ValueError(f"timeout_s: {timeout} is out of range; allowed more than 0")
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
