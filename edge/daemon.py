@@ -477,8 +477,8 @@ class Daemon:
         """Builds the STT engine the microphone path uses: the profile's engine, the package's adaptation."""
         from edge.stt import create_engine
 
-        stt_settings, package, preferred = c.stt, classifier.package, self.profile.stt
-        return lambda: create_engine(stt_settings, package=package, preferred=preferred)
+        stt_settings, package, profile = c.stt, classifier.package, self.profile
+        return lambda: create_engine(stt_settings, package=package, profile=profile)
 
     def _build_outputs(self, c: Config, old: Config | None = None) -> None:
         """Build the outputs; on reload keep those whose settings did not change (an MQTT session, its queue)."""

@@ -431,7 +431,9 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
         edge = Attribution(name="edge", url="")
         langs = [s.language]
         stt_attribution = {"pocketsphinx": Attribution("CMU PocketSphinx", "https://github.com/cmusphinx/pocketsphinx"),
-                           "vosk": Attribution("Alpha Cephei Vosk", "https://alphacephei.com/vosk/")}
+                           "vosk": Attribution("Alpha Cephei Vosk", "https://alphacephei.com/vosk/"),
+                           "whisper": Attribution("OpenAI Whisper (faster-whisper)",
+                                                  "https://github.com/SYSTRAN/faster-whisper")}
         asr = AsrProgram(name="edge", description="edge offline speech to text", attribution=edge, installed=True,
                          version=__version__, supports_transcript_streaming=False,
                          models=[AsrModel(name=s.stt_name, description=f"{s.stt_name} adapted to the intent model",
