@@ -42,6 +42,8 @@ import socket
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
+from wyoming.server import AsyncEventHandler
+
 from edge.audio import AudioError, PcmConverter
 
 if TYPE_CHECKING:
@@ -107,6 +109,10 @@ def wake_models(settings: "WakeSettings", language: str) -> tuple[WakeModelInfo,
             if engine != "micro" or key not in listed:
                 listed[key] = WakeModelInfo(key.replace(" ", "_"), phrase, (language,), engine)
     return tuple(listed.values())
+
+
+class _EngineFailure(Exception):
+    """A stage failed on a worker thread: the service's fault, answered as ``internal``."""
 
 
 class RequestError(Exception):
@@ -179,8 +185,7 @@ class WyomingServer:
         """New engines and model (after a reload): requests already running finish with the old ones."""
         with self._lock:
             self.services = services
-            idle, self._stt_idle = self._stt_idle, []
-        del idle
+            self._stt_idle = []
 
     def close(self) -> None:
         """Disconnect every client, stop listening, withdraw the announcement."""
@@ -252,7 +257,7 @@ class _LimitedReader:
         try:
             return await self._reader.readline()
         except ValueError:
-            self.refused = f"an event header line is longer than {self._reader._limit} bytes"
+            self.refused = "an event header line is longer than the 64 KiB the reader takes"
             raise
 
     async def readexactly(self, n: int) -> bytes:
@@ -267,12 +272,6 @@ class _LimitedReader:
 
     def feed_eof(self) -> None:
         self._reader.feed_eof()
-
-
-def _wyoming_base() -> type:
-    from wyoming.server import AsyncEventHandler
-
-    return AsyncEventHandler
 
 
 class _Transcription:
@@ -293,12 +292,11 @@ class _WakeStream:
         self.names = names
         self.engine = engine
         self.converter: PcmConverter | None = None
-        self.samples = 0
         self.detections = 0
         self.pending: Any = None  # the samples left over from the last chunk (less than a frame)
 
 
-class _Connection(_wyoming_base()):  # type: ignore[misc]
+class _Connection(AsyncEventHandler):
     """One client: its request state, events in order, answers on the same connection."""
 
     def __init__(self, reader: _LimitedReader, writer: asyncio.StreamWriter, server: WyomingServer) -> None:
@@ -307,7 +305,9 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
         self.settings = server.settings
         self.peer = writer.get_extra_info("peername") or writer.get_extra_info("sockname") or "?"
         self.request: _Transcription | _WakeStream | None = None
-        self.dropping = False  # the rest of an aborted stream's audio is ignored up to its audio-stop
+        # Audio ignored up to its audio-stop: "aborted" (an error in a stream: a new audio-start begins
+        # another) or "refused" (a transcribe or detect that was refused: its own audio-start too).
+        self.dropping: str | None = None
         self._wake_cache: _WakeStream | None = None  # engine kept between detects for the same names
 
     async def run(self) -> None:
@@ -369,8 +369,9 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
         except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a field missing or of the wrong type
             await self._abort(drop_rest=True)
             await self._error(RequestError("bad-event", f"{event.type}: {_field_problem(exc)}"))
-        except Exception:
-            log.exception("Wyoming %s from %s failed", event.type, self.peer)
+        except Exception as exc:
+            log.error("Wyoming %s from %s failed", event.type, self.peer,
+                      exc_info=exc.__cause__ if isinstance(exc, _EngineFailure) else exc)
             await self._abort(drop_rest=True)
             await self._error(RequestError("internal", f"{event.type}: internal error; see the service's log"))
         return True
@@ -398,11 +399,13 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
         elif Transcribe.is_type(kind):
             request = Transcribe.from_event(event)
             await self._abort()
+            self._check_asr(request.name, request.language)
             self.request = _Transcription(request.name, request.language)
-            self._check_asr(self.request)
         elif AudioStart.is_type(kind):
             start = AudioStart.from_event(event)
-            self.dropping = False
+            if self.dropping == "refused":
+                return
+            self.dropping = None
             request = self.request
             if request is None or (isinstance(request, _Transcription) and request.converter is not None):
                 await self._abort()
@@ -414,6 +417,7 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
         elif Detect.is_type(kind):
             names = Detect.from_event(event).names
             await self._detect(tuple(names) if names else None)
+            self.dropping = None
         elif Recognize.is_type(kind) or Transcript.is_type(kind):
             text = event.data["text"]
             await self._recognize(text)
@@ -452,14 +456,16 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
                                    for m in s.wake_models])
         return Info(asr=[asr], intent=[intent], wake=[wake])
 
-    def _check_asr(self, request: _Transcription) -> None:
+    def _check_asr(self, name: str | None, language: str | None) -> None:
         s = self.server.services
-        if request.name is not None and request.name not in (s.stt_name, "edge"):
-            raise RequestError("unknown-model", f"transcribe: no asr model {request.name!r}; this server has "
-                                                f"{s.stt_name!r} (see describe)")
-        if request.language and _primary(request.language) != _primary(s.language):
-            raise RequestError("unsupported-language", f"transcribe: language {request.language!r} is not served; "
-                                                       f"allowed: {s.language}")
+        if name is not None and name not in (s.stt_name, "edge"):
+            self.dropping = "refused"
+            raise RequestError("unknown-model", f"transcribe: no asr model {name!r}; this server has "
+                                                f"{s.stt_name!r} (see describe); its audio is ignored")
+        if language and _primary(language) != _primary(s.language):
+            self.dropping = "refused"
+            raise RequestError("unsupported-language", f"transcribe: language {language!r} is not served; "
+                                                       f"allowed: {s.language}; its audio is ignored")
 
     async def _begin_audio(self, rate: int, width: int, channels: int) -> None:
         try:
@@ -510,7 +516,7 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
         from wyoming.wake import NotDetected
 
         request, was_dropping = self.request, self.dropping
-        self.dropping = False
+        self.dropping = None
         if request is None:
             if was_dropping:
                 return
@@ -546,10 +552,12 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
 
             services = self.server.services
             try:
-                engine = await self._work(services.create_wake, names)
+                engine = await self._work(services.create_wake, names, expected=(WakeError,))
             except WakeError as exc:
                 listed = ", ".join(m.name for m in services.wake_models)
-                raise RequestError("unknown-model", f"detect: {exc} (models listed: {listed})") from None
+                self.dropping = "refused"
+                raise RequestError("unknown-model", f"detect: {exc} (models listed: {listed}); its audio is "
+                                                    "ignored") from None
             if cached is not None:
                 await self._work(cached.engine.close)
             stream = _WakeStream(names, engine)
@@ -569,7 +577,6 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
         if not whole:
             return
         hits = await self._work(stream.engine.process_all, samples[:whole])
-        stream.samples += whole
         by_phrase = {normalize(n): n for n in stream.names or ()}
         for hit in hits:
             stream.detections += 1
@@ -592,7 +599,7 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
             raise RequestError("too-large", f"recognize: the text is {size} bytes; the limit is "
                                             f"{self.settings.max_text_bytes} bytes (wyoming.max_text_bytes)")
         try:
-            result = await self._work(self.server.services.classify, text)
+            result = await self._work(self.server.services.classify, text, expected=(InputError,))
         except InputError as exc:
             raise RequestError("bad-text", f"recognize: {exc}") from None
         if result.intent is None:
@@ -604,15 +611,23 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
 
     # --- helpers ------------------------------------------------------------------------------------
 
-    async def _work(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """CPU work (STT, wake, classification) on the server's pool: the loop keeps serving other clients."""
-        return await asyncio.get_running_loop().run_in_executor(self.server.executor, fn, *args)
+    async def _work(self, fn: Callable[..., Any], *args: Any, expected: tuple[type[Exception], ...] = ()) -> Any:
+        """CPU work (STT, wake, classification) on the server's pool: the loop keeps serving other clients.
+
+        A failure other than the ``expected`` ones is the engine's, not the client's: :class:`_EngineFailure`.
+        """
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.server.executor, fn, *args)
+        except expected:
+            raise
+        except Exception as exc:
+            raise _EngineFailure(exc) from exc
 
     async def _abort(self, drop_rest: bool = False) -> None:
         """End the request in progress (its STT engine goes back, reset). ``drop_rest`` (after an error): the rest
         of its audio, up to its audio-stop, is ignored rather than answered with an error per chunk."""
         request, self.request = self.request, None
-        self.dropping = drop_rest and request is not None
+        self.dropping = "aborted" if drop_rest and request is not None else None
         if isinstance(request, _Transcription) and request.engine is not None:
             try:
                 await self._work(_finish, request.engine, None)
@@ -626,7 +641,7 @@ class _Connection(_wyoming_base()):  # type: ignore[misc]
             await self._abort()
             if self._wake_cache is not None:
                 await self._work(self._wake_cache.engine.close)
-        except RuntimeError:  # the pool is shut down: the service is stopping
+        except (RuntimeError, _EngineFailure):  # the pool is shut down (the service is stopping), or the engine failed
             pass
 
     async def _error(self, exc: RequestError) -> None:

@@ -419,7 +419,7 @@ def write_config(tmp: Path, text: str) -> Path:
 @pytest.mark.parametrize("text, message", [
     ("mqtt:\n  hots: x\n", "mqtt.hots: unknown key; allowed keys: client_id, enabled, event_topic, flush_timeout_s, hermes, host"),
     ("http:\n  max_text_bytes: big\n", "http.max_text_bytes: expected a whole number, got string 'big'"),
-    ("stt:\n  engine: whisper\n", "stt.engine: got 'whisper'; allowed: 'auto', 'pocketsphinx', 'vosk'"),
+    ("stt:\n  engine: kaldi\n", "stt.engine: got 'kaldi'; allowed: 'auto', 'pocketsphinx', 'vosk', 'whisper'"),
     ("mqtt:\n  qos: 3\n", "mqtt: qos: 3 is out of range; allowed 0, 1, 2"),
     ("mqtt:\n  topic: 'hermes/#/{name}'\n", "not a publishable MQTT topic; allowed: a topic without + or # wildcards"),
     ("mqtt:\n  topic: 'x/{intent}'\n", "topic: 'x/{intent}' has an unknown placeholder; allowed: {name}"),
