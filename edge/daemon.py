@@ -15,7 +15,7 @@ every output sees them.
 Lifecycle, as systemd sees it (``systemd/edge-intent.service``, ``Type=notify``):
 
 * start: the configuration is checked, the models (intent, STT, wake word) are loaded, the
-  outputs and the HTTP server are started, then ``READY=1`` is sent (``sdnotify``, the small
+  outputs, the HTTP and the Wyoming servers are started, then ``READY=1`` is sent (``sdnotify``, the small
   pure-Python client of systemd's notification socket); the microphone is opened after that,
   and retried with backoff (logged) while it is missing, so a USB microphone plugged in later is
   picked up. Once open, :class:`edge.audio.MicSource`'s stale-audio watchdog reopens it (by
@@ -26,10 +26,11 @@ Lifecycle, as systemd sees it (``systemd/edge-intent.service``, ``Type=notify``)
   back). A deaf or hung loop stops the pings and systemd restarts the service.
 * SIGHUP: the configuration is read again; if it is valid the parts whose settings changed are
   rebuilt and a new live loop takes over after the command in flight, on the same microphone
-  stream unless the ``audio`` section changed; if not, the error is logged and the running
-  configuration stays.
+  stream unless the ``audio`` section changed; the Wyoming server is restarted when its own section
+  changed, else it takes the new engines for its next requests; if not valid, the error is logged
+  and the running configuration stays.
 * SIGTERM (or Ctrl-C): the command in flight is heard to its end, within the live loop's
-  limits, classified and published; then the HTTP server stops, queued MQTT events and running
+  limits, classified and published; then the HTTP and Wyoming servers stop, queued MQTT events and running
   hooks are given their time, the profiler writes what it holds, and the process exits 0.
 
 ``/healthz`` gets its body from :meth:`Daemon.health` alone: the live loop's

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import signal
 import subprocess
 import wave
 from pathlib import Path
@@ -212,6 +213,19 @@ http: {enabled: false}
         assert Error.from_event(too_large).code == "too-large" and "999999999 bytes" in Error.from_event(too_large).text
         assert huge_closed is None
         assert Error.from_event(busy).code == "busy" and Info.is_type(served.type)
+
+        # SIGHUP with a stricter out-of-scope threshold: the same server answers with the reloaded model
+        daemon.config_path.write_text(config + "model: {threshold: 0.9999}\n")
+        mark = len(daemon.notes)
+        daemon.proc.send_signal(signal.SIGHUP)
+        daemon.wait_note("READY=1", after=daemon.wait_note("RELOADING=1", after=mark))
+
+        async def recognize_again() -> Event:
+            async with AsyncTcpClient(host, port) as client:
+                await client.write_event(Recognize(text="turn off the lights in the kitchen").event())
+                return await read_until(client, "intent", "not-recognized")
+
+        assert NotRecognized.is_type(asyncio.run(recognize_again()).type)  # 0.997 is below the new threshold
         assert daemon.stop() == 0 and "Traceback" not in daemon.log
     finally:
         daemon.kill()
