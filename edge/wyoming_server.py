@@ -38,6 +38,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
+import os
 import socket
 import threading
 from typing import TYPE_CHECKING, Any, Callable
@@ -140,8 +141,10 @@ class WyomingServer:
         self._server: Any = None
         self._zeroconf: Any = None
         self.tasks: set[Any] = set()  # the connections' tasks, awaited on close
-        # One job per connection at a time (each awaits its own), so this bounds CPU work to the clients served.
-        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=min(settings.max_connections, 8),
+        # One worker per core: the engines are CPU-bound and mostly hold the GIL, so more threads only add
+        # switching (docs/integrations.md has the measurement).
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=min(settings.max_connections,
+                                                                              os.cpu_count() or 2),
                                                               thread_name_prefix="edge-wyoming-work")
 
     # --- lifecycle (daemon threads) ---------------------------------------------------------------
