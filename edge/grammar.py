@@ -53,7 +53,7 @@ SOFT_COST = 0.5
 MERGE_SIMILARITY = 0.88
 """Two transcript words count as one grammar word ("never mind" / "nevermind") only when they spell it
 nearly exactly; looser, and an extra word next to a slot value is swallowed into it."""
-WILDCARD_WORD_COST = 0.15
+WILDCARD_WORD_COST = 0.3
 """Per word of a wildcard slot: low, so any words fit, but above an exact template word."""
 
 
@@ -89,8 +89,8 @@ class Slot:
     values: tuple[Value, ...] = ()
     kind: str = "list"
     """``list`` (``values``), ``wildcard`` (any words), ``number`` (a large range: exact number words)."""
-    number_range: tuple[float, float, float, float] | None = None
-    """(start, stop, step, multiplier) for ``number``."""
+    number_range: tuple[float, float, float, float, tuple[float, ...]] | None = None
+    """(start, stop, step, multiplier, fractions) for ``number``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +141,7 @@ class _Compiler:
     def __init__(self, intents: Any) -> None:
         self.intents = intents
         self._memo: dict[tuple, Any] = {}
+        self.by_name: dict[str, list[Slot]] = {}
 
     def template_nodes(self) -> list[Template]:
         out = []
@@ -273,34 +274,40 @@ class _Compiler:
         else:
             raise _Unusable(f"{{{ref.list_name}}}: unsupported list type {type(slot_list).__name__}")
         self._memo[key] = node
+        self.by_name.setdefault(ref.slot_name, []).append(node)
         return node
+
+    def slots(self) -> dict[str, Slot]:
+        """Per slot name, every value any template can give it (for resolving a model's spans)."""
+        out = {}
+        for name, nodes in self.by_name.items():
+            lists = [n for n in nodes if n.kind == "list"]
+            if lists:
+                values = {id(v): v for n in lists for v in n.values}
+                out[name] = Slot(name, tuple(values.values()))
+            else:
+                out[name] = nodes[0]
+        return out
 
     @staticmethod
     def range_slot(name: str, r: Any) -> Slot:
+        from hassil.intents import RangeFractionType
+
         step = r.step or 1
-        count = int((r.stop - r.start) // step) + 1 if r.stop >= r.start else 0
+        fractions = tuple(RangeFractionType.get_fractions(r.fraction_type)) if r.fraction_type else ()
+        count = (int((r.stop - r.start) // step) + 1) * (1 + len(fractions)) if r.stop >= r.start else 0
         multiplier = r.multiplier if getattr(r, "multiplier", None) is not None else 1
         if count <= MAX_RANGE_VALUES:
             values = []
-            for n in _range_numbers(r):
+            for n in r.get_numbers():
                 values.append(Value(Words(tuple(say_number(n).split())), _number(n * multiplier)))
             return Slot(name, tuple(values))
-        return Slot(name, kind="number", number_range=(float(r.start), float(r.stop), float(step), float(multiplier)))
+        return Slot(name, kind="number",
+                    number_range=(float(r.start), float(r.stop), float(step), float(multiplier), fractions))
 
 
 class _Unusable(Exception):
     """A template part the matcher cannot represent; the template is left to the model."""
-
-
-def _range_numbers(r: Any) -> Iterable[float]:
-    step = r.step or 1
-    if hasattr(r, "get_numbers"):
-        yield from r.get_numbers()
-        return
-    n = r.start
-    while n <= r.stop:
-        yield n
-        n += step
 
 
 def _number(n: float) -> int | float:
@@ -441,6 +448,8 @@ class _Scorer:
         if isinstance(node, Words):
             return self.words_matrix(node.words)
         if isinstance(node, Seq):
+            if not node.items:
+                return self.identity
             m = self.matrix(node.items[0])
             for item in node.items[1:]:
                 m = minplus(m, self.matrix(item))
@@ -490,11 +499,11 @@ class _Scorer:
             return np.where(span >= 1, span * WILDCARD_WORD_COST, INF)
         if slot.kind == "number":
             m = np.full((size, size), INF)
-            start, stop, step, _ = slot.number_range
+            start, stop, step, _, fractions = slot.number_range
             for j in range(self.n):
                 for k in range(j + 1, min(self.n, j + 8) + 1):
                     n = parse_number(" ".join(self.w[j:k]))
-                    if n is not None and start <= n <= stop and _on_step(n, start, step):
+                    if n is not None and _in_range(n, start, stop, step, fractions):
                         m[j, k] = 0.0
             return m
         m = np.full((size, size), INF)
@@ -511,6 +520,8 @@ class _Scorer:
             return
         target = self.matrix(node)[j, k]
         if isinstance(node, Seq):
+            if not node.items:
+                return
             for item, (a, b) in zip(node.items, self._split_points(node.items, j, k, target)):
                 self.trace(item, a, b, out)
         elif isinstance(node, Alt):
@@ -577,9 +588,12 @@ class _Filled:
     """The grammar's words (and nested slots) for the value."""
 
 
-def _on_step(n: float, start: float, step: float) -> bool:
-    q = (n - start) / step
-    return abs(q - round(q)) < 1e-6
+def _in_range(n: float, start: float, stop: float, step: float, fractions: tuple[float, ...]) -> bool:
+    whole, part = divmod(n, 1.0)
+    if part > 1e-9 and not any(abs(part - f) < 1e-6 for f in fractions):
+        return False
+    q = (whole - start) / step
+    return start <= whole <= stop and abs(q - round(q)) < 1e-6
 
 
 def minplus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -595,11 +609,15 @@ class Grammar:
 
     def __init__(self, intents: Any, skip_words: Iterable[str] = ()) -> None:
         self.intents = intents
-        self.templates = _Compiler(intents).template_nodes()
+        compiler = _Compiler(intents)
+        self.templates = compiler.template_nodes()
+        self.slots = compiler.slots()
         vocab: set[str] = set()
         seen: set[int] = set()
         for t in self.templates:
             _vocabulary(t.node, vocab, seen)
+        for slot in self.slots.values():
+            _vocabulary(slot, vocab, seen)
         self.vocabulary = sorted(vocab)
         self._index = {w: i for i, w in enumerate(self.vocabulary)}
         self._sound = sound(self.vocabulary)
@@ -649,6 +667,35 @@ class Grammar:
         return GrammarMatch(template.intent, tuple(slots), dict(template.fixed_slots), float(cost), float(distance),
                             spoken, " ".join(sentence), template.text)
 
+    def compile_sentences(self, sentences: Iterable[Any]) -> list[Any]:
+        """Compile other templates (an intents file's ``out_of_scope``) with the file's global lists and rules."""
+        compiler = _Compiler(self.intents)
+        lists, rules = self.intents.slot_lists, self.intents.expansion_rules
+        out = []
+        for sentence in sentences:
+            try:
+                out.append(compiler.expr(sentence.expression, lists, rules, ((), ()), 0))
+            except _Unusable as exc:
+                log.debug("sentence %r not used: %s", getattr(sentence, "text", sentence), exc)
+        return out
+
+    def resolve(self, name: str, text: str) -> tuple[Any, float] | None:
+        """The value of list ``name`` nearest to ``text`` and how close (0..1), or None if no list has that name."""
+        slot = self.slots.get(name)
+        words = spoken_form(text).split()
+        if slot is None or not words or len(words) > MAX_WORDS:
+            return None
+        if slot.kind == "wildcard":
+            return text, 1.0
+        scorer = self._scorer(words)
+        n = len(words)
+        cost = float(scorer.slot_matrix(slot)[0, n])
+        if cost >= INF:
+            return text, 0.0
+        filled = scorer._filled(slot, 0, n, cost)
+        said = [w for w in filled.said if isinstance(w, str)]
+        return filled.value, max(0.0, 1.0 - cost / max(n, len(said), 1))
+
     def _scorer(self, words: list[str]) -> _Scorer:
         vocab = self.vocabulary
         sim = similarity(vocab, words, self._sound, sound(words))
@@ -663,16 +710,35 @@ class Grammar:
         return _Scorer(words, self.soft, self._index, sub, merge)
 
     def _lower_bounds(self, scorer: _Scorer) -> list[float]:
-        """Per template, a cost it cannot go below: each required word at its cheapest, in any order."""
+        """Per template, a cost it cannot go below: every word at its cheapest, wherever it is said."""
         if scorer.n:
             cheapest = np.minimum(scorer.sub.min(axis=1), 1.0)
         else:
             cheapest = np.ones(len(self.vocabulary))
-        soft_cheapest = {w: min(SOFT_COST, float(cheapest[self._index[w]])) for w in self.soft if w in self._index}
-        out = []
-        for t in self.templates:
-            out.append(sum(soft_cheapest.get(w, float(cheapest[self._index[w]])) for w in t.required))
-        return out
+        word_cost = {w: float(cheapest[i]) for w, i in self._index.items()}
+        for w in self.soft:
+            if w in word_cost:
+                word_cost[w] = min(word_cost[w], SOFT_COST)
+        memo: dict[int, float] = {}
+
+        def bound(node: Any) -> float:
+            key = id(node)
+            if key in memo:
+                return memo[key]
+            if isinstance(node, Words):
+                b = sum(word_cost[w] for w in node.words)
+            elif isinstance(node, Seq):
+                b = sum(bound(i) for i in node.items)
+            elif isinstance(node, Alt):
+                b = 0.0 if node.optional or not node.items else min(bound(i) for i in node.items)
+            elif isinstance(node, Slot):
+                b = min((bound(v.body) for v in node.values), default=0.0)
+            else:
+                b = 0.0
+            memo[key] = b
+            return b
+
+        return [bound(t.node) for t in self.templates]
 
 
 def _flatten(path: list, slots: list[GrammarSlot], spoken: str, offsets: list[int]) -> list[str]:

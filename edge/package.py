@@ -115,6 +115,25 @@ class ModelPackage:
         return float(self.manifest.get("oos", {}).get("threshold", 0.0))
 
     @property
+    def text_form(self) -> str:
+        """``spoken`` (``edge.textnorm.spoken_form``: what packages built by ``edge-train`` from an intents
+        file read) or ``written`` (text as typed, the form the HWU64 model was trained on)."""
+        form = self.manifest.get("text_form", "written")
+        if form not in ("spoken", "written"):
+            raise PackageError(f"{self.dir / MANIFEST}: text_form {form!r}; allowed: spoken, written")
+        return form
+
+    def grammar_file(self) -> Path | None:
+        """The verified intents file the model was trained from (``grammar.file``), if the package has one."""
+        rel = self.manifest.get("grammar", {}).get("file")
+        return self.verify_file(rel) if rel else None
+
+    @property
+    def grammar_max_distance(self) -> float:
+        """How far (edit cost per word) a transcript may be from a grammar sentence to be taken as it."""
+        return float(self.manifest.get("grammar", {}).get("max_distance", 0.3))
+
+    @property
     def slot_values(self) -> dict[str, dict[str, str]]:
         """Per slot type, spoken synonym (lower case) -> canonical value."""
         return self.manifest.get("slot_values", {})

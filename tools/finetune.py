@@ -139,9 +139,11 @@ def train(
         model.train()
         t0 = time.perf_counter()
         running = 0.0
-        # A progress bar on a terminal; nothing in logs (disable=None checks for a TTY).
-        bar = tqdm(total=min(steps_per_epoch, total - step), desc=f"  epoch {epoch + 1}/{cfg.epochs}", unit="step",
+        # A progress bar on a terminal (disable=None checks for a TTY); in a log, a line every tenth.
+        epoch_steps = min(steps_per_epoch, total - step)
+        bar = tqdm(total=epoch_steps, desc=f"  epoch {epoch + 1}/{cfg.epochs}", unit="step",
                    leave=False, disable=None, file=sys.stderr)
+        tenth = max(1, epoch_steps // 10) if bar.disable else 0
         for n, (ids, mask, tags, intents) in enumerate(batches(train_data, cfg.batch_size, rng)):
             if step >= total:
                 break
@@ -162,6 +164,10 @@ def train(
             bar.update(1)
             if n % 10 == 0:
                 bar.set_postfix(loss=f"{running / (n + 1):.3f}")
+            if tenth and (n + 1) % tenth == 0 and n + 1 < epoch_steps:
+                spent = time.perf_counter() - t0
+                log(f"  epoch {epoch + 1}/{cfg.epochs}: {(n + 1) * 100 // epoch_steps}% ({n + 1}/{epoch_steps} steps, "
+                    f"loss {running / (n + 1):.3f}, {spent * (epoch_steps - n - 1) / (n + 1) / 60:.1f} min left)")
         bar.close()
         metrics = evaluate(model)
         metrics.update(epoch=epoch + 1, loss=running / max(1, n + 1), seconds=round(time.perf_counter() - t0, 1))

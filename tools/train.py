@@ -3,9 +3,14 @@
     edge-train data/hwu64/train.jsonl --dev data/hwu64/dev.jsonl --eval data/hwu64/test.jsonl \\
         --out models/squeezebert-hwu64
     edge-train examples/smart_home.yaml --eval examples/smart_home.paraphrases.jsonl --out models/smart-home
+    edge-train ha:en --lists home.yaml --out models/home-assistant-en
+
 
 Training data is labelled JSONL (``{text, intent, entities}``; ``"intent": null`` marks an
-out-of-scope example) or a Home Assistant intents YAML (tools/templates.py expands it). The base
+out-of-scope example) or a Home Assistant intents file, YAML or JSON, or ``ha:LANG`` for Home
+Assistant's own compiled intents of that language from the installed ``home-assistant-intents``
+package, with the user's names, areas and floors from ``--lists`` (docs/intents-files.md;
+tools/intents_file.py checks it, tools/templates.py expands it). The base
 is the all-MiniLM-L6-v2 sentence encoder (``--base`` a BERT directory), or a model package
 (``--base models/squeezebert-hwu64``, the default for an intents YAML): its encoder and
 tokenizer are kept and only new heads are learnt, in one dense fine-tune without distillation.
@@ -43,7 +48,14 @@ def _log(msg: str) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="edge-train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", type=Path, help="training data: JSONL ({text, intent, entities}) or a Home Assistant intents YAML")
+    p.add_argument("data", type=Path,
+                   help="training data: JSONL ({text, intent, entities}), a Home Assistant intents file (YAML or JSON), "
+                        "or ha:LANG for Home Assistant's own intents of that language (package home-assistant-intents, "
+                        "e.g. ha:en; give your devices with --lists)")
+    p.add_argument("--lists", type=Path,
+                   help="intents file: your own {name} / {area} / {floor} lists, as hassil lists "
+                        "(lists: {name: {values: [Kitchen Light]}, area: ...}) or Home Assistant's test fixtures "
+                        "(areas: [{name}], floors: [...], entities: [{name, domain, area}]); see docs/intents-files.md")
     p.add_argument("--dev", type=Path, help="model-selection data (JSONL); default: 10%% of the training data held out")
     p.add_argument("--eval", type=Path, action="append", default=[], help="held-out evaluation data (JSONL); repeatable")
     p.add_argument("--out", type=Path, required=True, help="model package directory to write")
@@ -57,7 +69,9 @@ def parse_args(argv=None):
                    help="groups of the squeezed student (1 = ship the dense model); default 4 from MiniLM, 1 from a package")
     p.add_argument("--teacher-epochs", "--epochs", type=int,
                    help="epochs of the dense fine-tune (default 10 from MiniLM, 3 from a package)")
-    p.add_argument("--per-intent", type=int, default=200, help="intents YAML: training sentences per intent")
+    p.add_argument("--max-sentences", type=int, default=30000,
+                   help="intents file: at most this many training sentences (coverage of every template and list "
+                        "value first; default 30000)")
     p.add_argument("--student-epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-4, help="teacher learning rate")
     p.add_argument("--hidden-only-epochs", type=int, default=5,
@@ -118,7 +132,7 @@ def _train(args) -> int:
     name = args.name or args.out.name
     work = args.work or Path("runs") / name
     work.mkdir(parents=True, exist_ok=True)
-    templates = args.data.suffix in (".yaml", ".yml")
+    templates = _is_intents_file(args.data)
     base = args.base or (_shipped_package() if templates else minilm_dir())
     from_package = is_package(base)
     groups = args.groups if args.groups is not None else (1 if from_package else 4)
@@ -130,6 +144,8 @@ def _train(args) -> int:
     tag_ids = {t: i for i, t in enumerate(tags)}
     seen_texts = {e.text for e in train_ex + dev_ex}
     oos_train = generated_out_of_scope(oos_n, seed=args.seed, exclude=seen_texts)
+    if d.none_label:
+        oos_train = [dataclasses.replace(e, intent=d.none_label) for e in oos_train]
     n_oos = sum(e.intent is None for e in train_ex)
     _log(f"  {len(train_ex)} train ({n_oos} labelled out-of-scope), {len(dev_ex)} dev, {len(intents)} intents, "
          f"{len(tags)} slot tags, {len(oos_train)} generated out-of-scope")
@@ -204,12 +220,17 @@ def _train(args) -> int:
         histories={"teacher": teacher_extra.get("history", [])}, args=vars(args), started=started,
         oos_eval=generated_out_of_scope(1000, seed=args.seed + 2, exclude=seen_texts),
         slot_values=d.slot_values, base_model=_describe_base(base, from_package), oos_margin=templates and not args.dev,
+        grammar=d.grammar, none_label=d.none_label,
     )
     if not args.no_stt:
         from tools import stt_adapt
 
         _log("[5/5] speech: building the STT domain adaptation from the training sentences")
-        stt_adapt.main([str(args.out)])
+        stt_args = [str(args.out)]
+        if d.prompt:
+            (work / "whisper-prompt.txt").write_text(d.prompt + "\n", encoding="utf-8")
+            stt_args += ["--whisper-prompt", str(work / "whisper-prompt.txt")]
+        stt_adapt.main(stt_args)
     print(summary(args.out, time.time() - started), flush=True)
     return 0
 
@@ -226,27 +247,42 @@ class Data:
     sentences: list[str] | None
     """Sentences for the STT adaptation (None: the training sentences)."""
     source_info: dict
+    grammar: dict | None = None
+    """An intents file's templates and lists, kept in the package for matching transcripts."""
+    none_label: str | None = None
+    """The "none of these" intent the model learns out-of-scope sentences as (intents files)."""
+    prompt: str = ""
+    """Words to bias Whisper with."""
 
 
 def prepare_data(args) -> Data:
     """Read or expand the training data; hold out dev; label sets. Raises DataError for bad input."""
     from tools.data import DataError, canonical_slot_values, read_jsonl, slot_tag_set
 
-    if not args.data.is_file():
-        raise DataError(f"{args.data}: no such file (expected a JSONL file or a Home Assistant intents YAML)")
+    if not args.data.is_file() and not _is_intents_file(args.data):
+        raise DataError(f"{args.data}: no such file (expected a JSONL file, a Home Assistant intents YAML or JSON, "
+                        "or ha:LANG)")
+    if args.lists is not None and not _is_intents_file(args.data):
+        raise DataError(f"--lists {args.lists}: lists fill the {{name}} / {{area}} / {{floor}} of an intents file, "
+                        f"and {args.data} is labelled JSONL")
     for path in [args.dev] * bool(args.dev) + args.eval:
         if not path.is_file():
             raise DataError(f"{path}: no such file")
     evals: list[tuple[str, list]] = [(p.name, read_jsonl(p)) for p in args.eval]
-    if args.data.suffix in (".yaml", ".yml"):
-        from tools.templates import expand_intents_file
+    grammar, none_label, prompt = None, None, ""
+    if _is_intents_file(args.data):
+        from tools.templates import NONE_LABEL, expand_intents_file
 
-        expansion = expand_intents_file(args.data, per_intent=args.per_intent, seed=args.seed)
+        expansion = expand_intents_file(args.data, lists=args.lists, seed=args.seed, max_sentences=args.max_sentences)
         for w in expansion.warnings:
             _log(f"  warning: {w}")
-        train_ex, dev_ex, source_info = expansion.train, expansion.dev, expansion.info
+        none_label = NONE_LABEL
+        relabel = lambda exs: [dataclasses.replace(e, intent=none_label) if e.intent is None else e for e in exs]  # noqa: E731
+        # out-of-scope training sentences become the none class; dev and evaluation keep "no intent"
+        train_ex, dev_ex, source_info = relabel(expansion.train), expansion.dev, expansion.info
         evals += [("tests", expansion.tests)] * bool(expansion.tests) + [("held-out expansions", expansion.heldout)]
         slot_values, sentences = expansion.slot_values, expansion.sentences
+        grammar, prompt = expansion.grammar, expansion.prompt
     else:
         train_ex, source_info = read_jsonl(args.data), {"data": str(args.data)}
         dev_ex = None
@@ -258,10 +294,12 @@ def prepare_data(args) -> Data:
         rng.shuffle(train_ex)
         cut = max(1, len(train_ex) // 10)
         dev_ex, train_ex = train_ex[:cut], train_ex[cut:]
-    intents = sorted({e.intent for e in train_ex if e.intent is not None})
+    intents = sorted({e.intent for e in train_ex if e.intent is not None and e.intent != none_label})
     if not intents:
         raise DataError(f"{args.data}: every training example is out of scope (\"intent\": null); "
                         "at least one intent is needed")
+    if none_label is not None:
+        intents.append(none_label)
     unknown = sorted({e.intent for e in dev_ex if e.intent is not None and e.intent not in intents})
     if unknown:
         _log(f"  warning: dev intents not in the training data are left out: {', '.join(unknown)}")
@@ -270,7 +308,12 @@ def prepare_data(args) -> Data:
         unknown = sorted({e.intent for e in examples if e.intent is not None and e.intent not in intents})
         if unknown:
             _log(f"  warning: {label}: intents the model does not have count as errors: {', '.join(unknown)}")
-    return Data(train_ex, dev_ex, evals, intents, slot_tag_set(train_ex), slot_values, sentences, source_info)
+    return Data(train_ex, dev_ex, evals, intents, slot_tag_set(train_ex), slot_values, sentences, source_info,
+                grammar, none_label, prompt)
+
+
+def _is_intents_file(data: Path) -> bool:
+    return data.suffix in (".yaml", ".yml", ".json") or (str(data).startswith("ha:") and not data.exists())
 
 
 def _shipped_package() -> Path:

@@ -220,8 +220,8 @@ def create_engine(settings: SttSettings | None = None, package: "ModelPackage | 
 
         model = settings.model or (profile.stt_model if profile else None)
         threads = settings.threads or (profile.stt_threads if profile else 1)
-        words = adapt.prompt_words(artefacts)
-        return WhisperEngine(model, threads=threads, beam_size=settings.beam_size, prompt_words=words)
+        prompt = adapt.whisper_prompt(artefacts)
+        return WhisperEngine(model, threads=threads, beam_size=settings.beam_size, prompt=prompt)
     raise SttError(f"unknown STT engine {name!r}; available: auto, {', '.join(ENGINES)}")
 
 
