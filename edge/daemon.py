@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from edge.wyoming_server import Services, WyomingServer
     from edge.profiler import Profiler
     from edge.profiles import Profile
-    from edge.stt import SttEngine
+    from edge.stt import SttEngine, Transcript
     from edge.vad import Endpointer
     from edge.wake import WakeEngine, WakeSettings
 
@@ -126,6 +126,14 @@ class Recognizer:
         with self._lock:
             with self.profiler.track() as rec:
                 result = self.classifier.classify(text)
+                rec.finish(result)
+        return result
+
+    def classify_transcript(self, transcript: "Transcript") -> Result:
+        """A recogniser's transcript (its n-best tried against the package's grammar first), as :meth:`classify`."""
+        with self._lock:
+            with self.profiler.track() as rec:
+                result = self.classifier.classify_transcript(transcript)
                 rec.finish(result)
         return result
 

@@ -50,6 +50,11 @@ def wyoming_address(daemon: Daemon) -> tuple[str, int]:
     return host, int(port)
 
 
+def words(text: str) -> str:
+    """Lower case, punctuation gone: PocketSphinx and Whisper (which writes "Turn ... kitchen.") alike."""
+    return " ".join("".join(c for c in w.lower() if c.isalnum() or c == "'") for w in text.split())
+
+
 def wav_file(tmp: Path, name: str, samples: np.ndarray, rate: int, channels: int) -> Path:
     """16 kHz int16 speech written as a WAV at another rate and channel count (as a phone or browser records)."""
     import soxr
@@ -93,7 +98,12 @@ http: {enabled: false}
 
         info = asyncio.run(describe())
         assert [p.name for p in info.asr] == ["edge"] and info.asr[0].models[0].languages == ["en"]
-        assert info.asr[0].models[0].name == "pocketsphinx" and info.asr[0].installed
+        from edge.profiles import load_profile
+        from edge.stt import resolve_engine
+
+        # the engine the test's device profile (generic-x86_64) picks, as the microphone path does
+        assert info.asr[0].models[0].name == resolve_engine("auto", None, load_profile("generic-x86_64").stt)
+        assert info.asr[0].installed
         assert info.intent[0].models[0].name.startswith("squeezebert-hwu64")
         wake_models = {m.name: m.phrase for m in info.wake[0].models}
         assert {"hey_jarvis", "okay_nabu", "alexa", "hey_mycroft"} <= set(wake_models)
@@ -112,7 +122,7 @@ http: {enabled: false}
                 return text, intent, await read_until(client, "intent", "not-recognized")
 
         text, intent, not_recognized = asyncio.run(transcribe_then_recognize())
-        assert text == "turn off the lights in the kitchen"
+        assert words(text) == "turn off the lights in the kitchen"
         assert Intent.is_type(intent.type) and Intent.from_event(intent).name == "iot_hue_lightoff"
         assert [(e.name, e.value) for e in Intent.from_event(intent).entities] == [("house_place", "kitchen")]
         assert NotRecognized.is_type(not_recognized.type)

@@ -156,17 +156,22 @@ def _asr_tokens(result: "Result") -> tuple[list[list[dict[str, Any]]] | None, fl
     if not words:
         return None, None
     tokens, cursor, known = [], 0, []
+    lowered = result.text.lower()
     for word in words:
         text = str(word.get("word", ""))
-        start = result.text.find(text, cursor) if text else -1
-        start = cursor if start < 0 else start
-        cursor = start + len(text)
+        # The input may be the normalised transcript ("Kitchen." heard, "kitchen" classified).
+        bare = "".join(c for c in text.lower() if c.isalnum() or c == "'")
+        start = lowered.find(bare, cursor) if bare else -1
+        start, end = (cursor, cursor) if start < 0 else (start, start + len(bare))
+        cursor = end
         confidence = word.get("confidence")
         if confidence is not None:
             known.append(float(confidence))
-        tokens.append({"value": text, "confidence": _round(1.0 if confidence is None else confidence),
-                       "rangeStart": start, "rangeEnd": cursor,
-                       "time": {"start": word.get("start", 0.0), "end": word.get("end", 0.0)}})
+        token: dict[str, Any] = {"value": text, "confidence": _round(1.0 if confidence is None else confidence),
+                                 "rangeStart": start, "rangeEnd": end}
+        if word.get("start") is not None and word.get("end") is not None:  # Whisper gives no word times
+            token["time"] = {"start": word["start"], "end": word["end"]}
+        tokens.append(token)
     return [tokens], (_round(sum(known) / len(known)) if known else None)
 
 
