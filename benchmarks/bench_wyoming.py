@@ -68,6 +68,15 @@ async def recognize_round_trips(host: str, port: int, clients: int, per_client: 
     return [t for times in await asyncio.gather(*(one(i) for i in range(clients))) for t in times]
 
 
+async def asr_model(host: str, port: int) -> str:
+    from wyoming.client import AsyncTcpClient
+    from wyoming.info import Describe, Info
+
+    async with AsyncTcpClient(host, port) as client:
+        await client.write_event(Describe().event())
+        return Info.from_event(await client.read_event()).asr[0].models[0].name
+
+
 def pcm(samples: np.ndarray, rate: int, channels: int) -> bytes:
     import soxr
 
@@ -144,7 +153,8 @@ def main() -> None:
     daemon = Daemon(tmp, 'wyoming: {enabled: true, listen: "tcp://127.0.0.1:0"}\nhttp: {enabled: false}\n', "--no-mic")
     try:
         host, port = wyoming_address(daemon)
-        results: dict = {"host": platform.machine(), "python": platform.python_version()}
+        results: dict = {"host": platform.machine(), "python": platform.python_version(),
+                         "stt": asyncio.run(asr_model(host, port))}
         one = asyncio.run(recognize_round_trips(host, port, 1, 200))
         four = asyncio.run(recognize_round_trips(host, port, 4, 100))
         results["recognize_ms"] = {"1 client": {"p50": percentile(one, 50), "p99": percentile(one, 99)},
@@ -183,7 +193,7 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
     (out / "wyoming.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = ["| measure | value |", "|---|---|"]
+    lines = [f"STT engine: {results['stt']}", "", "| measure | value |", "|---|---|"]
     for key in ("1 client", "4 clients"):
         r = results["recognize_ms"][key]
         lines.append(f"| recognize → intent, {key} | p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms |")

@@ -1,4 +1,4 @@
-"""Events to an MQTT broker: a topic per intent (Hermes style), in order, nothing lost while it is away.
+"""Events to an MQTT broker: edge's JSON and Hermes protocol messages, in order, nothing lost while it is away.
 
 ``paho-mqtt`` (Eclipse's client, pure Python) speaks the protocol and reconnects on its own
 network thread with exponential backoff (``reconnect_min_s`` doubling to ``reconnect_max_s``).
