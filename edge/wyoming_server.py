@@ -141,8 +141,8 @@ class WyomingServer:
         self._server: Any = None
         self._zeroconf: Any = None
         self.tasks: set[Any] = set()  # the connections' tasks, awaited on close
-        # One worker per core: the engines are CPU-bound and mostly hold the GIL, so more threads only add
-        # switching (docs/integrations.md has the measurement).
+        # One worker per core: the engines are CPU-bound and mostly hold the GIL, so more threads buy no
+        # speed (docs/integrations.md) and cost memory.
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=min(settings.max_connections,
                                                                               os.cpu_count() or 2),
                                                               thread_name_prefix="edge-wyoming-work")
