@@ -34,6 +34,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from rapidfuzz.distance import Indel
+from rapidfuzz.process import cdist
+
 from edge.phonetics import similarity, sound
 from edge.textnorm import parse_number, say_number, spoken_form
 
@@ -50,6 +53,10 @@ MAX_RANGE_VALUES = 2000
 SOFT_WORDS = frozenset("a an the um uh er please and to of in on for my me can could would you".split())
 """Words a recogniser drops or adds most often: skipping or adding one costs less."""
 SOFT_COST = 0.5
+WEAK_SIMILARITY = 0.6
+"""Below this similarity two words are simply different: substituting one for the other then costs a
+little more than an extra word, so a word the recogniser added is not read as an optional slot's value."""
+WEAK_COST = 1.05
 MERGE_SIMILARITY = 0.88
 """Two transcript words count as one grammar word ("never mind" / "nevermind") only when they spell it
 nearly exactly; looser, and an extra word next to a slot value is swallowed into it."""
@@ -141,7 +148,26 @@ class _Compiler:
     def __init__(self, intents: Any) -> None:
         self.intents = intents
         self._memo: dict[tuple, Any] = {}
+        self._interned: dict[tuple, Any] = {}
         self.by_name: dict[str, list[Slot]] = {}
+
+    # One object per distinct part: templates that share words, alternatives and sequence prefixes
+    # ("[can I get|I'd like] [a|an] {size} ...") then share their cost matrices when matching.
+
+    def _words(self, words: tuple[str, ...]) -> Words:
+        return self._interned.setdefault(("w", words), Words(words))
+
+    def _alt(self, items: tuple, optional: bool) -> Alt:
+        return self._interned.setdefault(("a", tuple(id(i) for i in items), optional), Alt(items, optional))
+
+    def _seq(self, items: list) -> Any:
+        items = [i for i in items if not (isinstance(i, Words) and not i.words)]
+        if not items:
+            return self._words(())
+        node = items[0]
+        for item in items[1:]:  # left-nested pairs, so that a shared prefix is one node
+            node = self._interned.setdefault(("s", id(node), id(item)), Seq((node, item)))
+        return node
 
     def template_nodes(self) -> list[Template]:
         out = []
@@ -164,19 +190,19 @@ class _Compiler:
         from hassil.expression import Alternative, ListReference, Permutation, RuleReference, Sequence, TextChunk
 
         if isinstance(e, TextChunk):
-            return Words(tuple(spoken_form(e.text).split()))
+            return self._words(tuple(spoken_form(e.text).split()))
         if isinstance(e, Sequence) and not isinstance(e, (Alternative, Permutation)):
             return self.seq(list(e.items), lists, rules, ctx, block)
         if isinstance(e, Alternative):
             items = tuple(self.expr(i, lists, rules, ctx, block) for i in e.items)
             empty = any(isinstance(i, Words) and not i.words for i in items)
             items = tuple(i for i in items if not (isinstance(i, Words) and not i.words))
-            return Alt(items, optional=e.is_optional or empty)
+            return self._alt(items, e.is_optional or empty)
         if isinstance(e, Permutation):
             if len(e.items) > MAX_PERMUTATION_ITEMS:
                 raise _Unusable(f"a permutation of {len(e.items)} parts")
-            return Alt(tuple(Seq(tuple(self.expr(i, lists, rules, ctx, block) for i in order))
-                             for order in itertools.permutations(e.items)))
+            parts = [self.expr(i, lists, rules, ctx, block) for i in e.items]
+            return self._alt(tuple(self._seq(list(order)) for order in itertools.permutations(parts)), False)
         if isinstance(e, RuleReference):
             key = ("rule", e.rule_name, block)
             if key not in self._memo:
@@ -218,30 +244,27 @@ class _Compiler:
                 continue
             if len(seg) == 1:
                 part = seg[0]
-                nodes.append(Words(tuple(spoken_form(part).split())) if isinstance(part, str)
+                nodes.append(self._words(tuple(spoken_form(part).split())) if isinstance(part, str)
                              else self.expr(part, lists, rules, ctx, block))
                 continue
             nodes.append(self.glued(seg, lists, rules, ctx, block))
-        nodes = [n for n in nodes if not (isinstance(n, Words) and not n.words)]
-        if len(nodes) == 1:
-            return nodes[0]
-        return Seq(tuple(nodes))
+        return self._seq(nodes)
 
     def glued(self, seg: list, lists: dict, rules: dict, ctx: tuple, block: int) -> Any:
         from hassil.expression import ListReference
 
         if any(isinstance(p, ListReference) for p in seg):
             # "{area}'s": treat the parts as separate words (rare in templates)
-            return Seq(tuple(Words(tuple(spoken_form(p).split())) if isinstance(p, str)
-                             else self.expr(p, lists, rules, ctx, block) for p in seg))
+            return self._seq([self._words(tuple(spoken_form(p).split())) if isinstance(p, str)
+                              else self.expr(p, lists, rules, ctx, block) for p in seg])
         forms = [[p] if isinstance(p, str) else _strings(p, rules, MAX_ENUMERATION) for p in seg]
         if math.prod(len(f) for f in forms) > MAX_ENUMERATION:
             raise _Unusable("word-internal alternatives with too many forms")
         words = {tuple(spoken_form("".join(combo)).split()) for combo in itertools.product(*forms)}
-        alts = tuple(Words(w) for w in sorted(words) if w)
+        alts = tuple(self._words(w) for w in sorted(words) if w)
         if len(alts) == 1 and () not in words:
             return alts[0]
-        return Alt(alts, optional=() in words)
+        return self._alt(alts, () in words)
 
     def slot(self, ref: Any, lists: dict, rules: dict, ctx: tuple, block: int) -> Slot:
         from hassil.intents import RangeSlotList, TextSlotList, WildcardSlotList
@@ -289,8 +312,7 @@ class _Compiler:
                 out[name] = nodes[0]
         return out
 
-    @staticmethod
-    def range_slot(name: str, r: Any) -> Slot:
+    def range_slot(self, name: str, r: Any) -> Slot:
         from hassil.intents import RangeFractionType
 
         step = r.step or 1
@@ -300,7 +322,7 @@ class _Compiler:
         if count <= MAX_RANGE_VALUES:
             values = []
             for n in r.get_numbers():
-                values.append(Value(Words(tuple(say_number(n).split())), _number(n * multiplier)))
+                values.append(Value(self._words(tuple(say_number(n).split())), _number(n * multiplier)))
             return Slot(name, tuple(values))
         return Slot(name, kind="number",
                     number_range=(float(r.start), float(r.stop), float(step), float(multiplier), fractions))
@@ -426,6 +448,7 @@ class _Scorer:
         ins = np.array([SOFT_COST if w in soft else 1.0 for w in words])
         self.ins_cum = np.concatenate([[0.0], np.cumsum(ins)])
         self._memo: dict[int, np.ndarray] = {}
+        self._splits: dict[str, np.ndarray] = {}
         size = self.n + 1
         self.identity = np.full((size, size), INF)
         np.fill_diagonal(self.identity, 0.0)
@@ -489,8 +512,11 @@ class _Scorer:
     def _split_cost(self, a: str, b: str) -> np.ndarray:
         """Two grammar words said as one transcript word ("never mind" -> "nevermind")."""
         joined = a + b
-        sim = similarity([joined], self.w)[0] if self.n else np.zeros(0)
-        return np.where(sim >= MERGE_SIMILARITY, 1.0 - sim, INF) + 0.1
+        cost = self._splits.get(joined)
+        if cost is None:
+            sim = cdist([joined], self.w, scorer=Indel.normalized_similarity)[0] if self.n else np.zeros(0)
+            cost = self._splits[joined] = np.where(sim >= MERGE_SIMILARITY, 1.0 - sim, INF) + 0.1
+        return cost
 
     def slot_matrix(self, slot: Slot) -> np.ndarray:
         size = self.n + 1
@@ -699,8 +725,7 @@ class Grammar:
     def _scorer(self, words: list[str]) -> _Scorer:
         vocab = self.vocabulary
         sim = similarity(vocab, words, self._sound, sound(words))
-        sub = np.where(sim >= 1.0, 0.0, 1.0 - sim)
-        sub = np.where(sim < 0.3, 1.0, sub)  # unlike words: a plain substitution
+        sub = np.where(sim >= 1.0, 0.0, np.where(sim >= WEAK_SIMILARITY, 1.0 - sim, WEAK_COST))
         if len(words) > 1:
             pairs = [a + b for a, b in zip(words, words[1:])]
             msim = similarity(vocab, pairs, self._sound, sound(pairs))
@@ -741,6 +766,78 @@ class Grammar:
         return [bound(t.node) for t in self.templates]
 
 
+def to_jsgf(grammar: Grammar, known: set[str] | None = None, name: str = "commands") -> str:
+    """The templates as a JSGF grammar (for PocketSphinx's grammar search), or "" when none can be written.
+
+    Parts used more than once become rules of their own, so the grammar stays the size of the
+    file. Wildcards and ranges too large to list cannot be written as a finite grammar; templates
+    with them, and alternatives with words outside ``known`` (the recogniser's dictionary), are left out.
+    """
+    uses: dict[int, int] = {}
+
+    def count(node: Any) -> None:
+        uses[id(node)] = uses.get(id(node), 0) + 1
+        if uses[id(node)] > 1:
+            return
+        for child in _children(node):
+            count(child)
+
+    for t in grammar.templates:
+        count(t.node)
+    rules: dict[int, str] = {}
+    bodies: list[str] = []
+    memo: dict[int, str | None] = {}
+
+    def body(node: Any) -> str | None:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if isinstance(node, Words):
+            out = " ".join(node.words) if all(known is None or w in known for w in node.words) else None
+        elif isinstance(node, Seq):
+            parts = [ref(i) for i in node.items]
+            out = None if any(p is None for p in parts) else " ".join(p for p in parts if p)
+        elif isinstance(node, Alt):
+            parts = [p for p in (ref(i) for i in node.items) if p is not None]
+            if not parts and not node.optional:
+                out = None
+            elif not parts:
+                out = ""
+            else:
+                joined = " | ".join(parts)
+                out = f"[ {joined} ]" if node.optional else f"( {joined} )"
+        elif isinstance(node, Slot) and node.kind == "list":
+            parts = [p for p in (ref(v.body) for v in node.values) if p]
+            out = f"( {' | '.join(parts)} )" if parts else None
+        else:
+            out = None  # a wildcard or a large range
+        memo[key] = out
+        return out
+
+    def ref(node: Any) -> str | None:
+        text = body(node)
+        if text is None or uses.get(id(node), 0) < 2 or isinstance(node, Words) or not text:
+            return text
+        if id(node) not in rules:
+            rules[id(node)] = f"<r{len(rules)}>"
+            bodies.append(f"{rules[id(node)]} = {text};")
+        return rules[id(node)]
+
+    tops = [t for t in (ref(t.node) for t in grammar.templates) if t]
+    if not tops:
+        return ""
+    return "\n".join(["#JSGF V1.0;", f"grammar {name};", f"public <command> = {' | '.join(dict.fromkeys(tops))};",
+                      *bodies]) + "\n"
+
+
+def _children(node: Any) -> list:
+    if isinstance(node, (Seq, Alt)):
+        return list(node.items)
+    if isinstance(node, Slot):
+        return [v.body for v in node.values]
+    return []
+
+
 def _flatten(path: list, slots: list[GrammarSlot], spoken: str, offsets: list[int]) -> list[str]:
     """The grammar sentence's words; the slots on the way are appended to ``slots`` in order."""
     words: list[str] = []
@@ -756,4 +853,4 @@ def _flatten(path: list, slots: list[GrammarSlot], spoken: str, offsets: list[in
     return words
 
 
-__all__ = ["Grammar", "GrammarMatch", "GrammarSlot", "minplus"]
+__all__ = ["Grammar", "GrammarMatch", "GrammarSlot", "minplus", "to_jsgf"]

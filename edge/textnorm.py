@@ -89,6 +89,15 @@ def spoken_form(text: str) -> str:
     return " ".join(w.strip("'") for w in text.split() if w.strip("'"))
 
 
+def written_form(text: str) -> str:
+    """Lower case without sentence punctuation, digits kept: the form of models trained on typed text
+    (HWU64), for transcripts from recognisers that punctuate and capitalise (Whisper)."""
+    text = unicodedata.normalize("NFKC", text).replace("’", "'")
+    text = _CLOCK.sub(lambda m: f" {m.group(1).lower()}m ", text)
+    text = re.sub(r"[.,!?;:\"()\[\]]+(?=\s|$)|(?<=\s)[\"(\[]+|^[\"(\[]+", " ", text.lower())
+    return " ".join(text.split())
+
+
 def parse_number(words: str) -> float | None:
     """The number that spoken words say ("twenty five" -> 25, "sixty point five" -> 60.5), else None."""
     tokens = [t for t in spoken_form(words).split() if t != "and"]
@@ -136,4 +145,4 @@ def parse_number(words: str) -> float | None:
     return float(total + current) if seen else None
 
 
-__all__ = ["parse_number", "say_number", "spoken_form"]
+__all__ = ["parse_number", "say_number", "spoken_form", "written_form"]

@@ -56,8 +56,14 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     prompt = args.whisper_prompt.read_text(encoding="utf-8") if args.whisper_prompt else ""
+    grammar = None
+    if package.grammar_file() is not None:
+        from edge.grammar import Grammar
+
+        grammar = Grammar.from_file(package.grammar_file())
     built = adapt.build(sentences, package.dir / adapt.SECTION, general_words=args.general_words,
-                        vosk_general_words=args.vosk_general_words, max_lambda=args.max_lambda, whisper_prompt=prompt)
+                        vosk_general_words=args.vosk_general_words, max_lambda=args.max_lambda, whisper_prompt=prompt,
+                        grammar=grammar)
     stats = built.pop("stats")
     add_artifacts(package.dir, adapt.SECTION, built)
     missing = stats["words_without_pronunciation"]

@@ -238,7 +238,7 @@ def _has_wildcard(node: Any, seen: set | None = None) -> bool:
 
 
 def expand_intents_file(path: str | Path, lists: str | Path | None = None, seed: int = 13,
-                        max_sentences: int = 30000, held_share: float = 0.1, dev_max: int = 1500,
+                        max_sentences: int = 12000, held_share: float = 0.1, dev_max: int = 1500,
                         heldout_max: int = 1500, asr_share: float = 0.5, synonym_share: float = 0.25,
                         progress=None) -> Expansion:
     """Expand, hold out, augment: the labelled data for one intents file."""
@@ -394,7 +394,7 @@ def main(argv=None) -> int:
     p.add_argument("file", help="intents file (YAML or JSON), or ha:LANG for Home Assistant's own (e.g. ha:en)")
     p.add_argument("--lists", type=Path, help="your name / area / floor lists (hassil lists: or Home Assistant fixtures)")
     p.add_argument("--show", type=int, default=3, help="example sentences shown per intent")
-    p.add_argument("--max-sentences", type=int, default=30000)
+    p.add_argument("--max-sentences", type=int, default=12000)
     args = p.parse_args(argv)
     try:
         e = expand_intents_file(args.file, lists=args.lists, max_sentences=args.max_sentences)
