@@ -192,6 +192,8 @@ class WyomingSettings:
     max_audio_bytes: int = 4_194_304
     """Largest audio of one transcription as sent (4 MiB: two minutes of 16 kHz 16-bit mono); more gets an ``error``.
     Also the largest payload of any single event."""
+    max_audio_seconds: float = 120.0
+    """Longest audio of one transcription, whatever its format (as ``http.max_wav_seconds``); more gets an ``error``."""
     publish: bool = False
     """Send intents recognised for Wyoming clients to the outputs too (stdout, MQTT, hooks). Off by default:
     Home Assistant acts on the intent itself, and a hook doing the same would act twice."""
@@ -204,8 +206,9 @@ class WyomingSettings:
         for name in ("max_text_bytes", "max_audio_bytes", "max_connections"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: {getattr(self, name)} is out of range; allowed 1 or more")
-        if not self.timeout_s > 0:
-            raise ValueError(f"timeout_s: {self.timeout_s} is out of range; allowed more than 0")
+        for name in ("timeout_s", "max_audio_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: {getattr(self, name)} is out of range; allowed more than 0")
         parse_wyoming_uri(self.listen)  # ValueError naming the key
         if self.zeroconf and not self.listen.startswith("tcp://"):
             raise ValueError(f"zeroconf: announces a TCP port, but listen is {self.listen!r}; allowed: a tcp:// listen "

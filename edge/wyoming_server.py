@@ -286,6 +286,7 @@ class _Transcription:
         self.engine: SttEngine | None = None
         self.services: Services | None = None
         self.received = 0
+        self.samples = 0  # at 16 kHz, after conversion
 
 
 class _WakeStream:
@@ -509,6 +510,12 @@ class _Connection(AsyncEventHandler):
         samples = request.converter.convert(chunk.audio)
         if isinstance(request, _Transcription):
             assert request.engine is not None
+            request.samples += len(samples)
+            if request.samples > self.settings.max_audio_seconds * 16000:
+                await self._abort(drop_rest=True)
+                raise RequestError("too-large", f"the transcription's audio is longer than "
+                                                f"{self.settings.max_audio_seconds:g} s (wyoming.max_audio_seconds); "
+                                                "its audio is dropped")
             if len(samples):  # the resampler may hold a small chunk back entirely
                 await self._work(request.engine.accept, samples)
         else:

@@ -81,7 +81,8 @@ async def read_until(client: AsyncTcpClient, *types: str, timeout: float = 30) -
 @pytest.mark.slow
 def test_home_assistant_side_asr_intent_wake_errors_and_limits(tmp_path):
     config = """
-wyoming: {enabled: true, listen: "tcp://127.0.0.1:0", timeout_s: 1.5, max_text_bytes: 300, max_connections: 4}
+wyoming: {enabled: true, listen: "tcp://127.0.0.1:0", timeout_s: 1.5, max_text_bytes: 300, max_connections: 4,
+          max_audio_seconds: 6}
 http: {enabled: false}
 """
     lights = wav_file(tmp_path, "lights.wav", speak("turn off the lights in the kitchen", "slt", tmp_path), 44100, 2)
@@ -199,6 +200,19 @@ http: {enabled: false}
             await silent.write_event(AudioStart(rate=16000, width=2, channels=1).event())
             timeout = await read_until(silent, "error", timeout=10)
             closed = await asyncio.wait_for(silent.read_event(), 5)
+            # a transcription longer than max_audio_seconds (counted at 16 kHz, here sent at 48 kHz)
+            long = AsyncTcpClient(host, port)
+            await long.connect()
+            await long.write_event(AudioStart(rate=48000, width=2, channels=1).event())
+            for _ in range(7):
+                await long.write_event(AudioChunk(rate=48000, width=2, channels=1, audio=bytes(96000)).event())
+            await long.write_event(AudioStop().event())
+            too_long = await read_until(long, "error")
+            await long.write_event(Describe().event())  # the connection goes on
+            still_served = await read_until(long, "info")
+            await long.disconnect()
+            assert Error.from_event(too_long).code == "too-large" and "6 s" in Error.from_event(too_long).text
+            assert Info.is_type(still_served.type)
             # an announced payload over the limit is refused before it is read
             huge = AsyncTcpClient(host, port)
             await huge.connect()
