@@ -43,8 +43,10 @@ MAX_TEXT_CHARS = 2000
 N_BEST_RANK_COST = 0.03
 """Grammar distance added per rank of a recogniser's n-best hypothesis: a later hypothesis wins only
 when it is clearly nearer to a template sentence than the ones the recogniser preferred."""
-MIN_SLOT_SCORE = 0.5
-"""A model-tagged span is resolved to its list's closest value only this close (else the words stay)."""
+MIN_SLOT_SCORE = 0.6
+"""A slot's words must be this close to the list value they are read as (letters or phones, 0..1): a
+model-tagged span further from every value keeps its words, and a grammar match with such a slot is
+left to the model."""
 
 
 class InputError(ValueError):
@@ -158,7 +160,7 @@ class IntentClassifier:
         text = check_text(text)
         text = (spoken_form(text) if self.spoken else written_form(text)) or text
         match = self._grammar(text)
-        if match is not None and match.distance <= self.max_distance:
+        if self._accepts(match):
             return self._grammar_result(text, match, t0)
         result = self._model(text, t0)
         if match is not None:
@@ -183,9 +185,15 @@ class IntentClassifier:
                 score = match.distance + N_BEST_RANK_COST * rank
                 if best is None or score < best[0]:
                     best = (score, text, match)
-        if best is not None and best[2].distance <= self.max_distance:
+        if best is not None and self._accepts(best[2]):
             return self._grammar_result(best[1], best[2], t0)
         return self.classify(transcript.text)
+
+    def _accepts(self, match: "GrammarMatch | None") -> bool:
+        """A grammar match is taken when the text is near its sentence and no slot's words are far from its value."""
+        if match is None or match.distance > self.max_distance:
+            return False
+        return all(_closeness(s) >= MIN_SLOT_SCORE for s in match.slots)
 
     def _grammar(self, text: str) -> "GrammarMatch | None":
         if self.grammar is None:
@@ -193,7 +201,7 @@ class IntentClassifier:
         return self.grammar.match(text, max_distance=1.0)
 
     def _grammar_result(self, text: str, match: "GrammarMatch", t0: float) -> Result:
-        slots = [Slot(s.name, s.value, s.text, s.start, s.end, 1.0, _closeness(match, s)) for s in match.slots]
+        slots = [Slot(s.name, s.value, s.text, s.start, s.end, 1.0, _closeness(s)) for s in match.slots]
         filled = {s.name for s in slots}
         slots += [Slot(name, value, "", 0, 0, 1.0, None) for name, value in match.fixed_slots.items()
                   if name not in filled]
@@ -311,7 +319,7 @@ def load_grammar(package: ModelPackage) -> "Grammar | None":
         raise PackageError(f"{path}: the package's grammar cannot be read ({exc})") from None
 
 
-def _closeness(match: "GrammarMatch", slot) -> float:
+def _closeness(slot) -> float:
     """1.0 when the slot's words are the value's own, less as the recogniser's words drift from them."""
     if slot.text == slot.said:
         return 1.0
@@ -391,13 +399,22 @@ def check_text(text: object) -> str:
         raise InputError(f"expected text (a string), got {type(text).__name__}")
     if "\x00" in text:
         raise InputError(f"input is binary, not text (NUL byte at character {text.index(chr(0))})")
+    surrogate = _SURROGATE.search(text)
+    if surrogate is not None:  # a str that no UTF-8 encodes (JSON "\ud800"); the tokenizer raises TypeError on it
+        raise InputError(f"input is not valid Unicode text (a lone surrogate U+{ord(surrogate.group()):04X} at "
+                         f"character {surrogate.start()}); expected UTF-8 text")
     controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r")
     if controls > max(2, len(text) // 20):
         raise InputError(f"input looks binary, not text ({controls} control characters)")
-    stripped = " ".join(text.split())
-    if not stripped:
+    # Format characters (zero-width space, BOM, joiners) are invisible: text of nothing else is empty.
+    stripped = " ".join(text.split()).strip(_INVISIBLE)
+    if not stripped or not any(unicodedata.category(ch) != "Cf" and not ch.isspace() for ch in stripped):
         raise InputError("input is empty; expected a command such as 'turn off the kitchen lights'")
     return stripped
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INVISIBLE = "".join(chr(c) for c in (0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD, 0x180E)) + " "
 
 
 __all__ = ["IntentClassifier", "InputError", "PackageError", "BackendUnavailable", "check_text", "choose_variant"]

@@ -4,6 +4,7 @@ What it assembles, top to bottom::
 
     microphone (MicSource + watchdog) ─▶ LiveLoop (wake ─▶ VAD ─▶ STT ─▶ Recognizer) ─▶ Event ─▶ Fanout ─▶ stdout | MQTT | hooks | metrics
     HTTP API (POST /v1/intent, /v1/recognize) ──────────────────────────▶ Recognizer ─▶ Event ─┘
+    Wyoming (edge.wyoming_server: asr, intent, wake for Home Assistant) ─▶ STT / Recognizer / wake engines
     POST /v1/listen, MQTT edge/listen ─▶ LiveLoop.listen_once ─┘
 
 ``liveloop.activation`` picks what starts a command: ``wake`` (the default: the wake word, "hey
@@ -14,7 +15,7 @@ every output sees them.
 Lifecycle, as systemd sees it (``systemd/edge-intent.service``, ``Type=notify``):
 
 * start: the configuration is checked, the models (intent, STT, wake word) are loaded, the
-  outputs and the HTTP server are started, then ``READY=1`` is sent (``sdnotify``, the small
+  outputs, the HTTP and the Wyoming servers are started, then ``READY=1`` is sent (``sdnotify``, the small
   pure-Python client of systemd's notification socket); the microphone is opened after that,
   and retried with backoff (logged) while it is missing, so a USB microphone plugged in later is
   picked up. Once open, :class:`edge.audio.MicSource`'s stale-audio watchdog reopens it (by
@@ -25,10 +26,11 @@ Lifecycle, as systemd sees it (``systemd/edge-intent.service``, ``Type=notify``)
   back). A deaf or hung loop stops the pings and systemd restarts the service.
 * SIGHUP: the configuration is read again; if it is valid the parts whose settings changed are
   rebuilt and a new live loop takes over after the command in flight, on the same microphone
-  stream unless the ``audio`` section changed; if not, the error is logged and the running
-  configuration stays.
+  stream unless the ``audio`` section changed; the Wyoming server is restarted when its own section
+  changed, else it takes the new engines for its next requests; if not valid, the error is logged
+  and the running configuration stays.
 * SIGTERM (or Ctrl-C): the command in flight is heard to its end, within the live loop's
-  limits, classified and published; then the HTTP server stops, queued MQTT events and running
+  limits, classified and published; then the HTTP and Wyoming servers stop, queued MQTT events and running
   hooks are given their time, the profiler writes what it holds, and the process exits 0.
 
 ``/healthz`` gets its body from :meth:`Daemon.health` alone: the live loop's
@@ -45,7 +47,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -62,14 +63,18 @@ if TYPE_CHECKING:
     from edge.classifier import IntentClassifier
     from edge.liveloop import LiveLoop, LoopStatus
     from edge.outputs import Fanout, Output
+    from edge.outputs.hermes import NluQuery
     from edge.outputs.http import HttpApi
+    from edge.wyoming_server import Services, WyomingServer
     from edge.profiler import Profiler
     from edge.profiles import Profile
-    from edge.stt import SttEngine
+    from edge.stt import SttEngine, Transcript
     from edge.vad import Endpointer
     from edge.wake import WakeEngine, WakeSettings
 
 PROG = "edge-intent serve"
+RECOGNIZER_WAIT_S = 0.5
+"""How long ``POST /v1/recognize`` waits for the HTTP recogniser when another request has it."""
 log = logging.getLogger("edge.daemon")
 
 
@@ -122,6 +127,14 @@ class Recognizer:
         with self._lock:
             with self.profiler.track() as rec:
                 result = self.classifier.classify(text)
+                rec.finish(result)
+        return result
+
+    def classify_transcript(self, transcript: "Transcript") -> Result:
+        """:meth:`classify` for the pipeline: the recogniser's n-best tried against the grammar first."""
+        with self._lock:
+            with self.profiler.track() as rec:
+                result = self.classifier.classify_transcript(transcript)
                 rec.finish(result)
         return result
 
@@ -387,6 +400,28 @@ class _Tap:
             self.mic.stop()
 
 
+class _Deadline:
+    """The frames of a source until ``seconds`` of wall-clock time have passed (then ``expired``)."""
+
+    def __init__(self, source: Any, seconds: float) -> None:
+        self.source = source
+        self.description = source.description
+        self.deadline = time.monotonic() + seconds
+        self.expired = False
+        self.seconds = 0.0  # audio let through
+
+    def __iter__(self) -> Iterator["Frame"]:
+        for frame in self.source:
+            if time.monotonic() > self.deadline:
+                self.expired = True
+                return
+            self.seconds += len(frame.samples) / 16000
+            yield frame
+
+    def stop(self) -> None:
+        self.source.stop()
+
+
 # --------------------------------------------------------------------------- the daemon
 
 
@@ -394,11 +429,12 @@ class Daemon:
     """Owns the parts, runs the main loop, handles signals' requests; see the module docstring."""
 
     def __init__(self, config: Config, config_path: str | None, notifier: Notifier | None = None,
-                 http_override: str | None = None, no_mic: bool = False) -> None:
+                 http_override: str | None = None, no_mic: bool = False, wyoming_override: str | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.notifier = notifier or Notifier()
         self.http_override = http_override
+        self.wyoming_override = wyoming_override
         self.no_mic = no_mic
         self.started = time.monotonic()
         self.reloads = 0
@@ -407,6 +443,7 @@ class Daemon:
         self._reload = False
         self.listener: Listener | None = None
         self.http: HttpApi | None = None
+        self.wyoming: WyomingServer | None = None
         self.fanout: Fanout | None = None
         self._outputs: dict[str, Output] = {}
         self._speech_lock = threading.Lock()
@@ -431,10 +468,12 @@ class Daemon:
         self.metrics.set_model(classifier.model_label, classifier.backend_label, self._stt_name(c))
         self._build_outputs(c)
         self._start_http(c)
+        self._start_wyoming(c)
         if self._mic_enabled(c):
             self.listener = Listener(c, self._speech_parts, self.recognizer, self.emit, self.tick,
                                      source=self.config_path or "(defaults)")
         where = f"; HTTP on {self.http.url}" if self.http else ""
+        where += f"; Wyoming on {self.wyoming.uri}" if self.wyoming else ""
         log.info("ready: %s on %s%s", classifier.model_label, classifier.backend_label, where)
         self.notifier.notify("READY=1", f"STATUS=ready: {classifier.model_label} on {classifier.backend_label}{where}")
 
@@ -457,15 +496,21 @@ class Daemon:
         return classifier
 
     def _parts_factory(self, c: Config, classifier: "IntentClassifier") -> SpeechParts:
-        from edge.stt import create_engine
         from edge.vad import Endpointer
 
-        stt_settings, vad_settings, package, profile = c.stt, c.vad, classifier.package, self.profile
+        vad_settings, create_stt = c.vad, self._stt_factory(c, classifier)
 
         def parts() -> "tuple[Endpointer, SttEngine]":
-            return Endpointer(vad_settings), create_engine(stt_settings, package=package, profile=profile)
+            return Endpointer(vad_settings), create_stt()
 
         return parts
+
+    def _stt_factory(self, c: Config, classifier: "IntentClassifier") -> Callable[[], "SttEngine"]:
+        """Builds the STT engine the microphone path uses: the profile's engine, the package's adaptation."""
+        from edge.stt import create_engine
+
+        stt_settings, package, profile = c.stt, classifier.package, self.profile
+        return lambda: create_engine(stt_settings, package=package, profile=profile)
 
     def _build_outputs(self, c: Config, old: Config | None = None) -> None:
         """Build the outputs; on reload keep those whose settings did not change (an MQTT session, its queue)."""
@@ -478,7 +523,8 @@ class Daemon:
         if c.stdout.enabled:
             wanted["stdout"] = (c.stdout, StdoutOutput)
         if c.mqtt.enabled:
-            wanted["mqtt"] = (c.mqtt, lambda: MqttOutput(c.mqtt, self.metrics, on_listen=self.listen_in_background))
+            wanted["mqtt"] = (c.mqtt, lambda: MqttOutput(c.mqtt, self.metrics, on_listen=self.listen_in_background,
+                                                         on_query=self.nlu_query))
         if c.hooks.commands:
             wanted["hooks"] = (c.hooks, lambda: HookRunner(c.hooks, self.metrics))
         outputs: dict[str, Output] = {}
@@ -498,6 +544,42 @@ class Daemon:
         self.fanout = Fanout([self.metrics, *outputs.values()], on_error=self.metrics.error)
         for output in retired:
             output.close()
+
+    def _wyoming_services(self, c: Config) -> "Services":
+        """What the Wyoming server answers with: the shared classifier, the STT and wake engines of this configuration."""
+        from edge import wake
+        from edge.settings import SettingsError
+        from edge.wyoming_server import Services, wake_models
+
+        classifier = self.recognizer.classifier
+        publish = c.wyoming.publish
+        wake_settings = c.wake
+
+        def create_wake(phrases: tuple[str, ...] | None) -> "WakeEngine":
+            return wake.create_engine(wake_settings if phrases is None else wake_settings.for_phrases(phrases))
+
+        try:
+            listed = wake_models(wake_settings, classifier.package.language)
+        except wake.WakeError as exc:
+            raise SettingsError(self.config_path or "(defaults)", "wake", str(exc)) from None
+        return Services(classify=lambda text: self.classify_text(text, publish).result,  # type: ignore[return-value]
+                        create_stt=self._stt_factory(c, classifier), create_wake=create_wake,
+                        stt_name=self._stt_name(c), model_label=classifier.model_label,
+                        language=classifier.package.language, wake_models=listed)
+
+    def _start_wyoming(self, c: Config) -> None:
+        from edge.wyoming_server import WyomingServer
+
+        if not c.wyoming.enabled:
+            self.wyoming = None
+            return
+        server = WyomingServer(c.wyoming, self._wyoming_services(c))
+        try:
+            server.start()
+        except OSError as exc:
+            exc.edge_setting = f"wyoming.listen {c.wyoming.listen}"  # type: ignore[attr-defined]
+            raise
+        self.wyoming = server
 
     def _start_http(self, c: Config) -> None:
         from edge.outputs.http import HttpApi
@@ -520,17 +602,45 @@ class Daemon:
         self._published(event, publish)
         return event
 
+    def nlu_query(self, query: "NluQuery") -> Event:
+        """A Hermes ``hermes/nlu/query`` (MQTT): classified, and published with the query's ids to every output.
+
+        An intent outside the query's ``intentFilter`` is answered as not recognised. Raises
+        :class:`edge.classifier.InputError` for text that cannot be classified.
+        """
+        result = self.recognizer.classify(query.input)
+        if query.intent_filter is not None and result.intent not in query.intent_filter:
+            result = dataclasses.replace(result, intent=None, confidence=None)
+        event = dataclasses.replace(Event.from_result(result), data={"hermes": query.context()})
+        self.emit(event)
+        return event
+
     def recognize_wav(self, body: bytes, publish: bool) -> list[Event]:
         """``POST /v1/recognize``: one event per utterance in the WAV; raises AudioError for a bad file."""
         from edge.audio import SamplesSource
         from edge.pipeline import Pipeline
 
-        samples = decode_wav(body)
-        with self._speech_lock:  # one VAD + STT for HTTP, built on first use (the microphone has its own)
+        from edge.outputs.http import RequestError
+
+        limits = self.config.http
+        samples = decode_wav(body, limits.max_wav_seconds, "http.max_wav_seconds")
+        # One VAD + STT for HTTP, built on first use (the microphone has its own). Busy for longer than
+        # a short command takes to recognise: say so, rather than queue behind up to recognize_timeout_s.
+        if not self._speech_lock.acquire(timeout=RECOGNIZER_WAIT_S):
+            raise RequestError(503, "busy: another POST /v1/recognize is being recognised (one at a time); "
+                                    "retry later", {"Retry-After": "1"})
+        try:
             if self._http_parts is None:
                 self._http_parts = self._speech_parts()
             vad, stt = self._http_parts
-            results = list(Pipeline(SamplesSource(samples, "request body"), vad, stt, self.recognizer).run())
+            source = _Deadline(SamplesSource(samples, "request body"), limits.recognize_timeout_s)
+            results = list(Pipeline(source, vad, stt, self.recognizer).run())
+        finally:
+            self._speech_lock.release()
+        if source.expired:  # the pipeline closed the utterance in flight: the recogniser is ready for the next
+            raise RequestError(413, f"recognising the request body took longer than {limits.recognize_timeout_s:g} s "
+                                    f"(http.recognize_timeout_s), after {source.seconds:.1f} of "
+                                    f"{len(samples) / 16000:.1f} s of audio; send shorter audio")
         events = [Event.from_result(r) for r in results]
         for event in events:
             self._published(event, publish)
@@ -595,6 +705,7 @@ class Daemon:
             "microphone": mic,
             "loop": status.to_dict() if status is not None else None,
             "outputs": self.fanout.health() if self.fanout else {},
+            "wyoming": self.wyoming.health() if self.wyoming else None,
             "config": self.config_path or "(defaults)",
             "reloads": self.reloads,
         }
@@ -642,7 +753,8 @@ class Daemon:
 
         self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         try:
-            new = apply_overrides(config_mod.load(self.config_path), self.http_override, self.no_mic)
+            new = apply_overrides(config_mod.load(self.config_path), self.http_override, self.no_mic,
+                                  self.wyoming_override)
             self._apply(new)
         except Exception as exc:  # SettingsError, a model that will not load, a port in use: keep running as we are
             message = str(exc) if isinstance(exc, SettingsError) else f"{type(exc).__name__}: {exc}"
@@ -689,12 +801,20 @@ class Daemon:
             if self.http is not None:
                 self.http.close()
             self._start_http(new)
+        if new.wyoming != old.wyoming:
+            if self.wyoming is not None:
+                self.wyoming.close()
+            self._start_wyoming(new)
+        elif self.wyoming is not None and (classifier is not None or parts is not None or new.wake != old.wake):
+            self.wyoming.update(self._wyoming_services(new))
         self.config = new
 
     def close(self) -> None:
         """Stop serving, deliver what is queued, write the profiler's records."""
         if self.http is not None:
             self.http.close()
+        if self.wyoming is not None:
+            self.wyoming.close()
         if self.fanout is not None:
             self.fanout.close()
         self.recognizer.profiler.close()
@@ -704,37 +824,29 @@ class Daemon:
 # --------------------------------------------------------------------------- helpers
 
 
-def decode_wav(body: bytes) -> "np.ndarray":
+def decode_wav(body: bytes, max_seconds: float, limit_name: str) -> "np.ndarray":
     """A WAV file in memory as 16 kHz mono int16 (any format :func:`edge.audio.read_wav` reads)."""
-    from edge.audio import AudioError, read_wav
+    from edge.audio import read_wav_bytes
 
-    # read_wav reads a path; an anonymous in-memory file gives it one without touching the SD card.
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("request-body", os.MFD_CLOEXEC)
-        path = f"/proc/self/fd/{fd}"
-    else:
-        fd, path = tempfile.mkstemp(suffix=".wav")
-    try:
-        view = memoryview(body)
-        while view:
-            view = view[os.write(fd, view):]
-        samples, _ = read_wav(path)
-    except AudioError as exc:
-        raise AudioError(str(exc).replace(path, "request body")) from None
-    finally:
-        os.close(fd)
-        if not path.startswith("/proc/"):
-            os.unlink(path)
-    return samples
+    return read_wav_bytes(body, "request body", max_seconds, limit_name)[0]
 
 
-def apply_overrides(config: Config, http: str | None = None, no_mic: bool = False) -> Config:
-    """``--http`` and ``--no-mic`` on top of the file (checked like the file: a public address needs a token)."""
+def apply_overrides(config: Config, http: str | None = None, no_mic: bool = False,
+                    wyoming: str | None = None) -> Config:
+    """``--http``, ``--wyoming`` and ``--no-mic`` on top of the file (checked like the file: a public HTTP
+    address needs a token)."""
     from edge.config import check
+    from edge.settings import SettingsError
 
     if http is not None:
         config = dataclasses.replace(config, http=dataclasses.replace(config.http, listen=http, enabled=True))
         config = check(config, "--http")
+    if wyoming is not None:
+        try:
+            settings = dataclasses.replace(config.wyoming, listen=wyoming, enabled=True)
+        except ValueError as exc:
+            raise SettingsError("--wyoming", "wyoming", str(exc)) from None
+        config = check(dataclasses.replace(config, wyoming=settings), "--wyoming")
     if no_mic:
         config = dataclasses.replace(config, audio=dataclasses.replace(config.audio, enabled=False))
     return config
@@ -773,6 +885,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE",
                    help=f"YAML configuration (default {DEFAULT_CONFIG_PATH}; built-in defaults when that is missing)")
     p.add_argument("--http", metavar="HOST:PORT", help="serve the HTTP API here (overrides http.listen)")
+    p.add_argument("--wyoming", metavar="URI", help="serve the Wyoming protocol (Home Assistant, wyoming-satellite) "
+                   "here: tcp://HOST:PORT or unix:///PATH (turns wyoming.enabled on, overrides wyoming.listen)")
     p.add_argument("--no-mic", action="store_true", help="no microphone: the HTTP API only")
     p.add_argument("--check", action="store_true", help="check the configuration, print it as JSON and exit")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
@@ -793,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
     if path is None and Path(DEFAULT_CONFIG_PATH).is_file():
         path = DEFAULT_CONFIG_PATH
     try:
-        config = apply_overrides(config_mod.load(path), args.http, args.no_mic)
+        config = apply_overrides(config_mod.load(path), args.http, args.no_mic, args.wyoming)
     except SettingsError as exc:
         return fail(PROG, str(exc))
     if args.check:
@@ -810,7 +924,7 @@ def main(argv: list[str] | None = None) -> int:
     if path is None:
         log.info("no configuration file (%s is missing): using the defaults", DEFAULT_CONFIG_PATH)
 
-    daemon = Daemon(config, path, http_override=args.http, no_mic=args.no_mic)
+    daemon = Daemon(config, path, http_override=args.http, no_mic=args.no_mic, wyoming_override=args.wyoming)
     # Handlers go in before the models load, so a SIGTERM during start-up still ends cleanly.
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
@@ -819,8 +933,9 @@ def main(argv: list[str] | None = None) -> int:
         daemon.start()
     except (PackageError, BackendUnavailable, SttError, SettingsError) as exc:
         return fail(PROG, str(exc), code=1)
-    except OSError as exc:  # the HTTP port is taken, or the address is not on this machine
-        return fail(PROG, f"http.listen {config.http.listen}: {exc.strerror or exc}", code=1)
+    except OSError as exc:  # a port is taken, or the address is not on this machine
+        where = getattr(exc, "edge_setting", None) or f"http.listen {config.http.listen}"
+        return fail(PROG, f"{where}: {exc.strerror or exc}", code=1)
     try:
         daemon.run()
     finally:

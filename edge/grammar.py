@@ -53,6 +53,10 @@ MAX_RANGE_VALUES = 2000
 SOFT_WORDS = frozenset("a an the um uh er please and to of in on for my me can could would you".split())
 """Words a recogniser drops or adds most often: skipping or adding one costs less."""
 SOFT_COST = 0.5
+WEAK_SIMILARITY = 0.6
+"""Below this similarity two words are simply different: substituting one for the other then costs a
+little more than an extra word, so a word the recogniser added is not read as an optional slot's value."""
+WEAK_COST = 1.05
 MERGE_SIMILARITY = 0.88
 """Two transcript words count as one grammar word ("never mind" / "nevermind") only when they spell it
 nearly exactly; looser, and an extra word next to a slot value is swallowed into it."""
@@ -721,8 +725,7 @@ class Grammar:
     def _scorer(self, words: list[str]) -> _Scorer:
         vocab = self.vocabulary
         sim = similarity(vocab, words, self._sound, sound(words))
-        sub = np.where(sim >= 1.0, 0.0, 1.0 - sim)
-        sub = np.where(sim < 0.3, 1.0, sub)  # unlike words: a plain substitution
+        sub = np.where(sim >= 1.0, 0.0, np.where(sim >= WEAK_SIMILARITY, 1.0 - sim, WEAK_COST))
         if len(words) > 1:
             pairs = [a + b for a, b in zip(words, words[1:])]
             msim = similarity(vocab, pairs, self._sound, sound(pairs))
@@ -763,6 +766,78 @@ class Grammar:
         return [bound(t.node) for t in self.templates]
 
 
+def to_jsgf(grammar: Grammar, known: set[str] | None = None, name: str = "commands") -> str:
+    """The templates as a JSGF grammar (for PocketSphinx's grammar search), or "" when none can be written.
+
+    Parts used more than once become rules of their own, so the grammar stays the size of the
+    file. Wildcards and ranges too large to list cannot be written as a finite grammar; templates
+    with them, and alternatives with words outside ``known`` (the recogniser's dictionary), are left out.
+    """
+    uses: dict[int, int] = {}
+
+    def count(node: Any) -> None:
+        uses[id(node)] = uses.get(id(node), 0) + 1
+        if uses[id(node)] > 1:
+            return
+        for child in _children(node):
+            count(child)
+
+    for t in grammar.templates:
+        count(t.node)
+    rules: dict[int, str] = {}
+    bodies: list[str] = []
+    memo: dict[int, str | None] = {}
+
+    def body(node: Any) -> str | None:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if isinstance(node, Words):
+            out = " ".join(node.words) if all(known is None or w in known for w in node.words) else None
+        elif isinstance(node, Seq):
+            parts = [ref(i) for i in node.items]
+            out = None if any(p is None for p in parts) else " ".join(p for p in parts if p)
+        elif isinstance(node, Alt):
+            parts = [p for p in (ref(i) for i in node.items) if p is not None]
+            if not parts and not node.optional:
+                out = None
+            elif not parts:
+                out = ""
+            else:
+                joined = " | ".join(parts)
+                out = f"[ {joined} ]" if node.optional else f"( {joined} )"
+        elif isinstance(node, Slot) and node.kind == "list":
+            parts = [p for p in (ref(v.body) for v in node.values) if p]
+            out = f"( {' | '.join(parts)} )" if parts else None
+        else:
+            out = None  # a wildcard or a large range
+        memo[key] = out
+        return out
+
+    def ref(node: Any) -> str | None:
+        text = body(node)
+        if text is None or uses.get(id(node), 0) < 2 or isinstance(node, Words) or not text:
+            return text
+        if id(node) not in rules:
+            rules[id(node)] = f"<r{len(rules)}>"
+            bodies.append(f"{rules[id(node)]} = {text};")
+        return rules[id(node)]
+
+    tops = [t for t in (ref(t.node) for t in grammar.templates) if t]
+    if not tops:
+        return ""
+    return "\n".join(["#JSGF V1.0;", f"grammar {name};", f"public <command> = {' | '.join(dict.fromkeys(tops))};",
+                      *bodies]) + "\n"
+
+
+def _children(node: Any) -> list:
+    if isinstance(node, (Seq, Alt)):
+        return list(node.items)
+    if isinstance(node, Slot):
+        return [v.body for v in node.values]
+    return []
+
+
 def _flatten(path: list, slots: list[GrammarSlot], spoken: str, offsets: list[int]) -> list[str]:
     """The grammar sentence's words; the slots on the way are appended to ``slots`` in order."""
     words: list[str] = []
@@ -778,4 +853,4 @@ def _flatten(path: list, slots: list[GrammarSlot], spoken: str, offsets: list[in
     return words
 
 
-__all__ = ["Grammar", "GrammarMatch", "GrammarSlot", "minplus"]
+__all__ = ["Grammar", "GrammarMatch", "GrammarSlot", "minplus", "to_jsgf"]

@@ -54,8 +54,15 @@ def adapt_package(package_dir: str | Path, sentences: list[str], general_words: 
     """Build the artefacts from ``sentences`` (and Whisper's prompt) into the package and record them;
     returns the build's stats."""
     package_dir = Path(package_dir)
+    grammar_file = ModelPackage.load(package_dir).grammar_file()
+    grammar = None
+    if grammar_file is not None:
+        from edge.grammar import Grammar
+
+        grammar = Grammar.from_file(grammar_file)
     built = adapt.build(sentences, package_dir / adapt.SECTION, general_words=general_words,
-                        vosk_general_words=vosk_general_words, max_lambda=max_lambda, whisper_prompt=whisper_prompt)
+                        vosk_general_words=vosk_general_words, max_lambda=max_lambda, whisper_prompt=whisper_prompt,
+                        grammar=grammar)
     stats = built.pop("stats")
     add_artifacts(package_dir, adapt.SECTION, built)
     missing = stats["words_without_pronunciation"]

@@ -15,8 +15,9 @@ is the all-MiniLM-L6-v2 sentence encoder (``--base`` a BERT directory), or a mod
 (``--base models/squeezebert-hwu64``, the default for an intents YAML): its encoder and
 tokenizer are kept and only new heads are learnt, in one dense fine-tune without distillation.
 
-Every stage writes its result into ``--work`` (default ``runs/<package name>``) and is skipped
-when its output is already there, so an interrupted run resumes where it stopped. The run is
+Every stage writes its result into ``--work`` (default ``runs/<package name>``) beside a key of
+what made it (data, base model, arguments), and is skipped when that output is there with the
+same key, so an interrupted run resumes where it stopped and a different run starts afresh. The run is
 seeded; with the same inputs and versions it produces the same package.
 """
 
@@ -106,6 +107,11 @@ def main(argv=None) -> int:
     # on this 2-core host with other jobs running, a training step took 16.6 s spinning, 2.4 s passive.
     # (Read when torch loads its OpenMP runtime, so it must be set before the import below.)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    missing = missing_extra("train")
+    if missing:
+        _log(f"edge-train: the [train] extra is not installed (missing: {', '.join(missing)}); install it with "
+             "pip install 'edge-intent[train]', or script/setup --train in a checkout")
+        return 2
     from tools.data import DataError
 
     try:
@@ -153,15 +159,28 @@ def _train(args) -> int:
     intent_ids = {n: i for i, n in enumerate(intents)}
     tag_ids = {t: i for i, t in enumerate(tags)}
     seen_texts = {e.text for e in train_ex + dev_ex}
-    oos_train = generated_out_of_scope(oos_n, seed=args.seed, exclude=seen_texts)
-    if d.none_label:
-        oos_train = [dataclasses.replace(e, intent=d.none_label) for e in oos_train]
+    grammar = None
+    if d.grammar is not None:
+        from edge.grammar import Grammar
+        from tools import out_of_scope
+
+        grammar = Grammar.from_dict(d.grammar)
+        oos_train = out_of_scope.pool(oos_n, args.seed, grammar, seen_texts, label=d.none_label)
+    else:
+        oos_train = generated_out_of_scope(oos_n, seed=args.seed, exclude=seen_texts)
     n_oos = sum(e.intent is None or e.intent == d.none_label for e in train_ex)
     n_intents = len(intents) - (d.none_label is not None)
     _log(f"  {len(train_ex)} train ({n_oos} labelled out-of-scope), {len(dev_ex)} dev, {n_intents} intents"
          f"{' and a none class' if d.none_label else ''}, {len(tags)} slot tags, {len(oos_train)} generated out-of-scope")
 
+    # Each stage's output is reused only when what made it is the same (see _fresh): a work directory
+    # shared by two trainings (the default is runs/<name>, and two --out dirs can share a name) never
+    # hands one the other's checkpoint.
+    data_key = _digest([(e.text, e.intent, e.entities) for e in train_ex], [(e.text, e.intent, e.entities) for e in dev_ex],
+                       [e.text for e in oos_train], intents, tags)
+    base_key = _digest(_dir_digest(base))
     tok_path = work / "tokenizer.json"
+    tok_key = _digest(base_key, [e.text for e in train_ex + dev_ex], args.vocab_size, from_package)
     if from_package:
         # The package's embedding rows are in its tokenizer's order: keep both as they are.
         from edge.package import ModelPackage
@@ -171,10 +190,12 @@ def _train(args) -> int:
         _log(f"  base: {base} (its {tokenizer.get_vocab_size()}-piece vocabulary is kept)")
     else:
         keep_path = work / "kept_ids.json"
-        if not tok_path.exists():
+        if not (_fresh(tok_path, tok_key) and _fresh(keep_path, tok_key)):
             pruned, kept = prune(base / "tokenizer.json", [e.text for e in train_ex + dev_ex], args.vocab_size)
             tok_path.write_text(json.dumps(pruned, ensure_ascii=False))
             keep_path.write_text(json.dumps(kept))
+            _made(tok_path, tok_key)
+            _made(keep_path, tok_key)
         kept = json.loads(keep_path.read_text())
         tokenizer = Tokenizer.from_file(str(tok_path))
         _log(f"  vocabulary: {len(kept)} word pieces kept")
@@ -190,7 +211,8 @@ def _train(args) -> int:
 
     # 2. dense model
     teacher_path = work / "teacher.pt"
-    if not teacher_path.exists():
+    teacher_key = _digest(tok_key, data_key, cfg.__dict__, args.max_seq_len)
+    if not _fresh(teacher_path, teacher_key):
         _log(f"[2/5] fine-tuning the dense SqueezeBERT from {base} for {cfg.epochs} epochs")
         if from_package:
             model = load_from_package(base, len(intents), len(tags))
@@ -198,19 +220,22 @@ def _train(args) -> int:
             model = from_minilm(kept, len(intents), len(tags), args.max_seq_len, base)
         model, history = train(model, train_enc, cfg, evaluate, log=_log)
         save(model, teacher_path, {"history": history})
+        _made(teacher_path, teacher_key)
     else:
         _log(f"[2/5] dense model: {teacher_path} (already trained)")
     teacher, teacher_extra = load(teacher_path)
 
     # 3. grouped student, distilled
     student_path = work / f"student-g{groups}.pt"
-    if groups > 1 and not student_path.exists():
-        scfg = TrainConfig(**{**cfg.__dict__, "epochs": args.student_epochs, "lr": args.student_lr,
-                                          "hidden_only_epochs": args.hidden_only_epochs})
+    scfg = TrainConfig(**{**cfg.__dict__, "epochs": args.student_epochs, "lr": args.student_lr,
+                          "hidden_only_epochs": args.hidden_only_epochs})
+    student_key = _digest(teacher_key, scfg.__dict__, groups)
+    if groups > 1 and not _fresh(student_path, student_key):
         _log(f"[3/5] student: groups={groups}, distilled from the dense model for {scfg.epochs} epochs")
         student = to_grouped(teacher, Groups.squeezed(groups))
         student, history = train(student, train_enc, scfg, evaluate, teacher=teacher, log=_log)
         save(student, student_path, {"history": history})
+        _made(student_path, student_key)
     elif groups == 1:
         _log("[3/5] no grouped student (--groups 1): the dense model ships")
 
@@ -222,16 +247,25 @@ def _train(args) -> int:
         candidates[f"g{groups}"] = load(student_path)[0]
     labels = {"intents": intents, "slot_tags": tags}
     _log("[4/5] export and quantisation (ONNX, TFLite; fp32 and int8)")
+    export_key = _digest(teacher_key, student_key if groups > 1 else None, args.seed)
+    if not _fresh(work / "export", export_key):  # export_all reuses every file it finds there
+        (work / "export").mkdir()
+        _made(work / "export", export_key)
     exported = export.export_all(candidates, tokenizer, labels, work, args.max_seq_len, dev_enc, seed=args.seed)
     _log("[5/5] package: choose, calibrate out-of-scope rejection, evaluate")
-    calib_oos = generated_out_of_scope(500, seed=args.seed + 1, exclude=seen_texts)
+    if grammar is not None:
+        calib_oos = out_of_scope.pool(500, args.seed + 1, grammar, seen_texts, part="calibrate")
+        oos_eval = out_of_scope.pool(1000, args.seed + 2, grammar, seen_texts, part="evaluate")
+    else:
+        calib_oos = generated_out_of_scope(500, seed=args.seed + 1, exclude=seen_texts)
+        oos_eval = generated_out_of_scope(1000, seed=args.seed + 2, exclude=seen_texts)
     package_writer.build(
         out=args.out, name=name, version=args.version, work=work, exported=exported, candidates=candidates,
         labels=labels, train_texts=d.sentences,
         tokenizer_path=tok_path, dev=dev_ex, calib_oos=calib_oos, evals=evals,
         eval_limit=args.eval_limit, source_info=d.source_info, max_seq_len=args.max_seq_len,
         histories={"teacher": teacher_extra.get("history", [])}, args=vars(args), started=started,
-        oos_eval=generated_out_of_scope(1000, seed=args.seed + 2, exclude=seen_texts),
+        oos_eval=oos_eval,
         slot_values=d.slot_values, base_model=_describe_base(base, from_package), oos_margin=templates and not args.dev,
         grammar=d.grammar, none_label=d.none_label,
         eval_sample=(eval_sample, f"labelled commands from {args.eval_sample.name} (--eval-sample)") if eval_sample else None,
@@ -243,6 +277,69 @@ def _train(args) -> int:
         stt_adapt.adapt_package(args.out, d.sentences or [e.text for e in train_ex], whisper_prompt=d.prompt)
     print(summary(args.out, time.time() - started), flush=True)
     return 0
+
+
+def missing_extra(extra: str, requirements: list[str] | None = None) -> list[str]:
+    """Distributions of edge-intent's ``extra`` that are not installed (empty when all are, or when
+    edge-intent itself is not installed and so cannot say)."""
+    import re
+    from importlib import metadata
+
+    if requirements is None:
+        try:
+            requirements = metadata.requires("edge-intent") or []
+        except metadata.PackageNotFoundError:
+            return []
+    missing = []
+    for requirement in requirements:
+        if not re.search(rf"""extra\s*==\s*["']{re.escape(extra)}["']""", requirement):
+            continue
+        name = re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0]
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            missing.append(name)
+    return missing
+
+
+def _digest(*parts) -> str:
+    """A stable key for what went into a stage (JSON of the parts; dataclasses by their repr)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def _dir_digest(base: Path) -> list:
+    """The base model's files by name and content (a package's manifest already holds its checksums)."""
+    import hashlib
+
+    if (base / "manifest.json").is_file():
+        return [hashlib.sha256((base / "manifest.json").read_bytes()).hexdigest()]
+    out = []
+    for path in sorted(p for p in base.rglob("*") if p.is_file()):
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        out.append([str(path.relative_to(base)), h.hexdigest()])
+    return out
+
+
+def _fresh(path: Path, key: str) -> bool:
+    """True when ``path`` was made from ``key``; otherwise it is removed, and the stage runs again."""
+    stamp = path.with_name(path.name + ".key")
+    if path.exists() and stamp.is_file() and stamp.read_text() == key:
+        return True
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+    stamp.unlink(missing_ok=True)
+    return False
+
+
+def _made(path: Path, key: str) -> None:
+    path.with_name(path.name + ".key").write_text(key)
 
 
 @dataclasses.dataclass

@@ -279,7 +279,8 @@ class MixedLM:
 
 
 def build(sentences: list[str], out_dir: str | Path, general_words: int = 20000, vosk_general_words: int = 1000,
-          max_lambda: float = 0.9, lam: float | None = None, whisper_prompt: str = "") -> dict[str, Any]:
+          max_lambda: float = 0.9, lam: float | None = None, whisper_prompt: str = "",
+          grammar: Any = None) -> dict[str, Any]:
     """Write the adaptation artefacts for ``sentences`` into ``out_dir``; return what was written.
 
     The returned mapping has the manifest layout (``{"pocketsphinx": {"lm": ..., "dict": ...},
@@ -338,6 +339,13 @@ def build(sentences: list[str], out_dir: str | Path, general_words: int = 20000,
         "report": f"{rel}/adaptation.json",
         "stats": stats,
     }
+    if grammar is not None:
+        from edge.grammar import to_jsgf
+
+        jsgf = to_jsgf(grammar, set(dictionary))
+        if jsgf:
+            (out_dir / "commands.jsgf").write_text(jsgf, encoding="utf-8")
+            built["pocketsphinx"]["jsgf"] = f"{rel}/commands.jsgf"
     if whisper_prompt.strip():
         (out_dir / "whisper-prompt.txt").write_text(" ".join(whisper_prompt.split()) + "\n", encoding="utf-8")
         built["whisper"] = {"prompt": f"{rel}/whisper-prompt.txt"}
