@@ -101,7 +101,7 @@ def choose_variant(package: ModelPackage, backend: str | None, precision: str | 
 class IntentClassifier:
     """The one public entry point: ``IntentClassifier.load().classify("turn off the lights")``."""
 
-    def __init__(self, package: ModelPackage, backend: Backend, choice: Choice, threads: int):
+    def __init__(self, package: ModelPackage, backend: Backend, choice: Choice, threads: int, grammar: bool = True):
         self.package = package
         self.backend = backend
         self.choice = choice
@@ -118,14 +118,15 @@ class IntentClassifier:
         self.slot_values = {k: {s.lower(): v for s, v in m.items()} for k, m in package.slot_values.items()}
         self.sep_id = self.tokenizer.token_to_id("[SEP]")
         self.spoken = package.text_form == "spoken"
-        self.grammar = load_grammar(package)
+        self.grammar = load_grammar(package) if grammar else None
         self.max_distance = package.grammar_max_distance
         none_label = package.manifest.get("oos", {}).get("none_label")
         self.none_index = self.labels.index(none_label) if none_label in self.labels else None
 
     @classmethod
     def load(cls, model: str | Path | None = None, backend: str | None = None, precision: str | None = None,
-             threads: int | None = None, profile: Profile | None = None) -> "IntentClassifier":
+             threads: int | None = None, profile: Profile | None = None, grammar: bool = True) -> "IntentClassifier":
+        """``grammar=False``: the model alone, even for a package with templates (to measure the model)."""
         package = model if isinstance(model, ModelPackage) else find_package(str(model) if model else None)
         n_threads = threads or (profile.threads if profile else 1)
         failed: dict[str, str] = {}
@@ -144,7 +145,7 @@ class IntentClassifier:
                 log.warning("%s could not open the model (%s); trying the next backend", choice.backend, exc)
                 failed[choice.backend] = str(exc)
         log.info("model %s %s: %s/%s (%s)", package.name, package.version, choice.backend, choice.precision, choice.reason)
-        return cls(package, be, choice, n_threads)
+        return cls(package, be, choice, n_threads, grammar=grammar)
 
     @property
     def backend_label(self) -> str:
