@@ -71,7 +71,7 @@ def evaluate_package(package_dir: Path, examples: list[Example], oos: list[Examp
         key = f"{v.backend}/{v.precision}"
         try:
             clf = IntentClassifier.load(package, backend=v.backend, precision=v.precision, threads=threads,
-                                        grammar=False)
+                                        match_templates=False)
         except BackendUnavailable as exc:
             metrics[key] = {"skipped": str(exc)}
             continue
