@@ -267,7 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows, *machines)
     print(table)
     for r in rows:
-        print(f"{r['variant']}: {machines[0]}: {r['runtime'][0]}; {machines[1]}: {r['runtime'][1]}")
+        same = r["runtime"][0] == r["runtime"][1]
+        print(f"{r['variant']}: " + (f"{r['runtime'][0]} on both" if same else
+                                     f"{machines[0]}: {r['runtime'][0]}; {machines[1]}: {r['runtime'][1]}"))
     if args.markdown:
         args.markdown.write_text(table + "\n")
     for problem in problems:
