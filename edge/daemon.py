@@ -460,10 +460,10 @@ class Daemon:
         from edge.stt import create_engine
         from edge.vad import Endpointer
 
-        stt_settings, vad_settings, package, preferred = c.stt, c.vad, classifier.package, self.profile.stt
+        stt_settings, vad_settings, package, profile = c.stt, c.vad, classifier.package, self.profile
 
         def parts() -> "tuple[Endpointer, SttEngine]":
-            return Endpointer(vad_settings), create_engine(stt_settings, package=package, preferred=preferred)
+            return Endpointer(vad_settings), create_engine(stt_settings, package=package, profile=profile)
 
         return parts
 

@@ -90,8 +90,12 @@ class Profile:
     """ONNX Runtime settings."""
     tflite: TfliteSettings = TfliteSettings()
     """LiteRT / TFLite settings."""
-    stt: Literal["pocketsphinx", "vosk"] = "pocketsphinx"
-    """Preferred speech-to-text engine (PocketSphinx needs no download)."""
+    stt: Literal["pocketsphinx", "vosk", "whisper"] = "pocketsphinx"
+    """Preferred speech-to-text engine when it is installed (PocketSphinx needs no download)."""
+    stt_model: str | None = None
+    """Whisper model for this class of device (``tiny.en``, ``base``); the profile file says why."""
+    stt_threads: int = 1
+    """Whisper decoding threads."""
     power: Power = Power(idle_w=5.0, active_w_per_core=2.0)
     """Energy model and sensor."""
 
@@ -100,6 +104,8 @@ class Profile:
             raise ValueError("backends: at least one backend is required (onnx, tflite)")
         if not 1 <= self.threads <= 64:
             raise ValueError(f"threads: {self.threads} is out of range; allowed 1..64")
+        if not 1 <= self.stt_threads <= 64:
+            raise ValueError(f"stt_threads: {self.stt_threads} is out of range; allowed 1..64")
 
 
 @dataclasses.dataclass(frozen=True)

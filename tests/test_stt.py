@@ -34,6 +34,13 @@ COMMANDS = [
 ]
 
 
+def _profile_preferring(engine: str):
+    from edge.profiles import load_profile
+    import dataclasses
+
+    return dataclasses.replace(load_profile("generic-x86_64"), stt=engine)
+
+
 def train_sentences() -> list[str]:
     return [json.loads(line)["text"] for line in (ROOT / "data/hwu64/train.jsonl").open(encoding="utf-8")]
 
@@ -187,11 +194,11 @@ def test_create_engine_and_its_errors(korean_model, monkeypatch, tmp_path):
     monkeypatch.delenv(vosk_fetch.MODEL_ENV, raising=False)
     with pytest.raises(SttError, match="edge-models fetch vosk-small-en-us"):
         create_engine(SttSettings(engine="vosk"))
-    assert create_engine(SttSettings(engine="auto"), preferred="vosk").name == "pocketsphinx"
+    assert create_engine(SttSettings(engine="auto"), profile=_profile_preferring("vosk")).name == "pocketsphinx"
     with pytest.raises(SttError, match="not a Vosk model directory"):
         create_engine(SttSettings(engine="vosk", model=str(tmp_path)))
     monkeypatch.setenv(vosk_fetch.MODEL_ENV, str(korean_model))
-    assert create_engine(SttSettings(engine="auto"), preferred="vosk").name == "vosk"
+    assert create_engine(SttSettings(engine="auto"), profile=_profile_preferring("vosk")).name == "vosk"
     with pytest.raises(SttError, match="not a PocketSphinx acoustic model"):
         create_engine(SttSettings(engine="pocketsphinx", model=str(tmp_path)))
 

@@ -64,7 +64,7 @@ BAD = [
 def test_example_file_loads_in_hassil_and_here():
     from hassil import Intents
 
-    from tools.templates import load
+    from tools.intents_file import load
 
     Intents.from_yaml(EXAMPLE.open())  # the worked example is a valid Home Assistant intents file
     f = load(EXAMPLE)
@@ -74,7 +74,7 @@ def test_example_file_loads_in_hassil_and_here():
 
 @pytest.mark.parametrize("text, line, key, words", BAD, ids=[b[3][:30] for b in BAD])
 def test_malformed_file_names_line_and_key(tmp_path, text, line, key, words):
-    from tools.templates import TemplateError, load
+    from tools.intents_file import TemplateError, load
 
     path = tmp_path / "intents.yaml"
     path.write_text(text)
@@ -86,7 +86,7 @@ def test_malformed_file_names_line_and_key(tmp_path, text, line, key, words):
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
-    from tools.templates import TemplateError, load
+    from tools.intents_file import TemplateError, load
 
     path = tmp_path / "intents.yaml"
     path.write_text(GOOD.replace("{area}", "{room} <rule>").replace("kitchen", "- nested"))
@@ -118,7 +118,7 @@ def expansion():
 def test_expansion_is_balanced_and_labelled(expansion):
     from collections import Counter
 
-    from tools.templates import load
+    from tools.intents_file import load
 
     names = set(load(EXAMPLE).intents.intents)
     counts = Counter(e.intent for e in expansion.train)
@@ -169,7 +169,7 @@ def test_paraphrases_are_not_produced_by_the_templates():
     from hassil import recognize
 
     from tools.data import read_jsonl
-    from tools.templates import load
+    from tools.intents_file import load
 
     f = load(EXAMPLE)
     rows = read_jsonl(PARAPHRASES)

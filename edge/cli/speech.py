@@ -30,6 +30,7 @@ from edge.vad import Endpointer
 
 if TYPE_CHECKING:
     from edge.classifier import IntentClassifier
+    from edge.profiles import Profile
     from edge.wake import WakeEngine
 
 
@@ -41,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", metavar="NAME|INDEX", help="input device for --mic (default: the system default)")
     group.add_argument("--stt", choices=["auto", *ENGINES], default="auto",
                        help="speech-to-text engine (default auto: the device profile's choice if installed, else pocketsphinx)")
-    group.add_argument("--stt-model", metavar="DIR", help="Vosk model directory, or a PocketSphinx acoustic model directory")
+    group.add_argument("--stt-model", metavar="NAME|DIR",
+                       help="Whisper: tiny.en, base or a CTranslate2 Whisper directory; Vosk: its model directory; "
+                            "PocketSphinx: an acoustic model directory")
     group.add_argument("--no-adapt", action="store_true", help="use the engine's general language model, not the intent model's")
     group.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_WAV_SECONDS, metavar="S",
                        help=f"refuse WAV files longer than this (default {DEFAULT_MAX_WAV_SECONDS:g})")
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace, load_classifier: Callable[[], "IntentClassifie
             source = DenoisedSource(source, DenoiseSettings(noise_suppression=args.noise_suppression))
         classifier = load_classifier()
         stt = create_engine(SttSettings(engine=args.stt, model=args.stt_model, adapt=not args.no_adapt),
-                            package=classifier.package, preferred=_profile_stt(args))
+                            package=classifier.package, profile=_profile(args))
         vad = Endpointer()
         if source is not None:
             return _listen(source, vad, stt, classifier, wake, settings, args, json_out)
@@ -116,12 +119,12 @@ def _wake_engine(args: argparse.Namespace) -> "WakeEngine":
         raise wake.WakeError(f"{'--wake' if args.wake else local}: {exc}") from None
 
 
-def _profile_stt(args: argparse.Namespace) -> str | None:
-    """The STT engine the device profile prefers (``--profile`` or detected); None if there is no profile."""
+def _profile(args: argparse.Namespace) -> "Profile | None":
+    """The device profile (``--profile`` or detected), which picks the STT engine; None if there is none."""
     from edge import profiles
 
     try:
-        return profiles.detect(override=getattr(args, "profile", None)).profile.stt
+        return profiles.detect(override=getattr(args, "profile", None)).profile
     except Exception:  # no profile files or an unknown name: the intent parser reports that itself
         return None
 

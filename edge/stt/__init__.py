@@ -1,13 +1,17 @@
-"""Offline speech-to-text: one streaming interface, two engines, and a registry that picks one.
+"""Offline speech-to-text: one streaming interface, three engines, and a registry that picks one.
 
 * PocketSphinx (``edge.stt.pocketsphinx``): its PyPI wheel ships a US English acoustic model,
-  dictionary and language model, so speech works with no download; it is the default.
-* Vosk (``edge.stt.vosk``): Kaldi models, more accurate, but the English model is a 40 MB
-  download (``edge-models fetch vosk-small-en-us``); used when one is installed and asked for.
+  dictionary and language model, so speech works with no download; the fallback everywhere.
+* Vosk (``edge.stt.vosk``): Kaldi models, but the English model is a 40 MB download
+  (``edge-models fetch vosk-small-en-us``); used when one is installed and asked for.
+* Whisper (``edge.stt.whisper``): faster-whisper + CTranslate2 int8, weights from PyPI wheels
+  (``edge.stt.whisper_models``); far fewer word errors on real voices, and too slow for the
+  smallest boards, so the device profile decides.
 
 An engine is fed 16 kHz mono int16 samples as they arrive (``accept``), can show what it has
 heard so far (``partial``) and finishes the utterance with ``final``, which returns a
-:class:`Transcript` and leaves the engine ready for the next utterance. Both engines prefer the
+:class:`Transcript` (with the engine's n-best ``alternatives`` where it has them) and leaves the
+engine ready for the next utterance. Every engine prefers the
 words and phrases of the intent model when its package carries adaptation artefacts
 (``edge.stt.adapt``, built by ``tools/stt_adapt.py``).
 """
@@ -18,15 +22,16 @@ import abc
 import dataclasses
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
 if TYPE_CHECKING:
     from edge.package import ModelPackage
+    from edge.profiles import Profile
 
-ENGINES = ("pocketsphinx", "vosk")
-EngineName = Literal["auto", "pocketsphinx", "vosk"]
+ENGINES = ("pocketsphinx", "vosk", "whisper")
+EngineName = Literal["auto", "pocketsphinx", "vosk", "whisper"]
 
 
 class SttError(Exception):
@@ -36,11 +41,28 @@ class SttError(Exception):
 @dataclasses.dataclass(frozen=True)
 class Word:
     text: str
-    start: float
-    """Seconds from the start of the utterance."""
-    end: float
+    start: float | None
+    """Seconds from the start of the utterance (``None``: the engine does not time words)."""
+    end: float | None
     confidence: float | None
     """Posterior probability of the word (0..1) where the engine computes one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Hypothesis:
+    """One of an engine's n-best transcripts."""
+
+    text: str
+    score: float
+    """The engine's score: higher is better; comparable only within one utterance and engine."""
+
+
+class Decoded(NamedTuple):
+    """What an engine's ``_final`` returns for one utterance."""
+
+    text: str
+    words: list[Word]
+    alternatives: tuple[Hypothesis, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,17 +73,26 @@ class Transcript:
     """Engine and the language model it used, e.g. ``pocketsphinx+adapted``."""
     audio_ms: float = 0.0
     """Duration of the audio the engine heard for this utterance."""
+    alternatives: tuple[Hypothesis, ...] = ()
+    """The engine's n-best transcripts, best first (the first is ``text``); empty if it gives none."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "engine": self.engine,
             "audio_ms": round(self.audio_ms, 1),
             "words": [
-                {"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3),
-                 "confidence": None if w.confidence is None else round(w.confidence, 4)}
+                {"word": w.text, "start": _round(w.start, 3), "end": _round(w.end, 3),
+                 "confidence": _round(w.confidence, 4)}
                 for w in self.words
             ],
         }
+        if len(self.alternatives) > 1:
+            data["alternatives"] = [{"text": h.text, "score": round(h.score, 4)} for h in self.alternatives]
+        return data
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 class SttEngine(abc.ABC):
@@ -89,13 +120,14 @@ class SttEngine(abc.ABC):
 
     def final(self) -> Transcript:
         """End the utterance and return its transcript; the engine is then ready for the next one."""
-        text, words = self._final()
+        decoded = self._final()
         audio_ms = self._samples / 16.0
         self._samples = 0
-        return Transcript(text=text, words=tuple(words), engine=self.name, audio_ms=audio_ms)
+        return Transcript(text=decoded.text, words=tuple(decoded.words), engine=self.name, audio_ms=audio_ms,
+                          alternatives=decoded.alternatives)
 
     @abc.abstractmethod
-    def _final(self) -> tuple[str, list[Word]]: ...
+    def _final(self) -> Decoded: ...
 
     def describe(self) -> str:
         return self.name
@@ -109,9 +141,14 @@ class SttSettings:
     """``auto`` uses the device profile's preference when its model is installed, else PocketSphinx."""
     model: str | None = None
     """Vosk: the model directory (default: the one ``edge-models fetch`` installed).
-    PocketSphinx: an acoustic model directory replacing the one in its wheel."""
+    PocketSphinx: an acoustic model directory replacing the one in its wheel.
+    Whisper: ``tiny.en``, ``base`` or a CTranslate2 Whisper directory (default: the profile's)."""
     adapt: bool = True
-    """Use the intent model's adaptation artefacts (domain LM / grammar) when its package has them."""
+    """Use the intent model's adaptation artefacts (domain LM, grammar, prompt) when its package has them."""
+    threads: int | None = None
+    """Whisper decoding threads (default: the device profile's ``stt_threads``)."""
+    beam_size: int = 5
+    """Whisper beam width; the n-best hypotheses come from the beam."""
 
 
 def word_errors(reference: str, hypothesis: str) -> int:
@@ -135,6 +172,13 @@ def available_engines() -> dict[str, str | None]:
         from edge.stt.vosk_fetch import find_model
 
         out["vosk"] = None if find_model() else "no Vosk model installed (edge-models fetch vosk-small-en-us)"
+    missing = [m for m in ("ctranslate2", "faster_whisper") if importlib.util.find_spec(m) is None]
+    if missing:
+        out["whisper"] = f"pip install 'edge-intent[whisper]' ({', '.join(missing)} missing)"
+    else:
+        from edge.stt.whisper_models import installed
+
+        out["whisper"] = installed()["tiny.en"]
     return out
 
 
@@ -151,12 +195,12 @@ def resolve_engine(engine: EngineName, model: str | None = None, preferred: str 
 
 
 def create_engine(settings: SttSettings | None = None, package: "ModelPackage | None" = None,
-                  preferred: str | None = None) -> SttEngine:
-    """Build the engine ``settings`` asks for, adapted to ``package``'s sentences when it can be."""
+                  profile: "Profile | None" = None) -> SttEngine:
+    """Build the engine ``settings`` asks for (``auto``: the device profile's), adapted to ``package``."""
     from edge.stt import adapt
 
     settings = settings or SttSettings()
-    name = resolve_engine(settings.engine, settings.model, preferred)
+    name = resolve_engine(settings.engine, settings.model, profile.stt if profile else None)
     artefacts = adapt.artefacts(package, name) if (package is not None and settings.adapt) else None
     if name == "pocketsphinx":
         from edge.stt.pocketsphinx import PocketSphinxEngine
@@ -171,8 +215,15 @@ def create_engine(settings: SttSettings | None = None, package: "ModelPackage | 
             raise SttError("no Vosk model is installed: run `edge-models fetch vosk-small-en-us` on a device with "
                            "internet, or pass --stt-model DIR (or use --stt pocketsphinx, which needs no download)")
         return VoskEngine(model_dir, adaptation=artefacts)
+    if name == "whisper":
+        from edge.stt.whisper import WhisperEngine
+
+        model = settings.model or (profile.stt_model if profile else None)
+        threads = settings.threads or (profile.stt_threads if profile else 1)
+        words = adapt.prompt_words(artefacts)
+        return WhisperEngine(model, threads=threads, beam_size=settings.beam_size, prompt_words=words)
     raise SttError(f"unknown STT engine {name!r}; available: auto, {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "SttEngine", "SttError", "SttSettings", "Transcript", "Word", "available_engines",
-           "create_engine", "resolve_engine", "word_errors"]
+__all__ = ["ENGINES", "Decoded", "Hypothesis", "SttEngine", "SttError", "SttSettings", "Transcript", "Word",
+           "available_engines", "create_engine", "resolve_engine", "word_errors"]

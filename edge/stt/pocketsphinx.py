@@ -9,13 +9,15 @@ dictionary instead of the 72k-word general ones.
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import Any
 
-from edge.stt import SttEngine, SttError, Word
+from edge.stt import Decoded, Hypothesis, SttEngine, SttError, Word
 
 _FRAME_S = 0.01  # PocketSphinx frames are 10 ms
+N_BEST = 5
 _ALT_PRON = re.compile(r"\(\d+\)$")
 
 
@@ -62,9 +64,9 @@ class PocketSphinxEngine(SttEngine):
         hyp = self._decoder.hyp() if self._in_utt else None
         return _clean(hyp.hypstr) if hyp else ""
 
-    def _final(self) -> tuple[str, list[Word]]:
+    def _final(self) -> Decoded:
         if not self._in_utt:
-            return "", []
+            return Decoded("", [])
         self._decoder.end_utt()
         self._in_utt = False
         words = [
@@ -73,7 +75,19 @@ class PocketSphinxEngine(SttEngine):
             for seg in self._decoder.seg()
             if not _is_filler(seg.word)
         ]
-        return " ".join(w.text for w in words), words
+        text = " ".join(w.text for w in words)
+        return Decoded(text, words, self._alternatives(text))
+
+    def _alternatives(self, best: str) -> tuple[Hypothesis, ...]:
+        """The lattice's n-best, filler words removed; the first is the best path's text."""
+        out = {best: Hypothesis(best, 0.0)} if best else {}
+        for hyp in itertools.islice(self._decoder.nbest(), N_BEST * 2):
+            text = _clean(hyp.hypstr)
+            if text and text not in out:
+                out[text] = Hypothesis(text, float(hyp.score))
+            if len(out) >= N_BEST:
+                break
+        return tuple(out.values())
 
     def describe(self) -> str:
         cfg = self._decoder.config

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edge.stt import SttEngine, SttError, Word
+from edge.stt import Decoded, SttEngine, SttError, Word
 
 _MODELS: dict[str, Any] = {}  # model dir -> vosk.Model: loading takes seconds, share it per process
 
@@ -68,7 +68,7 @@ class VoskEngine(SttEngine):
         current = json.loads(self._rec.PartialResult()).get("partial", "")
         return " ".join(t for t in (done, current) if t)
 
-    def _final(self) -> tuple[str, list[Word]]:
+    def _final(self) -> Decoded:
         segments = self._segments + [json.loads(self._rec.FinalResult())]
         self._segments = []
         words = [
@@ -76,7 +76,7 @@ class VoskEngine(SttEngine):
             for seg in segments
             for w in seg.get("result", [])
         ]
-        return " ".join(w.text for w in words), words
+        return Decoded(" ".join(w.text for w in words), words)
 
     def describe(self) -> str:
         return f"{self.name} ({self.model_dir})"

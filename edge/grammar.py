@@ -1,0 +1,693 @@
+"""The package's templates as a grammar: the nearest sentence to a transcript, with its slots.
+
+A model package trained from an intents file carries that file (``grammar.json``: hassil's
+format, the user's lists merged in). When a transcript is a sentence of the templates, its
+parse is right by construction; when a recogniser got a word or two wrong ("a light rose house
+coffee"), the nearest sentence of the grammar usually is what was said. :meth:`Grammar.match`
+finds that sentence and how far the transcript is from it.
+
+How: every template is compiled into a tree of word sequences, alternatives, slots and lists
+over :func:`edge.textnorm.spoken_form` words. For the ``n`` words of a transcript, each node
+gets an ``(n+1) x (n+1)`` matrix ``M[j, k]``: the cheapest alignment of transcript words
+``j..k-1`` to some expansion of the node, where a substituted word costs ``1 - similarity``
+(letters and phones, :mod:`edge.phonetics`), a skipped or extra word 1 (less for filler and skip
+words). Sequences are min-plus products of their parts, alternatives element-wise minima, lists
+the minimum over their values (computed once per list and transcript); a template's cost is
+``M[0, n]``. A template whose words cannot come close is skipped before its matrices are built
+(a lower bound from word-by-word costs), which keeps files with hundreds of templates fast.
+The best template is then traced back to the list values it chose.
+
+Contexts: a block's ``requires_context`` / ``excludes_context`` keep only the list values whose
+own ``context`` agrees (``domain: light`` for "turn on {name}"); keys that no value carries are
+the device's context (its area, say), which a transcript cannot tell, so they are not checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from edge.phonetics import similarity, sound
+from edge.textnorm import parse_number, say_number, spoken_form
+
+log = logging.getLogger("edge.grammar")
+
+INF = 1e9
+MAX_WORDS = 40
+"""Longer transcripts are not commands of a template file; they go to the model alone."""
+MAX_ENUMERATION = 256
+"""Word-internal alternatives ("light[s]") are expanded into whole words up to this many forms."""
+MAX_PERMUTATION_ITEMS = 5
+MAX_RANGE_VALUES = 2000
+"""Range lists up to this size are matched value by value (fuzzily); larger ones exactly."""
+SOFT_WORDS = frozenset("a an the um uh er please and to of in on for my me can could would you".split())
+"""Words a recogniser drops or adds most often: skipping or adding one costs less."""
+SOFT_COST = 0.5
+MERGE_SIMILARITY = 0.88
+"""Two transcript words count as one grammar word ("never mind" / "nevermind") only when they spell it
+nearly exactly; looser, and an extra word next to a slot value is swallowed into it."""
+WILDCARD_WORD_COST = 0.15
+"""Per word of a wildcard slot: low, so any words fit, but above an exact template word."""
+
+
+# --------------------------------------------------------------------------- compiled nodes
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Words:
+    words: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Seq:
+    items: tuple[Any, ...]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Alt:
+    items: tuple[Any, ...]
+    optional: bool = False
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Value:
+    body: Any
+    out: Any
+    """The canonical value (a list value's ``out``, or its words)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Slot:
+    name: str
+    values: tuple[Value, ...] = ()
+    kind: str = "list"
+    """``list`` (``values``), ``wildcard`` (any words), ``number`` (a large range: exact number words)."""
+    number_range: tuple[float, float, float, float] | None = None
+    """(start, stop, step, multiplier) for ``number``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+    intent: str
+    node: Any
+    fixed_slots: dict[str, Any]
+    text: str
+    required: frozenset[str]
+    """Words every expansion contains (for the lower bound)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GrammarSlot:
+    name: str
+    value: Any
+    """Canonical value: the list value's ``out`` (numbers as int or float)."""
+    text: str
+    """The transcript words it was read from (spoken form)."""
+    start: int
+    """Character offsets in the spoken-form text."""
+    end: int
+    said: str
+    """The value's own words in the grammar (what the words were taken to be)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GrammarMatch:
+    intent: str
+    slots: tuple[GrammarSlot, ...]
+    fixed_slots: dict[str, Any]
+    """Slots the template's block sets without words (``slots:`` in the intents file)."""
+    cost: float
+    """Edit cost of the transcript against the chosen sentence (0: it is one of the sentences)."""
+    distance: float
+    """``cost`` per word of the longer of transcript and sentence (0..~1)."""
+    text: str
+    """The transcript in spoken form."""
+    sentence: str
+    """The grammar sentence it was matched to."""
+    template: str
+
+
+# --------------------------------------------------------------------------- compiling hassil templates
+
+
+class _Compiler:
+    def __init__(self, intents: Any) -> None:
+        self.intents = intents
+        self._memo: dict[tuple, Any] = {}
+
+    def template_nodes(self) -> list[Template]:
+        out = []
+        for name, intent in self.intents.intents.items():
+            for data in intent.data:
+                lists = {**self.intents.slot_lists, **data.slot_lists}
+                rules = {**self.intents.expansion_rules, **data.expansion_rules}
+                ctx = (_context_filter(data.requires_context), _context_filter(data.excludes_context))
+                for sentence in data.sentences:
+                    try:
+                        node = self.expr(sentence.expression, lists, rules, ctx, id(data))
+                    except _Unusable as exc:
+                        log.debug("template %r of %s not used for matching: %s", sentence.text, name, exc)
+                        continue
+                    fixed = dict(data.slots or {})
+                    out.append(Template(name, node, fixed, sentence.text, frozenset(_required(node))))
+        return out
+
+    def expr(self, e: Any, lists: dict, rules: dict, ctx: tuple, block: int) -> Any:
+        from hassil.expression import Alternative, ListReference, Permutation, RuleReference, Sequence, TextChunk
+
+        if isinstance(e, TextChunk):
+            return Words(tuple(spoken_form(e.text).split()))
+        if isinstance(e, Sequence) and not isinstance(e, (Alternative, Permutation)):
+            return self.seq(list(e.items), lists, rules, ctx, block)
+        if isinstance(e, Alternative):
+            items = tuple(self.expr(i, lists, rules, ctx, block) for i in e.items)
+            empty = any(isinstance(i, Words) and not i.words for i in items)
+            items = tuple(i for i in items if not (isinstance(i, Words) and not i.words))
+            return Alt(items, optional=e.is_optional or empty)
+        if isinstance(e, Permutation):
+            if len(e.items) > MAX_PERMUTATION_ITEMS:
+                raise _Unusable(f"a permutation of {len(e.items)} parts")
+            return Alt(tuple(Seq(tuple(self.expr(i, lists, rules, ctx, block) for i in order))
+                             for order in itertools.permutations(e.items)))
+        if isinstance(e, RuleReference):
+            key = ("rule", e.rule_name, block)
+            if key not in self._memo:
+                body = rules.get(e.rule_name)
+                if body is None:
+                    raise _Unusable(f"<{e.rule_name}> is not defined")
+                self._memo[key] = self.expr(body.expression, lists, rules, ctx, block)
+            return self._memo[key]
+        if isinstance(e, ListReference):
+            return self.slot(e, lists, rules, ctx, block)
+        raise _Unusable(f"unexpected template part {type(e).__name__}")
+
+    def seq(self, items: list, lists: dict, rules: dict, ctx: tuple, block: int) -> Any:
+        """A sequence, with parts written together without a space ("light[s]") joined into words."""
+        from hassil.expression import TextChunk
+
+        segments: list[list] = [[]]
+        for item in items:
+            if isinstance(item, TextChunk):
+                text = item.text
+                if not text.strip():
+                    if text:
+                        segments.append([])
+                    continue
+                if text[0].isspace():
+                    segments.append([])
+                pieces = text.split()
+                for i, piece in enumerate(pieces):
+                    if i:
+                        segments.append([])
+                    segments[-1].append(piece)
+                if text[-1].isspace():
+                    segments.append([])
+            else:
+                segments[-1].append(item)
+        nodes = []
+        for seg in segments:
+            if not seg:
+                continue
+            if len(seg) == 1:
+                part = seg[0]
+                nodes.append(Words(tuple(spoken_form(part).split())) if isinstance(part, str)
+                             else self.expr(part, lists, rules, ctx, block))
+                continue
+            nodes.append(self.glued(seg, lists, rules, ctx, block))
+        nodes = [n for n in nodes if not (isinstance(n, Words) and not n.words)]
+        if len(nodes) == 1:
+            return nodes[0]
+        return Seq(tuple(nodes))
+
+    def glued(self, seg: list, lists: dict, rules: dict, ctx: tuple, block: int) -> Any:
+        from hassil.expression import ListReference
+
+        if any(isinstance(p, ListReference) for p in seg):
+            # "{area}'s": treat the parts as separate words (rare in templates)
+            return Seq(tuple(Words(tuple(spoken_form(p).split())) if isinstance(p, str)
+                             else self.expr(p, lists, rules, ctx, block) for p in seg))
+        forms = [[p] if isinstance(p, str) else _strings(p, rules, MAX_ENUMERATION) for p in seg]
+        if math.prod(len(f) for f in forms) > MAX_ENUMERATION:
+            raise _Unusable("word-internal alternatives with too many forms")
+        words = {tuple(spoken_form("".join(combo)).split()) for combo in itertools.product(*forms)}
+        alts = tuple(Words(w) for w in sorted(words) if w)
+        if len(alts) == 1 and () not in words:
+            return alts[0]
+        return Alt(alts, optional=() in words)
+
+    def slot(self, ref: Any, lists: dict, rules: dict, ctx: tuple, block: int) -> Slot:
+        from hassil.intents import RangeSlotList, TextSlotList, WildcardSlotList
+
+        if ref.is_inline_range:
+            start, stop, step = ref.get_inline_range()
+            slot_list: Any = RangeSlotList(name=ref.slot_name, start=start, stop=stop, step=step)
+        else:
+            slot_list = lists.get(ref.list_name)
+        if slot_list is None:
+            raise _Unusable(f"{{{ref.list_name}}} is not defined")
+        key = ("list", id(slot_list), ref.slot_name, ctx)
+        if key in self._memo:
+            return self._memo[key]
+        if isinstance(slot_list, WildcardSlotList):
+            node = Slot(ref.slot_name, kind="wildcard")
+        elif isinstance(slot_list, RangeSlotList):
+            node = self.range_slot(ref.slot_name, slot_list)
+        elif isinstance(slot_list, TextSlotList):
+            values = []
+            for value in slot_list.values:
+                if not _context_allows(ctx, value.context):
+                    continue
+                body = self.expr(value.text_in, lists, rules, ctx, block)
+                out = value.value_out if value.value_out is not None else " ".join(_first_words(body))
+                values.append(Value(body, out))
+            if not values:
+                raise _Unusable(f"no value of {{{ref.list_name}}} fits the block's context")
+            node = Slot(ref.slot_name, tuple(values))
+        else:
+            raise _Unusable(f"{{{ref.list_name}}}: unsupported list type {type(slot_list).__name__}")
+        self._memo[key] = node
+        return node
+
+    @staticmethod
+    def range_slot(name: str, r: Any) -> Slot:
+        step = r.step or 1
+        count = int((r.stop - r.start) // step) + 1 if r.stop >= r.start else 0
+        multiplier = r.multiplier if getattr(r, "multiplier", None) is not None else 1
+        if count <= MAX_RANGE_VALUES:
+            values = []
+            for n in _range_numbers(r):
+                values.append(Value(Words(tuple(say_number(n).split())), _number(n * multiplier)))
+            return Slot(name, tuple(values))
+        return Slot(name, kind="number", number_range=(float(r.start), float(r.stop), float(step), float(multiplier)))
+
+
+class _Unusable(Exception):
+    """A template part the matcher cannot represent; the template is left to the model."""
+
+
+def _range_numbers(r: Any) -> Iterable[float]:
+    step = r.step or 1
+    if hasattr(r, "get_numbers"):
+        yield from r.get_numbers()
+        return
+    n = r.start
+    while n <= r.stop:
+        yield n
+        n += step
+
+
+def _number(n: float) -> int | float:
+    return int(n) if float(n).is_integer() else round(float(n), 6)
+
+
+def _strings(e: Any, rules: dict, limit: int) -> list[str]:
+    """Every text an expression can say (for word-internal alternatives); capped at ``limit``."""
+    from hassil.expression import Alternative, Permutation, RuleReference, Sequence, TextChunk
+
+    if isinstance(e, TextChunk):
+        return [e.text]
+    if isinstance(e, Alternative):
+        out = []
+        for item in e.items:
+            out += _strings(item, rules, limit)
+            if len(out) > limit:
+                raise _Unusable("too many forms")
+        return out
+    if isinstance(e, Permutation):
+        raise _Unusable("a permutation inside a word")
+    if isinstance(e, Sequence):
+        out = [""]
+        for item in e.items:
+            out = [a + b for a in out for b in _strings(item, rules, limit)]
+            if len(out) > limit:
+                raise _Unusable("too many forms")
+        return out
+    if isinstance(e, RuleReference) and e.rule_name in rules:
+        return _strings(rules[e.rule_name].expression, rules, limit)
+    raise _Unusable("a list or rule inside a word")
+
+
+def _context_filter(context: dict | None) -> tuple:
+    if not context:
+        return ()
+    items = []
+    for key, value in sorted(context.items()):
+        if isinstance(value, dict):
+            value = value.get("value")
+        if value is None:
+            continue
+        allowed = frozenset([value] if isinstance(value, str) or not isinstance(value, Iterable) else value)
+        items.append((key, allowed))
+    return tuple(items)
+
+
+def _context_allows(ctx: tuple, value_context: dict | None) -> bool:
+    required, excluded = ctx
+    if not value_context:
+        return True
+    for key, allowed in required:
+        if key in value_context and value_context[key] not in allowed:
+            return False
+    for key, banned in excluded:
+        if key in value_context and value_context[key] in banned:
+            return False
+    return True
+
+
+def _first_words(node: Any) -> list[str]:
+    """The words of a node's first expansion (a list value's own text when it has no ``out``)."""
+    if isinstance(node, Words):
+        return list(node.words)
+    if isinstance(node, Seq):
+        return [w for i in node.items for w in _first_words(i)]
+    if isinstance(node, Alt):
+        return _first_words(node.items[0]) if node.items else []
+    if isinstance(node, Slot) and node.values:
+        return _first_words(node.values[0].body)
+    return []
+
+
+def _required(node: Any) -> set[str]:
+    """Words that occur in every expansion of ``node``."""
+    if isinstance(node, Words):
+        return set(node.words)
+    if isinstance(node, Seq):
+        return set().union(*(_required(i) for i in node.items)) if node.items else set()
+    if isinstance(node, Alt):
+        if node.optional or not node.items:
+            return set()
+        sets = [_required(i) for i in node.items]
+        return set.intersection(*sets)
+    return set()
+
+
+def _vocabulary(node: Any, out: set[str], seen: set[int]) -> None:
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, Words):
+        out.update(node.words)
+    elif isinstance(node, (Seq, Alt)):
+        for i in node.items:
+            _vocabulary(i, out, seen)
+    elif isinstance(node, Slot):
+        for v in node.values:
+            _vocabulary(v.body, out, seen)
+
+
+# --------------------------------------------------------------------------- matching
+
+
+class _Scorer:
+    """Cost matrices of the nodes for one transcript (memoised per node)."""
+
+    def __init__(self, words: list[str], soft: frozenset[str], vocab_index: dict[str, int],
+                 sub_costs: np.ndarray, merge_costs: np.ndarray) -> None:
+        self.w = words
+        self.n = len(words)
+        self.soft = soft
+        self.index = vocab_index
+        self.sub = sub_costs  # vocab x n
+        self.merge = merge_costs  # vocab x (n-1): a grammar word said as two transcript words
+        ins = np.array([SOFT_COST if w in soft else 1.0 for w in words])
+        self.ins_cum = np.concatenate([[0.0], np.cumsum(ins)])
+        self._memo: dict[int, np.ndarray] = {}
+        size = self.n + 1
+        self.identity = np.full((size, size), INF)
+        np.fill_diagonal(self.identity, 0.0)
+        upper = np.triu(np.ones((size, size), bool))
+        self.upper = upper
+        self.ins_only = np.where(upper, self.ins_cum[None, :] - self.ins_cum[:, None], INF)
+
+    def delete_cost(self, word: str) -> float:
+        return SOFT_COST if word in self.soft else 1.0
+
+    def matrix(self, node: Any) -> np.ndarray:
+        key = id(node)
+        m = self._memo.get(key)
+        if m is None:
+            m = self._compute(node)
+            self._memo[key] = m
+        return m
+
+    def _compute(self, node: Any) -> np.ndarray:
+        if isinstance(node, Words):
+            return self.words_matrix(node.words)
+        if isinstance(node, Seq):
+            m = self.matrix(node.items[0])
+            for item in node.items[1:]:
+                m = minplus(m, self.matrix(item))
+            return m
+        if isinstance(node, Alt):
+            m = self.identity.copy() if node.optional or not node.items else np.full_like(self.identity, INF)
+            for item in node.items:
+                np.minimum(m, self.matrix(item), out=m)
+            return m
+        if isinstance(node, Slot):
+            return self.slot_matrix(node)
+        raise TypeError(node)
+
+    def words_matrix(self, labels: tuple[str, ...]) -> np.ndarray:
+        """Edit distance of ``labels`` to every span ``j..k`` of the transcript, extra words included."""
+        n = self.n
+        d_prev2 = None
+        d_prev = self.ins_only.copy()
+        for i, label in enumerate(labels):
+            row = self.index[label]
+            e = d_prev + self.delete_cost(label)
+            if n:
+                sub = d_prev[:, :-1] + self.sub[row][None, :]
+                np.minimum(e[:, 1:], sub, out=e[:, 1:])
+                if n > 1:
+                    merged = d_prev[:, :-2] + self.merge[row][None, :]
+                    np.minimum(e[:, 2:], merged, out=e[:, 2:])
+                if d_prev2 is not None:
+                    split = d_prev2[:, :-1] + self._split_cost(labels[i - 1], label)[None, :]
+                    np.minimum(e[:, 1:], split, out=e[:, 1:])
+            # extra transcript words after this label: a running minimum along k
+            e = self.ins_cum[None, :] + np.minimum.accumulate(e - self.ins_cum[None, :], axis=1)
+            e[~self.upper] = INF
+            d_prev2, d_prev = d_prev, e
+        return d_prev
+
+    def _split_cost(self, a: str, b: str) -> np.ndarray:
+        """Two grammar words said as one transcript word ("never mind" -> "nevermind")."""
+        joined = a + b
+        sim = similarity([joined], self.w)[0] if self.n else np.zeros(0)
+        return np.where(sim >= MERGE_SIMILARITY, 1.0 - sim, INF) + 0.1
+
+    def slot_matrix(self, slot: Slot) -> np.ndarray:
+        size = self.n + 1
+        if slot.kind == "wildcard":
+            span = np.arange(size)[None, :] - np.arange(size)[:, None]
+            return np.where(span >= 1, span * WILDCARD_WORD_COST, INF)
+        if slot.kind == "number":
+            m = np.full((size, size), INF)
+            start, stop, step, _ = slot.number_range
+            for j in range(self.n):
+                for k in range(j + 1, min(self.n, j + 8) + 1):
+                    n = parse_number(" ".join(self.w[j:k]))
+                    if n is not None and start <= n <= stop and _on_step(n, start, step):
+                        m[j, k] = 0.0
+            return m
+        m = np.full((size, size), INF)
+        for value in slot.values:
+            np.minimum(m, self.matrix(value.body), out=m)
+        return m
+
+    # -- tracing the best path back to its words and slots
+
+    def trace(self, node: Any, j: int, k: int, out: list) -> None:
+        """Append, in order, the grammar words (``str``) and slots (``_Filled``) of the best path over ``j..k``."""
+        if isinstance(node, Words):
+            out.extend(node.words)
+            return
+        target = self.matrix(node)[j, k]
+        if isinstance(node, Seq):
+            for item, (a, b) in zip(node.items, self._split_points(node.items, j, k, target)):
+                self.trace(item, a, b, out)
+        elif isinstance(node, Alt):
+            for item in node.items:
+                if self.matrix(item)[j, k] <= target + 1e-9:
+                    self.trace(item, j, k, out)
+                    return
+        elif isinstance(node, Slot):
+            out.append(self._filled(node, j, k, target))
+
+    def _filled(self, slot: Slot, j: int, k: int, target: float) -> "_Filled":
+        text = " ".join(self.w[j:k])
+        if slot.kind == "wildcard":
+            return _Filled(slot.name, text, j, k, tuple(self.w[j:k]))
+        if slot.kind == "number":
+            number = parse_number(text)
+            return _Filled(slot.name, _number((number or 0) * slot.number_range[3]), j, k, tuple(self.w[j:k]))
+        for value in slot.values:
+            m = self.matrix(value.body)
+            if m[j, k] <= target + 1e-9:
+                a, b = self._tightest(m, j, k)
+                inner: list = []
+                self.trace(value.body, a, b, inner)
+                return _Filled(slot.name, value.out, a, b, tuple(inner))
+        return _Filled(slot.name, None, j, k, ())
+
+    def _tightest(self, m: np.ndarray, j: int, k: int) -> tuple[int, int]:
+        """The narrowest span inside ``j..k`` that costs the same once the words around it count as extra:
+        a slot's text should not include the words a recogniser added next to it."""
+        target = m[j, k]
+        best = (j, k)
+        for a in range(j, k + 1):
+            for b in range(k, a - 1, -1):
+                cost = m[a, b] + (self.ins_cum[a] - self.ins_cum[j]) + (self.ins_cum[k] - self.ins_cum[b])
+                if cost <= target + 1e-9 and b - a < best[1] - best[0]:
+                    best = (a, b)
+        return best
+
+    def _split_points(self, items: tuple, j: int, k: int, target: float) -> list[tuple[int, int]]:
+        # prefix products from j, then walk back from k
+        prefix = [self.matrix(items[0])[j]]
+        for item in items[1:]:
+            prefix.append((prefix[-1][:, None] + self.matrix(item)).min(axis=0))
+        spans = []
+        end = k
+        for i in range(len(items) - 1, 0, -1):
+            m = self.matrix(items[i])[:, end]
+            cand = prefix[i - 1] + m
+            start = int(np.argmin(np.where(np.arange(len(cand)) <= end, cand, INF)))
+            spans.append((start, end))
+            end = start
+        spans.append((j, end))
+        return spans[::-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Filled:
+    name: str
+    value: Any
+    start: int
+    """Transcript word span."""
+    end: int
+    said: tuple
+    """The grammar's words (and nested slots) for the value."""
+
+
+def _on_step(n: float, start: float, step: float) -> bool:
+    q = (n - start) / step
+    return abs(q - round(q)) < 1e-6
+
+
+def minplus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``C[j, k] = min_i A[j, i] + B[i, k]``."""
+    return (a[:, :, None] + b[None, :, :]).min(axis=1)
+
+
+# --------------------------------------------------------------------------- the grammar
+
+
+class Grammar:
+    """Templates of one intents file, ready to match transcripts against."""
+
+    def __init__(self, intents: Any, skip_words: Iterable[str] = ()) -> None:
+        self.intents = intents
+        self.templates = _Compiler(intents).template_nodes()
+        vocab: set[str] = set()
+        seen: set[int] = set()
+        for t in self.templates:
+            _vocabulary(t.node, vocab, seen)
+        self.vocabulary = sorted(vocab)
+        self._index = {w: i for i, w in enumerate(self.vocabulary)}
+        self._sound = sound(self.vocabulary)
+        skip = {w for s in skip_words for w in spoken_form(s).split()}
+        self.soft = SOFT_WORDS | frozenset(skip)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Grammar":
+        from hassil.intents import Intents
+
+        return cls(Intents.from_dict(data), data.get("skip_words") or ())
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Grammar":
+        return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def match(self, text: str, max_distance: float = 1.0) -> GrammarMatch | None:
+        """The nearest sentence of the grammar to ``text`` (any form), or None beyond ``max_distance``."""
+        words = spoken_form(text).split()
+        if not words or len(words) > MAX_WORDS or not self.templates:
+            return None
+        scorer = self._scorer(words)
+        lower = self._lower_bounds(scorer)
+        best: tuple[float, Template] | None = None
+        budget = max_distance * len(words)
+        for bound, template in sorted(zip(lower, self.templates), key=lambda x: x[0]):
+            limit = best[0] if best else budget
+            if bound > limit + 1e-9:
+                break
+            cost = scorer.matrix(template.node)[0, len(words)]
+            if cost < limit - 1e-9 or (best is None and cost <= limit + 1e-9):
+                best = (cost, template)
+        if best is None:
+            return None
+        cost, template = best
+        path: list = []
+        scorer.trace(template.node, 0, len(words), path)
+        spoken = " ".join(words)
+        offsets = [0]
+        for w in words:
+            offsets.append(offsets[-1] + len(w) + 1)
+        slots: list[GrammarSlot] = []
+        sentence = _flatten(path, slots, spoken, offsets)
+        distance = cost / max(len(words), len(sentence), 1)
+        if distance > max_distance:
+            return None
+        return GrammarMatch(template.intent, tuple(slots), dict(template.fixed_slots), float(cost), float(distance),
+                            spoken, " ".join(sentence), template.text)
+
+    def _scorer(self, words: list[str]) -> _Scorer:
+        vocab = self.vocabulary
+        sim = similarity(vocab, words, self._sound, sound(words))
+        sub = np.where(sim >= 1.0, 0.0, 1.0 - sim)
+        sub = np.where(sim < 0.3, 1.0, sub)  # unlike words: a plain substitution
+        if len(words) > 1:
+            pairs = [a + b for a, b in zip(words, words[1:])]
+            msim = similarity(vocab, pairs, self._sound, sound(pairs))
+            merge = np.where(msim >= MERGE_SIMILARITY, 1.0 - msim + 0.1, INF)
+        else:
+            merge = np.zeros((len(vocab), 0))
+        return _Scorer(words, self.soft, self._index, sub, merge)
+
+    def _lower_bounds(self, scorer: _Scorer) -> list[float]:
+        """Per template, a cost it cannot go below: each required word at its cheapest, in any order."""
+        if scorer.n:
+            cheapest = np.minimum(scorer.sub.min(axis=1), 1.0)
+        else:
+            cheapest = np.ones(len(self.vocabulary))
+        soft_cheapest = {w: min(SOFT_COST, float(cheapest[self._index[w]])) for w in self.soft if w in self._index}
+        out = []
+        for t in self.templates:
+            out.append(sum(soft_cheapest.get(w, float(cheapest[self._index[w]])) for w in t.required))
+        return out
+
+
+def _flatten(path: list, slots: list[GrammarSlot], spoken: str, offsets: list[int]) -> list[str]:
+    """The grammar sentence's words; the slots on the way are appended to ``slots`` in order."""
+    words: list[str] = []
+    for step in path:
+        if isinstance(step, str):
+            words.append(step)
+            continue
+        said = _flatten(list(step.said), slots, spoken, offsets)
+        start = offsets[step.start]
+        end = offsets[step.end] - 1 if step.end > step.start else start
+        slots.append(GrammarSlot(step.name, step.value, spoken[start:end], start, end, " ".join(said)))
+        words += said
+    return words
+
+
+__all__ = ["Grammar", "GrammarMatch", "GrammarSlot", "minplus"]

