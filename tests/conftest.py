@@ -12,8 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 def pytest_collection_modifyitems(config, items):
     # script/test-aarch64 runs the suite under qemu-user, where float math is ~100x slower.
     if os.environ.get("EDGE_EMULATED"):
-        skip = pytest.mark.skip(reason="native_speed: hours under CPU emulation (EDGE_EMULATED); "
-                                       "script/test-aarch64 compares the answers on a sample instead")
+        skip = pytest.mark.skip(reason="native_speed: needs a native CPU (EDGE_EMULATED: hours of work or "
+                                       "distorted timing under emulation); script/test-aarch64 checks answers on a sample")
         for item in items:
             if "native_speed" in item.keywords:
                 item.add_marker(skip)
