@@ -13,13 +13,17 @@ Dependencies, and why:
 * ``soxr`` for resampling: the libsoxr resampler (wheels for x86_64 and aarch64), with a
   streaming mode for microphones that cannot capture at 16 kHz.
 * WAV files are parsed here rather than with :mod:`wave`, which (before Python 3.12) rejects
-  32-bit float and ``WAVE_FORMAT_EXTENSIBLE`` files, both common from recorders and DAWs.
+  32-bit float and ``WAVE_FORMAT_EXTENSIBLE`` files, both common from recorders and DAWs, and
+  rather than with ``soundfile``: libsndfile's C parsers (MPEG, ADPCM, ... inside a WAV) would
+  meet every HTTP upload, with vaguer errors, and its aarch64 wheel needs glibc 2.28 (JetPack 4
+  has 2.27); docs/robustness.md has the comparison.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
 import struct
 import sys
@@ -44,6 +48,10 @@ class AudioError(Exception):
 
     The message names the file or device and says what was expected.
     """
+
+
+class AudioTooLong(AudioError):
+    """A WAV file holds more audio than the caller's limit (the message names the limit's setting)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,30 +96,45 @@ class WavInfo:
         return self.frames / self.rate
 
 
-def read_wav(path: str | Path, max_seconds: float = DEFAULT_MAX_WAV_SECONDS) -> tuple[np.ndarray, WavInfo]:
+def read_wav(path: str | Path, max_seconds: float = DEFAULT_MAX_WAV_SECONDS,
+             limit_name: str = "--max-seconds") -> tuple[np.ndarray, WavInfo]:
     """Decode a WAV file to 16 kHz mono int16, whatever its rate, channel count and sample format.
 
     Accepts PCM 8/16/24/32-bit and IEEE float 32/64-bit, plain or ``WAVE_FORMAT_EXTENSIBLE``.
-    Raises :class:`AudioError` for anything else, for empty files and for files longer than
-    ``max_seconds`` (checked from the header, before reading the samples).
+    Raises :class:`AudioError` for anything else and for empty files, and :class:`AudioTooLong`
+    for files longer than ``max_seconds`` (checked from the header, before reading the samples;
+    the message says to raise ``limit_name``, the option or setting that gave the limit).
     """
     path = Path(path)
     try:
         with path.open("rb") as fh:
-            info, data = _parse_wav(fh, path, max_seconds)
+            info, data = _parse_wav(fh, path, max_seconds, limit_name)
     except FileNotFoundError:
         raise AudioError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise AudioError(f"{path}: is a directory, expected a WAV file") from None
     except PermissionError:
         raise AudioError(f"{path}: permission denied") from None
+    return _decoded(data, info), info
+
+
+def read_wav_bytes(data: bytes, name: str, max_seconds: float = DEFAULT_MAX_WAV_SECONDS,
+                   limit_name: str = "--max-seconds") -> tuple[np.ndarray, WavInfo]:
+    """:func:`read_wav` for a WAV file in memory (an HTTP request body); messages say ``name`` for the file."""
+    import io
+
+    info, samples = _parse_wav(io.BytesIO(data), name, max_seconds, limit_name)
+    return _decoded(samples, info), info
+
+
+def _decoded(data: bytes, info: "WavInfo") -> np.ndarray:
     samples = _to_float(data, info)
     if info.channels > 1:
         samples = samples.reshape(-1, info.channels).mean(axis=1)
-    return to_int16(resample(samples, info.rate)), info
+    return to_int16(resample(samples, info.rate))
 
 
-def _parse_wav(fh: Any, path: Path, max_seconds: float) -> tuple[WavInfo, bytes]:
+def _parse_wav(fh: Any, path: Path | str, max_seconds: float, limit_name: str) -> tuple[WavInfo, bytes]:
     header = fh.read(12)
     if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
         raise AudioError(f"{path}: not a WAV file (expected a RIFF/WAVE header)")
@@ -122,9 +145,14 @@ def _parse_wav(fh: Any, path: Path, max_seconds: float) -> tuple[WavInfo, bytes]
             break
         chunk_id, size = struct.unpack("<4sI", chunk)
         if chunk_id == b"fmt ":
-            body = fh.read(size + (size & 1))
-            if size < 16 or len(body) < 16:
+            body = fh.read(min(size, 1 << 16) + (size & 1))
+            if size < 16:
                 raise AudioError(f"{path}: corrupt WAV header (fmt chunk of {size} bytes, expected at least 16)")
+            if len(body) < min(size, 40):
+                raise AudioError(f"{path}: corrupt WAV header (the fmt chunk says {size} bytes, the file ends after "
+                                 f"{len(body)})")
+            if size > 1 << 16:
+                raise AudioError(f"{path}: corrupt WAV header (fmt chunk of {size} bytes, expected 16 to 40)")
             tag, channels, rate, _byte_rate, block_align, bits = struct.unpack("<HHIIHH", body[:16])
             if tag == _EXTENSIBLE:
                 if size < 40:
@@ -134,12 +162,11 @@ def _parse_wav(fh: Any, path: Path, max_seconds: float) -> tuple[WavInfo, bytes]
         elif chunk_id == b"data":
             if fmt is None:
                 raise AudioError(f"{path}: corrupt WAV header (data chunk before the fmt chunk)")
-            info = _check_format(path, fmt, size)
+            # Streaming writers leave the size at 0xFFFFFFFF: judge the length by what the file holds.
+            info = _check_format(path, fmt, min(size, _remaining(fh)))
             if info.seconds > max_seconds:
-                raise AudioError(
-                    f"{path}: {info.seconds:.1f} s of audio is longer than the limit of {max_seconds:g} s "
-                    "(raise it with --max-seconds or audio.max_wav_seconds)"
-                )
+                raise AudioTooLong(f"{path}: {info.seconds:.1f} s of audio is longer than the limit of "
+                                   f"{max_seconds:g} s ({limit_name})")
             # Recorders that were interrupted, or wrote to a pipe, leave a data size larger than
             # the file: keep every whole sample frame that is there.
             data = fh.read(size)
@@ -154,7 +181,17 @@ def _parse_wav(fh: Any, path: Path, max_seconds: float) -> tuple[WavInfo, bytes]
     raise AudioError(f"{path}: the WAV file contains no audio samples (no data chunk)")
 
 
-def _check_format(path: Path, fmt: tuple[int, int, int, int, int], size: int) -> WavInfo:
+def _remaining(fh: Any) -> int:
+    try:
+        here = fh.tell()
+        end = fh.seek(0, os.SEEK_END)
+        fh.seek(here)
+        return end - here
+    except (OSError, ValueError):  # not seekable: the header's word
+        return 1 << 62
+
+
+def _check_format(path: Path | str, fmt: tuple[int, int, int, int, int], size: int) -> WavInfo:
     tag, channels, rate, block_align, bits = fmt
     if tag == _PCM and bits not in (8, 16, 24, 32) or tag == _FLOAT and bits not in (32, 64):
         raise AudioError(f"{path}: {bits}-bit samples are not supported (PCM 8/16/24/32-bit or float 32/64-bit)")
@@ -170,8 +207,10 @@ def _check_format(path: Path, fmt: tuple[int, int, int, int, int], size: int) ->
 
 
 def _to_float(data: bytes, info: WavInfo) -> np.ndarray:
-    if info.float:
-        return np.frombuffer(data, dtype="<f4" if info.bits == 32 else "<f8").astype(np.float32)
+    if info.float:  # any bytes are some float: NaN and infinities (and float64 beyond float32) become silence or full scale
+        with np.errstate(over="ignore", invalid="ignore"):
+            samples = np.frombuffer(data, dtype="<f4" if info.bits == 32 else "<f8").astype(np.float32)
+        return np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
     if info.bits == 8:  # 8-bit WAV is unsigned
         return (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
     if info.bits == 24:

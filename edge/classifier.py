@@ -1,4 +1,10 @@
-"""Text -> intent and slots: tokenizer, backend, and decoding.
+"""Text -> intent and slots: normaliser, grammar, tokenizer, backend, decoding, slot resolution.
+
+A package built from an intents file reads text in spoken form (``edge.textnorm``) and carries
+its templates (``edge.grammar``): a text within the package's ``grammar.max_distance`` of a
+template sentence takes that sentence's intent and list values; anything else goes to the model,
+whose slot spans are then resolved to the closest value of their list. For speech, every n-best
+hypothesis of the recogniser is tried against the grammar (:meth:`IntentClassifier.classify_transcript`).
 
 Tokenisation uses Hugging Face ``tokenizers`` (Rust; the model package's ``tokenizer.json`` is
 the exact one the model was trained with, and its character offsets let predicted slot tags map
@@ -15,6 +21,7 @@ import re
 import time
 import unicodedata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -23,11 +30,23 @@ from edge.backends import Backend, BackendUnavailable, available_backends, creat
 from edge.package import ModelPackage, PackageError, find_package
 from edge.profiles import Profile
 from edge.result import Result, Slot
+from edge.textnorm import spoken_form, written_form
+
+if TYPE_CHECKING:
+    from edge.grammar import Grammar, GrammarMatch
+    from edge.stt import Transcript
 
 log = logging.getLogger("edge.classifier")
 
 MAX_TEXT_CHARS = 2000
 """Longer text is cut before tokenising: a spoken command is a sentence, and the model reads 64 pieces."""
+N_BEST_RANK_COST = 0.03
+"""Grammar distance added per rank of a recogniser's n-best hypothesis: a later hypothesis wins only
+when it is clearly nearer to a template sentence than the ones the recogniser preferred."""
+MIN_SLOT_SCORE = 0.6
+"""A slot's words must be this close to the list value they are read as (letters or phones, 0..1): a
+model-tagged span further from every value keeps its words, and a grammar match with such a slot is
+left to the model."""
 
 
 class InputError(ValueError):
@@ -98,6 +117,11 @@ class IntentClassifier:
         self.max_len = package.max_seq_len
         self.slot_values = {k: {s.lower(): v for s, v in m.items()} for k, m in package.slot_values.items()}
         self.sep_id = self.tokenizer.token_to_id("[SEP]")
+        self.spoken = package.text_form == "spoken"
+        self.grammar = load_grammar(package)
+        self.max_distance = package.grammar_max_distance
+        none_label = package.manifest.get("oos", {}).get("none_label")
+        self.none_index = self.labels.index(none_label) if none_label in self.labels else None
 
     @classmethod
     def load(cls, model: str | Path | None = None, backend: str | None = None, precision: str | None = None,
@@ -131,8 +155,64 @@ class IntentClassifier:
         return f"{self.package.name}@{self.package.version}"
 
     def classify(self, text: str) -> Result:
+        """Intent and slots of one text (typed, or a transcript)."""
         t0 = time.perf_counter()
         text = check_text(text)
+        text = (spoken_form(text) if self.spoken else written_form(text)) or text
+        match = self._grammar(text)
+        if self._accepts(match):
+            return self._grammar_result(text, match, t0)
+        result = self._model(text, t0)
+        if match is not None:
+            result = dataclasses.replace(result, grammar_distance=match.distance)
+        return result
+
+    def classify_transcript(self, transcript: "Transcript") -> Result:
+        """Like :meth:`classify`, trying the recogniser's n-best against the grammar first."""
+        hypotheses = [h.text for h in transcript.alternatives] or [transcript.text]
+        if self.grammar is None or len(hypotheses) == 1:
+            return self.classify(transcript.text)
+        t0 = time.perf_counter()
+        best: tuple[float, str, "GrammarMatch"] | None = None
+        for rank, hyp in enumerate(hypotheses):
+            try:
+                text = check_text(hyp)
+            except InputError:
+                continue
+            text = spoken_form(text) if self.spoken else written_form(text)
+            match = self._grammar(text)
+            if match is not None:
+                score = match.distance + N_BEST_RANK_COST * rank
+                if best is None or score < best[0]:
+                    best = (score, text, match)
+        if best is not None and self._accepts(best[2]):
+            return self._grammar_result(best[1], best[2], t0)
+        return self.classify(transcript.text)
+
+    def _accepts(self, match: "GrammarMatch | None") -> bool:
+        """A grammar match is taken when the text is near its sentence and no slot's words are far from its value."""
+        if match is None or match.distance > self.max_distance:
+            return False
+        return all(_closeness(s) >= MIN_SLOT_SCORE for s in match.slots)
+
+    def _grammar(self, text: str) -> "GrammarMatch | None":
+        if self.grammar is None:
+            return None
+        return self.grammar.match(text, max_distance=1.0)
+
+    def _grammar_result(self, text: str, match: "GrammarMatch", t0: float) -> Result:
+        slots = [Slot(s.name, s.value, s.text, s.start, s.end, 1.0, _closeness(s)) for s in match.slots]
+        filled = {s.name for s in slots}
+        slots += [Slot(name, value, "", 0, 0, 1.0, None) for name, value in match.fixed_slots.items()
+                  if name not in filled]
+        confidence = max(0.0, 1.0 - match.distance)
+        elapsed = (time.perf_counter() - t0) * 1e3
+        return Result(text=text, intent=match.intent, confidence=confidence, guess=match.intent,
+                      guess_confidence=confidence, slots=tuple(slots),
+                      latency_ms={"grammar": elapsed, "total": elapsed}, backend=self.backend_label,
+                      model=self.model_label, source="grammar", grammar_distance=match.distance)
+
+    def _model(self, text: str, t0: float) -> Result:
         truncated = len(text) > MAX_TEXT_CHARS
         if truncated:
             text = text[:MAX_TEXT_CHARS]
@@ -149,9 +229,16 @@ class IntentClassifier:
         logits = out["intent_logits"][0].astype(np.float64)
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
-        best = int(probs.argmax())
+        if self.none_index is not None:
+            # the package's "none of these" class: the guess is the best real intent
+            none_prob = float(probs[self.none_index])
+            probs[self.none_index] = -1.0
+            best = int(probs.argmax())
+            accepted = probs[best] >= self.threshold and none_prob < probs[best]
+        else:
+            best = int(probs.argmax())
+            accepted = probs[best] >= self.threshold
         confidence = float(probs[best])
-        accepted = confidence >= self.threshold
         slots = self._slots(text, enc, out["slot_logits"][0][:n]) if accepted else ()
         t3 = time.perf_counter()
         return Result(
@@ -187,9 +274,21 @@ class IntentClassifier:
             start, end = _widen_to_words(text, start, end)
             raw = text[start:end]
             probs = _softmax_max(slot_logits[members])
-            value = self.canonical(kind, raw)
-            result.append(Slot(kind, value, raw, start, end, float(probs.mean())))
+            value, score = self.resolve(kind, raw)
+            result.append(Slot(kind, value, raw, start, end, float(probs.mean()), score))
         return tuple(result)
+
+    def resolve(self, kind: str, said: str) -> tuple[object, float | None]:
+        """The canonical value for a slot span and how close it is: the grammar's list when the package
+        has one (nearest value by letters and sound), else its synonym table."""
+        if self.grammar is not None:
+            found = self.grammar.resolve(kind, said)
+            if found is not None:
+                value, score = found
+                if score >= MIN_SLOT_SCORE:
+                    return value, score
+                return said, score
+        return self.canonical(kind, said), None
 
 
     def canonical(self, kind: str, said: str) -> str:
@@ -205,6 +304,31 @@ class IntentClassifier:
         if value is None:
             value = table.get(" ".join(re.sub(r"[^\w\s']", " ", said.lower()).split()), said)
         return value
+
+
+def load_grammar(package: ModelPackage) -> "Grammar | None":
+    """The package's template grammar, or None when it has none (an intent model trained from JSONL)."""
+    path = package.grammar_file()
+    if path is None:
+        return None
+    from edge.grammar import Grammar
+
+    try:
+        return Grammar.from_file(path)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PackageError(f"{path}: the package's grammar cannot be read ({exc})") from None
+
+
+def _closeness(slot) -> float:
+    """1.0 when the slot's words are the value's own, less as the recogniser's words drift from them."""
+    if slot.text == slot.said:
+        return 1.0
+    from edge.phonetics import similarity
+
+    said, heard = slot.said.split(), slot.text.split()
+    if not said or not heard:
+        return 0.0
+    return float(similarity([" ".join(said)], [" ".join(heard)])[0, 0])
 
 
 def _bio_constraints(tag_kind: list[tuple[str, str, str]]) -> tuple[np.ndarray, np.ndarray]:
@@ -275,13 +399,22 @@ def check_text(text: object) -> str:
         raise InputError(f"expected text (a string), got {type(text).__name__}")
     if "\x00" in text:
         raise InputError(f"input is binary, not text (NUL byte at character {text.index(chr(0))})")
+    surrogate = _SURROGATE.search(text)
+    if surrogate is not None:  # a str that no UTF-8 encodes (JSON "\ud800"); the tokenizer raises TypeError on it
+        raise InputError(f"input is not valid Unicode text (a lone surrogate U+{ord(surrogate.group()):04X} at "
+                         f"character {surrogate.start()}); expected UTF-8 text")
     controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r")
     if controls > max(2, len(text) // 20):
         raise InputError(f"input looks binary, not text ({controls} control characters)")
-    stripped = " ".join(text.split())
-    if not stripped:
+    # Format characters (zero-width space, BOM, joiners) are invisible: text of nothing else is empty.
+    stripped = " ".join(text.split()).strip(_INVISIBLE)
+    if not stripped or not any(unicodedata.category(ch) != "Cf" and not ch.isspace() for ch in stripped):
         raise InputError("input is empty; expected a command such as 'turn off the kitchen lights'")
     return stripped
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INVISIBLE = "".join(chr(c) for c in (0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD, 0x180E)) + " "
 
 
 __all__ = ["IntentClassifier", "InputError", "PackageError", "BackendUnavailable", "check_text", "choose_variant"]

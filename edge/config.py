@@ -128,19 +128,38 @@ class HttpSettings:
     """Largest ``POST /v1/intent`` body; larger ones get 413."""
     max_wav_bytes: int = 4_194_304
     """Largest ``POST /v1/recognize`` body (4 MiB: two minutes of 16 kHz 16-bit mono); larger ones get 413."""
-    max_connections: int = 16
-    """Requests served at once; more get 503 at once instead of queueing behind slow clients."""
+    max_wav_seconds: float = 120.0
+    """Longest audio in a ``POST /v1/recognize`` body, from its header (a small file at a low rate holds
+    much more than 4 MiB of 16 kHz audio does); longer gets 413."""
+    recognize_timeout_s: float = 60.0
+    """A ``POST /v1/recognize`` whose recognition takes longer is stopped there and gets 413: one request
+    cannot hold the recogniser for long. (Recognition runs one request at a time; another waits half a
+    second for it, then gets 503.)"""
+    max_connections: int = 64
+    """Connections open at once (idle keep-alive ones and ones still sending included); more get 503 at once."""
+    max_receiving_bytes: int = 16_777_216
+    """Request bodies being received at once, in bytes; an upload that would go over gets 503 at once
+    (bounds the memory many slow uploads can take)."""
+    workers: int = 8
+    """Requests processed at once once they have arrived whole (``/healthz`` has a thread of its own);
+    more get 503 at once instead of queueing."""
     timeout_s: float = 10.0
-    """A client that sends nothing for this long is disconnected."""
+    """A request must arrive whole, headers and body, within this long of the connection opening or of the
+    previous answer on it; else 408 and the connection is closed. (Per request, not per read: a client
+    sending a byte at a time is cut off like a silent one.)"""
     publish: bool = True
     """Send results of API requests to the outputs too (stdout, MQTT, hooks); a request can say ``?publish=false``."""
 
     def __post_init__(self) -> None:
-        for name in ("max_text_bytes", "max_wav_bytes", "max_connections"):
+        for name in ("max_text_bytes", "max_wav_bytes", "max_connections", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}: {getattr(self, name)} is out of range; allowed 1 or more")
-        if self.timeout_s <= 0:
-            raise ValueError(f"timeout_s: {self.timeout_s} is out of range; allowed more than 0")
+        for name in ("timeout_s", "max_wav_seconds", "recognize_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: {getattr(self, name)} is out of range; allowed more than 0")
+        if self.max_receiving_bytes < max(self.max_wav_bytes, self.max_text_bytes):
+            raise ValueError(f"max_receiving_bytes ({self.max_receiving_bytes}) is below max_wav_bytes "
+                             f"({self.max_wav_bytes}); allowed: at least the largest body")
         if self.token is not None and self.token_file is not None:
             raise ValueError("token and token_file are both set; allowed: one of them")
 
@@ -208,7 +227,7 @@ class MqttSettings:
         if not 1 <= self.reconnect_min_s <= self.reconnect_max_s:
             raise ValueError(f"reconnect_min_s ({self.reconnect_min_s}) and reconnect_max_s ({self.reconnect_max_s}): "
                              "allowed 1 <= reconnect_min_s <= reconnect_max_s")
-        if self.flush_timeout_s < 0:
+        if not self.flush_timeout_s >= 0:
             raise ValueError(f"flush_timeout_s: {self.flush_timeout_s} is negative; allowed 0 or more")
         if self.password is not None and self.password_file is not None:
             raise ValueError("password and password_file are both set; allowed: one of them")
@@ -242,7 +261,7 @@ class HooksSettings:
     """Hooks waiting for a turn; beyond this new ones are dropped, counted and logged."""
 
     def __post_init__(self) -> None:
-        if self.timeout_s <= 0:
+        if not self.timeout_s > 0:
             raise ValueError(f"timeout_s: {self.timeout_s} is out of range; allowed more than 0")
         if self.concurrency < 1:
             raise ValueError(f"concurrency: {self.concurrency} is out of range; allowed 1 or more")

@@ -45,7 +45,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -65,11 +64,13 @@ if TYPE_CHECKING:
     from edge.outputs.http import HttpApi
     from edge.profiler import Profiler
     from edge.profiles import Profile
-    from edge.stt import SttEngine
+    from edge.stt import SttEngine, Transcript
     from edge.vad import Endpointer
     from edge.wake import WakeEngine, WakeSettings
 
 PROG = "edge-intent serve"
+RECOGNIZER_WAIT_S = 0.5
+"""How long ``POST /v1/recognize`` waits for the HTTP recogniser when another request has it."""
 log = logging.getLogger("edge.daemon")
 
 
@@ -122,6 +123,14 @@ class Recognizer:
         with self._lock:
             with self.profiler.track() as rec:
                 result = self.classifier.classify(text)
+                rec.finish(result)
+        return result
+
+    def classify_transcript(self, transcript: "Transcript") -> Result:
+        """:meth:`classify` for the pipeline: the recogniser's n-best tried against the grammar first."""
+        with self._lock:
+            with self.profiler.track() as rec:
+                result = self.classifier.classify_transcript(transcript)
                 rec.finish(result)
         return result
 
@@ -387,6 +396,28 @@ class _Tap:
             self.mic.stop()
 
 
+class _Deadline:
+    """The frames of a source until ``seconds`` of wall-clock time have passed (then ``expired``)."""
+
+    def __init__(self, source: Any, seconds: float) -> None:
+        self.source = source
+        self.description = source.description
+        self.deadline = time.monotonic() + seconds
+        self.expired = False
+        self.seconds = 0.0  # audio let through
+
+    def __iter__(self) -> Iterator["Frame"]:
+        for frame in self.source:
+            if time.monotonic() > self.deadline:
+                self.expired = True
+                return
+            self.seconds += len(frame.samples) / 16000
+            yield frame
+
+    def stop(self) -> None:
+        self.source.stop()
+
+
 # --------------------------------------------------------------------------- the daemon
 
 
@@ -525,12 +556,27 @@ class Daemon:
         from edge.audio import SamplesSource
         from edge.pipeline import Pipeline
 
-        samples = decode_wav(body)
-        with self._speech_lock:  # one VAD + STT for HTTP, built on first use (the microphone has its own)
+        from edge.outputs.http import RequestError
+
+        limits = self.config.http
+        samples = decode_wav(body, limits.max_wav_seconds, "http.max_wav_seconds")
+        # One VAD + STT for HTTP, built on first use (the microphone has its own). Busy for longer than
+        # a short command takes to recognise: say so, rather than queue behind up to recognize_timeout_s.
+        if not self._speech_lock.acquire(timeout=RECOGNIZER_WAIT_S):
+            raise RequestError(503, "busy: another POST /v1/recognize is being recognised (one at a time); "
+                                    "retry later", {"Retry-After": "1"})
+        try:
             if self._http_parts is None:
                 self._http_parts = self._speech_parts()
             vad, stt = self._http_parts
-            results = list(Pipeline(SamplesSource(samples, "request body"), vad, stt, self.recognizer).run())
+            source = _Deadline(SamplesSource(samples, "request body"), limits.recognize_timeout_s)
+            results = list(Pipeline(source, vad, stt, self.recognizer).run())
+        finally:
+            self._speech_lock.release()
+        if source.expired:  # the pipeline closed the utterance in flight: the recogniser is ready for the next
+            raise RequestError(413, f"recognising the request body took longer than {limits.recognize_timeout_s:g} s "
+                                    f"(http.recognize_timeout_s), after {source.seconds:.1f} of "
+                                    f"{len(samples) / 16000:.1f} s of audio; send shorter audio")
         events = [Event.from_result(r) for r in results]
         for event in events:
             self._published(event, publish)
@@ -704,28 +750,11 @@ class Daemon:
 # --------------------------------------------------------------------------- helpers
 
 
-def decode_wav(body: bytes) -> "np.ndarray":
+def decode_wav(body: bytes, max_seconds: float, limit_name: str) -> "np.ndarray":
     """A WAV file in memory as 16 kHz mono int16 (any format :func:`edge.audio.read_wav` reads)."""
-    from edge.audio import AudioError, read_wav
+    from edge.audio import read_wav_bytes
 
-    # read_wav reads a path; an anonymous in-memory file gives it one without touching the SD card.
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("request-body", os.MFD_CLOEXEC)
-        path = f"/proc/self/fd/{fd}"
-    else:
-        fd, path = tempfile.mkstemp(suffix=".wav")
-    try:
-        view = memoryview(body)
-        while view:
-            view = view[os.write(fd, view):]
-        samples, _ = read_wav(path)
-    except AudioError as exc:
-        raise AudioError(str(exc).replace(path, "request body")) from None
-    finally:
-        os.close(fd)
-        if not path.startswith("/proc/"):
-            os.unlink(path)
-    return samples
+    return read_wav_bytes(body, "request body", max_seconds, limit_name)[0]
 
 
 def apply_overrides(config: Config, http: str | None = None, no_mic: bool = False) -> Config:

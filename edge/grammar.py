@@ -34,6 +34,9 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from rapidfuzz.distance import Indel
+from rapidfuzz.process import cdist
+
 from edge.phonetics import similarity, sound
 from edge.textnorm import parse_number, say_number, spoken_form
 
@@ -50,10 +53,14 @@ MAX_RANGE_VALUES = 2000
 SOFT_WORDS = frozenset("a an the um uh er please and to of in on for my me can could would you".split())
 """Words a recogniser drops or adds most often: skipping or adding one costs less."""
 SOFT_COST = 0.5
+WEAK_SIMILARITY = 0.6
+"""Below this similarity two words are simply different: substituting one for the other then costs a
+little more than an extra word, so a word the recogniser added is not read as an optional slot's value."""
+WEAK_COST = 1.05
 MERGE_SIMILARITY = 0.88
 """Two transcript words count as one grammar word ("never mind" / "nevermind") only when they spell it
 nearly exactly; looser, and an extra word next to a slot value is swallowed into it."""
-WILDCARD_WORD_COST = 0.15
+WILDCARD_WORD_COST = 0.3
 """Per word of a wildcard slot: low, so any words fit, but above an exact template word."""
 
 
@@ -89,8 +96,8 @@ class Slot:
     values: tuple[Value, ...] = ()
     kind: str = "list"
     """``list`` (``values``), ``wildcard`` (any words), ``number`` (a large range: exact number words)."""
-    number_range: tuple[float, float, float, float] | None = None
-    """(start, stop, step, multiplier) for ``number``."""
+    number_range: tuple[float, float, float, float, tuple[float, ...]] | None = None
+    """(start, stop, step, multiplier, fractions) for ``number``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +148,26 @@ class _Compiler:
     def __init__(self, intents: Any) -> None:
         self.intents = intents
         self._memo: dict[tuple, Any] = {}
+        self._interned: dict[tuple, Any] = {}
+        self.by_name: dict[str, list[Slot]] = {}
+
+    # One object per distinct part: templates that share words, alternatives and sequence prefixes
+    # ("[can I get|I'd like] [a|an] {size} ...") then share their cost matrices when matching.
+
+    def _words(self, words: tuple[str, ...]) -> Words:
+        return self._interned.setdefault(("w", words), Words(words))
+
+    def _alt(self, items: tuple, optional: bool) -> Alt:
+        return self._interned.setdefault(("a", tuple(id(i) for i in items), optional), Alt(items, optional))
+
+    def _seq(self, items: list) -> Any:
+        items = [i for i in items if not (isinstance(i, Words) and not i.words)]
+        if not items:
+            return self._words(())
+        node = items[0]
+        for item in items[1:]:  # left-nested pairs, so that a shared prefix is one node
+            node = self._interned.setdefault(("s", id(node), id(item)), Seq((node, item)))
+        return node
 
     def template_nodes(self) -> list[Template]:
         out = []
@@ -163,19 +190,19 @@ class _Compiler:
         from hassil.expression import Alternative, ListReference, Permutation, RuleReference, Sequence, TextChunk
 
         if isinstance(e, TextChunk):
-            return Words(tuple(spoken_form(e.text).split()))
+            return self._words(tuple(spoken_form(e.text).split()))
         if isinstance(e, Sequence) and not isinstance(e, (Alternative, Permutation)):
             return self.seq(list(e.items), lists, rules, ctx, block)
         if isinstance(e, Alternative):
             items = tuple(self.expr(i, lists, rules, ctx, block) for i in e.items)
             empty = any(isinstance(i, Words) and not i.words for i in items)
             items = tuple(i for i in items if not (isinstance(i, Words) and not i.words))
-            return Alt(items, optional=e.is_optional or empty)
+            return self._alt(items, e.is_optional or empty)
         if isinstance(e, Permutation):
             if len(e.items) > MAX_PERMUTATION_ITEMS:
                 raise _Unusable(f"a permutation of {len(e.items)} parts")
-            return Alt(tuple(Seq(tuple(self.expr(i, lists, rules, ctx, block) for i in order))
-                             for order in itertools.permutations(e.items)))
+            parts = [self.expr(i, lists, rules, ctx, block) for i in e.items]
+            return self._alt(tuple(self._seq(list(order)) for order in itertools.permutations(parts)), False)
         if isinstance(e, RuleReference):
             key = ("rule", e.rule_name, block)
             if key not in self._memo:
@@ -217,30 +244,27 @@ class _Compiler:
                 continue
             if len(seg) == 1:
                 part = seg[0]
-                nodes.append(Words(tuple(spoken_form(part).split())) if isinstance(part, str)
+                nodes.append(self._words(tuple(spoken_form(part).split())) if isinstance(part, str)
                              else self.expr(part, lists, rules, ctx, block))
                 continue
             nodes.append(self.glued(seg, lists, rules, ctx, block))
-        nodes = [n for n in nodes if not (isinstance(n, Words) and not n.words)]
-        if len(nodes) == 1:
-            return nodes[0]
-        return Seq(tuple(nodes))
+        return self._seq(nodes)
 
     def glued(self, seg: list, lists: dict, rules: dict, ctx: tuple, block: int) -> Any:
         from hassil.expression import ListReference
 
         if any(isinstance(p, ListReference) for p in seg):
             # "{area}'s": treat the parts as separate words (rare in templates)
-            return Seq(tuple(Words(tuple(spoken_form(p).split())) if isinstance(p, str)
-                             else self.expr(p, lists, rules, ctx, block) for p in seg))
+            return self._seq([self._words(tuple(spoken_form(p).split())) if isinstance(p, str)
+                              else self.expr(p, lists, rules, ctx, block) for p in seg])
         forms = [[p] if isinstance(p, str) else _strings(p, rules, MAX_ENUMERATION) for p in seg]
         if math.prod(len(f) for f in forms) > MAX_ENUMERATION:
             raise _Unusable("word-internal alternatives with too many forms")
         words = {tuple(spoken_form("".join(combo)).split()) for combo in itertools.product(*forms)}
-        alts = tuple(Words(w) for w in sorted(words) if w)
+        alts = tuple(self._words(w) for w in sorted(words) if w)
         if len(alts) == 1 and () not in words:
             return alts[0]
-        return Alt(alts, optional=() in words)
+        return self._alt(alts, () in words)
 
     def slot(self, ref: Any, lists: dict, rules: dict, ctx: tuple, block: int) -> Slot:
         from hassil.intents import RangeSlotList, TextSlotList, WildcardSlotList
@@ -273,34 +297,39 @@ class _Compiler:
         else:
             raise _Unusable(f"{{{ref.list_name}}}: unsupported list type {type(slot_list).__name__}")
         self._memo[key] = node
+        self.by_name.setdefault(ref.slot_name, []).append(node)
         return node
 
-    @staticmethod
-    def range_slot(name: str, r: Any) -> Slot:
+    def slots(self) -> dict[str, Slot]:
+        """Per slot name, every value any template can give it (for resolving a model's spans)."""
+        out = {}
+        for name, nodes in self.by_name.items():
+            lists = [n for n in nodes if n.kind == "list"]
+            if lists:
+                values = {id(v): v for n in lists for v in n.values}
+                out[name] = Slot(name, tuple(values.values()))
+            else:
+                out[name] = nodes[0]
+        return out
+
+    def range_slot(self, name: str, r: Any) -> Slot:
+        from hassil.intents import RangeFractionType
+
         step = r.step or 1
-        count = int((r.stop - r.start) // step) + 1 if r.stop >= r.start else 0
+        fractions = tuple(RangeFractionType.get_fractions(r.fraction_type)) if r.fraction_type else ()
+        count = (int((r.stop - r.start) // step) + 1) * (1 + len(fractions)) if r.stop >= r.start else 0
         multiplier = r.multiplier if getattr(r, "multiplier", None) is not None else 1
         if count <= MAX_RANGE_VALUES:
             values = []
-            for n in _range_numbers(r):
-                values.append(Value(Words(tuple(say_number(n).split())), _number(n * multiplier)))
+            for n in r.get_numbers():
+                values.append(Value(self._words(tuple(say_number(n).split())), _number(n * multiplier)))
             return Slot(name, tuple(values))
-        return Slot(name, kind="number", number_range=(float(r.start), float(r.stop), float(step), float(multiplier)))
+        return Slot(name, kind="number",
+                    number_range=(float(r.start), float(r.stop), float(step), float(multiplier), fractions))
 
 
 class _Unusable(Exception):
     """A template part the matcher cannot represent; the template is left to the model."""
-
-
-def _range_numbers(r: Any) -> Iterable[float]:
-    step = r.step or 1
-    if hasattr(r, "get_numbers"):
-        yield from r.get_numbers()
-        return
-    n = r.start
-    while n <= r.stop:
-        yield n
-        n += step
 
 
 def _number(n: float) -> int | float:
@@ -419,6 +448,7 @@ class _Scorer:
         ins = np.array([SOFT_COST if w in soft else 1.0 for w in words])
         self.ins_cum = np.concatenate([[0.0], np.cumsum(ins)])
         self._memo: dict[int, np.ndarray] = {}
+        self._splits: dict[str, np.ndarray] = {}
         size = self.n + 1
         self.identity = np.full((size, size), INF)
         np.fill_diagonal(self.identity, 0.0)
@@ -441,6 +471,8 @@ class _Scorer:
         if isinstance(node, Words):
             return self.words_matrix(node.words)
         if isinstance(node, Seq):
+            if not node.items:
+                return self.identity
             m = self.matrix(node.items[0])
             for item in node.items[1:]:
                 m = minplus(m, self.matrix(item))
@@ -480,8 +512,11 @@ class _Scorer:
     def _split_cost(self, a: str, b: str) -> np.ndarray:
         """Two grammar words said as one transcript word ("never mind" -> "nevermind")."""
         joined = a + b
-        sim = similarity([joined], self.w)[0] if self.n else np.zeros(0)
-        return np.where(sim >= MERGE_SIMILARITY, 1.0 - sim, INF) + 0.1
+        cost = self._splits.get(joined)
+        if cost is None:
+            sim = cdist([joined], self.w, scorer=Indel.normalized_similarity)[0] if self.n else np.zeros(0)
+            cost = self._splits[joined] = np.where(sim >= MERGE_SIMILARITY, 1.0 - sim, INF) + 0.1
+        return cost
 
     def slot_matrix(self, slot: Slot) -> np.ndarray:
         size = self.n + 1
@@ -490,11 +525,11 @@ class _Scorer:
             return np.where(span >= 1, span * WILDCARD_WORD_COST, INF)
         if slot.kind == "number":
             m = np.full((size, size), INF)
-            start, stop, step, _ = slot.number_range
+            start, stop, step, _, fractions = slot.number_range
             for j in range(self.n):
                 for k in range(j + 1, min(self.n, j + 8) + 1):
                     n = parse_number(" ".join(self.w[j:k]))
-                    if n is not None and start <= n <= stop and _on_step(n, start, step):
+                    if n is not None and _in_range(n, start, stop, step, fractions):
                         m[j, k] = 0.0
             return m
         m = np.full((size, size), INF)
@@ -511,6 +546,8 @@ class _Scorer:
             return
         target = self.matrix(node)[j, k]
         if isinstance(node, Seq):
+            if not node.items:
+                return
             for item, (a, b) in zip(node.items, self._split_points(node.items, j, k, target)):
                 self.trace(item, a, b, out)
         elif isinstance(node, Alt):
@@ -577,9 +614,12 @@ class _Filled:
     """The grammar's words (and nested slots) for the value."""
 
 
-def _on_step(n: float, start: float, step: float) -> bool:
-    q = (n - start) / step
-    return abs(q - round(q)) < 1e-6
+def _in_range(n: float, start: float, stop: float, step: float, fractions: tuple[float, ...]) -> bool:
+    whole, part = divmod(n, 1.0)
+    if part > 1e-9 and not any(abs(part - f) < 1e-6 for f in fractions):
+        return False
+    q = (whole - start) / step
+    return start <= whole <= stop and abs(q - round(q)) < 1e-6
 
 
 def minplus(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -595,11 +635,15 @@ class Grammar:
 
     def __init__(self, intents: Any, skip_words: Iterable[str] = ()) -> None:
         self.intents = intents
-        self.templates = _Compiler(intents).template_nodes()
+        compiler = _Compiler(intents)
+        self.templates = compiler.template_nodes()
+        self.slots = compiler.slots()
         vocab: set[str] = set()
         seen: set[int] = set()
         for t in self.templates:
             _vocabulary(t.node, vocab, seen)
+        for slot in self.slots.values():
+            _vocabulary(slot, vocab, seen)
         self.vocabulary = sorted(vocab)
         self._index = {w: i for i, w in enumerate(self.vocabulary)}
         self._sound = sound(self.vocabulary)
@@ -649,11 +693,39 @@ class Grammar:
         return GrammarMatch(template.intent, tuple(slots), dict(template.fixed_slots), float(cost), float(distance),
                             spoken, " ".join(sentence), template.text)
 
+    def compile_sentences(self, sentences: Iterable[Any]) -> list[Any]:
+        """Compile other templates (an intents file's ``out_of_scope``) with the file's global lists and rules."""
+        compiler = _Compiler(self.intents)
+        lists, rules = self.intents.slot_lists, self.intents.expansion_rules
+        out = []
+        for sentence in sentences:
+            try:
+                out.append(compiler.expr(sentence.expression, lists, rules, ((), ()), 0))
+            except _Unusable as exc:
+                log.debug("sentence %r not used: %s", getattr(sentence, "text", sentence), exc)
+        return out
+
+    def resolve(self, name: str, text: str) -> tuple[Any, float] | None:
+        """The value of list ``name`` nearest to ``text`` and how close (0..1), or None if no list has that name."""
+        slot = self.slots.get(name)
+        words = spoken_form(text).split()
+        if slot is None or not words or len(words) > MAX_WORDS:
+            return None
+        if slot.kind == "wildcard":
+            return text, 1.0
+        scorer = self._scorer(words)
+        n = len(words)
+        cost = float(scorer.slot_matrix(slot)[0, n])
+        if cost >= INF:
+            return text, 0.0
+        filled = scorer._filled(slot, 0, n, cost)
+        said = [w for w in filled.said if isinstance(w, str)]
+        return filled.value, max(0.0, 1.0 - cost / max(n, len(said), 1))
+
     def _scorer(self, words: list[str]) -> _Scorer:
         vocab = self.vocabulary
         sim = similarity(vocab, words, self._sound, sound(words))
-        sub = np.where(sim >= 1.0, 0.0, 1.0 - sim)
-        sub = np.where(sim < 0.3, 1.0, sub)  # unlike words: a plain substitution
+        sub = np.where(sim >= 1.0, 0.0, np.where(sim >= WEAK_SIMILARITY, 1.0 - sim, WEAK_COST))
         if len(words) > 1:
             pairs = [a + b for a, b in zip(words, words[1:])]
             msim = similarity(vocab, pairs, self._sound, sound(pairs))
@@ -663,16 +735,107 @@ class Grammar:
         return _Scorer(words, self.soft, self._index, sub, merge)
 
     def _lower_bounds(self, scorer: _Scorer) -> list[float]:
-        """Per template, a cost it cannot go below: each required word at its cheapest, in any order."""
+        """Per template, a cost it cannot go below: every word at its cheapest, wherever it is said."""
         if scorer.n:
             cheapest = np.minimum(scorer.sub.min(axis=1), 1.0)
         else:
             cheapest = np.ones(len(self.vocabulary))
-        soft_cheapest = {w: min(SOFT_COST, float(cheapest[self._index[w]])) for w in self.soft if w in self._index}
-        out = []
-        for t in self.templates:
-            out.append(sum(soft_cheapest.get(w, float(cheapest[self._index[w]])) for w in t.required))
+        word_cost = {w: float(cheapest[i]) for w, i in self._index.items()}
+        for w in self.soft:
+            if w in word_cost:
+                word_cost[w] = min(word_cost[w], SOFT_COST)
+        memo: dict[int, float] = {}
+
+        def bound(node: Any) -> float:
+            key = id(node)
+            if key in memo:
+                return memo[key]
+            if isinstance(node, Words):
+                b = sum(word_cost[w] for w in node.words)
+            elif isinstance(node, Seq):
+                b = sum(bound(i) for i in node.items)
+            elif isinstance(node, Alt):
+                b = 0.0 if node.optional or not node.items else min(bound(i) for i in node.items)
+            elif isinstance(node, Slot):
+                b = min((bound(v.body) for v in node.values), default=0.0)
+            else:
+                b = 0.0
+            memo[key] = b
+            return b
+
+        return [bound(t.node) for t in self.templates]
+
+
+def to_jsgf(grammar: Grammar, known: set[str] | None = None, name: str = "commands") -> str:
+    """The templates as a JSGF grammar (for PocketSphinx's grammar search), or "" when none can be written.
+
+    Parts used more than once become rules of their own, so the grammar stays the size of the
+    file. Wildcards and ranges too large to list cannot be written as a finite grammar; templates
+    with them, and alternatives with words outside ``known`` (the recogniser's dictionary), are left out.
+    """
+    uses: dict[int, int] = {}
+
+    def count(node: Any) -> None:
+        uses[id(node)] = uses.get(id(node), 0) + 1
+        if uses[id(node)] > 1:
+            return
+        for child in _children(node):
+            count(child)
+
+    for t in grammar.templates:
+        count(t.node)
+    rules: dict[int, str] = {}
+    bodies: list[str] = []
+    memo: dict[int, str | None] = {}
+
+    def body(node: Any) -> str | None:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if isinstance(node, Words):
+            out = " ".join(node.words) if all(known is None or w in known for w in node.words) else None
+        elif isinstance(node, Seq):
+            parts = [ref(i) for i in node.items]
+            out = None if any(p is None for p in parts) else " ".join(p for p in parts if p)
+        elif isinstance(node, Alt):
+            parts = [p for p in (ref(i) for i in node.items) if p is not None]
+            if not parts and not node.optional:
+                out = None
+            elif not parts:
+                out = ""
+            else:
+                joined = " | ".join(parts)
+                out = f"[ {joined} ]" if node.optional else f"( {joined} )"
+        elif isinstance(node, Slot) and node.kind == "list":
+            parts = [p for p in (ref(v.body) for v in node.values) if p]
+            out = f"( {' | '.join(parts)} )" if parts else None
+        else:
+            out = None  # a wildcard or a large range
+        memo[key] = out
         return out
+
+    def ref(node: Any) -> str | None:
+        text = body(node)
+        if text is None or uses.get(id(node), 0) < 2 or isinstance(node, Words) or not text:
+            return text
+        if id(node) not in rules:
+            rules[id(node)] = f"<r{len(rules)}>"
+            bodies.append(f"{rules[id(node)]} = {text};")
+        return rules[id(node)]
+
+    tops = [t for t in (ref(t.node) for t in grammar.templates) if t]
+    if not tops:
+        return ""
+    return "\n".join(["#JSGF V1.0;", f"grammar {name};", f"public <command> = {' | '.join(dict.fromkeys(tops))};",
+                      *bodies]) + "\n"
+
+
+def _children(node: Any) -> list:
+    if isinstance(node, (Seq, Alt)):
+        return list(node.items)
+    if isinstance(node, Slot):
+        return [v.body for v in node.values]
+    return []
 
 
 def _flatten(path: list, slots: list[GrammarSlot], spoken: str, offsets: list[int]) -> list[str]:
@@ -690,4 +853,4 @@ def _flatten(path: list, slots: list[GrammarSlot], spoken: str, offsets: list[in
     return words
 
 
-__all__ = ["Grammar", "GrammarMatch", "GrammarSlot", "minplus"]
+__all__ = ["Grammar", "GrammarMatch", "GrammarSlot", "minplus", "to_jsgf"]

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -71,8 +72,8 @@ class ModelPackage:
             raise PackageError(f"{path}: not a model package (no {MANIFEST})")
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PackageError(f"{manifest_path}: not valid JSON ({exc})") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, a number too long
+            raise PackageError(f"{manifest_path}: not valid JSON ({str(exc)[:200]})") from None
         if not isinstance(manifest, dict):
             raise PackageError(f"{manifest_path}: expected a JSON object")
         missing = [k for k in _REQUIRED if k not in manifest]
@@ -80,6 +81,7 @@ class ModelPackage:
             raise PackageError(f"{manifest_path}: missing keys {', '.join(missing)}")
         if manifest["format"] != FORMAT_VERSION:
             raise PackageError(f"{manifest_path}: format {manifest['format']!r}; this runtime reads format {FORMAT_VERSION}")
+        check_manifest(manifest, manifest_path)
         package = cls(path, manifest)
         if verify:
             package.verify_file(manifest.get("tokenizer", "tokenizer.json"))
@@ -110,6 +112,25 @@ class ModelPackage:
         return float(self.manifest.get("oos", {}).get("threshold", 0.0))
 
     @property
+    def text_form(self) -> str:
+        """``spoken`` (``edge.textnorm.spoken_form``: what packages built by ``edge-train`` from an intents
+        file read) or ``written`` (text as typed, the form the HWU64 model was trained on)."""
+        form = self.manifest.get("text_form", "written")
+        if form not in ("spoken", "written"):
+            raise PackageError(f"{self.dir / MANIFEST}: text_form {form!r}; allowed: spoken, written")
+        return form
+
+    def grammar_file(self) -> Path | None:
+        """The verified intents file the model was trained from (``grammar.file``), if the package has one."""
+        rel = self.manifest.get("grammar", {}).get("file")
+        return self.verify_file(rel) if rel else None
+
+    @property
+    def grammar_max_distance(self) -> float:
+        """How far (edit cost per word) a transcript may be from a grammar sentence to be taken as it."""
+        return float(self.manifest.get("grammar", {}).get("max_distance", 0.3))
+
+    @property
     def slot_values(self) -> dict[str, dict[str, str]]:
         """Per slot type, spoken synonym (lower case) -> canonical value."""
         return self.manifest.get("slot_values", {})
@@ -131,12 +152,43 @@ class ModelPackage:
         return min(matches, key=lambda v: order.get(v.precision, 9)) if matches else None
 
     def path(self, rel: str) -> Path:
-        return self.dir / rel
+        """The file ``rel`` of the package; :class:`PackageError` when the name or a symlink leads out of it."""
+        path = self.dir / rel
+        if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts or "\x00" in rel:
+            raise PackageError(f"{self.dir / MANIFEST}: file name {rel!r} is not inside the package; "
+                               "allowed: a relative path without '..'")
+        try:
+            inside = path.resolve().is_relative_to(self.dir.resolve())
+        except (OSError, RuntimeError) as exc:  # a symlink loop
+            raise PackageError(f"{path}: cannot be resolved ({exc})") from None
+        if not inside:
+            raise PackageError(f"{path}: a symlink out of the model package (to {path.resolve()}); "
+                               "allowed: files inside the package directory")
+        return path
+
+    def referenced_files(self) -> list[str]:
+        """Every file the manifest points the runtime at, checksummed or not (each must be)."""
+        m = self.manifest
+        names = [*m["files"], m.get("tokenizer", "tokenizer.json"), *(v.file for v in self.variants)]
+        for rel in (m.get("training", {}).get("sentences_file"), m.get("grammar", {}).get("file")):
+            if rel:
+                names.append(rel)
+
+        def collect(value: Any) -> None:  # the STT adaptation section: nested mappings of file names
+            if isinstance(value, str) and "/" in value:
+                names.append(value)
+            elif isinstance(value, dict):
+                for v in value.values():
+                    collect(v)
+
+        for engine in ("pocketsphinx", "vosk", "whisper"):
+            collect(m.get("stt", {}).get(engine))
+        return list(dict.fromkeys(names))
 
     def verify_file(self, rel: str) -> Path:
         """Return the file's path after checking it exists and matches its manifest sha256."""
         entry = self.manifest["files"].get(rel)
-        path = self.dir / rel
+        path = self.path(rel)
         if entry is None:
             raise PackageError(f"{self.dir / MANIFEST}: file {rel!r} is used but has no checksum entry")
         if not path.is_file():
@@ -152,7 +204,7 @@ class ModelPackage:
     def verify_all(self) -> list[str]:
         """Check every file; return the problems (empty when the package is intact)."""
         problems = []
-        for rel in self.manifest["files"]:
+        for rel in self.referenced_files():
             try:
                 self.verify_file(rel)
             except PackageError as exc:
@@ -165,6 +217,72 @@ class ModelPackage:
         if not rel:
             return []
         return [line.strip() for line in self.verify_file(rel).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def check_manifest(m: dict[str, Any], where: Path) -> None:
+    """The types the runtime relies on, each refused by key name (no KeyError or AttributeError later)."""
+    def bad(key: str, expected: str, value: Any) -> PackageError:
+        shown = repr(value)
+        return PackageError(f"{where}: {key}: expected {expected}, got {shown[:80] + '…' if len(shown) > 80 else shown}")
+
+    def strings(key: str, value: Any, nonempty: bool = True) -> None:
+        if not isinstance(value, list) or (nonempty and not value) or not all(isinstance(x, str) for x in value):
+            raise bad(key, "a non-empty list of strings" if nonempty else "a list of strings", value)
+
+    for key in ("name", "version"):
+        if not isinstance(m[key], str) or not m[key]:
+            raise bad(key, "a non-empty string", m[key])
+    strings("labels", m["labels"])
+    strings("slot_tags", m["slot_tags"])
+    if not isinstance(m["max_seq_len"], int) or isinstance(m["max_seq_len"], bool) or not 2 <= m["max_seq_len"] <= 4096:
+        raise bad("max_seq_len", "a whole number from 2 to 4096", m["max_seq_len"])
+    for key in ("inputs", "outputs"):
+        if not isinstance(m[key], dict):
+            raise bad(key, "a mapping", m[key])
+    if "tokenizer" in m and not isinstance(m["tokenizer"], str):
+        raise bad("tokenizer", "a file name", m["tokenizer"])
+    if not isinstance(m["files"], dict):
+        raise bad("files", "a mapping of file name -> {sha256, bytes}", m["files"])
+    for rel, entry in m["files"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
+            raise bad(f"files.{rel}", 'a mapping with "sha256": 64 hex digits', entry)
+        if "bytes" in entry and (not isinstance(entry["bytes"], int) or isinstance(entry["bytes"], bool) or entry["bytes"] < 0):
+            raise bad(f"files.{rel}.bytes", "a whole number of bytes", entry["bytes"])
+    if not isinstance(m["variants"], list) or not m["variants"]:
+        raise bad("variants", "a non-empty list of {backend, precision, file}", m["variants"])
+    for i, v in enumerate(m["variants"]):
+        key = f"variants[{i}]"
+        if not isinstance(v, dict):
+            raise bad(key, "a mapping {backend, precision, file}", v)
+        for field in ("backend", "precision", "file"):
+            if not isinstance(v.get(field), str) or not v[field]:
+                raise bad(f"{key}.{field}", "a non-empty string", v.get(field))
+        if "runtimes" in v:
+            strings(f"{key}.runtimes", v["runtimes"], nonempty=False)
+        if not isinstance(v.get("groups", 1), int) or isinstance(v.get("groups", 1), bool) or v.get("groups", 1) < 1:
+            raise bad(f"{key}.groups", "a whole number of 1 or more", v.get("groups"))
+        signatures = v.get("signatures", [])
+        if not isinstance(signatures, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in signatures):
+            raise bad(f"{key}.signatures", "a list of whole numbers", signatures)
+    oos = m.get("oos", {})
+    if not isinstance(oos, dict) or not isinstance(oos.get("threshold", 0.0), (int, float)) \
+            or isinstance(oos.get("threshold"), bool) or not 0.0 <= oos.get("threshold", 0.0) <= 1.0:
+        raise bad("oos.threshold", "a number from 0 to 1", oos.get("threshold") if isinstance(oos, dict) else oos)
+    slot_values = m.get("slot_values", {})
+    if not isinstance(slot_values, dict) or not all(
+            isinstance(table, dict) and all(isinstance(a, str) and isinstance(b, str) for a, b in table.items())
+            for table in slot_values.values()):
+        raise bad("slot_values", "a mapping of slot -> {said: value} strings", slot_values)
+    for section in ("training", "stt", "grammar"):
+        if not isinstance(m.get(section, {}), dict):
+            raise bad(section, "a mapping", m[section])
+    for section, key in (("training", "sentences_file"), ("grammar", "file")):
+        rel = m.get(section, {}).get(key)
+        if rel is not None and not isinstance(rel, str):
+            raise bad(f"{section}.{key}", "a file name", rel)
 
 
 def search_dirs() -> list[Path]:

@@ -78,12 +78,14 @@ def pronunciations() -> Pronunciations | None:
 
 def sound(words: list[str]) -> list[str]:
     """Phone strings of words; a word the dictionary lacks keeps its letters (compared as letters)."""
+    return [_sound_of(w) for w in words]
+
+
+@functools.lru_cache(maxsize=65536)
+def _sound_of(word: str) -> str:
     p = pronunciations()
-    out = []
-    for w in words:
-        ph = p.phones(w) if p is not None else None
-        out.append(ph if ph else w)
-    return out
+    phones = p.phones(word) if p is not None else None
+    return phones or word
 
 
 def similarity(a: list[str], b: list[str], a_sound: list[str] | None = None,

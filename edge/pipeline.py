@@ -113,7 +113,7 @@ class Pipeline:
         if self.classifier is None or not transcript.text:
             # Nothing to classify (no words heard, or STT only): an out-of-scope result, never a guess.
             return Result(text=transcript.text, intent=None, confidence=None, guess="", guess_confidence=0.0)
-        return self.classifier.classify(transcript.text)
+        return self.classifier.classify_transcript(transcript)
 
 
 __all__ = ["Pipeline"]

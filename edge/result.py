@@ -14,8 +14,9 @@ class Slot:
 
     name: str
     """Slot type, e.g. ``house_place``."""
-    value: str
-    """Canonical value (a synonym list's ``out`` value where one applies, else the span's text)."""
+    value: Any
+    """Canonical value: the list value's ``out`` where the words were resolved to one (a number for a
+    range list), a synonym's canonical value, else the span's text."""
     text: str
     """The span exactly as it appears in the input text."""
     start: int
@@ -23,7 +24,10 @@ class Slot:
     end: int
     """Character offset one past the span's end."""
     confidence: float = 1.0
-    """Mean tag probability over the span's word pieces."""
+    """Mean tag probability over the span's word pieces (1.0 for a grammar match)."""
+    score: float | None = None
+    """How close the words are to the list value they were resolved to (1.0: the same words;
+    ``None``: the slot has no list, or no value was close enough and the words are kept)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,12 +57,18 @@ class Result:
     """True when the text was longer than the model's maximum and only its start was classified."""
     transcript: dict[str, Any] | None = None
     """Speech only: engine, per-word confidences, audio duration."""
+    source: str = "model"
+    """What decided: ``model`` (the neural intent model) or ``grammar`` (the nearest sentence of the
+    package's templates, within ``grammar_distance``)."""
+    grammar_distance: float | None = None
+    """Edit cost per word between the text and the nearest template sentence (0: one of them), when
+    the package has a grammar."""
     id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
     timestamp: float = dataclasses.field(default_factory=time.time)
 
-    def slot_dict(self) -> dict[str, str | list[str]]:
+    def slot_dict(self) -> dict[str, Any]:
         """``{name: value}``; a slot type filled more than once maps to a list of values."""
-        out: dict[str, str | list[str]] = {}
+        out: dict[str, Any] = {}
         for slot in self.slots:
             if slot.name in out:
                 prev = out[slot.name]
@@ -79,13 +89,16 @@ class Result:
             "slots": self.slot_dict(),
             "slot_spans": [
                 {"name": s.name, "value": s.value, "text": s.text, "start": s.start, "end": s.end,
-                 "confidence": _round(s.confidence)}
+                 "confidence": _round(s.confidence), "score": _round(s.score)}
                 for s in self.slots
             ],
+            "source": self.source,
             "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()},
             "backend": self.backend,
             "model": self.model,
         }
+        if self.grammar_distance is not None:
+            data["grammar_distance"] = _round(self.grammar_distance)
         if self.truncated:
             data["truncated"] = True
         if self.transcript is not None:

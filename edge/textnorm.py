@@ -3,8 +3,9 @@
 Recognisers and people write the same words differently: Whisper gives "Set a 12-oz. Iced
 Coffee, please." and "7:30 a.m.", PocketSphinx and Vosk give "set a twelve ounce iced coffee
 please", a template file says "{size} iced coffee" and a typed command may say "50%". The
-*spoken form* makes them one: lower case, numbers and symbols in words, no punctuation or
-apostrophes, hyphens as spaces. Training sentences (``tools/templates.py``) and the grammar
+*spoken form* makes them one: lower case, numbers and symbols in words, no punctuation (an
+apostrophe inside a word stays: "what's", as the recognisers' dictionaries write it), hyphens as
+spaces. Training sentences (``tools/templates.py``) and the grammar
 (``edge.grammar``) go through :func:`spoken_form` too, so both sides of every comparison agree.
 
 Numbers are spelled with ``num2words`` (cardinals, ordinals, decimals); "and" inside a number is
@@ -36,8 +37,8 @@ _UNITS = {"oz": "ounce", "lb": "pound", "lbs": "pounds", "kg": "kilograms", "g":
 _SYMBOLS = {"%": " percent ", "&": " and ", "+": " plus ", "@": " at ", "#": " number ", "°": " degrees ",
             "=": " equals ", "×": " times ", "½": " and a half ", "¼": " and a quarter "}
 _NUMBER = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)(st|nd|rd|th)?(?![\w])")
-_TIME = re.compile(r"\b(\d{1,2}):(\d{2})\b")
-_CLOCK = re.compile(r"\b([ap])\.?\s?m\b\.?", re.IGNORECASE)
+_TIME = re.compile(r"(?<![\d:])(\d{1,2}):(\d{2})(?![\d:])")
+_CLOCK = re.compile(r"(?<![^\W\d])([ap])\.?\s?m\b\.?", re.IGNORECASE)
 _CURRENCY = re.compile(r"([$€£])\s?(\d[\d,]*(?:\.\d+)?)")
 _CURRENCY_NAMES = {"$": "dollars", "€": "euros", "£": "pounds"}
 _UNIT_AFTER_NUMBER = re.compile(r"(\d)\s?-?(" + "|".join(sorted(_UNITS, key=len, reverse=True)) + r")\b\.?", re.IGNORECASE)
@@ -73,22 +74,34 @@ def spoken_form(text: str) -> str:
     text = unicodedata.normalize("NFKC", text)
     text = _CURRENCY.sub(lambda m: f" {m.group(2)} {_CURRENCY_NAMES[m.group(1)]} ", text)
     text = _TIME.sub(_say_time, text)
-    text = _CLOCK.sub(lambda m: f" {m.group(1).lower()} m ", text)
+    text = _CLOCK.sub(lambda m: f" {m.group(1).lower()}m ", text)
     text = _UNIT_AFTER_NUMBER.sub(lambda m: f"{m.group(1)} {_UNITS[m.group(2).lower()]} ", text)
     for symbol, words in _SYMBOLS.items():
         text = text.replace(symbol, words)
     text = _NUMBER.sub(_say_digits, text)
+    text = re.sub(r"(\d)([^\W\d])|([^\W\d])(\d)", lambda m: " ".join(g for g in m.groups() if g), text)
+    text = _NUMBER.sub(_say_digits, text)  # digits that were written against letters ("tv2")
     text = unicodedata.normalize("NFKD", text.lower())
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = re.sub(r"['’ʼ`]", "", text)  # what's -> whats: templates and recognisers disagree on apostrophes
-    text = re.sub(r"[^\w]+|_", " ", text)
+    text = re.sub(r"[’ʼ`]", "'", text)
+    text = re.sub(r"[^\w']+|_", " ", text)
+    # "what's" keeps its apostrophe (the recognisers' dictionaries spell it so); quotes around words go
+    return " ".join(w.strip("'") for w in text.split() if w.strip("'"))
+
+
+def written_form(text: str) -> str:
+    """Lower case without sentence punctuation, digits kept: the form of models trained on typed text
+    (HWU64), for transcripts from recognisers that punctuate and capitalise (Whisper)."""
+    text = unicodedata.normalize("NFKC", text).replace("’", "'")
+    text = _CLOCK.sub(lambda m: f" {m.group(1).lower()}m ", text)
+    text = re.sub(r"[.,!?;:\"()\[\]]+(?=\s|$)|(?<=\s)[\"(\[]+|^[\"(\[]+", " ", text.lower())
     return " ".join(text.split())
 
 
 def parse_number(words: str) -> float | None:
     """The number that spoken words say ("twenty five" -> 25, "sixty point five" -> 60.5), else None."""
     tokens = [t for t in spoken_form(words).split() if t != "and"]
-    if not tokens:
+    if not tokens or tokens == ["a"]:
         return None
     if all(t.isdigit() for t in tokens):
         return float("".join(tokens))
@@ -132,4 +145,4 @@ def parse_number(words: str) -> float | None:
     return float(total + current) if seen else None
 
 
-__all__ = ["parse_number", "say_number", "spoken_form"]
+__all__ = ["parse_number", "say_number", "spoken_form", "written_form"]

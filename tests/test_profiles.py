@@ -90,8 +90,11 @@ def test_bad_enum_lists_allowed_values(tmp_path):
 
 
 def test_invalid_yaml_reports_line(tmp_path):
-    path = _write(tmp_path, GOOD + "match: [unclosed\n")
+    path = _write(tmp_path, GOOD + "notes: [unclosed\n")
     with pytest.raises(SettingsError, match=r"invalid YAML: line \d+"):
+        load_profile(str(path))
+    path = _write(tmp_path, GOOD + "match: {arch: [aarch64]}\n")  # a second "match:" would silently win
+    with pytest.raises(SettingsError, match=r": match: given twice in one mapping \(lines 3 and \d+\)"):
         load_profile(str(path))
 
 

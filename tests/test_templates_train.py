@@ -1,6 +1,7 @@
 """``edge-train INTENTS.yaml`` end to end on a tiny intents file: expand, fine-tune from the shipped
-package, export + quantise both backends, package with canonical slot values and STT adaptation;
-then the runtime answers typed and spoken commands with the new package.
+package, export + quantise both backends, package with its grammar, a "none" class and STT
+adaptation; then the runtime answers typed and spoken commands with the new package, from the
+grammar where a text is one of its sentences (or near one) and from the model where it is not.
 
 Slow (about two minutes: two TFLite conversions) and needs the [train] extra.
 """
@@ -71,7 +72,7 @@ def package(tmp_path_factory):
     out = tmp / "tiny-pkg"
     # In a child process, as a user runs it (and so that edge-train sets up torch's threads itself).
     proc = run_cli("tools.train", str(tmp / "tiny.yaml"), "--eval", str(tmp / "held_out.jsonl"), "--out", str(out),
-                   "--work", str(tmp / "work"), "--per-intent", "80", "--epochs", "2", "--max-steps", "40",
+                   "--work", str(tmp / "work"), "--max-sentences", "400", "--epochs", "2", "--max-steps", "40",
                    "--oos-train", "40", "--threads", "2", timeout=1200)
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     assert b"model package" in proc.stdout and b"tests" in proc.stdout  # the summary at the end
@@ -83,29 +84,37 @@ def test_package_is_complete(package):
 
     pkg = ModelPackage.load(package)
     assert pkg.verify_all() == []
-    assert pkg.labels == ["LightOff", "LightOn", "SetVolume"]
+    assert pkg.labels == ["LightOff", "LightOn", "SetVolume", "__none__"]
+    assert pkg.manifest["oos"]["none_label"] == "__none__" and pkg.text_form == "spoken"
     assert {v.backend for v in pkg.variants} == {"onnx", "tflite"}
-    assert pkg.slot_values["area"]["lounge"] == "living_room" and pkg.slot_values["volume"]["thirty"] == "30"
+    grammar = json.loads(pkg.grammar_file().read_text())
+    assert set(grammar["intents"]) == {"LightOff", "LightOn", "SetVolume"} and "area" in grammar["lists"]
     evaluations = pkg.manifest["metrics"]["evaluations"]
     assert set(evaluations) == {"held_out.jsonl", "tests", "held-out expansions"}
     assert evaluations["tests"]["shipped"]["onnx/int8"]["n"] == 2
     assert evaluations["held_out.jsonl"]["shipped"]["onnx/int8"]["oos_n"] >= 1  # the "intent": null line
-    assert {"pocketsphinx", "vosk"} <= set(pkg.manifest["stt"])
+    assert {"pocketsphinx", "vosk", "whisper"} <= set(pkg.manifest["stt"])
+    assert "living room" in (package / "stt" / "whisper-prompt.txt").read_text()
     sentences = (package / "training_sentences.txt").read_text()
     assert "front room" in sentences and "{area}" not in sentences
 
 
 @pytest.mark.parametrize("backend", ["onnx", "tflite"])
-def test_both_backends_resolve_synonyms_to_canonical_values(package, backend):
+def test_grammar_and_model_resolve_synonyms_to_canonical_values(package, backend):
     from edge.classifier import IntentClassifier
 
     clf = IntentClassifier.load(str(package), backend=backend, precision="int8", threads=1)
-    r = clf.classify("switch the lights on in the front room")
+    r = clf.classify("Turn off the lights in the Master Bedroom")  # a sentence of the grammar
+    assert (r.intent, r.slot_dict(), r.source) == ("LightOff", {"area": "bedroom"}, "grammar")
+    r = clf.classify("set the volume to 45")
+    assert (r.intent, r.slot_dict()) == ("SetVolume", {"volume": 45})
+    r = clf.classify("switch the lights on in the front room")  # a near miss: one word out of place
     assert (r.intent, r.slot_dict()) == ("LightOn", {"area": "living_room"})
-    r = clf.classify("Turn off the lights in the Master Bedroom")
-    assert (r.intent, r.slot_dict()) == ("LightOff", {"area": "bedroom"})
-    r = clf.classify("set the volume to forty five")
-    assert (r.intent, r.slot_dict()) == ("SetVolume", {"volume": "45"})
+    # beyond the grammar's reach the model decides, and its span is resolved to the list's value
+    clf.max_distance = -1.0
+    r = clf.classify("turn on the lights in the lounge")
+    assert (r.intent, r.slot_dict(), r.source) == ("LightOn", {"area": "living_room"}, "model")
+    assert r.slots[0].score == 1.0
 
 
 def test_edge_intent_text_and_speech_with_the_new_package(package, tmp_path):

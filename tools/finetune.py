@@ -39,6 +39,9 @@ class TrainConfig:
     hidden_weight: float = 0.5
     hidden_only_epochs: int = 0
     """Distillation: first epochs match the teacher's hidden states only (TinyBERT's two stages)."""
+    time_budget_s: float | None = None
+    """Stop training when this much time is spent (the steps that fit are measured on the first ones,
+    and the learning-rate schedule is fitted to them); None trains every epoch."""
     freeze_embeddings: bool = False
     """Keep the word-piece embeddings as they are: a small fine-tuning set (template sentences) uses a
     few hundred of the 8,000 pieces, and moving only those would pull them away from the words
@@ -89,7 +92,11 @@ def _hard_loss(intent_logits, slot_logits, tags, intents, cfg: TrainConfig):
     return loss
 
 
-def _optimizer(model, cfg: TrainConfig, total_steps: int):
+PROBE_STEPS = 20
+"""Steps timed before the time budget decides how many steps fit."""
+
+
+def _optimizer(model, cfg: TrainConfig, total_steps: int | list[int]):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -98,12 +105,13 @@ def _optimizer(model, cfg: TrainConfig, total_steps: int):
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
     )
-    warm = max(1, int(cfg.warmup * total_steps))
+    planned = total_steps if isinstance(total_steps, list) else [total_steps]  # a time budget may shorten it
+    warm = max(1, int(cfg.warmup * planned[0]))
 
     def schedule(step):
         if step < warm:
             return (step + 1) / warm
-        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
+        return max(0.0, (planned[0] - step) / max(1, planned[0] - warm))
 
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
@@ -129,7 +137,9 @@ def train(
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
-    opt, sched = _optimizer(model, cfg, total)
+    planned = [total]
+    opt, sched = _optimizer(model, cfg, planned)
+    started = time.perf_counter()
     if teacher is not None:
         teacher.eval()
     history: list[dict] = []
@@ -139,9 +149,11 @@ def train(
         model.train()
         t0 = time.perf_counter()
         running = 0.0
-        # A progress bar on a terminal; nothing in logs (disable=None checks for a TTY).
-        bar = tqdm(total=min(steps_per_epoch, total - step), desc=f"  epoch {epoch + 1}/{cfg.epochs}", unit="step",
+        # A progress bar on a terminal (disable=None checks for a TTY); in a log, a line every tenth.
+        epoch_steps = min(steps_per_epoch, total - step)
+        bar = tqdm(total=epoch_steps, desc=f"  epoch {epoch + 1}/{cfg.epochs}", unit="step",
                    leave=False, disable=None, file=sys.stderr)
+        tenth = max(1, epoch_steps // 10) if bar.disable else 0
         for n, (ids, mask, tags, intents) in enumerate(batches(train_data, cfg.batch_size, rng)):
             if step >= total:
                 break
@@ -159,9 +171,19 @@ def train(
             sched.step()
             step += 1
             running += loss.item()
+            if cfg.time_budget_s is not None and step == PROBE_STEPS:
+                fit = int(cfg.time_budget_s / ((time.perf_counter() - started) / PROBE_STEPS))
+                if fit < total:
+                    total = planned[0] = max(fit, PROBE_STEPS + 1)
+                    log(f"  time budget {cfg.time_budget_s / 60:.1f} min: {total} steps fit of "
+                        f"{steps_per_epoch * cfg.epochs} ({total / steps_per_epoch:.2f} epochs)")
             bar.update(1)
             if n % 10 == 0:
                 bar.set_postfix(loss=f"{running / (n + 1):.3f}")
+            if tenth and (n + 1) % tenth == 0 and n + 1 < epoch_steps:
+                spent = time.perf_counter() - t0
+                log(f"  epoch {epoch + 1}/{cfg.epochs}: {(n + 1) * 100 // epoch_steps}% ({n + 1}/{epoch_steps} steps, "
+                    f"loss {running / (n + 1):.3f}, {spent * (epoch_steps - n - 1) / (n + 1) / 60:.1f} min left)")
         bar.close()
         metrics = evaluate(model)
         metrics.update(epoch=epoch + 1, loss=running / max(1, n + 1), seconds=round(time.perf_counter() - t0, 1))

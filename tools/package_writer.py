@@ -25,6 +25,9 @@ from tools.data import Example
 from tools.evaluate import predict, score
 
 SHIPPED = ("onnx/int8", "onnx/fp32", "tflite/int8", "tflite/fp32")
+GRAMMAR_MAX_DISTANCE = 0.25
+"""Chosen on real recordings of the development set (docs/speech.md): near-miss transcripts of commands
+sit below it, out-of-scope speech mostly above."""
 TFLITE_RUNTIME_PYTHON = Path(".venv-tflite/bin/python")
 HWU64_CITATION = ("X. Liu, A. Eshghi, P. Swietojanski and V. Rieser, \"Benchmarking Natural Language Understanding "
                   "Services for building Conversational Agents\", IWSDS 2019 (arXiv:1903.05566)")
@@ -212,12 +215,15 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
           tokenizer_path: Path, dev: list[Example], calib_oos: list[Example], evals: list, eval_limit: int | None,
           source_info: dict, max_seq_len: int, histories: dict, args: dict, started: float,
           oos_eval: list[Example], train_texts: list[str], slot_values: dict | None = None,
-          base_model: str | None = None, oos_margin: bool = False) -> str:
+          base_model: str | None = None, oos_margin: bool = False, grammar: dict | None = None,
+          none_label: str | None = None) -> str:
     """Stage, choose, calibrate, evaluate and write the package.
 
     ``evals`` are (name or path, examples) pairs; ``slot_values`` (slot -> said -> canonical
     value) goes into the manifest for the runtime; ``base_model`` says what training started from;
-    ``oos_margin`` picks the out-of-scope threshold for a template-drawn dev set (see :func:`calibrate`).
+    ``oos_margin`` picks the out-of-scope threshold for a template-drawn dev set (see :func:`calibrate`);
+    ``grammar`` (an intents file as hassil reads it) makes a package that reads spoken-form text and
+    matches it against its templates first (``edge.grammar``), ``none_label`` is its "none of these" intent.
     """
     staged = {c: work / f"staged-{c}" for c in exported}
     for c, d in staged.items():
@@ -250,7 +256,19 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
         manifest["slot_values"] = slot_values
     (out / "training_sentences.txt").write_text("\n".join(train_texts) + "\n", encoding="utf-8")
     manifest["files"]["training_sentences.txt"] = {}
-    manifest["oos"] = calibrate(out, dev, calib_oos, margin=oos_margin)
+    if grammar is not None:
+        manifest["text_form"] = "spoken"
+    if none_label is not None:
+        manifest["oos"]["none_label"] = none_label
+        write_manifest(out, manifest)  # calibration loads the package: it must know the none class
+    manifest["oos"] = {**calibrate(out, dev, calib_oos, margin=oos_margin),
+                       **({"none_label": none_label} if none_label is not None else {})}
+    if grammar is not None:
+        (out / "grammar.json").write_text(json.dumps(grammar, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        manifest["files"]["grammar.json"] = {}
+        manifest["grammar"] = {"file": "grammar.json", "max_distance": GRAMMAR_MAX_DISTANCE,
+                               "rule": "a text within this edit cost per word of a template sentence takes that "
+                                       "sentence's intent and slot values; anything else goes to the model"}
     write_manifest(out, manifest)
     apply_tflite_runtime_check(manifest, check_tflite_runtime(out))
 

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vosk-general-words", type=int, default=1000,
                         help="general English words added to the Vosk phrase list (default 1000)")
     parser.add_argument("--max-lambda", type=float, default=0.9, help="cap on the domain LM weight (default 0.9)")
+    parser.add_argument("--whisper-prompt", type=Path, help="text file: words to bias Whisper towards (slot values)")
     args = parser.parse_args(argv)
     try:
         package = ModelPackage.load(args.package)
@@ -54,8 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stt_adapt: {args.package}: the package records no training sentences; pass --sentences FILE",
               file=sys.stderr)
         return 2
+    prompt = args.whisper_prompt.read_text(encoding="utf-8") if args.whisper_prompt else ""
+    grammar = None
+    if package.grammar_file() is not None:
+        from edge.grammar import Grammar
+
+        grammar = Grammar.from_file(package.grammar_file())
     built = adapt.build(sentences, package.dir / adapt.SECTION, general_words=args.general_words,
-                        vosk_general_words=args.vosk_general_words, max_lambda=args.max_lambda)
+                        vosk_general_words=args.vosk_general_words, max_lambda=args.max_lambda, whisper_prompt=prompt,
+                        grammar=grammar)
     stats = built.pop("stats")
     add_artifacts(package.dir, adapt.SECTION, built)
     missing = stats["words_without_pronunciation"]

@@ -1,235 +1,179 @@
-"""Expansion of a checked intents file (``tools.intents_file``) into labelled training sentences.
+"""A checked intents file (``tools.intents_file``) -> labelled training sentences for ``edge-train``.
 
-Expansion walks hassil's parsed templates (its ``sample`` module enumerates text only; we need
-to know which characters came from which ``{list}``), labels slot spans with their canonical
-value (``out``), balances the intents (the same number of sentences each, spread over their
-templates so that a template with a 100-value list does not crowd out the others), and holds
-out expansions for model selection and evaluation. ``tools/augment.py`` then makes a share of
-the training sentences look like speech-recogniser output.
+Sentences are drawn from the same compiled grammar the runtime matches transcripts against
+(``edge.grammar``): spoken-form words, word-internal alternatives resolved, list values filtered
+by each block's ``requires_context`` / ``excludes_context``, ranges said in words
+(``edge.textnorm.say_number``: 60.5 -> "sixty point five"). So the model is trained on exactly
+the text form it will read.
+
+How much is drawn scales with the grammar, not with a count per intent:
+
+* coverage: every template, and within it every alternative and every list value, appears in
+  training at least once (a template with a 200-value list gets at least 200 sentences);
+* combinations: beyond that, a template gets sentences in proportion to the logarithm of how many
+  it can say (``EXTRA_PER_BIT`` per doubling), so big templates get more without drowning the rest;
+* a bound (``max_sentences``) keeps training time in check for files as large as Home Assistant's.
+
+A share of the sentences then gets what a recogniser does to speech (``tools.augment``): words
+swapped for similar-sounding ones (found by their phones in the CMU dictionary), dropped small
+words, fillers; and a share gets WordNet synonyms of its template words, so that commands
+people phrase their own way still land on the right intent. Out-of-scope sentences (the file's
+``out_of_scope`` and generated ones) train an explicit "none of these" class, which works for a
+file with one intent as well as for a hundred.
 """
-
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import math
 import random
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from hassil.expression import Alternative, Expression, ListReference, Permutation, RuleReference, Sequence, TextChunk
-from hassil.intents import Intents, RangeSlotList, SlotList, TextSlotList
-
-from tools.augment import FILLERS, augment
+from edge.grammar import Alt, Grammar, Seq, Slot, Words
+from edge.textnorm import say_number, spoken_form
+from tools.augment import Augmenter
 from tools.data import DataError, Entity, Example
-from tools.intents_file import IntentsFile, TemplateError, TestCase, load, walk
+from tools.intents_file import TemplateError, TestCase, load
 
-MAX_SYNONYMS = 200
-"""Surface forms per list value recorded for canonical lookup (a template value can expand to many)."""
-MAX_RANGE_VALUES = 2000
-"""Numbers of a range list recorded for canonical lookup ("twenty five" -> 25)."""
+NONE_LABEL = "__none__"
+"""The intent the model learns for out-of-scope sentences; the runtime reports it as no intent."""
+COVER_CAP = 400
+"""At most this many coverage sentences per template (a 5,000-name list is sampled, not enumerated)."""
+EXTRA_PER_BIT = 3
+"""Extra sentences per doubling of a template's number of expansions."""
+MAX_COUNT = 10**15
+WILDCARD_SENTENCES = 40
+"""Wildcard slots are filled with frequent words; this many sentences per template with one."""
 
-# --------------------------------------------------------------------------- expansion with slot spans
+
+# --------------------------------------------------------------------------- sampling the compiled grammar
 
 
-class _Slot:
-    """One ``{list}`` occurrence in one expansion (identity matters: a sentence may use a list twice)."""
+class _Span:
+    """One slot occurrence in one sentence (identity matters: a sentence may fill a list twice)."""
 
     __slots__ = ("name", "value")
 
-    def __init__(self, name: str, value: str | None):
+    def __init__(self, name: str, value: Any):
         self.name = name
         self.value = value
 
 
-Piece = tuple[str, "_Slot | None"]
+Token = tuple[str, "_Span | None"]
 
 
-class Expander:
-    """Expands hassil templates into text pieces that remember which slot they came from."""
+class Sampler:
+    """Sentences from compiled templates, each word tagged with the slot it belongs to."""
 
-    def __init__(self, intents: Intents, rng: random.Random, wildcard_words: list[str] | None = None):
-        from hassil.numbers import get_rbnf_engine
-
+    def __init__(self, rng: random.Random, wildcard_words: list[str]):
         self.rng = rng
-        self.language = intents.language
-        self.wildcard_words = wildcard_words or _wildcard_words(intents.language)
-        try:
-            self._rbnf = get_rbnf_engine(intents.language)
-        except Exception:  # a language without number words: digits only
-            self._rbnf = None
+        self.wildcard_words = wildcard_words
+        self._counts: dict[int, int] = {}
+        self._branching: dict[int, int] = {}
 
-    # counting (for balancing and for choosing enumeration over sampling)
+    def count(self, node: Any) -> int:
+        """How many sentences ``node`` can say (capped at ``MAX_COUNT``)."""
+        key = id(node)
+        if key in self._counts:
+            return self._counts[key]
+        if isinstance(node, Words):
+            n = 1
+        elif isinstance(node, Seq):
+            n = 1
+            for i in node.items:
+                n = min(MAX_COUNT, n * self.count(i))
+        elif isinstance(node, Alt):
+            n = min(MAX_COUNT, sum(self.count(i) for i in node.items) + (1 if node.optional else 0))
+        elif isinstance(node, Slot):
+            if node.kind == "wildcard":
+                n = 10**6
+            elif node.kind == "number":
+                start, stop, step, _, _ = node.number_range
+                n = min(MAX_COUNT, int((stop - start) // step) + 1)
+            else:
+                n = min(MAX_COUNT, sum(self.count(v.body) for v in node.values))
+        else:
+            raise TypeError(node)
+        self._counts[key] = n
+        return n
 
-    def count(self, expr: Expression, lists: dict, rules: dict) -> int:
-        if isinstance(expr, TextChunk):
-            return 1
-        if isinstance(expr, Alternative):
-            return sum(self.count(i, lists, rules) for i in expr.items)
-        if isinstance(expr, Permutation):
-            return math.factorial(len(expr.items)) * math.prod(self.count(i, lists, rules) for i in expr.items)
-        if isinstance(expr, Sequence):
-            return math.prod(self.count(i, lists, rules) for i in expr.items)
-        if isinstance(expr, RuleReference):
-            return self.count(rules[expr.rule_name].expression, lists, rules)
-        if isinstance(expr, ListReference):
-            slot_list = self._list(expr, lists)
-            if isinstance(slot_list, TextSlotList):
-                return sum(self.count(v.text_in, lists, rules) for v in slot_list.values)
-            if isinstance(slot_list, RangeSlotList):
-                return len(self._numbers(slot_list)) * len(self._forms(slot_list))
-            return 10**6  # wildcard: effectively unbounded
-        raise TypeError(f"unexpected template part {expr!r}")
+    def branching(self, node: Any) -> int:
+        """The most choices any one alternative or list in ``node`` offers (coverage needs that many)."""
+        key = id(node)
+        if key in self._branching:
+            return self._branching[key]
+        if isinstance(node, Words):
+            b = 1
+        elif isinstance(node, Seq):
+            b = max((self.branching(i) for i in node.items), default=1)
+        elif isinstance(node, Alt):
+            b = max([len(node.items) + node.optional] + [self.branching(i) for i in node.items])
+        elif isinstance(node, Slot):
+            if node.kind != "list":
+                b = 1
+            else:
+                b = max([len(node.values)] + [self.branching(v.body) for v in node.values])
+        else:
+            b = 1
+        self._branching[key] = b
+        return b
 
-    # random sampling: a uniform choice at every alternative, list value and number
+    def sample(self, node: Any, cover: int | None = None, owner: _Span | None = None) -> list[Token]:
+        """One sentence; with ``cover = i``, every choice point takes its option ``i`` (shifted per node),
+        so ``cover = 0 .. branching - 1`` together use every option of every choice point."""
+        if isinstance(node, Words):
+            return [(w, owner) for w in node.words]
+        if isinstance(node, Seq):
+            return [t for i in node.items for t in self.sample(i, cover, owner)]
+        if isinstance(node, Alt):
+            options = list(node.items) + ([None] if node.optional else [])
+            choice = self._choose(options, node, cover)
+            return [] if choice is None else self.sample(choice, cover, owner)
+        if isinstance(node, Slot):
+            if node.kind == "wildcard":
+                span = owner or _Span(node.name, None)
+                k = self.rng.choice((1, 1, 1, 2, 2, 3))
+                return [(self.rng.choice(self.wildcard_words), span) for _ in range(k)]
+            if node.kind == "number":
+                start, stop, step, multiplier, _ = node.number_range
+                n = start + step * self.rng.randrange(int((stop - start) // step) + 1)
+                span = owner or _Span(node.name, _number(n * multiplier))
+                return [(w, span) for w in say_number(n).split()]
+            value = self._choose(list(node.values), node, cover)
+            span = owner or _Span(node.name, value.out)
+            return self.sample(value.body, cover, span)
+        raise TypeError(node)
 
-    def sample(self, expr: Expression, lists: dict, rules: dict, owner: _Slot | None = None) -> list[Piece]:
-        if isinstance(expr, TextChunk):
-            return [(expr.original_text, owner)]
-        if isinstance(expr, Alternative):
-            return self.sample(self.rng.choice(expr.items), lists, rules, owner)
-        if isinstance(expr, Permutation):
-            items = list(expr.items)
-            self.rng.shuffle(items)
-            return [p for i in items for p in self.sample(i, lists, rules, owner)]
-        if isinstance(expr, Sequence):
-            return [p for i in expr.items for p in self.sample(i, lists, rules, owner)]
-        if isinstance(expr, RuleReference):
-            return self.sample(rules[expr.rule_name].expression, lists, rules, owner)
-        if isinstance(expr, ListReference):
-            slot_list = self._list(expr, lists)
-            if isinstance(slot_list, TextSlotList):
-                value = self.rng.choice(slot_list.values)
-                slot = owner or _Slot(expr.slot_name, _out(value.value_out))
-                return self.sample(value.text_in, lists, rules, slot)
-            if isinstance(slot_list, RangeSlotList):
-                numbers = self._numbers(slot_list)
-                n = numbers[self.rng.randrange(len(numbers))]
-                form = self.rng.choice(self._forms(slot_list))
-                return [(self._say(n, form), owner or _Slot(expr.slot_name, _number_value(n, slot_list)))]
-            k = self.rng.choice((1, 1, 1, 2, 2, 3))
-            return [(" ".join(self.rng.choice(self.wildcard_words) for _ in range(k)), owner or _Slot(expr.slot_name, None))]
-        raise TypeError(f"unexpected template part {expr!r}")
-
-    # full enumeration, for templates with fewer expansions than their share
-
-    def enumerate(self, expr: Expression, lists: dict, rules: dict, owner: _Slot | None = None) -> list[list[Piece]]:
-        if isinstance(expr, TextChunk):
-            return [[(expr.original_text, owner)]]
-        if isinstance(expr, Alternative):
-            return [e for i in expr.items for e in self.enumerate(i, lists, rules, owner)]
-        if isinstance(expr, Permutation):
-            parts = [self.enumerate(i, lists, rules, owner) for i in expr.items]
-            return [sum(combo, []) for order in itertools.permutations(parts) for combo in itertools.product(*order)]
-        if isinstance(expr, Sequence):
-            parts = [self.enumerate(i, lists, rules, owner) for i in expr.items]
-            return [sum(combo, []) for combo in itertools.product(*parts)]
-        if isinstance(expr, RuleReference):
-            return self.enumerate(rules[expr.rule_name].expression, lists, rules, owner)
-        if isinstance(expr, ListReference):
-            slot_list = self._list(expr, lists)
-            if isinstance(slot_list, TextSlotList):
-                out = []
-                for value in slot_list.values:
-                    for pieces in self.enumerate(value.text_in, lists, rules, None):
-                        slot = owner or _Slot(expr.slot_name, _out(value.value_out))
-                        out.append([(t, slot) for t, _ in pieces])
-                return out
-            if isinstance(slot_list, RangeSlotList):
-                return [[(self._say(n, form), owner or _Slot(expr.slot_name, _number_value(n, slot_list)))]
-                        for n in self._numbers(slot_list) for form in self._forms(slot_list)]
-        return [self.sample(expr, lists, rules, owner)]
-
-    # lists
-
-    def _list(self, ref: ListReference, lists: dict) -> SlotList:
-        if ref.is_inline_range:
-            start, stop, step = ref.get_inline_range()
-            return RangeSlotList(name=ref.slot_name, start=start, stop=stop, step=step)
-        return lists[ref.list_name]
-
-    @staticmethod
-    def _numbers(r: RangeSlotList) -> list:
-        return list(r.get_numbers())
-
-    def _forms(self, r: RangeSlotList) -> tuple[str, ...]:
-        forms = (("digits",) if r.digits else ()) + (("words",) if r.words and self._rbnf is not None else ())
-        return forms or ("digits",)
-
-    def _say(self, n, form: str) -> str:
-        if form == "digits":
-            return _number_text(n)
-        spelled = self._rbnf.format_number(n).text_by_ruleset
-        return (spelled.get("spellout-cardinal") or next(iter(spelled.values()))).replace("-", " ")
-
-    def number_forms(self, r: RangeSlotList) -> Iterator[tuple[str, str]]:
-        """(said, canonical value) for every number of a range list and every way it can be said."""
-        for n in self._numbers(r)[:MAX_RANGE_VALUES]:
-            for form in ("digits", "words") if self._rbnf is not None else ("digits",):
-                yield self._say(n, form), _number_value(n, r)
+    def _choose(self, options: list, node: Any, cover: int | None):
+        if cover is None:
+            return self.rng.choice(options)
+        shift = (id(node) >> 4) % len(options)
+        return options[(cover + shift) % len(options)]
 
 
-def _out(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value)
+def _number(n: float) -> int | float:
+    return int(n) if float(n).is_integer() else round(float(n), 6)
 
 
-def _number_text(n) -> str:
-    return str(int(n)) if float(n).is_integer() else str(n)
-
-
-def _number_value(n, r: RangeSlotList) -> str:
-    return _number_text(n * r.multiplier if r.multiplier is not None else n)
-
-
-def _wildcard_words(language: str) -> list[str]:
-    """Stand-ins for free text (shopping items, names): frequent words of the language."""
-    import wordfreq
-
-    words = [w for w in wordfreq.top_n_list(language.split("-")[0].split("_")[0], 6000) if w.isalpha() and len(w) > 2]
-    if language.startswith("en"):
-        # Only words the recogniser can say: they also go into the STT language model.
-        from pocketsphinx import get_model_path
-
-        from edge.stt.adapt import read_dictionary
-
-        known = read_dictionary(Path(get_model_path("en-us/cmudict-en-us.dict")))
-        words = [w for w in words if w in known]
-    return words[200:] or ["thing"]
-
-
-def to_example(pieces: list[Piece], intent: str | None) -> Example:
-    """Join pieces with hassil's whitespace rule (runs collapse to one space) and locate each slot."""
-    chars: list[str] = []
-    owners: list[_Slot | None] = []
-    for text, slot in pieces:
-        for ch in text:
-            if ch.isspace():
-                if not chars or chars[-1] == " ":
-                    continue
-                ch = " "
-            chars.append(ch)
-            owners.append(slot)
-    while chars and chars[-1] == " ":
-        chars.pop()
-        owners.pop()
-    text = "".join(chars)
-    spans: dict[int, list] = {}
-    for i, (ch, slot) in enumerate(zip(chars, owners)):
-        if slot is not None and ch != " ":
-            span = spans.setdefault(id(slot), [i, i + 1, slot])
-            span[1] = i + 1
+def to_example(tokens: list[Token], intent: str | None) -> Example:
+    """Join words with spaces; each slot's span runs from its first word to its last."""
+    text, spans = "", {}
+    for word, span in tokens:
+        if text:
+            text += " "
+        start = len(text)
+        text += word
+        if span is not None:
+            first = spans.get(id(span), (start, start, span))[0]
+            spans[id(span)] = (first, len(text), span)
     entities = []
-    for start, end, slot in sorted(spans.values(), key=lambda s: s[0]):
-        said = text[start:end]
-        entities.append(Entity(start, end, slot.name, slot.value if slot.value is not None else said))
+    for start, end, span in sorted(spans.values(), key=lambda s: s[0]):
+        value = span.value if span.value is not None else text[start:end]
+        entities.append(Entity(start, end, span.name, str(value)))
     return Example(text, intent, tuple(entities))
 
 
@@ -242,187 +186,203 @@ class Expansion:
 
     train: list[Example]
     dev: list[Example]
-    """Held-out expansions in spoken form, for choosing the epoch and calibrating out-of-scope rejection."""
+    """Held-out sentences in recogniser form, for choosing the epoch and calibrating rejection."""
     heldout: list[Example]
-    """Other held-out expansions, written form, for the package's metrics."""
+    """Other held-out sentences, clean, for the package's metrics."""
     tests: list[Example]
     """The file's ``tests:`` sentences, with slot spans located in the text."""
-    slot_values: dict[str, dict[str, str]]
-    """Per slot: said (lower case) -> canonical value, for the runtime."""
+    grammar: dict
+    """The intents file as hassil reads it (the user's lists merged in): the package's ``grammar.json``."""
     sentences: list[str]
-    """Clean expansions for the speech recognisers' domain adaptation."""
+    """Clean sentences for the speech recognisers' domain adaptation."""
+    prompt: str
+    """Words to bias Whisper with: the grammar's slot values, rarest first."""
     info: dict
     warnings: list[str]
+    slot_values: dict = dataclasses.field(default_factory=dict)
+    """Synonym tables for the runtime; empty, because the package's grammar resolves slot values."""
 
 
-def expand_intents_file(path: str | Path, per_intent: int = 200, seed: int = 13, dev_per_intent: int = 30,
-                        heldout_per_intent: int = 30, stt_per_intent: int = 600, written_share: float = 0.3) -> Expansion:
-    """Expand, balance, hold out, augment: the labelled data for one intents file."""
-    f = load(path)
+def plan(sampler: Sampler, templates: list, max_sentences: int) -> list[tuple[int, int]]:
+    """Per template: (coverage sentences, extra sentences), scaled down together past ``max_sentences``."""
+    wanted = []
+    for t in templates:
+        count = sampler.count(t.node)
+        cover = min(COVER_CAP, count, sampler.branching(t.node))
+        if _has_wildcard(t.node):
+            cover = max(cover, min(WILDCARD_SENTENCES, count))
+        extra = min(count - cover, int(EXTRA_PER_BIT * math.log2(max(1, count)))) if count > cover else 0
+        wanted.append((cover, max(0, extra)))
+    total = sum(c + e for c, e in wanted)
+    if total <= max_sentences:
+        return wanted
+    extras = sum(e for _, e in wanted)
+    covers = total - extras
+    if covers <= max_sentences:
+        keep = (max_sentences - covers) / max(1, extras)
+        return [(c, int(e * keep)) for c, e in wanted]
+    keep = max_sentences / covers
+    return [(max(1, int(c * keep)), 0) for c, _ in wanted]
+
+
+def _has_wildcard(node: Any, seen: set | None = None) -> bool:
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return False
+    seen.add(id(node))
+    if isinstance(node, Slot):
+        return node.kind == "wildcard" or any(_has_wildcard(v.body, seen) for v in node.values)
+    if isinstance(node, (Seq, Alt)):
+        return any(_has_wildcard(i, seen) for i in node.items)
+    return False
+
+
+def expand_intents_file(path: str | Path, lists: str | Path | None = None, seed: int = 13,
+                        max_sentences: int = 12000, held_share: float = 0.1, dev_max: int = 1500,
+                        heldout_max: int = 1500, asr_share: float = 0.5, synonym_share: float = 0.25,
+                        progress=None) -> Expansion:
+    """Expand, hold out, augment: the labelled data for one intents file."""
+    f = load(path, lists)
     rng = random.Random(seed)
-    ex = Expander(f.intents, rng)
-    glob_lists, glob_rules = f.intents.slot_lists, f.intents.expansion_rules
+    grammar = Grammar(f.intents, f.intents.skip_words)
+    if not grammar.templates:
+        raise TemplateError(f"{path}: no template can be used for training (see the warnings above)")
+    words = _wildcard_words(f.language)
+    sampler = Sampler(rng, words)
+    templates = grammar.templates
+    quotas = plan(sampler, templates, max_sentences)
     warnings: list[str] = []
-    train, dev, heldout, sentences, counts = [], [], [], [], {}
-    fillers = tuple(dict.fromkeys(FILLERS + tuple(w.lower() for w in f.intents.skip_words)))
-    blocks = {name: [(s, {**glob_lists, **d.slot_lists}, {**glob_rules, **d.expansion_rules})
-                     for d in intent.data for s in d.sentences] for name, intent in f.intents.intents.items()}
-    blocks[None] = [(s, glob_lists, glob_rules) for s in f.out_of_scope]
-    for name, templates in blocks.items():
-        if not templates:
-            continue
-        want = per_intent if name is not None else per_intent // 2
-        hold = (dev_per_intent + heldout_per_intent) if name is not None else dev_per_intent // 2
-        pool = _draw(ex, templates, want + hold, name)
-        counts[name or "(out of scope)"] = {"templates": len(templates), "expansions":
-                                            sum(min(ex.count(s.expression, lists, rules), 10**9) for s, lists, rules in templates)}
-        rng.shuffle(pool)
-        n_hold = hold if len(pool) >= want + hold else min(hold, len(pool) // 5)
-        if name is not None and n_hold < hold:
-            warnings.append(f"{name}: only {len(pool)} distinct sentences; {n_hold} held out")
-        n_dev = n_hold if name is None else min(dev_per_intent, n_hold // 2 or n_hold)
-        dev += pool[:n_dev]
-        if name is not None:
-            heldout += pool[n_dev:n_hold]
-        rest = pool[n_hold:]
-        held = {e.text for e in pool[:n_hold]}
-        # Balance: every intent gets ``want`` training sentences, cycling through small pools.
-        for i in range(want):
-            e = rest[i % len(rest)]
-            if rng.random() < written_share and i < len(rest):
-                train.append(e)
-                continue
-            for _ in range(5):  # an augmented sentence must not turn into a held-out one
-                a = augment(e, rng, fillers)
-                if a.text not in held:
-                    break
-            train.append(a if a.text not in held else e)
-        seen = {e.text for e in pool}
-        extra = [e.text for e in _draw(ex, templates, stt_per_intent, name) if e.text not in seen]
-        sentences += [e.text for e in rest] + extra
-    dev = [augment(e, rng, fillers, p_filler=0.2, p_confusion=0.1, p_drop=0.05) for e in dev]
-    slot_values, clashes = canonical_values(f, ex)
-    warnings += clashes
-    tests = [test_example(t, slot_values, f.path) for t in f.tests]
-    rng.shuffle(train)
-    info = {"data": str(path), "format": "Home Assistant intents (hassil)", "language": f.language,
-            "intents": {k: v for k, v in counts.items()}, "per_intent": per_intent, "seed": seed,
-            "licence": "your own intent definitions", "tests": len(tests)}
-    return Expansion(train, dev, heldout, tests, slot_values, sentences, info, warnings)
-
-
-def _draw(ex: Expander, templates: list, n: int, intent: str | None) -> list[Example]:
-    """About ``n`` distinct expansions spread evenly over the templates (all of a small one)."""
-    counts = [ex.count(s.expression, lists, rules) for s, lists, rules in templates]
-    quota = _water_fill(counts, n)
-    out: dict[str, Example] = {}
-    for (sentence, lists, rules), count, q in zip(templates, counts, quota):
-        if q == 0:
-            continue
-        if count <= q:
-            for pieces in ex.enumerate(sentence.expression, lists, rules):
-                e = to_example(pieces, intent)
-                out.setdefault(e.text, e)
-            continue
-        got, tries = 0, 0
-        while got < q and tries < q * 20:
+    by_intent: dict[str, dict[str, Example]] = {}
+    held: dict[str, Example] = {}
+    counts: dict[str, dict] = {}
+    for t, (cover, extra) in zip(templates, quotas):
+        pool = by_intent.setdefault(t.intent, {})
+        c = counts.setdefault(t.intent, {"templates": 0, "expansions": 0, "sentences": 0})
+        c["templates"] += 1
+        c["expansions"] = min(MAX_COUNT, c["expansions"] + sampler.count(t.node))
+        made = []
+        for i in range(cover):
+            made.append(to_example(sampler.sample(t.node, cover=i), t.intent))
+        tries = 0
+        while len(made) < cover + extra and tries < 4 * extra:
             tries += 1
-            e = to_example(ex.sample(sentence.expression, lists, rules), intent)
-            if e.text not in out:
-                out[e.text] = e
-                got += 1
-    return list(out.values())
+            made.append(to_example(sampler.sample(t.node), t.intent))
+        for e in made:
+            pool.setdefault(e.text, e)
+        # held-out sentences: new ones when the template has more to say, never training ones
+        n_held = max(1, int((cover + extra) * held_share)) if sampler.count(t.node) > cover + extra else 0
+        for _ in range(n_held * 3):
+            if n_held <= 0:
+                break
+            e = to_example(sampler.sample(t.node), t.intent)
+            if e.text not in pool and e.text not in held:
+                held[e.text] = e
+                n_held -= 1
+        if progress is not None:
+            progress(1)
+    for name, c in counts.items():
+        c["sentences"] = len(by_intent[name])
+    train = [e for pool in by_intent.values() for e in pool.values()]
+    held_list = list(held.values())
+    rng.shuffle(held_list)
+    dev_clean, heldout = held_list[: min(dev_max, len(held_list) // 2)], held_list[len(held_list) // 2:][:heldout_max]
+    if not dev_clean:
+        # every template was enumerated: choose the epoch on recogniser-like copies of training sentences
+        dev_clean = rng.sample(train, min(len(train), 300))
+        warnings.append("the grammar says few enough sentences that all of them are trained on; dev uses "
+                        "recogniser-like variants of training sentences")
+    oos = [to_example(sampler.sample(s), None) for s in grammar.compile_sentences(f.out_of_scope)
+           for _ in range(5)] if f.out_of_scope else []
+    augmenter = Augmenter(grammar.vocabulary, skip_words=f.intents.skip_words, rng=rng)
+    train_aug = []
+    for e in train:
+        r = rng.random()
+        if r < asr_share:
+            train_aug.append(augmenter.recogniser(e))
+        elif r < asr_share + synonym_share:
+            train_aug.append(augmenter.synonyms(e))
+    dev = [augmenter.recogniser(e, strength=0.5) for e in dev_clean]
+    train = train + [e for e in train_aug if e.text not in held] + [dataclasses.replace(e, intent=None) for e in oos]
+    rng.shuffle(train)
+    tests = [test_example(t, grammar, f.path) for t in f.tests]
+    sentences = [e.text for pool in by_intent.values() for e in pool.values()]
+    info = {"data": str(path), "format": "Home Assistant intents (hassil)", "language": f.language,
+            "intents": counts, "seed": seed, "max_sentences": max_sentences,
+            "licence": "your own intent definitions", "tests": len(tests)}
+    if lists is not None:
+        info["lists"] = str(lists)
+    return Expansion(train, dev, heldout, tests, f.data, sentences, whisper_prompt(grammar), info, warnings)
 
 
-def _water_fill(counts: list[int], total: int) -> list[int]:
-    """Share ``total`` over templates evenly, giving small templates all they have and the rest to the others."""
-    quota = [0] * len(counts)
-    order = sorted(range(len(counts)), key=lambda i: counts[i])
-    left = total
-    for pos, i in enumerate(order):
-        share = math.ceil(left / (len(order) - pos))
-        quota[i] = min(counts[i], share)
-        left = max(0, left - quota[i])
-    return quota
+def whisper_prompt(grammar: Grammar) -> str:
+    """The grammar's list values, most unusual words first (Whisper knows "kitchen"; "EcoBee" it must be shown)."""
+    try:
+        import wordfreq
+    except ImportError:  # the prompt is a bias, not a requirement
+        wordfreq = None
+    values: dict[str, float] = {}
+    for slot in grammar.slots.values():
+        for v in slot.values:
+            if isinstance(v.out, str) and v.out.strip() and not v.out.replace(".", "").isdigit():
+                said = v.out.replace("_", " ")
+                rarity = min((wordfreq.zipf_frequency(w, "en") for w in spoken_form(said).split()), default=0) \
+                    if wordfreq else 0.0
+                values[said] = min(values.get(said, 99.0), rarity)
+    return " ".join(sorted(values, key=lambda v: (values[v], v)))
 
 
-def canonical_values(f: IntentsFile, ex: Expander) -> tuple[dict[str, dict[str, str]], list[str]]:
-    """Per slot name: every way a value can be said (lower case, and in spoken form) -> its canonical value."""
-    from edge.stt.adapt import spoken_form
-
-    lists_by_slot: dict[str, list[SlotList]] = {}
-    all_lists = dict(f.intents.slot_lists)
-    for intent in f.intents.intents.values():
-        for d in intent.data:
-            lists = {**all_lists, **d.slot_lists}
-            rules = {**f.intents.expansion_rules, **d.expansion_rules}
-            for s in d.sentences:
-                for ref in walk(s.expression, rules):
-                    if isinstance(ref, ListReference):
-                        slot_list = ex._list(ref, lists)
-                        lists_by_slot.setdefault(ref.slot_name, [])
-                        if all(slot_list is not known for known in lists_by_slot[ref.slot_name]):
-                            lists_by_slot[ref.slot_name].append(slot_list)
-    out: dict[str, dict[str, str]] = {}
-    clashes = []
-    for slot, slot_lists in sorted(lists_by_slot.items()):
-        table: dict[str, str] = {}
-        for slot_list in slot_lists:
-            pairs: list[tuple[str, str]] = []
-            if isinstance(slot_list, TextSlotList):
-                for value in slot_list.values:
-                    for pieces in itertools.islice(_enumerate_lazy(ex, value.text_in, all_lists, f.intents.expansion_rules),
-                                                   MAX_SYNONYMS):
-                        said = to_example(pieces, None).text
-                        pairs.append((said, _out(value.value_out) if value.value_out is not None else said))
-            elif isinstance(slot_list, RangeSlotList):
-                pairs = list(ex.number_forms(slot_list))
-            for said, value in pairs:
-                for form in {said.lower(), spoken_form(said)}:
-                    if not form:
-                        continue
-                    if form in table and table[form] != value:
-                        clashes.append(f"slot {slot}: {form!r} is said for both {table[form]!r} and {value!r}; "
-                                       f"the runtime reports {table[form]!r}")
-                        continue
-                    table[form] = value
-        table = {k: v for k, v in table.items() if k != v}
-        if table:
-            out[slot] = table
-    return out, clashes
+def _wildcard_words(language: str) -> list[str]:
+    """Stand-ins for free text (shopping items, names): frequent words of the language."""
+    try:
+        import wordfreq
+    except ImportError:
+        raise DataError("edge-train needs the [train] extra for intents files: pip install 'edge-intent[train]'") from None
+    words = [w for w in wordfreq.top_n_list(language.split("-")[0].split("_")[0], 6000) if w.isalpha() and len(w) > 2]
+    return words[200:] or ["thing"]
 
 
-def _enumerate_lazy(ex: Expander, expr: Expression, lists: dict, rules: dict):
-    if ex.count(expr, lists, rules) <= MAX_SYNONYMS * 10:
-        yield from ex.enumerate(expr, lists, rules)
-        return
-    for _ in range(MAX_SYNONYMS):
-        yield ex.sample(expr, lists, rules)
+def test_example(t: TestCase, grammar: Grammar, path: Path) -> Example:
+    """A ``tests:`` sentence as a labelled example, in the spoken form the model reads.
 
-
-def test_example(t: TestCase, slot_values: dict[str, dict[str, str]], path: Path) -> Example:
-    """A ``tests:`` sentence as a labelled example: each expected slot value is found in the sentence.
-
-    Home Assistant's tests give canonical values (``area: living_room``), not where they were
-    said, so the span is the longest way of saying that value (from the lists) that occurs.
+    The grammar's own parse gives the slot spans when the sentence is one of its sentences with
+    the expected intent; otherwise each expected value is looked for among the ways its list says it.
     """
-    text = " ".join(t.text.split())
+    text = spoken_form(t.text)
+    match = grammar.match(text, max_distance=0.0)
+    expected = {k: v for k, v in t.slots.items()}
+    if match is not None and match.intent == t.intent:
+        entities = [Entity(s.start, s.end, s.name, str(s.value)) for s in match.slots if s.name in expected and s.end > s.start]
+        if {e.entity for e in entities} >= {k for k in expected if _said_slot(k, grammar)}:
+            return Example(text, t.intent, tuple(entities))
     entities = []
-    for slot, expected in t.slots.items():
-        for value in (expected if isinstance(expected, list) else [expected]):
-            value = _out(value)
-            said = [k for k, v in slot_values.get(slot, {}).items() if v == value] + [value]
-            best = None
-            for s in sorted(set(said), key=len, reverse=True):
-                m = re.search(rf"(?<!\w){re.escape(s)}(?!\w)", text, re.IGNORECASE)
-                if m:
-                    best = m
-                    break
-            if best is None:
-                raise TemplateError(f"{path}:{t.line}: tests: {slot} = {value!r} is not said in {t.text!r} "
-                                    f"(ways to say it: {', '.join(sorted(set(said))[:8])})")
-            entities.append(Entity(best.start(), best.end(), slot, value))
+    for slot, value in expected.items():
+        for v in (value if isinstance(value, list) else [value]):
+            span = _find_value(text, slot, v, grammar)
+            if span is None:
+                if not _said_slot(slot, grammar):
+                    continue  # a slot the block sets without words (domain: light)
+                raise TemplateError(f"{path}:{t.line}: tests: {slot} = {v!r} is not said in {t.text!r}")
+            entities.append(Entity(span[0], span[1], slot, str(v)))
     return Example(text, t.intent, tuple(sorted(entities, key=lambda e: e.start)))
+
+
+def _said_slot(name: str, grammar: Grammar) -> bool:
+    return name in grammar.slots
+
+
+def _find_value(text: str, slot: str, value: Any, grammar: Grammar) -> tuple[int, int] | None:
+    forms = {spoken_form(str(value))}
+    node = grammar.slots.get(slot)
+    if node is not None:
+        for v in node.values:
+            if str(v.out) == str(value) or (isinstance(v.out, (int, float)) and str(v.out) == str(value)):
+                forms |= {" ".join(t[0] for t in Sampler(random.Random(0), ["x"]).sample(v.body, cover=i))
+                          for i in range(min(8, Sampler(random.Random(0), ["x"]).branching(v.body)))}
+    for form in sorted((f for f in forms if f), key=len, reverse=True):
+        m = re.search(rf"(?<!\w){re.escape(form)}(?!\w)", text)
+        if m:
+            return m.start(), m.end()
+    return None
 
 
 # --------------------------------------------------------------------------- command line
@@ -431,24 +391,25 @@ def test_example(t: TestCase, slot_values: dict[str, dict[str, str]], path: Path
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.templates",
                                 description="Check a Home Assistant intents file and show what edge-train would train on.")
-    p.add_argument("file", type=Path)
+    p.add_argument("file", help="intents file (YAML or JSON), or ha:LANG for Home Assistant's own (e.g. ha:en)")
+    p.add_argument("--lists", type=Path, help="your name / area / floor lists (hassil lists: or Home Assistant fixtures)")
     p.add_argument("--show", type=int, default=3, help="example sentences shown per intent")
-    p.add_argument("--per-intent", type=int, default=200)
+    p.add_argument("--max-sentences", type=int, default=12000)
     args = p.parse_args(argv)
     try:
-        e = expand_intents_file(args.file, per_intent=args.per_intent)
+        e = expand_intents_file(args.file, lists=args.lists, max_sentences=args.max_sentences)
     except DataError as exc:
         print(f"tools.templates: {exc}", file=sys.stderr)
         return 2
     for name, c in e.info["intents"].items():
-        print(f"{name}: {c['templates']} templates, {c['expansions']} expansions")
-        for x in [x for x in e.train if (x.intent or "(out of scope)") == name][: args.show]:
+        print(f"{name}: {c['templates']} templates, {c['expansions']} expansions, {c['sentences']} sentences")
+        for x in [x for x in e.train if x.intent == name][: args.show]:
             shown = x.text
             for ent in reversed(x.entities):
                 shown = shown[: ent.start] + f"[{shown[ent.start:ent.end]}]({ent.entity}={ent.value})" + shown[ent.end:]
             print(f"    {shown}")
-    print(f"train {len(e.train)}, dev {len(e.dev)}, held-out {len(e.heldout)}, tests {len(e.tests)}, "
-          f"slot types with synonyms {len(e.slot_values)}")
+    print(f"train {len(e.train)}, dev {len(e.dev)}, held-out {len(e.heldout)}, tests {len(e.tests)}")
+    print(f"whisper prompt: {e.prompt[:200]}")
     for w in e.warnings:
         print(f"warning: {w}", file=sys.stderr)
     return 0

@@ -26,7 +26,10 @@ from edge.pipeline import Pipeline
 from edge.result import Result
 from edge.settings import SettingsError
 from edge.stt import ENGINES, SttError, SttSettings, create_engine
-from edge.vad import Endpointer
+from edge.vad import Endpointer, VadSettings
+
+FILE_TRAILING_SILENCE_MS = 1000
+"""--wav: silence that ends an utterance in a file (the microphone's default is shorter, for latency)."""
 
 if TYPE_CHECKING:
     from edge.classifier import IntentClassifier
@@ -83,9 +86,11 @@ def run(args: argparse.Namespace, load_classifier: Callable[[], "IntentClassifie
         classifier = load_classifier()
         stt = create_engine(SttSettings(engine=args.stt, model=args.stt_model, adapt=not args.no_adapt),
                             package=classifier.package, profile=_profile(args))
-        vad = Endpointer()
         if source is not None:
-            return _listen(source, vad, stt, classifier, wake, settings, args, json_out)
+            return _listen(source, Endpointer(), stt, classifier, wake, settings, args, json_out)
+        # A recording is usually one command: a pause inside it must not cut it in two, and waiting
+        # for silence costs nothing here (no one is waiting for the end of a file).
+        vad = Endpointer(VadSettings(trailing_silence_ms=FILE_TRAILING_SILENCE_MS))
         return _files(args.wav, vad, stt, classifier, args.max_seconds, json_out, wake, settings)
     except (AudioError, SttError, SettingsError, ValueError) as exc:
         print(f"edge-intent: {exc}", file=sys.stderr)

@@ -11,7 +11,7 @@ in ``EDGE_SLOT_...`` exactly as spoken and is run by nobody. The event is passed
 
 Hooks run on a small thread pool (``concurrency``), each in its own process group so a
 ``timeout_s`` kills the program and anything it started. Exit status, run time and the end of its
-stderr are logged; a full queue drops the hook and says so. The daemon's systemd notification
+stderr are logged (only the last few kilobytes of its output are kept, however much it writes); a full queue drops the hook and says so. The daemon's systemd notification
 variables are not passed on: a hook cannot tell systemd anything on the daemon's behalf.
 """
 
@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import re
+import selectors
 import signal
 import subprocess
 import threading
@@ -40,6 +41,7 @@ log = logging.getLogger("edge.outputs.hooks")
 _WITHHELD_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
 _EVENT_VARS = ("EDGE_INTENT", "EDGE_CONFIDENCE", "EDGE_TEXT")  # never inherited: a non-intent event has none
 _TAIL = 400  # characters of a failed hook's stderr that reach the log
+_KEPT = 4096  # bytes of each output stream kept while a hook runs (the rest is read and dropped)
 
 
 class HookRunner(Output):
@@ -90,14 +92,13 @@ class HookRunner(Output):
         except OSError as exc:
             log.error("hook %s: cannot start %s: %s", name, argv[0], exc.strerror or exc)
             return "error"
-        try:
-            out, err = proc.communicate(stdin, timeout=self.settings.timeout_s)
-        except subprocess.TimeoutExpired:
+        out, err, finished = _exchange(proc, stdin, time.monotonic() + self.settings.timeout_s)
+        if not finished:
             _kill_group(proc)
             try:
-                out, err = proc.communicate(timeout=2.0)
-            except subprocess.TimeoutExpired:  # a grandchild in a session of its own still holds the pipes
-                out, err = b"", b""
+                proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                log.error("hook %s: %s survived SIGKILL of its process group", name, argv[0])
             log.warning("hook %s: %s killed after the %g s timeout%s", name, argv[0], self.settings.timeout_s,
                         _stderr_tail(err))
             return "timeout"
@@ -152,6 +153,70 @@ def hook_env(event: Event) -> dict[str, str]:
             env["EDGE_SLOT_" + re.sub(r"[^A-Z0-9_]", "_", slot.upper())] = (
                 "\n".join(value) if isinstance(value, list) else value)
     return env
+
+
+def _exchange(proc: subprocess.Popen, stdin: bytes, deadline: float) -> tuple[bytes, bytes, bool]:
+    """Feed stdin, keep the last ``_KEPT`` bytes of stdout and stderr, until the hook exits or the deadline.
+
+    Returns (stdout tail, stderr tail, exited in time). ``communicate()`` would keep all the
+    output: a hook writing without end would grow the daemon without end. The pipes are
+    closed here either way, so a grandchild that keeps them open costs nothing after.
+    """
+    kept = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+    pending = memoryview(stdin)
+    with selectors.DefaultSelector() as sel:
+        for pipe in kept:
+            sel.register(pipe, selectors.EVENT_READ)
+        if pending:
+            os.set_blocking(proc.stdin.fileno(), False)
+            sel.register(proc.stdin, selectors.EVENT_WRITE)
+        else:
+            proc.stdin.close()
+        exited_at = None
+        try:
+            while sel.get_map():
+                now = time.monotonic()
+                if exited_at is None and proc.poll() is not None:
+                    exited_at = now
+                # A background child of the hook may hold the pipes after the hook exited: read on briefly, then stop.
+                left = min(deadline, exited_at + 0.5) - now if exited_at is not None else deadline - now
+                if left <= 0:
+                    break
+                for key, _ in sel.select(min(left, 0.1)):
+                    if key.fileobj is proc.stdin:
+                        try:
+                            pending = pending[os.write(proc.stdin.fileno(), pending):]
+                        except (BrokenPipeError, BlockingIOError) as exc:
+                            if isinstance(exc, BlockingIOError):
+                                continue
+                            pending = pending[:0]  # the hook does not read its stdin: its choice
+                        if not pending:
+                            sel.unregister(proc.stdin)
+                            proc.stdin.close()
+                        continue
+                    chunk = os.read(key.fileobj.fileno(), 65536)
+                    if not chunk:
+                        sel.unregister(key.fileobj)
+                        continue
+                    buf = kept[key.fileobj]
+                    buf += chunk
+                    del buf[:-_KEPT]
+            exited = _wait(proc, deadline - time.monotonic())
+        finally:
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+    return bytes(kept[proc.stdout]), bytes(kept[proc.stderr]), exited
+
+
+def _wait(proc: subprocess.Popen, seconds: float) -> bool:
+    try:
+        proc.wait(timeout=max(0.0, seconds))
+        return True
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

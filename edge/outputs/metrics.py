@@ -51,6 +51,8 @@ class Metrics(Output):
                                  "(ok, failed, timeout, dropped, error).", ["hook", "outcome"], registry=r)
         self.http_requests = Counter("edge_http_requests", "HTTP API requests by path and status code.",
                                      ["path", "code"], registry=r)
+        self.http_in_progress = Gauge("edge_http_requests_in_progress", "HTTP API requests being processed "
+                                      "(arrived whole, on a worker), by path.", ["path"], registry=r)
         self.model_info = Gauge("edge_model_info", "The model, backend and STT engine in use (value 1).",
                                 ["model", "backend", "stt"], registry=r)
 

@@ -149,6 +149,9 @@ class SttSettings:
     """Whisper decoding threads (default: the device profile's ``stt_threads``)."""
     beam_size: int = 5
     """Whisper beam width; the n-best hypotheses come from the beam."""
+    pocketsphinx_search: Literal["lm", "grammar"] = "lm"
+    """PocketSphinx: ``lm`` (the package's language model, any sentence) or ``grammar`` (only the
+    sentences of the package's templates; packages trained from an intents file)."""
 
 
 def word_errors(reference: str, hypothesis: str) -> int:
@@ -205,7 +208,7 @@ def create_engine(settings: SttSettings | None = None, package: "ModelPackage | 
     if name == "pocketsphinx":
         from edge.stt.pocketsphinx import PocketSphinxEngine
 
-        return PocketSphinxEngine(hmm=settings.model, adaptation=artefacts)
+        return PocketSphinxEngine(hmm=settings.model, adaptation=artefacts, search=settings.pocketsphinx_search)
     if name == "vosk":
         from edge.stt.vosk import VoskEngine
         from edge.stt.vosk_fetch import find_model
@@ -220,8 +223,8 @@ def create_engine(settings: SttSettings | None = None, package: "ModelPackage | 
 
         model = settings.model or (profile.stt_model if profile else None)
         threads = settings.threads or (profile.stt_threads if profile else 1)
-        words = adapt.prompt_words(artefacts)
-        return WhisperEngine(model, threads=threads, beam_size=settings.beam_size, prompt_words=words)
+        prompt = adapt.whisper_prompt(artefacts)
+        return WhisperEngine(model, threads=threads, beam_size=settings.beam_size, prompt=prompt)
     raise SttError(f"unknown STT engine {name!r}; available: auto, {', '.join(ENGINES)}")
 
 

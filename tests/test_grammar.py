@@ -1,0 +1,130 @@
+"""The package grammar (edge.grammar): exact parses agree with hassil, near misses find their sentence."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from edge.grammar import Grammar
+
+RHASSPY = REPO / "tests" / "fixtures" / "grammars" / "rhasspy_speech_en.yaml"
+TEA = REPO / "examples" / "tea_order.yaml"
+
+
+@pytest.fixture(scope="module")
+def rhasspy() -> Grammar:
+    return Grammar.from_dict(yaml.safe_load(RHASSPY.read_text()))
+
+
+def parse(g: Grammar, text: str, max_distance: float = 0.3):
+    m = g.match(text, max_distance=max_distance)
+    return None if m is None else (m.intent, {s.name: s.value for s in m.slots})
+
+
+def test_exact_sentences_parse_as_hassil_parses_them(rhasspy):
+    """Every sampled sentence of the file: intent and slot values equal to hassil's own recognizer's."""
+    from hassil import recognize
+    from hassil.sample import sample_intents
+
+    intents = rhasspy.intents
+    sentences = [text for _, text in sample_intents(intents, max_sentences_per_intent=40, language="en")]
+    random.Random(1).shuffle(sentences)
+    checked = 0
+    for text in sentences[:150]:
+        theirs = recognize(text, intents)
+        ours = rhasspy.match(text, max_distance=0.0)
+        assert ours is not None and ours.cost == 0.0, text
+        assert ours.intent == theirs.intent.name, text
+        assert {s.name: s.value for s in ours.slots} == {k: (int(v.value) if isinstance(v.value, float) and
+                                                            v.value.is_integer() else v.value)
+                                                        for k, v in theirs.entities.items()}, text
+        checked += 1
+    assert checked >= 100
+
+
+@pytest.mark.parametrize("heard, want", [
+    # transcripts Whisper tiny.en gave for real recordings of these commands
+    ("Set kitchen lights from red.", ("SetColor", {"area": "kitchen", "color": "red"})),
+    ("Turn on weights in the office.", ("TurnOn", {"area": "office"})),
+    ("turn off standing leg.", ("TurnOff", {"light": "standing light"})),
+    ("Once the date.", ("GetDate", {})),
+    ("Never mind.", ("Nevermind", {})),
+    ("nevermind", ("Nevermind", {})),
+    ("Set bed light brightness to 50%", ("SetBrightness", {"light": "bed light", "brightness": 50})),
+    ("set a timer for 5 minutes and 30 seconds", ("StartTimer", {"minutes": 5, "seconds": 30})),
+    ("um open all the windows please", ("Open", {"opening": "windows"})),
+])
+def test_near_misses_land_on_their_sentence(rhasspy, heard, want):
+    assert parse(rhasspy, heard) == want
+
+
+@pytest.mark.parametrize("heard", ["what is the capital of france", "porcupine", "thank you very much",
+                                   "I bought it about.", "this is a test"])
+def test_unrelated_speech_is_not_forced_onto_a_command(rhasspy, heard):
+    assert parse(rhasspy, heard, max_distance=0.25) is None
+
+
+def test_slot_spans_leave_out_added_words(rhasspy):
+    m = rhasspy.match("turn on the standing light please")
+    (slot,) = m.slots
+    assert (slot.name, slot.value, slot.text) == ("light", "standing light", "standing light")
+    assert m.text[slot.start:slot.end] == "standing light"
+
+
+def test_contexts_filter_list_values():
+    data = {"language": "en", "intents": {
+        "TurnOn": {"data": [{"sentences": ["turn on {name}"], "requires_context": {"domain": "light"}}]},
+        "Open": {"data": [{"sentences": ["turn on {name}", "open {name}"], "requires_context": {"domain": "cover"}}]}},
+        "lists": {"name": {"values": [{"in": "porch light", "out": "Porch Light", "context": {"domain": "light"}},
+                                      {"in": "garage door", "out": "Garage Door", "context": {"domain": "cover"}}]}}}
+    g = Grammar.from_dict(data)
+    assert parse(g, "turn on porch light") == ("TurnOn", {"name": "Porch Light"})
+    assert parse(g, "turn on garage door") == ("Open", {"name": "Garage Door"})
+
+
+def test_word_internal_alternatives_ranges_wildcards_and_fixed_slots():
+    data = {"language": "en", "intents": {
+        "Light": {"data": [{"sentences": ["dim the light[s] to {level}[%| percent]"], "slots": {"domain": "light"}}]},
+        "Add": {"data": [{"sentences": ["add {item} to [my] shopping list"]}]},
+        "Temp": {"data": [{"sentences": ["set [the] temperature to {temp} degrees"]}]}},
+        "lists": {"level": {"range": {"from": 0, "to": 100}}, "item": {"wildcard": True},
+                  "temp": {"range": {"from": 10, "to": 30, "fractions": "halves"}}}}
+    g = Grammar.from_dict(data)
+    m = g.match("dim the lights to 50 %", max_distance=0.0)
+    assert (m.intent, m.slots[0].value, m.fixed_slots) == ("Light", 50, {"domain": "light"})
+    assert parse(g, "dim the light to twenty five percent") == ("Light", {"level": 25})
+    assert parse(g, "add oat milk and eggs to my shopping list") == ("Add", {"item": "oat milk and eggs"})
+    assert parse(g, "set the temperature to 21.5 degrees") == ("Temp", {"temp": 21.5})
+
+
+def test_large_ranges_are_matched_without_listing_them():
+    g = Grammar.from_dict({"language": "en", "intents": {"Call": {"data": [{"sentences": ["call extension {n}"]}]}},
+                           "lists": {"n": {"range": {"from": 0, "to": 10**12, "fractions": "tenths"}}}})
+    assert parse(g, "call extension 4711") == ("Call", {"n": 4711})
+    assert parse(g, "call extension 12.5") == ("Call", {"n": 12.5})
+    assert parse(g, "call extension forty seven eleven", max_distance=0.0) is None
+
+
+def test_resolving_a_span_to_its_list(rhasspy):
+    assert rhasspy.resolve("light", "standing leg")[0] == "standing light"
+    assert rhasspy.resolve("area", "living rooms")[0] == "living room"
+    value, score = rhasspy.resolve("area", "garage")
+    assert score < 0.5
+    assert rhasspy.resolve("brightness", "fifty") == (50, 1.0)
+    assert rhasspy.resolve("no_such_slot", "x") is None
+
+
+def test_one_intent_context_with_permuted_modifiers():
+    g = Grammar.from_dict(yaml.safe_load(TEA.read_text()))
+    assert len(g.templates) == 80
+    assert parse(g, "can I get a large iced green tea with oat milk and honey", 0.0) == (
+        "OrderTea", {"size": "large", "temperature": "iced", "tea": "green tea", "milk": "oat milk", "sweetener": "honey"})
+    assert parse(g, "I'd like a 12 ounce strong chai latte with 2 sugars") == (
+        "OrderTea", {"size": "twelve ounce", "strength": "strong", "tea": "chai latte", "sweetener": "two sugars"})
+    # a recogniser's near misses
+    assert parse(g, "give me an ice earl gray with almond milk") == (
+        "OrderTea", {"temperature": "iced", "tea": "earl grey", "milk": "almond milk"})
