@@ -244,6 +244,60 @@ def frames_of(samples: np.ndarray, frame_samples: int = FRAME_SAMPLES) -> Iterat
         yield frame
 
 
+class PcmConverter:
+    """Raw interleaved PCM of any rate, sample width and channel count, arriving in chunks, as 16 kHz mono int16.
+
+    For audio streamed over a network protocol (Wyoming's ``audio-chunk``): 8-bit samples are
+    unsigned (as in WAV), wider ones signed little-endian; channels are averaged; the rate is
+    converted by a streaming soxr resampler, so chunk boundaries leave no clicks. A chunk may end
+    inside a sample frame: the rest is kept for the next one.
+    """
+
+    def __init__(self, rate: int, width: int, channels: int) -> None:
+        for name, value in (("rate", rate), ("width", width), ("channels", channels)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise AudioError(f"audio {name} {value!r} is not a whole number")
+        if width not in (1, 2, 3, 4):
+            raise AudioError(f"audio width {width} bytes is not supported; allowed 1, 2, 3 or 4 (8 to 32-bit PCM)")
+        if not 1 <= channels <= 32:
+            raise AudioError(f"audio channels {channels} is out of range; allowed 1..32")
+        if not 1000 <= rate <= 768000:
+            raise AudioError(f"audio rate {rate} Hz is out of range; allowed 1000..768000")
+        self.rate, self.width, self.channels = rate, width, channels
+        self._info = WavInfo(rate=rate, channels=channels, bits=width * 8, float=False, frames=0)
+        self._rest = b""
+        self._resampler = None
+        if rate != SAMPLE_RATE:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+
+    def same_format(self, rate: int, width: int, channels: int) -> bool:
+        return (rate, width, channels) == (self.rate, self.width, self.channels)
+
+    def convert(self, pcm: bytes) -> np.ndarray:
+        """The next chunk's samples at 16 kHz mono int16 (the resampler may hold a few back until :meth:`flush`)."""
+        block = self.width * self.channels
+        data = self._rest + pcm
+        whole = len(data) - len(data) % block
+        self._rest = data[whole:]
+        if self._resampler is None and self.channels == 1 and self.width == 2:
+            return np.frombuffer(data[:whole], dtype="<i2").astype(np.int16)
+        samples = _to_float(data[:whole], self._info)
+        if self.channels > 1:
+            samples = samples.reshape(-1, self.channels).mean(axis=1)
+        if self._resampler is not None:
+            samples = self._resampler.resample_chunk(samples.astype(np.float32))
+        return to_int16(samples)
+
+    def flush(self) -> np.ndarray:
+        """What the resampler still holds, at the end of the stream."""
+        self._rest = b""
+        if self._resampler is None:
+            return np.zeros(0, dtype=np.int16)
+        return to_int16(self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+
+
 class StreamSource:
     """16 kHz mono int16 audio from an iterable of sample arrays of any length, as whole frames.
 
@@ -623,5 +677,5 @@ class MicSource:
 
 __all__ = [
     "AudioError", "AudioSource", "FRAME_SAMPLES", "Frame", "InputDevice", "MicSource", "SAMPLE_RATE",
-    "PORTAUDIO_LOCK", "SamplesSource", "StreamSource", "WavInfo", "WavSource", "find_input_device", "frames_of", "list_devices", "read_wav", "refresh_devices", "resample", "to_int16",
+    "PORTAUDIO_LOCK", "PcmConverter", "SamplesSource", "StreamSource", "WavInfo", "WavSource", "find_input_device", "frames_of", "list_devices", "read_wav", "refresh_devices", "resample", "to_int16",
 ]

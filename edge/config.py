@@ -169,6 +169,52 @@ class HttpSettings:
         return parse_listen(self.listen)
 
 
+WYOMING_SCHEMES = ("tcp", "unix")
+
+
+@dataclasses.dataclass(frozen=True)
+class WyomingSettings:
+    """The Wyoming protocol server for Home Assistant and wyoming-satellite (``wyoming:``): speech to
+    text, intent recognition and wake word detection, beside or instead of the HTTP API."""
+
+    enabled: bool = False
+    """True: serve Wyoming on ``listen`` (``edge-intent serve --wyoming tcp://HOST:PORT`` turns it on too)."""
+    listen: str = "tcp://0.0.0.0:10300"
+    """``tcp://HOST:PORT`` or ``unix:///path/to/socket``. The protocol has no authentication: anyone
+    who reaches the port can send audio and text, so keep it on the home network (or a firewall's inside)."""
+    max_connections: int = 16
+    """Clients served at once; one more gets an ``error`` event and is disconnected."""
+    timeout_s: float = 10.0
+    """Inside a request (a transcription's audio, a ``recognize``), a client silent for this long gets an
+    ``error`` event and is disconnected. Idle connections between requests (satellites) are kept."""
+    max_text_bytes: int = 16384
+    """Largest text of a ``recognize`` or ``transcript`` event (UTF-8 bytes); larger ones get an ``error``."""
+    max_audio_bytes: int = 4_194_304
+    """Largest audio of one transcription as sent (4 MiB: two minutes of 16 kHz 16-bit mono); more gets an ``error``.
+    Also the largest payload of any single event."""
+    max_audio_seconds: float = 120.0
+    """Longest audio of one transcription, whatever its format (as ``http.max_wav_seconds``); more gets an ``error``."""
+    publish: bool = False
+    """Send intents recognised for Wyoming clients to the outputs too (stdout, MQTT, hooks). Off by default:
+    Home Assistant acts on the intent itself, and a hook doing the same would act twice."""
+    zeroconf: bool = False
+    """Announce the service over mDNS (``_wyoming._tcp``) so Home Assistant discovers it (``pip install zeroconf``)."""
+    zeroconf_name: str | None = None
+    """The announced name; default: the host name."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_text_bytes", "max_audio_bytes", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: {getattr(self, name)} is out of range; allowed 1 or more")
+        for name in ("timeout_s", "max_audio_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: {getattr(self, name)} is out of range; allowed more than 0")
+        parse_wyoming_uri(self.listen)  # ValueError naming the key
+        if self.zeroconf and not self.listen.startswith("tcp://"):
+            raise ValueError(f"zeroconf: announces a TCP port, but listen is {self.listen!r}; allowed: a tcp:// listen "
+                             "address, or zeroconf: false")
+
+
 @dataclasses.dataclass(frozen=True)
 class MqttSettings:
     """Publishing events to an MQTT broker (``mqtt:``)."""
@@ -189,13 +235,24 @@ class MqttSettings:
     """File holding the password (first line)."""
     tls_ca_file: str | None = None
     """CA certificate file: set it to connect with TLS and check the broker's certificate."""
+    hermes: bool = True
+    """Publish the Hermes protocol's messages (Rhasspy, Node-RED flows built for it) beside edge's JSON:
+    ``NluIntent`` on ``topic``, ``NluIntentNotRecognized`` on ``not_recognized_topic``."""
+    site_id: str = "default"
+    """Hermes ``siteId`` of this device (Rhasspy's default is ``default``)."""
     topic: str = "hermes/intent/{name}"
-    """Topic of intent events; ``{name}`` is the intent (Hermes style: ``hermes/intent/iot_hue_lightoff``)."""
-    topics: dict[str, str] = dataclasses.field(
-        default_factory=lambda: {"not_understood": "hermes/nlu/intentNotRecognized"})
-    """Topic per intent or event type, overriding ``topic`` / ``event_topic`` for that name."""
+    """Topic of the Hermes ``NluIntent`` message of an intent; ``{name}`` is the intent (``hermes/intent/iot_hue_lightoff``)."""
+    not_recognized_topic: str = "hermes/nlu/intentNotRecognized"
+    """Topic of the Hermes ``NluIntentNotRecognized`` message of speech or text that was not understood."""
+    nlu_query: bool = False
+    """Subscribe to ``hermes/nlu/query`` and answer other Hermes services' queries (``NluIntentParsed``, then
+    ``NluIntent`` or ``NluIntentNotRecognized``, with the query's ``id``, ``siteId`` and ``sessionId``);
+    the answer is an event like any other (stdout, hooks)."""
     event_topic: str = "edge/event/{type}"
-    """Topic of the other events (``not_understood``, ``wake``, ``timeout``, ``error``); ``{type}`` is the type."""
+    """Topic of edge's own event JSON, for every event (``intent``, ``not_understood``, ``wake``, ``timeout``,
+    ``error``); ``{type}`` is the type, ``{name}`` the intent name (or the type)."""
+    topics: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Topic of edge's event JSON per intent name or event type, overriding ``event_topic`` for that name."""
     listen_topic: str | None = "edge/listen"
     """A message here (any payload) makes the service take one command now, as ``POST /v1/listen``
     does (for ``liveloop.activation: api``; works in every mode); ``null``: do not subscribe."""
@@ -204,8 +261,8 @@ class MqttSettings:
     retain: bool = False
     """Ask the broker to keep the last message of each topic for new subscribers."""
     queue_size: int = 1000
-    """Events kept while the broker is unreachable, delivered in order when it is back; beyond this the
-    oldest are dropped, counted (``edge_mqtt_dropped_total``) and logged."""
+    """Messages kept while the broker is unreachable (an intent is two: Hermes and edge's JSON), delivered in
+    order when it is back; beyond this the oldest are dropped, counted (``edge_mqtt_dropped_total``) and logged."""
     keepalive_s: int = 30
     """MQTT keep-alive: how soon a dead connection is noticed."""
     reconnect_min_s: int = 1
@@ -232,7 +289,11 @@ class MqttSettings:
         if self.password is not None and self.password_file is not None:
             raise ValueError("password and password_file are both set; allowed: one of them")
         check_topic_template("topic", self.topic, "name")
+        check_topic_template("not_recognized_topic", self.not_recognized_topic, "name")
         check_topic_template("event_topic", self.event_topic, "type")
+        if not self.site_id.strip() or "/" in self.site_id or "+" in self.site_id or "#" in self.site_id:
+            raise ValueError(f"site_id: {self.site_id!r} is not a Hermes site id; allowed: a non-empty name "
+                             "without /, + or #")
         if self.listen_topic is not None and (not self.listen_topic.strip() or "\x00" in self.listen_topic):
             raise ValueError(f"listen_topic: {self.listen_topic!r} is not an MQTT topic; allowed: a topic "
                              "(e.g. edge/listen), or null to not subscribe")
@@ -240,8 +301,15 @@ class MqttSettings:
             check_topic_template(f"topics.{name}", template, "name")
 
     def topic_for(self, event_name: str, event_type: str) -> str:
-        """The topic an event goes to: its own entry in ``topics``, else the template for its kind."""
-        template = self.topics.get(event_name) or (self.topic if event_type == "intent" else self.event_topic)
+        """The topic of an event's own JSON: its entry in ``topics``, else ``event_topic``."""
+        template = self.topics.get(event_name) or self.event_topic
+        return template.format(name=event_name, type=event_type)
+
+    def hermes_topic_for(self, event_name: str, event_type: str) -> str | None:
+        """The topic of an event's Hermes message, or ``None`` when it has none (or ``hermes`` is off)."""
+        if not self.hermes or event_type not in ("intent", "not_understood"):
+            return None
+        template = self.topic if event_type == "intent" else self.not_recognized_topic
         return template.format(name=event_name, type=event_type)
 
 
@@ -293,6 +361,7 @@ class Config:
     profiler: ProfilerSettings = dataclasses.field(default_factory=ProfilerSettings)
     liveloop: LiveLoopSettings = dataclasses.field(default_factory=LiveLoopSettings)
     wake: WakeSettings = dataclasses.field(default_factory=WakeSettings)
+    wyoming: WyomingSettings = dataclasses.field(default_factory=WyomingSettings)
 
 
 def load(path: str | Path | None = None) -> Config:
@@ -328,6 +397,12 @@ def check(config: Config, source: str) -> Config:
                                    password_file=None)
     if mqtt.tls_ca_file is not None and not os.access(mqtt.tls_ca_file, os.R_OK):
         raise SettingsError(source, "mqtt.tls_ca_file", f"{mqtt.tls_ca_file} cannot be read; allowed: a readable PEM file")
+    if config.wyoming.enabled and config.wyoming.zeroconf:
+        import importlib.util
+
+        if importlib.util.find_spec("zeroconf") is None:
+            raise SettingsError(source, "wyoming.zeroconf", "needs the zeroconf package (pip install zeroconf); "
+                                                            "allowed: false, or install it")
     for name, argv in config.hooks.commands.items():
         key = f"hooks.commands.{name}"
         if not argv or not all(argv):
@@ -364,6 +439,24 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_wyoming_uri(uri: str) -> tuple[str, str, int]:
+    """``tcp://HOST:PORT`` -> ("tcp", host, port); ``unix:///path`` -> ("unix", path, 0); ValueError saying what is allowed."""
+    allowed = "allowed: tcp://HOST:PORT (e.g. tcp://0.0.0.0:10300) or unix:///PATH"
+    scheme, sep, rest = uri.partition("://")
+    if not sep or scheme not in WYOMING_SCHEMES:
+        raise ValueError(f"listen: {uri!r} is not a Wyoming address; {allowed}")
+    if scheme == "unix":
+        if not rest.startswith("/"):
+            raise ValueError(f"listen: {uri!r} needs an absolute socket path; {allowed}")
+        return scheme, rest, 0
+    try:
+        host, port = parse_listen(rest)
+    except ValueError as exc:
+        raise ValueError(f"listen: {uri!r}: {exc}".replace("HOST:PORT, e.g. 127.0.0.1:8765 or [::1]:8765",
+                                                            "tcp://HOST:PORT, e.g. tcp://0.0.0.0:10300")) from None
+    return scheme, host, port
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -384,4 +477,5 @@ def check_topic_template(key: str, template: str, field: str) -> None:
 
 
 __all__ = ["AudioSettings", "Config", "DEFAULT_CONFIG_PATH", "HooksSettings", "HttpSettings", "ModelSettings",
-           "MqttSettings", "StdoutSettings", "check", "is_loopback", "load", "parse_listen"]
+           "MqttSettings", "StdoutSettings", "WyomingSettings", "check", "is_loopback", "load", "parse_listen",
+           "parse_wyoming_uri"]

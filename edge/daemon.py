@@ -4,6 +4,7 @@ What it assembles, top to bottom::
 
     microphone (MicSource + watchdog) ─▶ LiveLoop (wake ─▶ VAD ─▶ STT ─▶ Recognizer) ─▶ Event ─▶ Fanout ─▶ stdout | MQTT | hooks | metrics
     HTTP API (POST /v1/intent, /v1/recognize) ──────────────────────────▶ Recognizer ─▶ Event ─┘
+    Wyoming (edge.wyoming_server: asr, intent, wake for Home Assistant) ─▶ STT / Recognizer / wake engines
     POST /v1/listen, MQTT edge/listen ─▶ LiveLoop.listen_once ─┘
 
 ``liveloop.activation`` picks what starts a command: ``wake`` (the default: the wake word, "hey
@@ -14,7 +15,7 @@ every output sees them.
 Lifecycle, as systemd sees it (``systemd/edge-intent.service``, ``Type=notify``):
 
 * start: the configuration is checked, the models (intent, STT, wake word) are loaded, the
-  outputs and the HTTP server are started, then ``READY=1`` is sent (``sdnotify``, the small
+  outputs, the HTTP and the Wyoming servers are started, then ``READY=1`` is sent (``sdnotify``, the small
   pure-Python client of systemd's notification socket); the microphone is opened after that,
   and retried with backoff (logged) while it is missing, so a USB microphone plugged in later is
   picked up. Once open, :class:`edge.audio.MicSource`'s stale-audio watchdog reopens it (by
@@ -25,10 +26,11 @@ Lifecycle, as systemd sees it (``systemd/edge-intent.service``, ``Type=notify``)
   back). A deaf or hung loop stops the pings and systemd restarts the service.
 * SIGHUP: the configuration is read again; if it is valid the parts whose settings changed are
   rebuilt and a new live loop takes over after the command in flight, on the same microphone
-  stream unless the ``audio`` section changed; if not, the error is logged and the running
-  configuration stays.
+  stream unless the ``audio`` section changed; the Wyoming server is restarted when its own section
+  changed, else it takes the new engines for its next requests; if not valid, the error is logged
+  and the running configuration stays.
 * SIGTERM (or Ctrl-C): the command in flight is heard to its end, within the live loop's
-  limits, classified and published; then the HTTP server stops, queued MQTT events and running
+  limits, classified and published; then the HTTP and Wyoming servers stop, queued MQTT events and running
   hooks are given their time, the profiler writes what it holds, and the process exits 0.
 
 ``/healthz`` gets its body from :meth:`Daemon.health` alone: the live loop's
@@ -61,7 +63,9 @@ if TYPE_CHECKING:
     from edge.classifier import IntentClassifier
     from edge.liveloop import LiveLoop, LoopStatus
     from edge.outputs import Fanout, Output
+    from edge.outputs.hermes import NluQuery
     from edge.outputs.http import HttpApi
+    from edge.wyoming_server import Services, WyomingServer
     from edge.profiler import Profiler
     from edge.profiles import Profile
     from edge.stt import SttEngine, Transcript
@@ -425,11 +429,12 @@ class Daemon:
     """Owns the parts, runs the main loop, handles signals' requests; see the module docstring."""
 
     def __init__(self, config: Config, config_path: str | None, notifier: Notifier | None = None,
-                 http_override: str | None = None, no_mic: bool = False) -> None:
+                 http_override: str | None = None, no_mic: bool = False, wyoming_override: str | None = None) -> None:
         self.config = config
         self.config_path = config_path
         self.notifier = notifier or Notifier()
         self.http_override = http_override
+        self.wyoming_override = wyoming_override
         self.no_mic = no_mic
         self.started = time.monotonic()
         self.reloads = 0
@@ -438,6 +443,7 @@ class Daemon:
         self._reload = False
         self.listener: Listener | None = None
         self.http: HttpApi | None = None
+        self.wyoming: WyomingServer | None = None
         self.fanout: Fanout | None = None
         self._outputs: dict[str, Output] = {}
         self._speech_lock = threading.Lock()
@@ -462,10 +468,12 @@ class Daemon:
         self.metrics.set_model(classifier.model_label, classifier.backend_label, self._stt_name(c))
         self._build_outputs(c)
         self._start_http(c)
+        self._start_wyoming(c)
         if self._mic_enabled(c):
             self.listener = Listener(c, self._speech_parts, self.recognizer, self.emit, self.tick,
                                      source=self.config_path or "(defaults)")
         where = f"; HTTP on {self.http.url}" if self.http else ""
+        where += f"; Wyoming on {self.wyoming.uri}" if self.wyoming else ""
         log.info("ready: %s on %s%s", classifier.model_label, classifier.backend_label, where)
         self.notifier.notify("READY=1", f"STATUS=ready: {classifier.model_label} on {classifier.backend_label}{where}")
 
@@ -488,15 +496,21 @@ class Daemon:
         return classifier
 
     def _parts_factory(self, c: Config, classifier: "IntentClassifier") -> SpeechParts:
-        from edge.stt import create_engine
         from edge.vad import Endpointer
 
-        stt_settings, vad_settings, package, profile = c.stt, c.vad, classifier.package, self.profile
+        vad_settings, create_stt = c.vad, self._stt_factory(c, classifier)
 
         def parts() -> "tuple[Endpointer, SttEngine]":
-            return Endpointer(vad_settings), create_engine(stt_settings, package=package, profile=profile)
+            return Endpointer(vad_settings), create_stt()
 
         return parts
+
+    def _stt_factory(self, c: Config, classifier: "IntentClassifier") -> Callable[[], "SttEngine"]:
+        """Builds the STT engine the microphone path uses: the profile's engine, the package's adaptation."""
+        from edge.stt import create_engine
+
+        stt_settings, package, profile = c.stt, classifier.package, self.profile
+        return lambda: create_engine(stt_settings, package=package, profile=profile)
 
     def _build_outputs(self, c: Config, old: Config | None = None) -> None:
         """Build the outputs; on reload keep those whose settings did not change (an MQTT session, its queue)."""
@@ -509,7 +523,8 @@ class Daemon:
         if c.stdout.enabled:
             wanted["stdout"] = (c.stdout, StdoutOutput)
         if c.mqtt.enabled:
-            wanted["mqtt"] = (c.mqtt, lambda: MqttOutput(c.mqtt, self.metrics, on_listen=self.listen_in_background))
+            wanted["mqtt"] = (c.mqtt, lambda: MqttOutput(c.mqtt, self.metrics, on_listen=self.listen_in_background,
+                                                         on_query=self.nlu_query))
         if c.hooks.commands:
             wanted["hooks"] = (c.hooks, lambda: HookRunner(c.hooks, self.metrics))
         outputs: dict[str, Output] = {}
@@ -530,6 +545,42 @@ class Daemon:
         for output in retired:
             output.close()
 
+    def _wyoming_services(self, c: Config) -> "Services":
+        """What the Wyoming server answers with: the shared classifier, the STT and wake engines of this configuration."""
+        from edge import wake
+        from edge.settings import SettingsError
+        from edge.wyoming_server import Services, wake_models
+
+        classifier = self.recognizer.classifier
+        publish = c.wyoming.publish
+        wake_settings = c.wake
+
+        def create_wake(phrases: tuple[str, ...] | None) -> "WakeEngine":
+            return wake.create_engine(wake_settings if phrases is None else wake_settings.for_phrases(phrases))
+
+        try:
+            listed = wake_models(wake_settings, classifier.package.language)
+        except wake.WakeError as exc:
+            raise SettingsError(self.config_path or "(defaults)", "wake", str(exc)) from None
+        return Services(classify=lambda text: self.classify_text(text, publish).result,  # type: ignore[return-value]
+                        create_stt=self._stt_factory(c, classifier), create_wake=create_wake,
+                        stt_name=self._stt_name(c), model_label=classifier.model_label,
+                        language=classifier.package.language, wake_models=listed)
+
+    def _start_wyoming(self, c: Config) -> None:
+        from edge.wyoming_server import WyomingServer
+
+        if not c.wyoming.enabled:
+            self.wyoming = None
+            return
+        server = WyomingServer(c.wyoming, self._wyoming_services(c))
+        try:
+            server.start()
+        except OSError as exc:
+            exc.edge_setting = f"wyoming.listen {c.wyoming.listen}"  # type: ignore[attr-defined]
+            raise
+        self.wyoming = server
+
     def _start_http(self, c: Config) -> None:
         from edge.outputs.http import HttpApi
 
@@ -549,6 +600,19 @@ class Daemon:
         """``POST /v1/intent``: raises :class:`edge.classifier.InputError` for unusable text."""
         event = Event.from_result(self.recognizer.classify(text))
         self._published(event, publish)
+        return event
+
+    def nlu_query(self, query: "NluQuery") -> Event:
+        """A Hermes ``hermes/nlu/query`` (MQTT): classified, and published with the query's ids to every output.
+
+        An intent outside the query's ``intentFilter`` is answered as not recognised. Raises
+        :class:`edge.classifier.InputError` for text that cannot be classified.
+        """
+        result = self.recognizer.classify(query.input)
+        if query.intent_filter is not None and result.intent not in query.intent_filter:
+            result = dataclasses.replace(result, intent=None, confidence=None)
+        event = dataclasses.replace(Event.from_result(result), data={"hermes": query.context()})
+        self.emit(event)
         return event
 
     def recognize_wav(self, body: bytes, publish: bool) -> list[Event]:
@@ -641,6 +705,7 @@ class Daemon:
             "microphone": mic,
             "loop": status.to_dict() if status is not None else None,
             "outputs": self.fanout.health() if self.fanout else {},
+            "wyoming": self.wyoming.health() if self.wyoming else None,
             "config": self.config_path or "(defaults)",
             "reloads": self.reloads,
         }
@@ -688,7 +753,8 @@ class Daemon:
 
         self.notifier.notify("RELOADING=1", f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}")
         try:
-            new = apply_overrides(config_mod.load(self.config_path), self.http_override, self.no_mic)
+            new = apply_overrides(config_mod.load(self.config_path), self.http_override, self.no_mic,
+                                  self.wyoming_override)
             self._apply(new)
         except Exception as exc:  # SettingsError, a model that will not load, a port in use: keep running as we are
             message = str(exc) if isinstance(exc, SettingsError) else f"{type(exc).__name__}: {exc}"
@@ -735,12 +801,20 @@ class Daemon:
             if self.http is not None:
                 self.http.close()
             self._start_http(new)
+        if new.wyoming != old.wyoming:
+            if self.wyoming is not None:
+                self.wyoming.close()
+            self._start_wyoming(new)
+        elif self.wyoming is not None and (classifier is not None or parts is not None or new.wake != old.wake):
+            self.wyoming.update(self._wyoming_services(new))
         self.config = new
 
     def close(self) -> None:
         """Stop serving, deliver what is queued, write the profiler's records."""
         if self.http is not None:
             self.http.close()
+        if self.wyoming is not None:
+            self.wyoming.close()
         if self.fanout is not None:
             self.fanout.close()
         self.recognizer.profiler.close()
@@ -757,13 +831,22 @@ def decode_wav(body: bytes, max_seconds: float, limit_name: str) -> "np.ndarray"
     return read_wav_bytes(body, "request body", max_seconds, limit_name)[0]
 
 
-def apply_overrides(config: Config, http: str | None = None, no_mic: bool = False) -> Config:
-    """``--http`` and ``--no-mic`` on top of the file (checked like the file: a public address needs a token)."""
+def apply_overrides(config: Config, http: str | None = None, no_mic: bool = False,
+                    wyoming: str | None = None) -> Config:
+    """``--http``, ``--wyoming`` and ``--no-mic`` on top of the file (checked like the file: a public HTTP
+    address needs a token)."""
     from edge.config import check
+    from edge.settings import SettingsError
 
     if http is not None:
         config = dataclasses.replace(config, http=dataclasses.replace(config.http, listen=http, enabled=True))
         config = check(config, "--http")
+    if wyoming is not None:
+        try:
+            settings = dataclasses.replace(config.wyoming, listen=wyoming, enabled=True)
+        except ValueError as exc:
+            raise SettingsError("--wyoming", "wyoming", str(exc)) from None
+        config = check(dataclasses.replace(config, wyoming=settings), "--wyoming")
     if no_mic:
         config = dataclasses.replace(config, audio=dataclasses.replace(config.audio, enabled=False))
     return config
@@ -802,6 +885,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE",
                    help=f"YAML configuration (default {DEFAULT_CONFIG_PATH}; built-in defaults when that is missing)")
     p.add_argument("--http", metavar="HOST:PORT", help="serve the HTTP API here (overrides http.listen)")
+    p.add_argument("--wyoming", metavar="URI", help="serve the Wyoming protocol (Home Assistant, wyoming-satellite) "
+                   "here: tcp://HOST:PORT or unix:///PATH (turns wyoming.enabled on, overrides wyoming.listen)")
     p.add_argument("--no-mic", action="store_true", help="no microphone: the HTTP API only")
     p.add_argument("--check", action="store_true", help="check the configuration, print it as JSON and exit")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
@@ -822,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
     if path is None and Path(DEFAULT_CONFIG_PATH).is_file():
         path = DEFAULT_CONFIG_PATH
     try:
-        config = apply_overrides(config_mod.load(path), args.http, args.no_mic)
+        config = apply_overrides(config_mod.load(path), args.http, args.no_mic, args.wyoming)
     except SettingsError as exc:
         return fail(PROG, str(exc))
     if args.check:
@@ -839,7 +924,7 @@ def main(argv: list[str] | None = None) -> int:
     if path is None:
         log.info("no configuration file (%s is missing): using the defaults", DEFAULT_CONFIG_PATH)
 
-    daemon = Daemon(config, path, http_override=args.http, no_mic=args.no_mic)
+    daemon = Daemon(config, path, http_override=args.http, no_mic=args.no_mic, wyoming_override=args.wyoming)
     # Handlers go in before the models load, so a SIGTERM during start-up still ends cleanly.
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop())
     signal.signal(signal.SIGINT, lambda *_: daemon.request_stop())
@@ -848,8 +933,9 @@ def main(argv: list[str] | None = None) -> int:
         daemon.start()
     except (PackageError, BackendUnavailable, SttError, SettingsError) as exc:
         return fail(PROG, str(exc), code=1)
-    except OSError as exc:  # the HTTP port is taken, or the address is not on this machine
-        return fail(PROG, f"http.listen {config.http.listen}: {exc.strerror or exc}", code=1)
+    except OSError as exc:  # a port is taken, or the address is not on this machine
+        where = getattr(exc, "edge_setting", None) or f"http.listen {config.http.listen}"
+        return fail(PROG, f"{where}: {exc.strerror or exc}", code=1)
     try:
         daemon.run()
     finally:

@@ -96,6 +96,11 @@ class ModelPackage:
         return self.manifest["version"]
 
     @property
+    def language(self) -> str:
+        """Language of the sentences the model was trained on (BCP 47, e.g. ``en``); ``en`` when the manifest does not say."""
+        return str(self.manifest.get("language") or "en")
+
+    @property
     def labels(self) -> list[str]:
         return self.manifest["labels"]
 

@@ -127,8 +127,9 @@ class Subscriber:
         time.sleep(0.2)  # let the SUBACK arrive before anything is published
 
     def ids(self) -> list[str]:
+        """Ids of edge's event JSON messages (Hermes messages carry no ``type``), in arrival order."""
         with self._lock:
-            return [payload["id"] for _, payload, _ in self.messages]
+            return [payload["id"] for _, payload, _ in self.messages if "type" in payload]
 
     def close(self) -> None:
         self.client.disconnect()
@@ -148,34 +149,59 @@ def mqtt_settings(port: int, **kw) -> MqttSettings:
 
 
 def test_mqtt_topics_payload_qos_retain(broker):
+    """Hermes messages on the Hermes topics, edge's JSON for every event on edge/event/... (or its own topic)."""
     sub = Subscriber(broker.port)
     metrics = Metrics()
-    out = MqttOutput(mqtt_settings(broker.port, retain=True, topics={"not_understood": "edge/nlu/notRecognized",
-                                                                     "alarm_set": "home/alarm"}), metrics)
+    out = MqttOutput(mqtt_settings(broker.port, retain=True, site_id="kitchen", topics={"alarm_set": "home/alarm"}),
+                     metrics)
     try:
-        events = [make_event("iot_hue_lightoff", slots=(Slot("house_place", "kitchen", "kitchen", 28, 35),)),
+        events = [make_event("iot_hue_lightoff", slots=(Slot("house_place", "kitchen", "kitchen", 28, 35, 0.91),)),
                   make_event(None, text="banana seventeen"), make_event("alarm_set", text="wake me at 7"),
                   Event(type="wake", data={"phrase": "hey jarvis", "engine": "micro", "score": 0.97})]
         for event in events:
             out.publish(event)
-        wait_for(lambda: len(sub.messages) == 4, what="4 MQTT messages")
+        wait_for(lambda: len(sub.messages) == 7, what="7 MQTT messages")
         topics = [t for t, _, _ in sub.messages]
-        assert topics == ["hermes/intent/iot_hue_lightoff", "edge/nlu/notRecognized", "home/alarm", "edge/event/wake"]
-        first = sub.messages[0][1]
-        assert first == events[0].to_dict() and first["slots"] == {"house_place": "kitchen"}
-        assert sub.messages[3][1]["phrase"] == "hey jarvis"
-        assert out.health()["published"] == 4 and out.health()["connected"] is True
+        assert topics == ["hermes/intent/iot_hue_lightoff", "edge/event/intent", "hermes/nlu/intentNotRecognized",
+                          "edge/event/not_understood", "hermes/intent/alarm_set", "home/alarm", "edge/event/wake"]
+        hermes, own = sub.messages[0][1], sub.messages[1][1]
+        assert own == events[0].to_dict() and own["slots"] == {"house_place": "kitchen"}
+        assert hermes["input"] == "turn off the lights in the kitchen" and hermes["intent"] == {
+            "intentName": "iot_hue_lightoff", "confidenceScore": 0.93}
+        assert (hermes["siteId"], hermes["sessionId"], hermes["id"]) == ("kitchen", events[0].id, None)
+        assert hermes["slots"] == [{"entity": "house_place", "slotName": "house_place", "rawValue": "kitchen",
+                                    "value": {"kind": "Custom", "value": "kitchen"}, "confidence": 0.91,
+                                    "range": {"start": 28, "end": 35, "rawStart": 28, "rawEnd": 35}}]
+        assert sub.messages[2][1] == {"input": "banana seventeen", "siteId": "kitchen", "id": None, "customData": None,
+                                      "sessionId": events[1].id}
+        assert sub.messages[6][1]["phrase"] == "hey jarvis"
+        assert out.health()["published"] == 7 and out.health()["connected"] is True
     finally:
         out.close()
         sub.close()
     # retain: a subscriber that comes later still gets the last message of the topic
     late = Subscriber(broker.port, ("hermes/intent/#",), client_id="edge-test-late")
     try:
-        wait_for(lambda: late.messages, what="the retained message")
-        assert late.messages[0][0] == "hermes/intent/iot_hue_lightoff" and late.messages[0][2] is True
+        wait_for(lambda: len(late.messages) == 2, what="the retained messages")
+        assert {t for t, _, r in late.messages if r} == {"hermes/intent/iot_hue_lightoff", "hermes/intent/alarm_set"}
     finally:
         late.close()
-    assert "edge_mqtt_published_total 4.0" in metrics.text().decode()
+    assert "edge_mqtt_published_total 7.0" in metrics.text().decode()
+
+
+def test_mqtt_without_hermes_publishes_edge_json_only(broker):
+    sub = Subscriber(broker.port, client_id="edge-test-nohermes")
+    out = MqttOutput(mqtt_settings(broker.port, hermes=False, topics={"not_understood": "voice/huh"}))
+    try:
+        events = [make_event("iot_hue_lightoff"), make_event(None, text="banana seventeen")]
+        for event in events:
+            out.publish(event)
+        wait_for(lambda: len(sub.messages) == 2, what="2 MQTT messages")
+        assert [(t, p) for t, p, _ in sub.messages] == [("edge/event/intent", events[0].to_dict()),
+                                                       ("voice/huh", events[1].to_dict())]
+    finally:
+        out.close()
+        sub.close()
 
 
 @pytest.mark.parametrize("qos", [0, 1])
@@ -192,7 +218,7 @@ def test_mqtt_broker_restart_loses_nothing_and_keeps_order(broker, qos, caplog):
         wait_for(lambda: not out.health()["connected"], what="the output to notice the broker is gone")
         for event in events[3:]:
             out.publish(event)  # the live loop goes on while the broker is away
-        assert out.health()["queued"] == 9
+        assert out.health()["queued"] == 18  # an intent is two messages: Hermes and edge JSON
         broker.start()
         wait_for(lambda: len(set(sub.ids())) >= 12, timeout=20, what="all 12 events after the restart")
     finally:
@@ -208,7 +234,7 @@ def test_mqtt_broker_restart_loses_nothing_and_keeps_order(broker, qos, caplog):
 def test_mqtt_queue_overflow_drops_oldest_counts_and_logs(tmp_path, caplog):
     broker = Broker(tmp_path / "late-broker")  # not started yet: the broker is down from the beginning
     metrics = Metrics()
-    out = MqttOutput(mqtt_settings(broker.port, queue_size=3), metrics)
+    out = MqttOutput(mqtt_settings(broker.port, queue_size=3, hermes=False), metrics)  # one message per event
     events = [make_event("play_music", text=f"song {i}") for i in range(5)]
     try:
         for event in events:
@@ -391,12 +417,20 @@ def write_config(tmp: Path, text: str) -> Path:
 
 
 @pytest.mark.parametrize("text, message", [
-    ("mqtt:\n  hots: x\n", "mqtt.hots: unknown key; allowed keys: client_id, enabled, event_topic, flush_timeout_s, host"),
+    ("mqtt:\n  hots: x\n", "mqtt.hots: unknown key; allowed keys: client_id, enabled, event_topic, flush_timeout_s, hermes, host"),
     ("http:\n  max_text_bytes: big\n", "http.max_text_bytes: expected a whole number, got string 'big'"),
-    ("stt:\n  engine: whisper\n", "stt.engine: got 'whisper'; allowed: 'auto', 'pocketsphinx', 'vosk'"),
+    ("stt:\n  engine: kaldi\n", "stt.engine: got 'kaldi'; allowed: 'auto', 'pocketsphinx', 'vosk', 'whisper'"),
     ("mqtt:\n  qos: 3\n", "mqtt: qos: 3 is out of range; allowed 0, 1, 2"),
     ("mqtt:\n  topic: 'hermes/#/{name}'\n", "not a publishable MQTT topic; allowed: a topic without + or # wildcards"),
     ("mqtt:\n  topic: 'x/{intent}'\n", "topic: 'x/{intent}' has an unknown placeholder; allowed: {name}"),
+    ("mqtt:\n  site_id: 'a/b'\n", "mqtt: site_id: 'a/b' is not a Hermes site id; allowed: a non-empty name"),
+    ("wyoming:\n  listen: 'http://0.0.0.0:10300'\n", "wyoming: listen: 'http://0.0.0.0:10300' is not a Wyoming "
+                                                      "address; allowed: tcp://HOST:PORT"),
+    ("wyoming:\n  listen: 'tcp://0.0.0.0'\n", "wyoming: listen: 'tcp://0.0.0.0': '0.0.0.0' is not an address; "
+                                               "allowed: tcp://HOST:PORT, e.g. tcp://0.0.0.0:10300"),
+    ("wyoming:\n  max_audio_bytes: 0\n", "wyoming: max_audio_bytes: 0 is out of range; allowed 1 or more"),
+    ("wyoming:\n  listen: 'unix:///run/edge.sock'\n  zeroconf: true\n", "wyoming: zeroconf: announces a TCP port"),
+    ("wyoming:\n  enable: true\n", "wyoming.enable: unknown key; allowed keys: enabled, listen, max_audio_bytes"),
     ("http:\n  listen: 0.0.0.0:8765\n", "http.listen: 0.0.0.0:8765 is reachable from other machines, so the API needs a token"),
     ("http:\n  listen: localhost\n", "http.listen: 'localhost' is not an address; allowed: HOST:PORT"),
     ("hooks:\n  commands:\n    alarm_set: /bin/echo hi\n", "hooks.commands.alarm_set: expected a list of string, got string"),

@@ -196,7 +196,7 @@ class Expansion:
     sentences: list[str]
     """Clean sentences for the speech recognisers' domain adaptation."""
     prompt: str
-    """Words to bias Whisper with: the grammar's slot values, rarest first."""
+    """Sentences to bias Whisper with: between them they say the grammar's slot values, rarest first."""
     info: dict
     warnings: list[str]
     slot_values: dict = dataclasses.field(default_factory=dict)
@@ -311,24 +311,84 @@ def expand_intents_file(path: str | Path, lists: str | Path | None = None, seed:
             "licence": "your own intent definitions", "tests": len(tests)}
     if lists is not None:
         info["lists"] = str(lists)
-    return Expansion(train, dev, heldout, tests, f.data, sentences, whisper_prompt(grammar), info, warnings)
+    return Expansion(train, dev, heldout, tests, f.data, sentences, whisper_prompt(grammar, sampler), info, warnings)
 
 
-def whisper_prompt(grammar: Grammar) -> str:
-    """The grammar's list values, most unusual words first (Whisper knows "kitchen"; "EcoBee" it must be shown)."""
+PROMPT_WORDS = 85
+"""About the 120 prompt tokens edge.stt.whisper keeps."""
+
+
+def whisper_prompt(grammar: Grammar, sampler: Sampler | None = None, budget: int = PROMPT_WORDS) -> str:
+    """A few sentences of the grammar that between them say its list values, rarest words first.
+
+    Whisper takes its prompt as what was said before: sentences prime both the words ("EcoBee",
+    "rooibos") and the way commands are phrased, where a bare list of values makes it write lists
+    (docs/speech.md measures both). Values are shown as the file writes them ("Bed Light").
+    """
     try:
         import wordfreq
     except ImportError:  # the prompt is a bias, not a requirement
         wordfreq = None
-    values: dict[str, float] = {}
-    for slot in grammar.slots.values():
-        for v in slot.values:
-            if isinstance(v.out, str) and v.out.strip() and not v.out.replace(".", "").isdigit():
-                said = v.out.replace("_", " ")
-                rarity = min((wordfreq.zipf_frequency(w, "en") for w in spoken_form(said).split()), default=0) \
-                    if wordfreq else 0.0
-                values[said] = min(values.get(said, 99.0), rarity)
-    return " ".join(sorted(values, key=lambda v: (values[v], v)))
+    sampler = sampler or Sampler(random.Random(11), ["something"])
+    candidates = []
+    for t in grammar.templates:
+        for i in range(min(6, sampler.branching(t.node))):
+            candidates.append(sampler.sample(t.node, cover=i))
+        candidates.append(sampler.sample(t.node))
+    rarity: dict[str, float] = {}
+
+    def weight(span: _Span, words: list[str]) -> float:
+        key = f"{span.name}={span.value}"
+        if key not in rarity:
+            zipf = min((wordfreq.zipf_frequency(w, "en") for w in words), default=0.0) if wordfreq else 3.0
+            rarity[key] = max(0.5, 8.0 - zipf)
+        return rarity[key]
+
+    chosen: list[str] = []
+    covered: set[str] = set()
+    used = 0
+    while used < budget and candidates:
+        best, best_gain = None, 0.0
+        for tokens in candidates:
+            spans = _spans(tokens)
+            gain = sum(weight(sp, ws) for sp, ws in spans if f"{sp.name}={sp.value}" not in covered)
+            gain /= max(4, len(tokens)) ** 0.5
+            if gain > best_gain:
+                best, best_gain = tokens, gain
+        if best is None:
+            break
+        candidates.remove(best)
+        covered |= {f"{sp.name}={sp.value}" for sp, _ in _spans(best)}
+        chosen.append(_display(best))
+        used += len(best)
+    return " ".join(chosen)
+
+
+def _spans(tokens: list[Token]) -> list[tuple[_Span, list[str]]]:
+    """The list values a sentence says (numbers and wildcards left out: Whisper needs no help with them)."""
+    out: dict[int, tuple[_Span, list[str]]] = {}
+    for word, span in tokens:
+        if span is not None and isinstance(span.value, str):
+            out.setdefault(id(span), (span, []))[1].append(word)
+    return list(out.values())
+
+
+def _display(tokens: list[Token]) -> str:
+    """A sentence as a person would write it: capital first letter, list values as the file spells them."""
+    words: list[str] = []
+    last = None
+    for word, span in tokens:
+        if span is not None and span is last:
+            continue
+        if span is not None:
+            said = [w for w, s in tokens if s is span]
+            shown = span.value if isinstance(span.value, str) and spoken_form(span.value).split() == said else None
+            words.append(shown if shown else " ".join(said))
+        else:
+            words.append(word)
+        last = span
+    text = re.sub(r"\bi\b", "I", " ".join(words))
+    return text[:1].upper() + text[1:] + "."
 
 
 def _wildcard_words(language: str) -> list[str]:

@@ -1,13 +1,15 @@
 """Where events go: one module per output behind one small interface.
 
 * :mod:`edge.outputs.stdout`: JSON lines on standard output (the journal, under systemd);
-* :mod:`edge.outputs.mqtt`: an MQTT broker, Hermes-style topics, queued while the broker is away;
+* :mod:`edge.outputs.mqtt`: an MQTT broker, edge's event JSON and the Hermes protocol's messages
+  (:mod:`edge.outputs.hermes`), queued while the broker is away;
 * :mod:`edge.outputs.hooks`: programs run per intent, slots in their environment;
 * :mod:`edge.outputs.metrics`: Prometheus counters and histograms for ``GET /metrics``;
 * :mod:`edge.outputs.http`: the HTTP API, which answers requests rather than receiving events.
 
 Every output takes :class:`edge.events.Event` objects and serialises them with
-``Event.to_dict()``, so an intent, a wake word or a timeout look the same everywhere. ``publish``
+``Event.to_dict()``, so an intent, a wake word or a timeout look the same everywhere (MQTT adds the
+Hermes protocol's messages, built from the same result fields, for clients that read only those). ``publish``
 must not block the live loop: outputs that wait on the outside world (a broker, a program) queue
 the event and do the work on their own thread.
 """

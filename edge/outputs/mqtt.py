@@ -1,4 +1,4 @@
-"""Events to an MQTT broker: a topic per intent (Hermes style), in order, nothing lost while it is away.
+"""Events to an MQTT broker: edge's JSON and Hermes protocol messages, in order, nothing lost while it is away.
 
 ``paho-mqtt`` (Eclipse's client, pure Python) speaks the protocol and reconnects on its own
 network thread with exponential backoff (``reconnect_min_s`` doubling to ``reconnect_max_s``).
@@ -9,12 +9,15 @@ socket (QoS 0). That gives what paho alone does not: QoS 0 events wait for the b
 full the oldest event is dropped, counted and logged rather than the newest refused.
 One event in flight costs a round trip per event, which a voice service never notices.
 
-Topics: intents go to ``topic`` (``hermes/intent/<intent>``), the other events to
-``event_topic`` (``edge/event/wake``, ``edge/event/timeout``, ``edge/event/error``;
-``not_understood`` to ``hermes/nlu/intentNotRecognized``), each overridable in ``topics``. The
-one topic it subscribes to is ``listen_topic`` (``edge/listen``): a message there asks the live
-loop for one command, as ``POST /v1/listen`` does; it is subscribed again on every reconnect
-(the session is clean).
+Topics: every event's own JSON goes to ``event_topic`` (``edge/event/intent``,
+``edge/event/not_understood``, ``edge/event/wake``, ...; per name in ``topics``). With
+``hermes`` (the default) an intent also goes to ``topic`` (``hermes/intent/<intent>``) and a
+command not understood to ``hermes/nlu/intentNotRecognized``, as the Hermes protocol's messages
+(:mod:`edge.outputs.hermes`), so Rhasspy and Node-RED flows built for Hermes read them as they
+are. It subscribes to ``listen_topic`` (``edge/listen``: a message there asks the live loop for
+one command, as ``POST /v1/listen`` does) and, with ``nlu_query``, to ``hermes/nlu/query``
+(other Hermes services ask for a text's intent; the answer is published like any event). Both
+are subscribed again on every reconnect (the session is clean).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from edge.events import Event
-from edge.outputs import Output
+from edge.outputs import Output, hermes
 
 if TYPE_CHECKING:
     from edge.config import MqttSettings
@@ -41,11 +44,13 @@ class MqttOutput(Output):
     name = "mqtt"
 
     def __init__(self, settings: "MqttSettings", metrics: "Metrics | None" = None,
-                 on_listen: Callable[[], None] | None = None) -> None:
+                 on_listen: Callable[[], None] | None = None,
+                 on_query: Callable[[hermes.NluQuery], None] | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.settings = settings
         self.on_listen = on_listen if settings.listen_topic else None
+        self.on_query = on_query if settings.nlu_query else None
         self.metrics = metrics
         self.broker = f"{settings.host}:{settings.port}"
         self._queue: collections.deque[tuple[str, bytes]] = collections.deque()
@@ -79,18 +84,31 @@ class MqttOutput(Output):
     # --- the live loop's side -------------------------------------------------------------------
 
     def publish(self, event: Event) -> None:
-        topic = self.settings.topic_for(event.name, event.type)
-        payload = json.dumps(event.to_dict(), ensure_ascii=False).encode()
+        s = self.settings
+        messages = []
+        hermes_topic = s.hermes_topic_for(event.name, event.type)
+        if hermes_topic is not None and event.result is not None:
+            if event.type == "intent":
+                if "hermes" in event.data:  # a query's answer: Rhasspy's NLU says "parsed" first
+                    messages.append((hermes.PARSED_TOPIC, hermes.nlu_intent_parsed(event, s.site_id)))
+                messages.append((hermes_topic, hermes.nlu_intent(event, s.site_id)))
+            else:
+                messages.append((hermes_topic, hermes.nlu_not_recognized(event, s.site_id)))
+        messages.append((s.topic_for(event.name, event.type), event.to_dict()))
+        self._enqueue([(t, json.dumps(m, ensure_ascii=False).encode()) for t, m in messages])
+
+    def _enqueue(self, messages: list[tuple[str, bytes]]) -> None:
         with self._cond:
-            if len(self._queue) >= self.settings.queue_size:
-                self._queue.popleft()
-                self.dropped += 1
-                if self.metrics is not None:
-                    self.metrics.mqtt_dropped.inc()
-                if self.dropped == 1 or self.dropped % 100 == 0:
-                    log.warning("MQTT queue full (%d events waiting for %s): dropped the oldest; %d dropped so far",
-                                self.settings.queue_size, self.broker, self.dropped)
-            self._queue.append((topic, payload))
+            for message in messages:
+                if len(self._queue) >= self.settings.queue_size:
+                    self._queue.popleft()
+                    self.dropped += 1
+                    if self.metrics is not None:
+                        self.metrics.mqtt_dropped.inc()
+                    if self.dropped == 1 or self.dropped % 100 == 0:
+                        log.warning("MQTT queue full (%d messages waiting for %s): dropped the oldest; %d dropped "
+                                    "so far", self.settings.queue_size, self.broker, self.dropped)
+                self._queue.append(message)
             self._count_queued()
             self._cond.notify_all()
 
@@ -114,6 +132,8 @@ class MqttOutput(Output):
             self.metrics.mqtt_connected.set(1)
         if self.on_listen is not None:
             client.subscribe(self.settings.listen_topic, qos=1)
+        if self.on_query is not None:
+            client.subscribe(hermes.QUERY_TOPIC, qos=1)
         log.info("MQTT connected to %s%s", self.broker,
                  f" after {self._failures} failed attempt(s)" if self._failures else "")
         self._failures = 0
@@ -140,6 +160,26 @@ class MqttOutput(Output):
         if self.on_listen is not None and topic_matches_sub(self.settings.listen_topic, message.topic):
             log.info("MQTT listen request on %s", message.topic)
             self.on_listen()  # returns at once: the command is taken on another thread
+        elif self.on_query is not None and message.topic == hermes.QUERY_TOPIC:
+            try:
+                query = hermes.parse_query(message.payload, self.settings.site_id)
+            except hermes.QueryError as exc:
+                log.warning("%s", exc)
+                error = hermes.nlu_error(str(exc), exc.site_id, exc.session_id,
+                                         message.payload[:200].decode("utf-8", "replace"))
+                self._enqueue([(hermes.ERROR_TOPIC, json.dumps(error, ensure_ascii=False).encode())])
+                return
+            # Classified on another thread: paho's network thread must keep acknowledging messages.
+            threading.Thread(target=self._answer, args=(query,), name="edge-nlu-query", daemon=True).start()
+
+    def _answer(self, query: hermes.NluQuery) -> None:
+        assert self.on_query is not None
+        try:
+            self.on_query(query)
+        except ValueError as exc:  # text the classifier cannot take (edge.classifier.InputError)
+            log.warning("hermes/nlu/query: %s", exc)
+            error = hermes.nlu_error(f"hermes/nlu/query: {exc}", query.site_id, query.session_id, query.input[:200])
+            self._enqueue([(hermes.ERROR_TOPIC, json.dumps(error, ensure_ascii=False).encode())])
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
         with self._cond:

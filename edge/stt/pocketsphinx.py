@@ -93,6 +93,8 @@ class PocketSphinxEngine(SttEngine):
         """The lattice's n-best, filler words removed; the first is the best path's text."""
         out = {best: Hypothesis(best, 0.0)} if best else {}
         for hyp in itertools.islice(self._decoder.nbest(), N_BEST * 2):
+            if hyp is None:  # an utterance of silence: the lattice has entries without a hypothesis
+                continue
             text = _clean(hyp.hypstr)
             if text and text not in out:
                 out[text] = Hypothesis(text, float(hyp.score))

@@ -162,6 +162,13 @@ class WakeSettings:
 
             model_args(self.acoustic_model)  # a missing or unusable path fails here, naming the key
 
+    def for_phrases(self, phrases: tuple[str, ...]) -> "WakeSettings":
+        """These settings listening for other phrases (a Wyoming client's ``detect``), keeping the thresholds
+        configured for them; an empty or repeated phrase raises :class:`WakeError` like the configuration does."""
+        wanted = {normalize(p) for p in phrases}
+        return dataclasses.replace(self, phrases=tuple(phrases),
+                                   thresholds={p: v for p, v in self.thresholds.items() if normalize(p) in wanted})
+
     def threshold(self, phrase: str) -> float | None:
         key = normalize(phrase)
         return next((v for p, v in self.thresholds.items() if normalize(p) == key), None)
