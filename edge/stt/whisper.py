@@ -109,9 +109,7 @@ class WhisperEngine(SttEngine):
         # Pad the audio, not the features: Whisper's log-mel normalisation makes zero features loud.
         features = self._features(samples, padding=max(0, frames * HOP - len(samples)) + HOP)[:, :frames]
         storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32))
-        prompt = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
-        if self._prompt:
-            prompt = [self._tokenizer.sot_prev, *self._prompt, *prompt]
+        prompt = self._start_sequence()
         seconds = len(samples) / SAMPLE_RATE
         result = self._model.generate(
             storage, [list(prompt)], beam_size=self.beam_size, num_hypotheses=self.n_best, return_scores=True,
@@ -131,6 +129,10 @@ class WhisperEngine(SttEngine):
             log.debug("no speech (p=%.2f, score %.2f): dropped %r", result.no_speech_prob, out[0].score, out[0].text)
             return []
         return out
+
+    def _start_sequence(self) -> list[int]:
+        start = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
+        return [self._tokenizer.sot_prev, *self._prompt, *start] if self._prompt else start
 
     def describe(self) -> str:
         return f"{self.name} ({self.model_dir}, beam {self.beam_size})"
