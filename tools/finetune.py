@@ -153,7 +153,7 @@ def train(
         epoch_steps = min(steps_per_epoch, total - step)
         bar = tqdm(total=epoch_steps, desc=f"  epoch {epoch + 1}/{cfg.epochs}", unit="step",
                    leave=False, disable=None, file=sys.stderr)
-        tenth = max(1, epoch_steps // 10) if bar.disable else 0
+        tenth = epoch_steps // 10 if bar.disable and epoch_steps >= 50 else 0
         for n, (ids, mask, tags, intents) in enumerate(batches(train_data, cfg.batch_size, rng)):
             if step >= total:
                 break

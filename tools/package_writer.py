@@ -91,7 +91,7 @@ def compare_speed(staged: dict[str, Path], texts: list[str], rounds: int = 3) ->
     """p50 ms per candidate and int8 backend, interleaved round by round so machine noise hits all alike."""
     from edge.classifier import IntentClassifier
 
-    clfs = {(c, b): IntentClassifier.load(str(d), backend=b, precision="int8", threads=1)
+    clfs = {(c, b): IntentClassifier.load(str(d), backend=b, precision="int8", threads=1, match_templates=False)
             for c, d in staged.items() for b in ("onnx", "tflite")}
     samples: dict[tuple, list[float]] = {k: [] for k in clfs}
     for _ in range(rounds):
@@ -163,7 +163,7 @@ def torch_agreement(model, tokenizer_dir: Path, package_dir: Path, examples: lis
 
     from edge.classifier import IntentClassifier
 
-    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="fp32")
+    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="fp32", match_templates=False)
     tok = clf.tokenizer
     model.eval()
     ref = []
@@ -174,7 +174,7 @@ def torch_agreement(model, tokenizer_dir: Path, package_dir: Path, examples: lis
     out = {}
     for backend in ("onnx", "tflite"):
         for precision in ("fp32", "int8"):
-            c = IntentClassifier.load(str(package_dir), backend=backend, precision=precision)
+            c = IntentClassifier.load(str(package_dir), backend=backend, precision=precision, match_templates=False)
             same = sum(c.labels.index(c.classify(ex.text).guess) == r for ex, r in zip(examples, ref))
             out[f"{backend}/{precision}"] = round(same / len(examples), 4)
     return out
@@ -185,7 +185,8 @@ def backend_agreement(package_dir: Path | str, texts: list[str], precision: str 
     (``top_intent``) and same answer after the out-of-scope rule (``answer``), as fractions."""
     from edge.classifier import IntentClassifier
 
-    a, b = (IntentClassifier.load(str(package_dir), backend=x, precision=precision, threads=1) for x in ("onnx", "tflite"))
+    a, b = (IntentClassifier.load(str(package_dir), backend=x, precision=precision, threads=1, match_templates=False)
+            for x in ("onnx", "tflite"))
     pairs = [(a.classify(t), b.classify(t)) for t in texts]
     return {"top_intent": sum(x.guess == y.guess for x, y in pairs) / len(pairs),
             "answer": sum(x.intent == y.intent for x, y in pairs) / len(pairs)}
@@ -202,7 +203,7 @@ def calibrate(package_dir: Path, dev: list[Example], calib_oos: list[Example], m
     from edge.classifier import IntentClassifier
     from tools.scoring import calibrate_threshold, oos_metrics
 
-    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="int8")
+    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="int8", match_templates=False)
     clf.threshold = 0.0
     in_conf = [r.guess_confidence for r in predict(clf, [e for e in dev if e.intent is not None])]
     oos_conf = [r.guess_confidence for r in predict(clf, calib_oos + [e for e in dev if e.intent is None])]
@@ -387,7 +388,7 @@ def _copy_oos(manifest: dict, staged_dir: Path) -> None:
 def evaluate_dev(package_dir: Path, dev: list[Example]) -> float:
     from edge.classifier import IntentClassifier
 
-    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="int8")
+    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="int8", match_templates=False)
     results = predict(clf, [e for e in dev if e.intent is not None])
     return round(score(results, [e for e in dev if e.intent is not None])["intent_accuracy_without_oos_rule"], 4)
 
