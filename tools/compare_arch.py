@@ -30,10 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge import datasets
 from tools.data import read_jsonl
 
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "hwu64" / "test.jsonl"
 FORMAT = "edge-compare-arch/1"
 
 
@@ -231,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("dump", help="run every variant on this machine and write its logits and answers")
     d.add_argument("--out", type=Path, required=True, help="the .npz file to write")
-    d.add_argument("--data", type=Path, default=DEFAULT_DATA, help=f"labelled JSONL (default {DEFAULT_DATA})")
+    d.add_argument("--data", type=Path, metavar="FILE", help="labelled JSONL (default: HWU64 test from $EDGE_DATA or "
+                   "../shared/data, edge/datasets.py)")
     d.add_argument("--model", help="model package name or directory (default: the shipped one)")
     d.add_argument("--sample", metavar="SPEC", help="run only this many evenly spaced sentences: N for every variant, or "
                    "KEY=N,... with KEY a precision, backend or backend/precision (default: all; compare uses the "
@@ -247,13 +247,17 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("second", type=Path)
     args = p.parse_args(argv)
     if args.command == "dump":
-        if not args.data.is_file():
-            return _fail(f"--data {args.data}: no such file (HWU64 lives in ../shared/data/hwu64)")
+        try:
+            data = args.data or datasets.path("hwu64", "test.jsonl")
+        except datasets.DataSetMissing as exc:
+            return _fail(str(exc))
+        if not data.is_file():
+            return _fail(f"--data {data}: no such file")
         try:
             sample = parse_sample(args.sample)
         except ValueError as exc:
             return _fail(str(exc))
-        dump(args.data, args.out, args.model, sample)
+        dump(data, args.out, args.model, sample)
         return 0
     for path in (args.first, args.second):
         if not path.is_file():
