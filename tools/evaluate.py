@@ -31,7 +31,7 @@ def score(results, examples: list[Example], oos_results=None) -> dict:
     for r, e in in_scope:
         same_text = r.text == e.text
         gold.append({(g.start, g.end, g.entity) if same_text else (e.text[g.start:g.end].lower(), g.entity) for g in e.entities})
-        pred.append({(s.start, s.end, s.name) if same_text else (s.text.lower(), s.name) for s in r.slots})
+        pred.append({(s.start, s.end, s.name) if same_text else (s.text.lower(), s.name) for s in r.slots if s.text})
     out = {
         "n": len(in_scope),
         "intent_accuracy": round(acc, 4),
@@ -52,7 +52,9 @@ def score(results, examples: list[Example], oos_results=None) -> dict:
 
 
 def _values(slots, kind: str) -> list[tuple[str, str]]:
-    return sorted((getattr(s, kind), " ".join(str(s.value).lower().split())) for s in slots)
+    # slots a template sets without words ("domain: light") are not labelled spans: they are left out
+    return sorted((getattr(s, kind), " ".join(str(s.value).lower().split())) for s in slots
+                  if getattr(s, "text", "x") or getattr(s, "end", 1))
 
 
 def evaluate_package(package_dir: Path, examples: list[Example], oos: list[Example] | None = None,
