@@ -45,14 +45,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from edge.assistant import Assistant  # noqa: E402
 from edge.audio import SAMPLE_RATE, StreamSource  # noqa: E402
-from edge.classifier import IntentClassifier  # noqa: E402
-from edge.liveloop import LiveLoop, LiveLoopSettings  # noqa: E402
-from edge.pipeline import Pipeline  # noqa: E402
-from edge.stt import SttSettings, create_engine  # noqa: E402
-from edge.vad import Endpointer  # noqa: E402
+from edge.config import Config, ModelSettings  # noqa: E402
+from edge.liveloop import LiveLoopSettings  # noqa: E402
+from edge.stt import SttSettings  # noqa: E402
 from edge.wake import WakeSettings  # noqa: E402
-from edge.wake import create_engine as wake_engine  # noqa: E402
 from edge.wake.calibrate import synthesize  # noqa: E402
 
 CACHE = ROOT / "runs" / "soak"
@@ -282,10 +280,12 @@ def account(events, pairs: list[Pair], settings: LiveLoopSettings) -> dict:
 
 
 def run(segments: list[Segment], pairs: list[Pair], args) -> dict:
-    classifier = IntentClassifier.load(threads=1)
-    stt = create_engine(SttSettings(), package=classifier.package)
-    wake = wake_engine(WakeSettings(phrases=(WAKE,)))
-    settings = LiveLoopSettings(activation="wake")
+    # PocketSphinx whatever the device profile prefers: the soak's numbers are that engine's.
+    config = Config(model=ModelSettings(threads=1), stt=SttSettings(engine="pocketsphinx"),
+                    liveloop=LiveLoopSettings(activation="wake"), wake=WakeSettings(phrases=(WAKE,)))
+    assistant = Assistant.from_settings(config, source="bench_soak")
+    wake = assistant.new_wake()
+    settings = config.liveloop
     total_s = sum(s.seconds for s in segments)
     rss: list[tuple[float, float]] = []
 
@@ -297,7 +297,7 @@ def run(segments: list[Segment], pairs: list[Pair], args) -> dict:
             yield chunk
             position += len(chunk) / SAMPLE_RATE
 
-    loop = LiveLoop(Pipeline(StreamSource(audio(), "soak timeline"), Endpointer(), stt, classifier), wake, settings)
+    loop = assistant.live_loop(StreamSource(audio(), "soak timeline"), assistant.new_speech_stages(), wake)
     samples, stuck, done = [], [], threading.Event()
     longest = collections.defaultdict(float)
 

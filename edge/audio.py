@@ -447,6 +447,25 @@ def find_input_device(spec: str | int | None = None, output: bool = False) -> In
     raise AudioError(f"{spec!r} matches several {kind} devices; use an index:\n" + "\n".join(str(d) for d in matches))
 
 
+@dataclasses.dataclass(frozen=True)
+class Backoff:
+    """The one retry policy for an input device that is missing or went silent: the first wait, doubling
+    with every failure in a row, up to the longest (the microphone's watchdog and the service's first
+    open both follow it)."""
+
+    first_s: float = 0.5
+    most_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first_s <= self.most_s:
+            raise ValueError(f"backoff: first wait {self.first_s!r} s and longest {self.most_s!r} s; "
+                             "allowed 0 < first <= longest")
+
+    def delay(self, failures: int) -> float:
+        """The wait before the next attempt after ``failures`` failed attempts in a row (none before the first)."""
+        return 0.0 if failures <= 0 else min(self.most_s, self.first_s * 2 ** (failures - 1))
+
+
 PORTAUDIO_LOCK = threading.RLock()
 """Held while PortAudio is re-initialised (to see devices that were re-plugged) and while a sound
 plays (``edge.playback``): re-initialising PortAudio closes every stream it has open."""
@@ -481,7 +500,7 @@ class MicSource:
 
     def __init__(self, device: str | int | None = None, frame_samples: int = FRAME_SAMPLES,
                  queue_seconds: float = 10.0, rate: int | None = None, channels: int | None = None,
-                 stale_seconds: float | None = 2.0, backoff_seconds: tuple[float, float] = (0.5, 30.0)) -> None:
+                 stale_seconds: float | None = 2.0, backoff: Backoff = Backoff()) -> None:
         self._sd = _sounddevice()
         self._spec = device
         self.device = find_input_device(device)
@@ -492,7 +511,7 @@ class MicSource:
         if stale_seconds is not None and not stale_seconds > 0:
             raise ValueError(f"stale_seconds must be positive (or None to turn the watchdog off), got {stale_seconds!r}")
         self.stale_seconds = stale_seconds
-        self.backoff_seconds = backoff_seconds
+        self.backoff = backoff
         self.overflows = 0
         """Blocks PortAudio reported as overflowed plus blocks dropped because the queue was full."""
         self.last_frame_at: float | None = None
@@ -626,11 +645,10 @@ class MicSource:
     def _reopen(self, why: str) -> Any:
         """Open the device again, by name, with backoff; ``None`` if stopped meanwhile."""
         self.stalls += 1
-        first, most = self.backoff_seconds
         what = f"no audio for {self.stale_seconds:g} s" if why == "stale" else "the stream ended"
         while not self._stop.is_set():
             # Back off while attempts keep failing or keep opening a device that stays silent.
-            delay = min(most, first * 2 ** (self._failed - 1)) if self._failed else 0.0
+            delay = self.backoff.delay(self._failed)
             if delay and self._stop.wait(delay):
                 return None
             self._failed += 1
@@ -676,6 +694,6 @@ class MicSource:
 
 
 __all__ = [
-    "AudioError", "AudioSource", "FRAME_SAMPLES", "Frame", "InputDevice", "MicSource", "SAMPLE_RATE",
+    "AudioError", "AudioSource", "Backoff", "FRAME_SAMPLES", "Frame", "InputDevice", "MicSource", "SAMPLE_RATE",
     "PORTAUDIO_LOCK", "PcmConverter", "SamplesSource", "StreamSource", "WavInfo", "WavSource", "find_input_device", "frames_of", "list_devices", "read_wav", "refresh_devices", "resample", "to_int16",
 ]

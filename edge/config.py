@@ -26,7 +26,7 @@ import ipaddress
 import os
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from edge.denoise import DenoiseSettings, check_available
 from edge.liveloop import LiveLoopSettings
@@ -35,6 +35,9 @@ from edge.settings import SettingsError, from_mapping, load_yaml
 from edge.stt import SttSettings
 from edge.vad import VadSettings
 from edge.wake import WakeSettings
+
+if TYPE_CHECKING:
+    from edge.audio import Backoff
 
 DEFAULT_CONFIG_PATH = "/etc/edge/config.yaml"
 
@@ -84,6 +87,13 @@ class AudioSettings:
     Helps PocketSphinx keyphrase spotting in steady noise (fan, hum); costs microWakeWord accuracy, so off by default."""
     auto_gain: int = 0
     """WebRTC automatic gain before the wake word and STT: 0 off, else the target level in dBFS below full scale (1..31)."""
+
+    @property
+    def backoff(self) -> Backoff:
+        """``retry_min_s`` and ``retry_max_s`` as the one retry policy of :mod:`edge.audio`."""
+        from edge.audio import Backoff
+
+        return Backoff(self.retry_min_s, self.retry_max_s)
 
     @property
     def front_end(self) -> DenoiseSettings:

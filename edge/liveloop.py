@@ -40,16 +40,17 @@ import collections
 import dataclasses
 import enum
 import logging
+import math
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 
 import numpy as np
 
-from edge.audio import FRAME_SAMPLES, SAMPLE_RATE, Frame
+from edge.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioSource, Frame
 from edge.events import Event
 from edge.pipeline import Pipeline
-from edge.vad import VadStep
+from edge.vad import Endpointer, VadStep
 
 if TYPE_CHECKING:
     from edge.playback import Player, Sound
@@ -177,34 +178,44 @@ class LoopStatus:
         data["stuck"] = self.stuck
         return data
 
-    def metrics_text(self, prefix: str = "edge_") -> str:
-        """The status in the Prometheus text format, for the daemon's ``/metrics``."""
+    def metric_families(self, prefix: str = "edge_") -> list[Any]:
+        """The status as Prometheus metric families, for the service's ``/metrics``."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         p = prefix
-        lines = [f"# HELP {p}liveloop_state Current state of the live loop (1 for the current one).",
-                 f"# TYPE {p}liveloop_state gauge"]
-        lines += [f'{p}liveloop_state{{state="{s.value}"}} {int(s.value == self.state)}' for s in State]
-        lines += [f"# HELP {p}liveloop_state_seconds Wall-clock time in the current state.",
-                  f"# TYPE {p}liveloop_state_seconds gauge", f"{p}liveloop_state_seconds {self.state_seconds:.3f}",
-                  f"# HELP {p}audio_last_frame_age_seconds Seconds since the last audio frame.",
-                  f"# TYPE {p}audio_last_frame_age_seconds gauge",
-                  f"{p}audio_last_frame_age_seconds {'NaN' if self.last_frame_age_s is None else f'{self.last_frame_age_s:.3f}'}",
-                  f"# HELP {p}audio_seconds_total Audio processed by the live loop.",
-                  f"# TYPE {p}audio_seconds_total counter", f"{p}audio_seconds_total {self.audio_seconds:.3f}",
-                  f"# HELP {p}audio_suppressed_seconds_total Audio ignored while edge played sound.",
-                  f"# TYPE {p}audio_suppressed_seconds_total counter",
-                  f"{p}audio_suppressed_seconds_total {self.suppressed_seconds:.3f}",
-                  f"# HELP {p}liveloop_events_total Events emitted by the live loop.",
-                  f"# TYPE {p}liveloop_events_total counter"]
-        lines += [f'{p}liveloop_events_total{{type="{k}"}} {v}' for k, v in sorted(self.events.items())]
-        lines += [f"# HELP {p}liveloop_timeouts_total Timeout events by reason.", f"# TYPE {p}liveloop_timeouts_total counter"]
-        lines += [f'{p}liveloop_timeouts_total{{reason="{k}"}} {v}' for k, v in sorted(self.timeouts.items())]
+        state = GaugeMetricFamily(f"{p}liveloop_state", "Current state of the live loop (1 for the current one).",
+                                  labels=["state"])
+        for s in State:
+            state.add_metric([s.value], int(s.value == self.state))
+        age = math.nan if self.last_frame_age_s is None else self.last_frame_age_s
+        families = [
+            state,
+            GaugeMetricFamily(f"{p}liveloop_state_seconds", "Wall-clock time in the current state.",
+                              value=self.state_seconds),
+            GaugeMetricFamily(f"{p}audio_last_frame_age_seconds", "Seconds since the last audio frame.", value=age),
+            CounterMetricFamily(f"{p}audio_seconds", "Audio processed by the live loop.", value=self.audio_seconds),
+            CounterMetricFamily(f"{p}audio_suppressed_seconds", "Audio ignored while edge played sound.",
+                                value=self.suppressed_seconds),
+        ]
+        events = CounterMetricFamily(f"{p}liveloop_events", "Events emitted by the live loop.", labels=["type"])
+        for key, value in sorted(self.events.items()):
+            events.add_metric([key], value)
+        timeouts = CounterMetricFamily(f"{p}liveloop_timeouts", "Timeout events by reason.", labels=["reason"])
+        for key, value in sorted(self.timeouts.items()):
+            timeouts.add_metric([key], value)
+        families += [events, timeouts]
         for key, help_text in (("reopen_attempts", "Attempts to reopen the audio device after it went silent."),
                                ("stalls", "Times the audio device delivered nothing for the watchdog's limit."),
                                ("overflows", "Audio blocks lost because processing fell behind.")):
             if key in self.source:
-                lines += [f"# HELP {p}audio_{key}_total {help_text}", f"# TYPE {p}audio_{key}_total counter",
-                          f"{p}audio_{key}_total {self.source[key]}"]
-        return "\n".join(lines) + "\n"
+                families.append(CounterMetricFamily(f"{p}audio_{key}", help_text, value=self.source[key]))
+        return families
+
+    def metrics_text(self, prefix: str = "edge_") -> str:
+        """:meth:`metric_families` in the Prometheus text format."""
+        from edge.outputs.metrics import render
+
+        return render(self.metric_families(prefix)).decode()
 
 
 class _Ring:
@@ -253,18 +264,23 @@ def _bounded(fn: Callable[[], Any], timeout: float, name: str) -> tuple[bool, An
 
 
 class LiveLoop:
-    """Drives a :class:`Pipeline` (source, VAD, STT, classifier) with a wake word, limits and feedback.
+    """Drives the stages of one stream with a wake word, limits and feedback, through their interfaces only.
+
+    The frames come from ``source``; the ``endpointer`` (VAD) opens and closes each command; the
+    ``pipeline`` takes the frames of a command (``feed``) and turns the closed utterance into a
+    result (``finish``, or ``abandon`` for one cut off). :mod:`edge.assistant` builds the three for
+    one stream (the endpointer is the pipeline's own).
 
     Iterate :meth:`run` for the events (or pass ``on_event``, which runs in the ``acting`` state);
     :meth:`stop`, :meth:`listen_once` and :meth:`status` are safe from other threads.
     """
 
-    def __init__(self, pipeline: Pipeline, wake: "WakeEngine | None" = None,
-                 settings: LiveLoopSettings | None = None, player: "Player | None" = None,
-                 on_event: Callable[[Event], None] | None = None) -> None:
+    def __init__(self, source: AudioSource, endpointer: Endpointer, pipeline: Pipeline,
+                 wake: "WakeEngine | None" = None, settings: LiveLoopSettings | None = None,
+                 player: "Player | None" = None, on_event: Callable[[Event], None] | None = None) -> None:
+        self.source = source
+        self.vad = endpointer
         self.pipeline = pipeline
-        self.source = pipeline.source
-        self.vad = pipeline.vad
         self.wake = wake
         self.settings = settings or LiveLoopSettings()
         self.on_event = on_event

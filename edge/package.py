@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from edge import resources
+
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 MODELS_PATH_ENV = "EDGE_MODELS_PATH"
@@ -291,11 +293,12 @@ def check_manifest(m: dict[str, Any], where: Path) -> None:
 
 
 def search_dirs() -> list[Path]:
-    """Where installed packages live: ``$EDGE_MODELS_PATH``, the user's and the system's data dirs, the checkout."""
+    """Where installed packages live: ``$EDGE_MODELS_PATH``, the user's and the system's data dirs, the
+    packages shipped with edge (package data)."""
     dirs = [Path(p) for p in os.environ.get(MODELS_PATH_ENV, "").split(os.pathsep) if p]
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     dirs += [Path(data_home) / "edge" / "models", Path("/var/lib/edge/models"), Path("/usr/share/edge/models"),
-             Path(__file__).resolve().parent.parent / "models"]
+             resources.path("models").resolve()]
     return dirs
 
 

@@ -85,14 +85,13 @@ class ProfilerSettings:
             raise ValueError("flush_interval_s: must be > 0")
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) of already sorted values, linear interpolation (numpy's default)."""
-    if not sorted_values:
-        return math.nan
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+def percentiles(values: Sequence[float], qs: Sequence[float]) -> list[float]:
+    """The ``qs``-th percentiles (0-100) of ``values``, numpy's linear interpolation; NaN for no values."""
+    if not len(values):
+        return [math.nan] * len(qs)
+    import numpy as np
+
+    return [float(v) for v in np.percentile(values, qs)]
 
 
 class RotatingJsonLines:
@@ -402,7 +401,8 @@ class Profiler:
         with self._lock:
             self._flush_locked()  # a scrape is a good moment to bring the file up to date
             rows = list(self.window)
-        lat = sorted(r[0] for r in rows)
+        lat = [r[0] for r in rows]
+        p50, p90, p99 = percentiles(lat, (50, 90, 99))
         methods = sorted({r[3] for r in rows})
         out: dict[str, Any] = {
             "enabled": self.settings.enabled,
@@ -410,8 +410,8 @@ class Profiler:
             "count": len(rows),
             "recorded_total": self.recorded,
             "errors": sum(1 for r in rows if r[4]),
-            "latency_ms": {"p50": _r(percentile(lat, 50)), "p90": _r(percentile(lat, 90)),
-                           "p99": _r(percentile(lat, 99)), "mean": _r(sum(lat) / len(lat)) if lat else None},
+            "latency_ms": {"p50": _r(p50), "p90": _r(p90), "p99": _r(p99),
+                           "mean": _r(sum(lat) / len(lat)) if lat else None},
             "energy_mj_mean": _r(sum(r[1] for r in rows) / len(rows)) if rows else None,
             "cpu_ms_mean": _r(sum(r[2] for r in rows) / len(rows)) if rows else None,
             "energy_method": methods[0] if len(methods) == 1 else methods or self.energy.name,
@@ -422,37 +422,44 @@ class Profiler:
         }
         return out
 
-    def metrics_text(self, prefix: str = "edge_") -> str:
-        """:meth:`summary` in the Prometheus text exposition format."""
+    def metric_families(self, prefix: str = "edge_") -> list[Any]:
+        """:meth:`summary` as Prometheus metric families, in base units (seconds, joules, hertz)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
         s = self.summary()
         lat = s["latency_ms"]
         method = s["energy_method"] if isinstance(s["energy_method"], str) else ",".join(s["energy_method"])
-        lines = [
-            f"# HELP {prefix}inference_latency_ms Wall time of recent profiled inferences (window of {self.settings.window}).",
-            f"# TYPE {prefix}inference_latency_ms summary",
-        ]
+        name = f"{prefix}inference_latency_seconds"
+        latency = Metric(name, f"Wall time of recent profiled inferences (window of {self.settings.window}).", "summary")
         for q, key in (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99")):
-            lines.append(f'{prefix}inference_latency_ms{{quantile="{q}"}} {_num(lat[key])}')
-        lines += [
-            f"{prefix}inference_latency_ms_count {s['count']}",
-            f"# HELP {prefix}inference_energy_mj Mean energy per inference over the window; method says measured or model.",
-            f"# TYPE {prefix}inference_energy_mj gauge",
-            f'{prefix}inference_energy_mj{{method="{method}"}} {_num(s["energy_mj_mean"])}',
-            f"# HELP {prefix}inference_cpu_ms Mean process CPU time per inference over the window.",
-            f"# TYPE {prefix}inference_cpu_ms gauge",
-            f"{prefix}inference_cpu_ms {_num(s['cpu_ms_mean'])}",
-            f"# HELP {prefix}inferences_profiled_total Inferences recorded by the profiler since start.",
-            f"# TYPE {prefix}inferences_profiled_total counter",
-            f"{prefix}inferences_profiled_total {s['recorded_total']}",
-            f"# HELP {prefix}profile_records_dropped_total Records not written to the profile file.",
-            f"# TYPE {prefix}profile_records_dropped_total counter",
-            f"{prefix}profile_records_dropped_total {s['records_dropped']}",
+            latency.add_sample(name, {"quantile": q}, _seconds(lat[key]))
+        latency.add_sample(f"{name}_count", {}, s["count"])
+        latency.add_sample(f"{name}_sum", {}, _seconds(lat["mean"]) * s["count"] if s["count"] else 0.0)
+        energy = GaugeMetricFamily(f"{prefix}inference_energy_joules", "Mean energy per inference over the window; "
+                                   "method says measured or model.", labels=["method"])
+        energy.add_metric([method], _scaled(s["energy_mj_mean"], 1e-3))
+        families = [
+            latency,
+            energy,
+            GaugeMetricFamily(f"{prefix}inference_cpu_seconds", "Mean process CPU time per inference over the window.",
+                              value=_scaled(s["cpu_ms_mean"], 1e-3)),
+            CounterMetricFamily(f"{prefix}inferences_profiled", "Inferences recorded by the profiler since start.",
+                                value=s["recorded_total"]),
+            CounterMetricFamily(f"{prefix}profile_records_dropped", "Records not written to the profile file.",
+                                value=s["records_dropped"]),
         ]
-        for name, key, help_ in (("cpu_temperature_celsius", "temp_c", "CPU temperature"),
-                                 ("cpu_frequency_mhz", "freq_mhz", "Highest current CPU frequency")):
-            if s[key] is not None:
-                lines += [f"# HELP {prefix}{name} {help_}.", f"# TYPE {prefix}{name} gauge", f"{prefix}{name} {s[key]}"]
-        return "\n".join(lines) + "\n"
+        if s["temp_c"] is not None:
+            families.append(GaugeMetricFamily(f"{prefix}cpu_temperature_celsius", "CPU temperature.", value=s["temp_c"]))
+        if s["freq_mhz"] is not None:
+            families.append(GaugeMetricFamily(f"{prefix}cpu_frequency_hertz", "Highest current CPU frequency.",
+                                              value=s["freq_mhz"] * 1e6))
+        return families
+
+    def metrics_text(self, prefix: str = "edge_") -> str:
+        """:meth:`metric_families` in the Prometheus text format."""
+        from edge.outputs.metrics import render
+
+        return render(self.metric_families(prefix)).decode()
 
     def close(self) -> None:
         """Write what is pending and release files, sensors and the flush thread."""
@@ -527,8 +534,12 @@ def _r(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 3)
 
 
-def _num(x: float | None) -> str:
-    return "NaN" if x is None else repr(x)
+def _scaled(x: float | None, factor: float) -> float:
+    return math.nan if x is None else x * factor
 
 
-__all__ = ["NULL_TRACKER", "Profiler", "ProfilerSettings", "RotatingJsonLines", "Tracker", "context_of", "percentile"]
+def _seconds(ms: float | None) -> float:
+    return _scaled(ms, 1e-3)
+
+
+__all__ = ["NULL_TRACKER", "Profiler", "ProfilerSettings", "RotatingJsonLines", "Tracker", "context_of", "percentiles"]

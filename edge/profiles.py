@@ -19,6 +19,7 @@ import platform
 from pathlib import Path
 from typing import Literal
 
+from edge import resources
 from edge.settings import SettingsError, from_mapping, load_file, load_yaml
 
 PROFILE_DIRS_ENV = "EDGE_PROFILES_PATH"
@@ -129,7 +130,7 @@ class Detection:
 
 def profile_dirs() -> list[Path]:
     dirs = [Path(p) for p in os.environ.get(PROFILE_DIRS_ENV, "").split(os.pathsep) if p]
-    dirs += [Path("/etc/edge/device_profiles"), Path(__file__).resolve().parent.parent / "device_profiles"]
+    dirs += [Path("/etc/edge/device_profiles"), resources.path("device_profiles").resolve()]
     return [d for d in dirs if d.is_dir()]
 
 

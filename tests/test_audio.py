@@ -196,8 +196,8 @@ def test_stream_source_reframes_any_chunks_and_paces_on_request():
 STALL = """
 import json, logging, sys, numpy as np
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
-from edge.audio import MicSource
-src = MicSource("edgefile", stale_seconds=0.4, backoff_seconds=(0.2, 1.0))
+from edge.audio import Backoff, MicSource
+src = MicSource("edgefile", stale_seconds=0.4, backoff=Backoff(0.2, 1.0))
 got = []
 for frame in src:
     got.append(frame.samples.copy())

@@ -180,7 +180,7 @@ profiler: {{path: "{profile_log}"}}
         status, metrics = daemon.request("GET", "/metrics")
         assert 'edge_events_total{intent="weather_query",type="intent"} 1.0' in metrics
         assert 'edge_events_total{intent="iot_hue_lightoff",type="intent"} 1.0' in metrics
-        assert 'edge_stage_latency_seconds_count{stage="stt"} 1.0' in metrics and "edge_inference_energy_mj" in metrics
+        assert 'edge_stage_latency_seconds_count{stage="stt"} 1.0' in metrics and "edge_inference_energy_joules" in metrics
         assert 'edge_liveloop_state{state="waiting"} 1' in metrics
         assert daemon.notes[ready:].count("WATCHDOG=1") >= 3  # pinged from the main loop every 0.3 s
 
@@ -222,7 +222,7 @@ profiler: {{path: "{profile_log}"}}
         last = [e for e in daemon.events if e["type"] == "intent"][-1]
         assert last["intent"] == "alarm_set" and last["transcript"]["endpoint"]["reason"] == "silence"
         assert "STOPPING=1" in daemon.notes[mark:]
-        assert "edge.daemon: stopped" in daemon.log and "Traceback" not in daemon.log
+        assert "edge.service: stopped" in daemon.log and "Traceback" not in daemon.log
         wait_for(lambda: last["id"] in sub.ids(), what="the last event, flushed to MQTT before exit")
         records = [json.loads(line) for line in profile_log.read_text().splitlines()]
         assert len(records) == 4 and all(r["energy_mj"] > 0 for r in records)  # 3 spoken + 1 HTTP, all flushed
@@ -366,7 +366,7 @@ def test_configuration_errors_exit_with_the_reason(tmp_path):
 
 
 def test_systemd_unit_installs_verifies_and_is_hardened(tmp_path):
-    from edge.daemon import render_unit
+    from edge.service.install import render_unit
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-m", "edge.cli.intent", "install-service", "--root", str(tmp_path)],

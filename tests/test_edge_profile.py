@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge.cli import profile as cli
+from edge.profiling import engine
 from edge.package import Variant, write_manifest
 from tiny_package import tiny_package  # noqa: F401  (a fixture)
 
@@ -66,10 +66,10 @@ def test_quick_run_writes_json_markdown_png_and_saves_profile(tiny_package, tmp_
         assert row["ok"], row
         lat = row["latency_ms"]
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
-        assert row["runs"] >= cli.QUICK.runs and row["duration_s"] >= cli.QUICK.min_duration_s
+        assert row["runs"] >= engine.QUICK.runs and row["duration_s"] >= engine.QUICK.min_duration_s
         assert row["throughput_per_s"] == pytest.approx(row["runs"] / row["duration_s"], rel=0.01)
         assert row["energy_method"] == "model" and row["energy_mj_per_inference"] > 0
-        assert row["accuracy_n"] == cli.QUICK.accuracy_n and 0.3 < row["accuracy"] <= 1.0  # naive Bayes beats chance (1/64)
+        assert row["accuracy_n"] == engine.QUICK.accuracy_n and 0.3 < row["accuracy"] <= 1.0  # naive Bayes beats chance (1/64)
         assert row["peak_rss_mb"] > 10 and row["load_ms"] > 0
         assert set(row["stages_ms_mean"]) >= {"tokenize", "infer", "decode", "total"}
     assert report["skipped"] == [{"config": "torch/fp32 (baseline)", "reason": "--no-baseline"}]
@@ -151,18 +151,18 @@ def test_quick_run_on_the_shipped_model_covers_every_runnable_configuration(tmp_
 
 
 def test_default_threads():
-    assert cli.default_threads(1) == [1]
-    assert cli.default_threads(2) == [1, 2]
-    assert cli.default_threads(4) == [1, 2, 4]
-    assert cli.default_threads(6) == [1, 2, 4, 6]
+    assert engine.default_threads(1) == [1]
+    assert engine.default_threads(2) == [1, 2]
+    assert engine.default_threads(4) == [1, 2, 4]
+    assert engine.default_threads(6) == [1, 2, 4, 6]
 
 
 def test_plan_configs_skips_unavailable_backends_with_reason():
     variants = [Variant("onnx", "int8", "a"), Variant("onnx", "fp32", "b"), Variant("tflite", "int8", "c")]
-    configs, skipped = cli.plan_configs(variants, {"onnx": None, "tflite": "no interpreter"}, [1, 2], None, None)
+    configs, skipped = engine.plan_configs(variants, {"onnx": None, "tflite": "no interpreter"}, [1, 2], None, None)
     assert [c.label for c in configs] == ["onnx/int8 t1", "onnx/int8 t2", "onnx/fp32 t1", "onnx/fp32 t2"]
     assert skipped == [{"config": "tflite/int8", "reason": "no interpreter"}]
-    configs, _ = cli.plan_configs(variants, {"onnx": None, "tflite": None}, [2], ["tflite"], ["int8"])
+    configs, _ = engine.plan_configs(variants, {"onnx": None, "tflite": None}, [2], ["tflite"], ["int8"])
     assert [c.label for c in configs] == ["tflite/int8 t2"]
 
 
@@ -174,19 +174,19 @@ def test_choose_best_prefers_fast_among_accurate():
 
     rows = [row("onnx/fp32", 9.0, 0.92), row("onnx/int8", 4.0, 0.915), row("tflite/int8", 2.0, 0.70),
             row("torch/fp32", 1.0, 0.95, baseline=True), row("x/y", 0.5, 0.99, ok=False)]
-    assert cli.choose_best(rows, 0.01)["config"] == "onnx/int8"  # tflite is fast but wrong; torch is not a runtime
-    assert cli.choose_best(rows, 0.0)["config"] == "onnx/fp32"
-    assert cli.choose_best([], 0.01) is None
+    assert engine.choose_best(rows, 0.01)["config"] == "onnx/int8"  # tflite is fast but wrong; torch is not a runtime
+    assert engine.choose_best(rows, 0.0)["config"] == "onnx/fp32"
+    assert engine.choose_best([], 0.01) is None
 
 
 def test_held_out_sample_is_seeded_and_filtered(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text("\n".join(json.dumps({"text": f"t{i}", "intent": "a" if i % 2 else "zz"}) for i in range(50)))
-    a, why = cli.held_out_sample(data, ["a"], 10, seed=1)
-    b, _ = cli.held_out_sample(data, ["a"], 10, seed=1)
+    a, why = engine.held_out_sample(data, ["a"], 10, seed=1)
+    b, _ = engine.held_out_sample(data, ["a"], 10, seed=1)
     assert why is None and a == b and len(a) == 10 and all(intent == "a" for _, intent in a)
-    assert cli.held_out_sample(data, ["b"], 10, 1) == ([], f"{data}: no sentence has an intent this model knows")
-    assert cli.held_out_sample(tmp_path / "missing.jsonl", ["a"], 10, 1)[1].endswith("not found; accuracy is not measured")
+    assert engine.held_out_sample(data, ["b"], 10, 1) == ([], f"{data}: no sentence has an intent this model knows")
+    assert engine.held_out_sample(tmp_path / "missing.jsonl", ["a"], 10, 1)[1].endswith("not found; accuracy is not measured")
     data.write_text("not json\n")
     with pytest.raises(SystemExit, match=r"d.jsonl:1: expected a JSON object"):
-        cli.held_out_sample(data, ["a"], 10, 1)
+        engine.held_out_sample(data, ["a"], 10, 1)

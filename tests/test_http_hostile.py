@@ -25,7 +25,8 @@ from test_daemon import Daemon as ServeProcess
 from test_outputs import wait_for
 
 from edge.config import Config, HttpSettings, StdoutSettings, check
-from edge.daemon import Daemon
+from edge.service import lifecycle
+from edge.service.reload import Overrides
 
 
 class Service:
@@ -33,8 +34,8 @@ class Service:
 
     def __init__(self, **http: object) -> None:
         settings = HttpSettings(listen="127.0.0.1:0", **http)
-        self.daemon = Daemon(check(Config(http=settings, stdout=StdoutSettings(enabled=False)), "test"), None,
-                             no_mic=True)
+        config = check(Config(http=settings, stdout=StdoutSettings(enabled=False)), "test")
+        self.daemon = lifecycle.Service(Overrides(no_mic=True).apply(config), None, overrides=Overrides(no_mic=True))
         self.daemon.start()
         assert self.daemon.http is not None
         host, port = self.daemon.http.url.removeprefix("http://").rsplit(":", 1)
@@ -257,12 +258,12 @@ def test_a_long_recognition_holds_neither_the_workers_nor_other_clients(tmp_path
         long_request = threading.Thread(target=lambda: answers.append(
             service.request("POST", "/v1/recognize", long_wav, {"Content-Type": "audio/wav"}, timeout=120)))
         long_request.start()
-        wait_for(lambda: service.daemon._speech_lock.locked(), 10, "the long recognition to start")
+        wait_for(lambda: service.daemon.assistant._request_lock.locked(), 10, "the long recognition to start")
         status, answer = service.request("POST", "/v1/recognize", short_wav, {"Content-Type": "audio/wav"})
         assert status == 503 and "another POST /v1/recognize" in answer["error"]
         assert service.request("GET", "/healthz")[0] == 200
         assert service.request("POST", "/v1/intent", b"set an alarm for seven am", {"Content-Type": "text/plain"})[0] == 200
-        assert service.daemon._speech_lock.locked()  # all of the above happened during the long recognition
+        assert service.daemon.assistant._request_lock.locked()  # all of the above happened during the long recognition
         long_request.join()
         status, answer = answers[0]
         assert status == 200 and [e["intent"] for e in answer["events"]] == ["play_music"] * 20

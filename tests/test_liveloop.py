@@ -71,9 +71,14 @@ def wake_engine(phrase: str = "hey jarvis"):
     return create_engine(WakeSettings(phrases=(phrase,)))
 
 
+def live_loop(source, stt, classifier, wake, settings, **kwargs):
+    """The loop over one stream, its endpointer the pipeline's own (as edge.assistant builds it)."""
+    vad = Endpointer()
+    return LiveLoop(source, vad, Pipeline(source, vad, stt, classifier), wake, settings, **kwargs)
+
+
 def run(audio, stt, classifier, activation="wake", wake=None, **settings):
-    loop = LiveLoop(Pipeline(SamplesSource(audio), Endpointer(), stt, classifier), wake,
-                    LiveLoopSettings(activation=activation, **settings))
+    loop = live_loop(SamplesSource(audio), stt, classifier, wake, LiveLoopSettings(activation=activation, **settings))
     events = list(loop.run())
     return events, loop
 
@@ -157,8 +162,7 @@ def test_listen_once_takes_one_command_on_request(parts, stt, classifier):
         second.wait(30)
         yield silence(5.0)  # asked, but nobody speaks
 
-    loop = LiveLoop(Pipeline(StreamSource(audio()), Endpointer(), stt, classifier), None,
-                    LiveLoopSettings(activation="api"))
+    loop = live_loop(StreamSource(audio()), stt, classifier, None, LiveLoopSettings(activation="api"))
     emitted = []
     runner = threading.Thread(target=lambda: emitted.extend(loop.run()))
     runner.start()
@@ -202,8 +206,8 @@ def test_on_event_runs_while_acting_and_stop_finishes_the_command_in_flight(part
 
     pieces = [silence(0.5), parts("turn off the kitchen lights"), silence(1.0), parts("play some jazz music"),
               silence(1.0)]
-    loop = LiveLoop(Pipeline(SamplesSource(np.concatenate(pieces)), Endpointer(), stt, classifier), None,
-                    LiveLoopSettings(activation="vad"), on_event=on_event)
+    loop = live_loop(SamplesSource(np.concatenate(pieces)), stt, classifier, None, LiveLoopSettings(activation="vad"),
+                     on_event=on_event)
     events = list(loop.run())
     assert states == [("intent", "acting")]
     assert [e.result.intent for e in events] == ["iot_hue_lightoff"]
@@ -240,9 +244,9 @@ def test_settings_are_checked_with_the_key_named(tmp):
     from edge.audio import AudioError
 
     with pytest.raises(AudioError, match=r"feedback.intent: .*none.wav: no such file \(expected a short WAV file"):
-        LiveLoop(Pipeline(SamplesSource(silence(1)), Endpointer(), None), None, settings)
+        live_loop(SamplesSource(silence(1)), None, None, None, settings)
     with pytest.raises(ValueError, match="activation 'wake' needs a wake engine"):
-        LiveLoop(Pipeline(SamplesSource(silence(1)), Endpointer(), None), None, LiveLoopSettings())
+        live_loop(SamplesSource(silence(1)), None, None, None, LiveLoopSettings())
 
 
 def test_status_turns_unhealthy_while_the_audio_stalls():
@@ -254,7 +258,7 @@ def test_status_turns_unhealthy_while_the_audio_stalls():
         resume.wait(10)  # a microphone that stops delivering
         yield silence(1.0)
 
-    loop = LiveLoop(Pipeline(StreamSource(audio()), Endpointer(), None), None, LiveLoopSettings(activation="api"))
+    loop = live_loop(StreamSource(audio()), None, None, None, LiveLoopSettings(activation="api"))
     runner = threading.Thread(target=lambda: list(loop.run()))
     runner.start()
     assert stalled.wait(10)
@@ -265,7 +269,7 @@ def test_status_turns_unhealthy_while_the_audio_stalls():
     (problem,) = status.problems(max_frame_age_s=0.2)
     assert problem.startswith("no audio frame for ") and problem.endswith("s (limit 0.2 s)")
     metrics = status.metrics_text()
-    assert 'edge_liveloop_state{state="waiting"} 1' in metrics and 'edge_liveloop_state{state="capturing"} 0' in metrics
+    assert 'edge_liveloop_state{state="waiting"} 1.0' in metrics and 'edge_liveloop_state{state="capturing"} 0.0' in metrics
     (age,) = [float(line.split()[1]) for line in metrics.splitlines()
               if line.startswith("edge_audio_last_frame_age_seconds ")]
     assert age >= 0.3

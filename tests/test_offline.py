@@ -108,7 +108,8 @@ classifier = IntentClassifier.load()
 stt = create_engine(SttSettings(), package=classifier.package)
 out["wav"] = [r.intent for r in Pipeline(WavSource(sys.argv[1]), Endpointer(), stt, classifier).run()]
 samples = WavSource(sys.argv[1]).samples
-loop = LiveLoop(Pipeline(SamplesSource(samples), Endpointer(), stt, classifier), wake_engine(WakeSettings()),
+source, vad = SamplesSource(samples), Endpointer()
+loop = LiveLoop(source, vad, Pipeline(source, vad, stt, classifier), wake_engine(WakeSettings()),
                 LiveLoopSettings(activation="wake"))
 out["live"] = [e.result.intent if e.result else e.type for e in loop.run()]
 out["attempts_by_edge"] = list(attempts)

@@ -402,7 +402,7 @@ def test_metrics_counts_intents_stages_errors_and_profiler_energy(shipped_packag
     for stage in ("tokenize", "infer", "decode", "total"):
         assert samples[("edge_stage_latency_seconds_count", (("stage", stage),))] == 3
     assert samples[("edge_stage_latency_seconds_bucket", (("le", "+Inf"), ("stage", "infer")))] == 3
-    energy = [v for (name, labels), v in samples.items() if name == "edge_inference_energy_mj"]
+    energy = [v for (name, labels), v in samples.items() if name == "edge_inference_energy_joules"]
     assert energy and energy[0] > 0
     assert samples[("edge_inferences_profiled_total", ())] == 3
 

@@ -22,7 +22,7 @@ import re
 import numpy as np
 
 from edge.textnorm import spoken_form
-from tools.data import Entity, Example
+from .data import Entity, Example
 
 FILLERS = ("um", "uh", "please", "okay", "so", "hey", "could you", "can you", "i want to", "i'd like to", "just")
 """Said before a command; the intents file's ``skip_words`` are added to these."""
@@ -120,7 +120,7 @@ class Augmenter:
                          if common[j] != w and sim[i, j] >= self.MIN_SOUND_SIMILARITY][: self.SOUND_ALIKES]
                 if found:
                     self.alikes[w] = list(dict.fromkeys(self.alikes.get(w, []) + found))
-        from tools.lexicon import wordnet
+        from .lexicon import wordnet
 
         self.wordnet = wordnet()
         self._synonyms: dict[str, list[str]] = {}

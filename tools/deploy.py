@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tools.model import JointSqueezeBert
+from .model import JointSqueezeBert
 
 
 GROUPED_FORM = "split"

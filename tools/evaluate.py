@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from tools.data import Example, read_jsonl
-from tools.scoring import span_f1
+from .data import Example, read_jsonl
+from .scoring import span_f1
 
 
 def predict(classifier, examples: list[Example]) -> list:

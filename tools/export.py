@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tools.deploy import DeployModel, check_against
-from tools.finetune import collate
-from tools.model import JointSqueezeBert
-from tools.onnx_rowquant import quantize_rowwise
+from .deploy import DeployModel, check_against
+from .finetune import collate
+from .model import JointSqueezeBert
+from .onnx_rowquant import quantize_rowwise
 
 TFLITE_SEQ_LENS = (16, 32, 64)
 INPUTS = ("input_ids", "attention_mask")

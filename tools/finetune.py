@@ -18,8 +18,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tools.data import Encoded
-from tools.model import JointSqueezeBert
+from .data import Encoded
+from .model import JointSqueezeBert
 
 
 @dataclasses.dataclass(frozen=True)

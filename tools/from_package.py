@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from tools.model import Groups, JointSqueezeBert, squeezebert_config
+from .model import Groups, JointSqueezeBert, squeezebert_config
 
 # deploy.DeployModel attribute -> SqueezeBERT module, per layer (the inverse of DeployModel.__init__).
 _LINEARS = {"q": "attention.query", "k": "attention.key", "v": "attention.value", "post": "post_attention.conv1d",

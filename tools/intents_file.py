@@ -74,7 +74,7 @@ from hassil.intents import Intents, RangeSlotList, SlotList, TextSlotList
 from hassil.parse_expression import parse_sentence
 from hassil.util import is_template
 
-from tools.data import DataError
+from .data import DataError
 
 TOP_KEYS = {"language": "the language code, e.g. en", "intents": "intent name -> {data: [...]}",
             "lists": "slot lists (values, range or wildcard)", "expansion_rules": "rule name -> template",

@@ -21,7 +21,7 @@ import zlib
 from pathlib import Path
 
 from edge.textnorm import spoken_form
-from tools.data import Example, generated_out_of_scope
+from .data import Example, generated_out_of_scope
 
 EVERYDAY = Path(__file__).resolve().parent / "data_files" / "everyday.txt"
 HOME = Path(__file__).resolve().parent / "data_files" / "home_fixtures.yaml"
@@ -40,7 +40,7 @@ def home_assistant_sentences(seed: int, per_intent: int = 40) -> list[str]:
     try:
         from hassil.sample import sample_intents
 
-        from tools.intents_file import load
+        from .intents_file import load
     except ImportError:
         return []
     try:

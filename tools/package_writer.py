@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from edge.package import FORMAT_VERSION, write_manifest
-from tools.data import Example
-from tools.evaluate import predict, score
+from .data import Example
+from .evaluate import predict, score
 
 SHIPPED = ("onnx/int8", "onnx/fp32", "tflite/int8", "tflite/fp32")
 GRAMMAR_MAX_DISTANCE = 0.25
@@ -61,7 +61,7 @@ def _stage(dir_: Path, name: str, version: str, exported: dict, labels: dict, to
         variant = {"backend": backend, "precision": precision, "file": rel, "groups": info["groups"],
                    "runtimes": ["onnxruntime"] if backend == "onnx" else ["ai-edge-litert"]}
         if backend == "tflite":
-            from tools.export import TFLITE_SEQ_LENS
+            from .export import TFLITE_SEQ_LENS
 
             variant["signatures"] = list(TFLITE_SEQ_LENS)
         manifest["variants"].append(variant)
@@ -191,7 +191,7 @@ def calibrate(package_dir: Path, dev: list[Example], calib_oos: list[Example], m
     rejects 99% of the out-of-scope calibration sentences (when the two do not overlap).
     """
     from edge.classifier import IntentClassifier
-    from tools.scoring import calibrate_threshold, oos_metrics
+    from .scoring import calibrate_threshold, oos_metrics
 
     clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="int8")
     clf.threshold = 0.0
@@ -279,7 +279,7 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
         key = getattr(path, "name", str(path))
         if not examples:
             continue
-        from tools.evaluate import evaluate_package
+        from .evaluate import evaluate_package
 
         # The generated out-of-scope sentences are the same for every set: score them with the first.
         oos = oos_eval[:500] if i == 0 else None

@@ -28,7 +28,7 @@ def span_f1(gold: list[set], pred: list[set]) -> float:
 
 
 def dev_metrics(model, data, tag_names: list[str]) -> dict:
-    from tools.finetune import predict
+    from .finetune import predict
 
     probs, slots = predict(model, data)
     in_scope = [i for i, d in enumerate(data) if d.intent >= 0]

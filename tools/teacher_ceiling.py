@@ -90,9 +90,9 @@ def main(argv=None) -> int:
     from tokenizers import Tokenizer
     from transformers import AutoModel
 
-    from tools.data import encode, read_jsonl, slot_tag_set
-    from tools.finetune import TrainConfig, _hard_loss, collate
-    from tools.scoring import dev_metrics
+    from .data import encode, read_jsonl, slot_tag_set
+    from .finetune import TrainConfig, _hard_loss, collate
+    from .scoring import dev_metrics
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -35,9 +35,9 @@ from typing import Any
 
 from edge.grammar import Alt, Grammar, Seq, Slot, Words
 from edge.textnorm import say_number, spoken_form
-from tools.augment import Augmenter
-from tools.data import DataError, Entity, Example
-from tools.intents_file import TemplateError, TestCase, load
+from .augment import Augmenter
+from .data import DataError, Entity, Example
+from .intents_file import TemplateError, TestCase, load
 
 NONE_LABEL = "__none__"
 """The intent the model learns for out-of-scope sentences; the runtime reports it as no intent."""

@@ -1,6 +1,6 @@
 """The PyTorch fp32 eager baseline for ``edge-profile``: the trained model as ``transformers`` runs it.
 
-``edge-profile`` starts this module as a worker process (``python -m tools.torch_baseline --worker
+``edge-profile`` starts this module as a worker process (``python -m edge_train.torch_baseline --worker
 SPEC``) when torch and transformers are installed, so the runtime itself never imports torch. It
 runs the same tokenizer and decoding as the runtime (``edge.classifier.IntentClassifier`` with a
 torch backend in place of ONNX Runtime / LiteRT), so the only difference measured is the engine.
@@ -87,7 +87,7 @@ def _compare_with_onnx(clf_torch, package, threads: int, texts: list[str]) -> fl
 def load_baseline(spec: dict[str, Any]):
     from edge.classifier import Choice, IntentClassifier
     from edge.package import ModelPackage
-    from tools.model import load
+    from .model import load
 
     package = ModelPackage.load(spec["model"])
     groups = max((v.groups for v in package.variants), default=1)
@@ -110,10 +110,10 @@ def load_baseline(spec: dict[str, Any]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.torch_baseline", description="edge-profile's PyTorch baseline worker")
+    p = argparse.ArgumentParser(prog="python -m edge_train.torch_baseline", description="edge-profile's PyTorch baseline worker")
     p.add_argument("--worker", type=Path, required=True, help="worker spec written by edge-profile")
     args = p.parse_args(argv)
-    from edge.cli.profile import worker_main
+    from edge.profiling.engine import worker_main
 
     return worker_main(args.worker, load_baseline, skip=(SkipBaseline,))
 

@@ -109,7 +109,7 @@ def main(argv=None) -> int:
         _log(f"edge-train: the [train] extra is not installed (missing: {', '.join(missing)}); install it with "
              "pip install 'edge-intent[train]', or script/setup --train in a checkout")
         return 2
-    from tools.data import DataError
+    from .data import DataError
 
     try:
         return _train(args)
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
 
 
 def _train(args) -> int:
-    from tools.data import DataError, encode, generated_out_of_scope
+    from .data import DataError, encode, generated_out_of_scope
 
     started = time.time()
     if args.base is not None and not args.base.is_dir():
@@ -130,11 +130,11 @@ def _train(args) -> int:
 
     import torch
 
-    from tools.finetune import TrainConfig, train
-    from tools.from_package import is_package, load_from_package
-    from tools.model import Groups, from_minilm, load, minilm_dir, save, to_grouped
-    from tools.scoring import dev_metrics
-    from tools.vocab import prune
+    from .finetune import TrainConfig, train
+    from .from_package import is_package, load_from_package
+    from .model import Groups, from_minilm, load, minilm_dir, save, to_grouped
+    from .scoring import dev_metrics
+    from .vocab import prune
     from tokenizers import Tokenizer
 
     torch.set_num_threads(args.threads)
@@ -158,7 +158,7 @@ def _train(args) -> int:
     grammar = None
     if d.grammar is not None:
         from edge.grammar import Grammar
-        from tools import out_of_scope
+        from . import out_of_scope
 
         grammar = Grammar.from_dict(d.grammar)
         oos_train = out_of_scope.pool(oos_n, args.seed, grammar, seen_texts, label=d.none_label)
@@ -236,7 +236,7 @@ def _train(args) -> int:
         _log("[3/5] no grouped student (--groups 1): the dense model ships")
 
     # 4-6. export, quantize, evaluate, package
-    from tools import export, package_writer
+    from . import export, package_writer
 
     candidates = {"dense": teacher}
     if groups > 1:
@@ -266,7 +266,7 @@ def _train(args) -> int:
         grammar=d.grammar, none_label=d.none_label,
     )
     if not args.no_stt:
-        from tools import stt_adapt
+        from . import stt_adapt
 
         _log("[5/5] speech: building the STT domain adaptation from the training sentences")
         stt_args = [str(args.out)]
@@ -363,7 +363,7 @@ class Data:
 
 def prepare_data(args) -> Data:
     """Read or expand the training data; hold out dev; label sets. Raises DataError for bad input."""
-    from tools.data import DataError, canonical_slot_values, read_jsonl, slot_tag_set
+    from .data import DataError, canonical_slot_values, read_jsonl, slot_tag_set
 
     if not args.data.is_file() and not _is_intents_file(args.data):
         raise DataError(f"{args.data}: no such file (expected a JSONL file, a Home Assistant intents YAML or JSON, "
@@ -377,7 +377,7 @@ def prepare_data(args) -> Data:
     evals: list[tuple[str, list]] = [(p.name, read_jsonl(p)) for p in args.eval]
     grammar, none_label, prompt = None, None, ""
     if _is_intents_file(args.data):
-        from tools.templates import NONE_LABEL, expand_intents_file
+        from .templates import NONE_LABEL, expand_intents_file
 
         expansion = expand_intents_file(args.data, lists=args.lists, seed=args.seed, max_sentences=args.max_sentences)
         for w in expansion.warnings:

@@ -1,4 +1,5 @@
-"""``edge-intent``: classify text, WAV files or the microphone; ``edge-intent serve`` runs the daemon."""
+"""``edge-intent``: classify text, WAV files or the microphone; ``serve``, ``install-service`` and
+``calibrate-wake`` are its subcommands (``edge.cli.serve``, ``edge.cli.wake``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from edge.cli import fail, setup_logging, speech
+from edge.cli import fail, serve, setup_logging, speech, wake
 
 PROG = "edge-intent"
 
@@ -28,19 +29,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile-log", metavar="FILE", help="append one profiler record per inference to FILE (JSON lines, rotated)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
     speech.add_arguments(p)
+    commands = p.add_subparsers(title="commands", metavar="COMMAND", dest="command",
+                                description="without a command: classify the input given by the options above")
+    for name, help_text, description, add, run in (
+        ("serve", serve.SERVE_HELP, serve.SERVE_DESCRIPTION, serve.add_serve_arguments, serve.serve),
+        ("install-service", serve.INSTALL_HELP, serve.INSTALL_DESCRIPTION, serve.add_install_arguments,
+         serve.install_service),
+        ("calibrate-wake", wake.HELP, wake.DESCRIPTION, wake.add_arguments, wake.calibrate_wake),
+    ):
+        command = commands.add_parser(name, help=help_text, description=description, prog=f"{PROG} {name}")
+        add(command)
+        command.set_defaults(run=run)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in SUBCOMMANDS:
-        return SUBCOMMANDS[argv[0]](argv[1:])
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command is not None:
+        return args.run(args)
     setup_logging(args.verbose)
     from edge.backends import BackendUnavailable
     from edge.classifier import IntentClassifier, InputError
     from edge.package import PackageError
-    from edge.profiler import Profiler, ProfilerSettings
+    from edge.assistant import Assistant
+    from edge.config import Config
+    from edge.profiler import ProfilerSettings
     from edge.profiles import detect
     from edge.settings import SettingsError
 
@@ -63,36 +76,28 @@ def main(argv: list[str] | None = None) -> int:
         if args.text is None and args.text_file is None:
             build_parser().print_usage(sys.stderr)
             return fail(PROG, "give --text, --text-file, --wav or --mic")
-        classifier = load_classifier()
-        profiler = Profiler.create(ProfilerSettings(path=args.profile_log or ""), profile=detection.profile)
-        profiler.bind(classifier)
+        settings = Config(profile=args.profile, profiler=ProfilerSettings(path=args.profile_log or ""))
+        assistant = Assistant.from_settings(settings, source=PROG, classifier=load_classifier())
+        recognizer = assistant.recognizer
         try:
             if args.text is not None:
                 try:
-                    result = classify_profiled(classifier, profiler, args.text)
+                    result = recognizer.classify(args.text)
                 except InputError as exc:
                     return fail(PROG, f"--text: {exc}")
-                print(json.dumps(with_profile(result.to_dict(), profiler), ensure_ascii=False) if args.json
-                      else format_result(result, classifier, profiler.last))
+                print(json.dumps(with_profile(result.to_dict(), recognizer.profiler), ensure_ascii=False) if args.json
+                      else format_result(result, assistant.classifier, recognizer.profiler.last))
                 if result.truncated:
                     print(f"{PROG}: warning: the text was longer than the model reads; only its start was classified",
                           file=sys.stderr)
                 return 0
-            return classify_lines(classifier, args.text_file, profiler)
+            return classify_lines(recognizer, args.text_file)
         finally:
-            profiler.close()
+            assistant.close()
     except (PackageError, BackendUnavailable, SettingsError) as exc:
         return fail(PROG, str(exc))
     except KeyboardInterrupt:
         return 130
-
-
-def classify_profiled(classifier, profiler, text):
-    """Classify ``text`` as one profiled inference (a record in the profiler, ``profiler.last``)."""
-    with profiler.track() as rec:
-        result = classifier.classify(text)
-        rec.finish(result)
-    return result
 
 
 def with_profile(data: dict, profiler) -> dict:
@@ -103,7 +108,7 @@ def with_profile(data: dict, profiler) -> dict:
     return data
 
 
-def classify_lines(classifier, source: str, profiler) -> int:
+def classify_lines(recognizer, source: str) -> int:
     """One JSON line per input line; a bad line yields an error object and the batch goes on."""
     from edge.classifier import InputError
 
@@ -121,7 +126,7 @@ def classify_lines(classifier, source: str, profiler) -> int:
             if not line.strip():
                 continue
             try:
-                out = with_profile(classify_profiled(classifier, profiler, line).to_dict(), profiler)
+                out = with_profile(recognizer.classify(line).to_dict(), recognizer.profiler)
                 out["line"] = number
             except InputError as exc:
                 errors += 1
@@ -172,27 +177,6 @@ def show_profile(detection, args) -> int:
     p = profile.power
     print(f"power     sensor {p.sensor}; model {p.idle_w} W idle + {p.active_w_per_core} W per busy core ({p.source})")
     return 0
-
-
-def _serve(argv: list[str]) -> int:
-    from edge.daemon import main as serve
-
-    return serve(argv)
-
-
-def _install_service(argv: list[str]) -> int:
-    from edge.daemon import install_service
-
-    return install_service(argv)
-
-
-def _calibrate_wake(argv: list[str]) -> int:
-    from edge.cli.wake import main as calibrate_wake
-
-    return calibrate_wake(argv)
-
-
-SUBCOMMANDS: dict = {"serve": _serve, "install-service": _install_service, "calibrate-wake": _calibrate_wake}
 
 
 if __name__ == "__main__":

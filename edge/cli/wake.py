@@ -23,9 +23,18 @@ from edge.cli import fail, setup_logging
 PROG = "edge-intent calibrate-wake"
 
 
+DESCRIPTION = ("Pick a threshold per wake phrase from speech of the phrase and of other speech, and write it into "
+               "the local wake configuration.")
+HELP = "pick a wake phrase's threshold from speech and write it into the local wake configuration"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Pick a threshold per wake phrase from speech of the phrase and "
-                                "of other speech, and write it into the local wake configuration.")
+    p = argparse.ArgumentParser(prog=PROG, description=DESCRIPTION)
+    add_arguments(p)
+    return p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--wake", action="append", metavar="PHRASE",
                    help="wake phrase to calibrate (repeat for several; default: the phrases in the config)")
     p.add_argument("--engine", choices=["auto", "micro", "pocketsphinx", "vosk"],
@@ -40,16 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--negatives", type=int, default=120, metavar="N", help="synthesised other-speech sentences (default 120)")
     p.add_argument("--sentences", metavar="FILE", help="text for the synthesised other speech: one sentence a line "
                    "or JSON lines with 'text' (default: HWU64 when available)")
-    p.add_argument("--voices", default=",".join(_calibrate().VOICES), help="flite voices to synthesise with (comma-separated)")
-    p.add_argument("--rates", default=",".join(f"{r:g}" for r in _calibrate().RATES),
-                   help="speaking-rate stretches (comma-separated; >1 is slower)")
+    # The defaults are the calibration module's, looked up when it runs: building this parser must stay cheap.
+    p.add_argument("--voices", help="flite voices to synthesise with (comma-separated; default: slt, rms, awb, kal16)")
+    p.add_argument("--rates", help="speaking-rate stretches (comma-separated; >1 is slower; default: 0.85, 1, 1.2)")
     p.add_argument("--max-frr", type=float, default=0.05, help="share of phrase clips the threshold may lose (default 0.05)")
     p.add_argument("--config", metavar="FILE", help="wake config to start from (default: --out when it exists)")
     p.add_argument("--out", metavar="FILE", help="where to write (default: ~/.config/edge/wake.yaml)")
     p.add_argument("--dry-run", action="store_true", help="print the result, write nothing")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("-v", "--verbose", action="count", default=0)
-    return p
 
 
 def _calibrate():
@@ -59,7 +67,10 @@ def _calibrate():
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return calibrate_wake(build_parser().parse_args(sys.argv[1:] if argv is None else argv))
+
+
+def calibrate_wake(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     from edge.settings import SettingsError
     from edge.wake import WakeError
@@ -92,11 +103,13 @@ def run(args: argparse.Namespace) -> int:
     settings = dataclasses.replace(base, **changes)
     if args.positive and len(settings.phrases) > 1:
         return fail(PROG, "--positive recordings can only be given for a single --wake phrase")
-    voices = [v for v in args.voices.split(",") if v]
+    voices_text = args.voices if args.voices is not None else ",".join(cal.VOICES)
+    rates_text = args.rates if args.rates is not None else ",".join(f"{r:g}" for r in cal.RATES)
+    voices = [v for v in voices_text.split(",") if v]
     try:
-        rates = [float(r) for r in args.rates.split(",") if r]
+        rates = [float(r) for r in rates_text.split(",") if r]
     except ValueError:
-        return fail(PROG, f"--rates {args.rates!r}: expected numbers separated by commas, e.g. 0.85,1,1.2")
+        return fail(PROG, f"--rates {rates_text!r}: expected numbers separated by commas, e.g. 0.85,1,1.2")
 
     engine = create_engine(settings)
     previous = {p: base.threshold(p) for p in settings.phrases}

@@ -6,18 +6,20 @@ HTTP requests and output threads all count). It has its own registry here rather
 process-global one, so a test or a second daemon in one process starts from zero.
 
 The profiler's rolling summary (inference latency quantiles, energy per inference and how it was
-measured, CPU time, temperature) is appended from :meth:`edge.profiler.Profiler.metrics_text`,
-so energy has one source of truth.
+measured, CPU time, temperature), the live loop's status and the wake stage's counters are metric
+families their owners make at scrape time (``metric_families()``), rendered by the same library,
+so energy has one source of truth. Every metric is in base units (seconds, joules, hertz).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge.events import Event
 from edge.outputs import Output
 
 if TYPE_CHECKING:
+    from edge.liveloop import LoopStatus
     from edge.profiler import Profiler
 
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -72,14 +74,36 @@ class Metrics(Output):
         self.model_info.clear()
         self.model_info.labels(model, backend, stt).set(1)
 
-    def text(self) -> bytes:
-        """Everything in the Prometheus text format."""
+    def text(self, status: LoopStatus | None = None, wake: Any = None) -> bytes:
+        """Everything in the Prometheus text format: these counters, the profiler's summary, and the live
+        loop's ``status`` and the ``wake`` stage's counters when given (the service's microphone path)."""
         from prometheus_client import generate_latest
 
-        body = generate_latest(self.registry)
+        families: list[Any] = []
         if self.profiler is not None:
-            body += self.profiler.metrics_text().encode()
-        return body
+            families += self.profiler.metric_families()
+        if status is not None:
+            families += status.metric_families()
+        if wake is not None and hasattr(wake, "metric_families"):
+            families += wake.metric_families()
+        return generate_latest(self.registry) + render(families)
 
 
-__all__ = ["CONTENT_TYPE", "Metrics", "STAGE_BUCKETS"]
+class _Families:
+    """Metric families made at scrape time, as ``generate_latest`` takes a registry."""
+
+    def __init__(self, families: list[Any]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Any]:
+        return self.families
+
+
+def render(families: list[Any]) -> bytes:
+    """Metric families (``prometheus_client.core``) in the Prometheus text format."""
+    from prometheus_client import generate_latest
+
+    return generate_latest(_Families(families))  # type: ignore[arg-type]
+
+
+__all__ = ["CONTENT_TYPE", "Metrics", "STAGE_BUCKETS", "render"]

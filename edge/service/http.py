@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from edge.events import Event
     from edge.outputs.metrics import Metrics
 
-log = logging.getLogger("edge.outputs.http")
+log = logging.getLogger("edge.service.http")
 
 ENDPOINTS = {"/v1/intent": "POST", "/v1/recognize": "POST", "/v1/listen": "POST", "/healthz": "GET", "/metrics": "GET"}
 TEXT_TYPES = ("application/json", "text/plain")

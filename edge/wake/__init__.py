@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 import os
 import time
 from pathlib import Path
@@ -326,25 +327,28 @@ class Metered(WakeEngine):
                 "cpu_per_audio_s": None if self.cpu_per_audio_s is None else round(self.cpu_per_audio_s, 6),
                 "hits": dict(self.hits)}
 
-    def metrics_text(self, prefix: str = "edge_") -> str:
-        """The counters in the Prometheus text format, for the daemon's ``/metrics``."""
-        lines = [
-            f"# HELP {prefix}wake_cpu_seconds_total CPU time of the wake-word stage.",
-            f"# TYPE {prefix}wake_cpu_seconds_total counter",
-            f"{prefix}wake_cpu_seconds_total {self.cpu_s:.6f}",
-            f"# HELP {prefix}wake_audio_seconds_total Audio fed to the wake-word stage.",
-            f"# TYPE {prefix}wake_audio_seconds_total counter",
-            f"{prefix}wake_audio_seconds_total {self.audio_s:.3f}",
-            f"# HELP {prefix}wake_cpu_per_audio_second Wake stage CPU seconds per second of audio since start.",
-            f"# TYPE {prefix}wake_cpu_per_audio_second gauge",
-            f"{prefix}wake_cpu_per_audio_second {self.cpu_per_audio_s if self.cpu_per_audio_s is not None else 'NaN'}",
-            f"# HELP {prefix}wake_detections_total Wake phrases detected.",
-            f"# TYPE {prefix}wake_detections_total counter",
-        ]
+    def metric_families(self, prefix: str = "edge_") -> list[Any]:
+        """The counters as Prometheus metric families, for the service's ``/metrics``."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        p = prefix
+        per_second = self.cpu_per_audio_s
+        detections = CounterMetricFamily(f"{p}wake_detections", "Wake phrases detected.", labels=["phrase", "engine"])
         for phrase in self.phrases:
-            label = phrase.replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{prefix}wake_detections_total{{phrase="{label}",engine="{self.name}"}} {self.hits.get(phrase, 0)}')
-        return "\n".join(lines) + "\n"
+            detections.add_metric([phrase, self.name], self.hits.get(phrase, 0))
+        return [
+            CounterMetricFamily(f"{p}wake_cpu_seconds", "CPU time of the wake-word stage.", value=self.cpu_s),
+            CounterMetricFamily(f"{p}wake_audio_seconds", "Audio fed to the wake-word stage.", value=self.audio_s),
+            GaugeMetricFamily(f"{p}wake_cpu_per_audio_second", "Wake stage CPU seconds per second of audio since start.",
+                              value=math.nan if per_second is None else per_second),
+            detections,
+        ]
+
+    def metrics_text(self, prefix: str = "edge_") -> str:
+        """:meth:`metric_families` in the Prometheus text format."""
+        from edge.outputs.metrics import render
+
+        return render(self.metric_families(prefix)).decode()
 
 
 def measure_cpu(settings: WakeSettings | None = None, seconds: float = 20.0, seed: int = 0) -> dict[str, Any]:
