@@ -57,7 +57,7 @@ def check_available() -> Any:
         from webrtc_noise_gain import AudioProcessor
     except ImportError:
         raise DenoiseError("noise_suppression / auto_gain need the Python package webrtc-noise-gain "
-                           "(pip install 'edge[denoise]'); or set both to 0") from None
+                           "(pip install 'edge-intent[denoise]'); or set both to 0") from None
     return AudioProcessor
 
 

@@ -60,12 +60,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0)
 
 
-def _calibrate():
-    from edge.wake import calibrate
-
-    return calibrate
-
-
 def main(argv: list[str] | None = None) -> int:
     return calibrate_wake(build_parser().parse_args(sys.argv[1:] if argv is None else argv))
 
