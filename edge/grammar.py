@@ -61,6 +61,8 @@ MERGE_SIMILARITY = 0.88
 """Two transcript words count as one grammar word ("never mind" / "nevermind") only when they spell it
 nearly exactly; looser, and an extra word next to a slot value is swallowed into it."""
 WILDCARD_WORD_COST = 0.3
+BEST_SLOT = "name"
+"""The slot that decides between equally good parses (a device's name), as Home Assistant's matcher."""
 """Per word of a wildcard slot: low, so any words fit, but above an exact template word."""
 
 
@@ -122,6 +124,10 @@ class GrammarSlot:
     end: int
     said: str
     """The value's own words in the grammar (what the words were taken to be)."""
+    wildcard: bool = False
+    """A free-text slot: its value is whatever was said."""
+    in_sentence: tuple[int, int] = (0, 0)
+    """Word positions of ``said`` in the match's ``sentence``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -561,7 +567,7 @@ class _Scorer:
     def _filled(self, slot: Slot, j: int, k: int, target: float) -> "_Filled":
         text = " ".join(self.w[j:k])
         if slot.kind == "wildcard":
-            return _Filled(slot.name, text, j, k, tuple(self.w[j:k]))
+            return _Filled(slot.name, text, j, k, tuple(self.w[j:k]), wildcard=True)
         if slot.kind == "number":
             number = parse_number(text)
             return _Filled(slot.name, _number((number or 0) * slot.number_range[3]), j, k, tuple(self.w[j:k]))
@@ -612,6 +618,7 @@ class _Filled:
     end: int
     said: tuple
     """The grammar's words (and nested slots) for the value."""
+    wildcard: bool = False
 
 
 def _in_range(n: float, start: float, stop: float, step: float, fractions: tuple[float, ...]) -> bool:
@@ -667,18 +674,26 @@ class Grammar:
             return None
         scorer = self._scorer(words)
         lower = self._lower_bounds(scorer)
-        best: tuple[float, Template] | None = None
+        best_cost: float | None = None
+        tied: list[Template] = []
         budget = max_distance * len(words)
         for bound, template in sorted(zip(lower, self.templates), key=lambda x: x[0]):
-            limit = best[0] if best else budget
+            limit = best_cost if best_cost is not None else budget
             if bound > limit + 1e-9:
                 break
-            cost = scorer.matrix(template.node)[0, len(words)]
-            if cost < limit - 1e-9 or (best is None and cost <= limit + 1e-9):
-                best = (cost, template)
-        if best is None:
+            cost = float(scorer.matrix(template.node)[0, len(words)])
+            if best_cost is None or cost < best_cost - 1e-9:
+                if cost <= budget + 1e-9:
+                    best_cost, tied = cost, [template]
+            elif cost <= best_cost + 1e-9:
+                tied.append(template)
+        if best_cost is None:
             return None
-        cost, template = best
+        matches = [self._explain(scorer, words, best_cost, t) for t in tied]
+        best = min(matches, key=_preference)
+        return best if best.distance <= max_distance else None
+
+    def _explain(self, scorer: _Scorer, words: list[str], cost: float, template: Template) -> GrammarMatch:
         path: list = []
         scorer.trace(template.node, 0, len(words), path)
         spoken = " ".join(words)
@@ -688,10 +703,32 @@ class Grammar:
         slots: list[GrammarSlot] = []
         sentence = _flatten(path, slots, spoken, offsets)
         distance = cost / max(len(words), len(sentence), 1)
-        if distance > max_distance:
-            return None
         return GrammarMatch(template.intent, tuple(slots), dict(template.fixed_slots), float(cost), float(distance),
                             spoken, " ".join(sentence), template.text)
+
+    def alternatives(self, match: GrammarMatch, per_slot: int = 3) -> list[str]:
+        """Other sentences the text may have been: ``match.sentence`` with one slot's value swapped for one of
+        the next-closest values of its list (for an acoustic model to choose between, ``edge.stt.whisper``)."""
+        words = match.text.split()
+        scorer = self._scorer(words)
+        starts = {0: 0}
+        pos = 0
+        for i, w in enumerate(words):
+            starts[pos] = i
+            pos += len(w) + 1
+        starts[len(match.text) + 1] = len(words)
+        sentence = match.sentence.split()
+        out: list[str] = []
+        for slot in match.slots:
+            node = self.slots.get(slot.name)
+            j, k = starts.get(slot.start), starts.get(slot.end + 1, len(words))
+            if node is None or node.kind != "list" or j is None or slot.wildcard:
+                continue
+            ranked = sorted(node.values, key=lambda v: float(scorer.matrix(v.body)[j, k]))
+            a, b = slot.in_sentence
+            for value in [v for v in ranked if v.out != slot.value][:per_slot]:
+                out.append(" ".join(sentence[:a] + _first_words(value.body) + sentence[b:]))
+        return list(dict.fromkeys(out))
 
     def compile_sentences(self, sentences: Iterable[Any]) -> list[Any]:
         """Compile other templates (an intents file's ``out_of_scope``) with the file's global lists and rules."""
@@ -838,6 +875,17 @@ def _children(node: Any) -> list:
     return []
 
 
+def _preference(m: GrammarMatch) -> tuple:
+    """Among sentences the text matches equally well, the one Home Assistant's matcher would pick
+    (hassil's ``recognize_best`` with ``best_slot_name="name"``): a device's name over an area, the
+    longest name first; then fewer words taken by wildcards, more of the template's own words."""
+    name = next((s for s in m.slots if s.name == BEST_SLOT), None)
+    wildcard_words = sum(len(s.text.split()) for s in m.slots if s.wildcard)
+    slot_words = sum(len(s.text.split()) for s in m.slots)
+    literal = len(m.text.split()) - slot_words
+    return (name is None, -(len(name.text) if name else 0), wildcard_words, -literal, m.intent)
+
+
 def _flatten(path: list, slots: list[GrammarSlot], spoken: str, offsets: list[int]) -> list[str]:
     """The grammar sentence's words; the slots on the way are appended to ``slots`` in order."""
     words: list[str] = []
@@ -845,10 +893,14 @@ def _flatten(path: list, slots: list[GrammarSlot], spoken: str, offsets: list[in
         if isinstance(step, str):
             words.append(step)
             continue
-        said = _flatten(list(step.said), slots, spoken, offsets)
+        inner: list[GrammarSlot] = []
+        said = _flatten(list(step.said), inner, spoken, offsets)
+        slots.extend(dataclasses.replace(s, in_sentence=(s.in_sentence[0] + len(words), s.in_sentence[1] + len(words)))
+                     for s in inner)
         start = offsets[step.start]
         end = offsets[step.end] - 1 if step.end > step.start else start
-        slots.append(GrammarSlot(step.name, step.value, spoken[start:end], start, end, " ".join(said)))
+        slots.append(GrammarSlot(step.name, step.value, spoken[start:end], start, end, " ".join(said), step.wildcard,
+                                 (len(words), len(words) + len(said))))
         words += said
     return words
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from edge.audio import SamplesSource
+from edge.textnorm import written_form
 from edge.cli import speech as speech_cli
 from edge.pipeline import Pipeline
 from edge.stt.pocketsphinx import PocketSphinxEngine
@@ -81,7 +82,9 @@ def test_wav_files_json_lines(classifier, wavs, capsys, tmp_path):
     assert [r["intent"] for r in results] == [intent for _, _, intent in wavs]
     for r in results:
         assert set(r["latency_ms"]) == LATENCY_KEYS
-        assert r["transcript"]["words"] and r["text"] == " ".join(w["word"] for w in r["transcript"]["words"])
+        heard = r["transcript"]["text"]
+        assert r["transcript"]["words"] and heard == " ".join(w["word"] for w in r["transcript"]["words"])
+        assert r["text"] == written_form(heard)  # what the model read: the recogniser's text in the model's form
 
 
 def test_wav_plain_output(classifier, wavs, capsys):

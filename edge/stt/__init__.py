@@ -79,6 +79,7 @@ class Transcript:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "engine": self.engine,
+            "text": self.text,
             "audio_ms": round(self.audio_ms, 1),
             "words": [
                 {"word": w.text, "start": _round(w.start, 3), "end": _round(w.end, 3),
