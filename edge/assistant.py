@@ -26,7 +26,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from edge.config import Config
 from edge.events import Event
@@ -36,9 +37,9 @@ from edge.settings import SettingsError
 if TYPE_CHECKING:
     import numpy as np
 
-    from edge.config import AudioSettings
     from edge.audio import AudioSource, Frame, MicSource
     from edge.classifier import IntentClassifier
+    from edge.config import AudioSettings
     from edge.liveloop import LiveLoop, LiveLoopSettings
     from edge.outputs import Fanout, Output
     from edge.outputs.hermes import NluQuery
@@ -440,5 +441,14 @@ class _Deadline:
         self.source.stop()
 
 
-__all__ = ["Assistant", "Busy", "Recognition", "Recognizer", "SpeechStages", "load_classifier", "microphone", "wake_engine",
-           "wake_settings_for"]
+__all__ = [
+    "Assistant",
+    "Busy",
+    "Recognition",
+    "Recognizer",
+    "SpeechStages",
+    "load_classifier",
+    "microphone",
+    "wake_engine",
+    "wake_settings_for",
+]

@@ -105,13 +105,17 @@ class AudioSettings:
         if front.enabled:
             check_available()
         if not 0 < self.retry_min_s <= self.retry_max_s:
-            raise ValueError(f"retry_min_s ({self.retry_min_s}) and retry_max_s ({self.retry_max_s}): "
-                             "allowed 0 < retry_min_s <= retry_max_s")
+            raise ValueError(
+                f"retry_min_s ({self.retry_min_s}) and retry_max_s ({self.retry_max_s}): "
+                "allowed 0 < retry_min_s <= retry_max_s"
+            )
         if not 0 < self.stale_s <= 600:
             raise ValueError(f"stale_s: {self.stale_s} is out of range; allowed (0, 600] seconds")
         if not self.stale_s < self.max_frame_age_s:
-            raise ValueError(f"max_frame_age_s ({self.max_frame_age_s}) must exceed stale_s ({self.stale_s}): "
-                             "the watchdog gets its chance to reopen the device first")
+            raise ValueError(
+                f"max_frame_age_s ({self.max_frame_age_s}) must exceed stale_s ({self.stale_s}): "
+                "the watchdog gets its chance to reopen the device first"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,8 +172,10 @@ class HttpSettings:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: {getattr(self, name)} is out of range; allowed more than 0")
         if self.max_receiving_bytes < max(self.max_wav_bytes, self.max_text_bytes):
-            raise ValueError(f"max_receiving_bytes ({self.max_receiving_bytes}) is below max_wav_bytes "
-                             f"({self.max_wav_bytes}); allowed: at least the largest body")
+            raise ValueError(
+                f"max_receiving_bytes ({self.max_receiving_bytes}) is below max_wav_bytes "
+                f"({self.max_wav_bytes}); allowed: at least the largest body"
+            )
         if self.token is not None and self.token_file is not None:
             raise ValueError("token and token_file are both set; allowed: one of them")
 
@@ -221,8 +227,10 @@ class WyomingSettings:
                 raise ValueError(f"{name}: {getattr(self, name)} is out of range; allowed more than 0")
         parse_wyoming_uri(self.listen)  # ValueError naming the key
         if self.zeroconf and not self.listen.startswith("tcp://"):
-            raise ValueError(f"zeroconf: announces a TCP port, but listen is {self.listen!r}; allowed: a tcp:// listen "
-                             "address, or zeroconf: false")
+            raise ValueError(
+                f"zeroconf: announces a TCP port, but listen is {self.listen!r}; allowed: a tcp:// listen "
+                "address, or zeroconf: false"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,8 +300,10 @@ class MqttSettings:
         if self.keepalive_s < 5:
             raise ValueError(f"keepalive_s: {self.keepalive_s} is out of range; allowed 5 or more")
         if not 1 <= self.reconnect_min_s <= self.reconnect_max_s:
-            raise ValueError(f"reconnect_min_s ({self.reconnect_min_s}) and reconnect_max_s ({self.reconnect_max_s}): "
-                             "allowed 1 <= reconnect_min_s <= reconnect_max_s")
+            raise ValueError(
+                f"reconnect_min_s ({self.reconnect_min_s}) and reconnect_max_s ({self.reconnect_max_s}): "
+                "allowed 1 <= reconnect_min_s <= reconnect_max_s"
+            )
         if not self.flush_timeout_s >= 0:
             raise ValueError(f"flush_timeout_s: {self.flush_timeout_s} is negative; allowed 0 or more")
         if self.password is not None and self.password_file is not None:
@@ -302,11 +312,14 @@ class MqttSettings:
         check_topic_template("not_recognized_topic", self.not_recognized_topic, "name")
         check_topic_template("event_topic", self.event_topic, "type")
         if not self.site_id.strip() or "/" in self.site_id or "+" in self.site_id or "#" in self.site_id:
-            raise ValueError(f"site_id: {self.site_id!r} is not a Hermes site id; allowed: a non-empty name "
-                             "without /, + or #")
+            raise ValueError(
+                f"site_id: {self.site_id!r} is not a Hermes site id; allowed: a non-empty name without /, + or #"
+            )
         if self.listen_topic is not None and (not self.listen_topic.strip() or "\x00" in self.listen_topic):
-            raise ValueError(f"listen_topic: {self.listen_topic!r} is not an MQTT topic; allowed: a topic "
-                             "(e.g. edge/listen), or null to not subscribe")
+            raise ValueError(
+                f"listen_topic: {self.listen_topic!r} is not an MQTT topic; allowed: a topic "
+                "(e.g. edge/listen), or null to not subscribe"
+            )
         for name, template in self.topics.items():
             check_topic_template(f"topics.{name}", template, "name")
 
@@ -398,28 +411,42 @@ def check(config: Config, source: str) -> Config:
     if http.token is not None and not http.token.strip():
         raise SettingsError(source, "http.token", "is empty; allowed: a non-empty string (or leave it out)")
     if http.enabled and http.token is None and not is_loopback(host):
-        raise SettingsError(source, "http.listen", f"{http.listen} is reachable from other machines, so the API needs "
-                                                   "a token; allowed: a loopback address (127.0.0.1, ::1), or set "
-                                                   "http.token or http.token_file")
+        raise SettingsError(
+            source,
+            "http.listen",
+            f"{http.listen} is reachable from other machines, so the API needs "
+            "a token; allowed: a loopback address (127.0.0.1, ::1), or set "
+            "http.token or http.token_file",
+        )
     mqtt = config.mqtt
     if mqtt.password_file is not None:
-        mqtt = dataclasses.replace(mqtt, password=read_secret(mqtt.password_file, source, "mqtt.password_file"),
-                                   password_file=None)
+        mqtt = dataclasses.replace(
+            mqtt, password=read_secret(mqtt.password_file, source, "mqtt.password_file"), password_file=None
+        )
     if mqtt.tls_ca_file is not None and not os.access(mqtt.tls_ca_file, os.R_OK):
-        raise SettingsError(source, "mqtt.tls_ca_file", f"{mqtt.tls_ca_file} cannot be read; allowed: a readable PEM file")
+        raise SettingsError(
+            source, "mqtt.tls_ca_file", f"{mqtt.tls_ca_file} cannot be read; allowed: a readable PEM file"
+        )
     if config.wyoming.enabled and config.wyoming.zeroconf:
         import importlib.util
 
         if importlib.util.find_spec("zeroconf") is None:
-            raise SettingsError(source, "wyoming.zeroconf", "needs the zeroconf package (pip install zeroconf); "
-                                                            "allowed: false, or install it")
+            raise SettingsError(
+                source,
+                "wyoming.zeroconf",
+                "needs the zeroconf package (pip install zeroconf); allowed: false, or install it",
+            )
     for name, argv in config.hooks.commands.items():
         key = f"hooks.commands.{name}"
         if not argv or not all(argv):
             raise SettingsError(source, key, "expected a non-empty list: the program, then its arguments")
         if shutil.which(argv[0]) is None:
-            raise SettingsError(source, f"{key}[0]", f"{argv[0]!r} is not an executable file (nor found on PATH); "
-                                                     "allowed: the path of a program (a shell command line is not run)")
+            raise SettingsError(
+                source,
+                f"{key}[0]",
+                f"{argv[0]!r} is not an executable file (nor found on PATH); "
+                "allowed: the path of a program (a shell command line is not run)",
+            )
     return dataclasses.replace(config, http=http, mqtt=mqtt)
 
 
@@ -462,8 +489,11 @@ def parse_wyoming_uri(uri: str) -> tuple[str, str, int]:
     try:
         host, port = parse_listen(rest)
     except ValueError as exc:
-        raise ValueError(f"listen: {uri!r}: {exc}".replace("HOST:PORT, e.g. 127.0.0.1:8765 or [::1]:8765",
-                                                            "tcp://HOST:PORT, e.g. tcp://0.0.0.0:10300")) from None
+        raise ValueError(
+            f"listen: {uri!r}: {exc}".replace(
+                "HOST:PORT, e.g. 127.0.0.1:8765 or [::1]:8765", "tcp://HOST:PORT, e.g. tcp://0.0.0.0:10300"
+            )
+        ) from None
     return scheme, host, port
 
 
@@ -479,13 +509,28 @@ def is_loopback(host: str) -> bool:
 def check_topic_template(key: str, template: str, field: str) -> None:
     """An MQTT topic template: non-empty, no wildcards, only ``{name}`` / ``{type}`` placeholders."""
     if not template or "+" in template or "#" in template or "\x00" in template:
-        raise ValueError(f"{key}: {template!r} is not a publishable MQTT topic; allowed: a topic without + or # wildcards")
+        raise ValueError(
+            f"{key}: {template!r} is not a publishable MQTT topic; allowed: a topic without + or # wildcards"
+        )
     try:
         template.format(name="x", type="x")
     except (KeyError, IndexError, ValueError):
         raise ValueError(f"{key}: {template!r} has an unknown placeholder; allowed: {{{field}}}") from None
 
 
-__all__ = ["AudioSettings", "Config", "DEFAULT_CONFIG_PATH", "HooksSettings", "HttpSettings", "ModelSettings",
-           "MqttSettings", "StdoutSettings", "WyomingSettings", "check", "is_loopback", "load", "parse_listen",
-           "parse_wyoming_uri"]
+__all__ = [
+    "AudioSettings",
+    "Config",
+    "DEFAULT_CONFIG_PATH",
+    "HooksSettings",
+    "HttpSettings",
+    "ModelSettings",
+    "MqttSettings",
+    "StdoutSettings",
+    "WyomingSettings",
+    "check",
+    "is_loopback",
+    "load",
+    "parse_listen",
+    "parse_wyoming_uri",
+]

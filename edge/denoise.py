@@ -15,7 +15,8 @@ suppressor can remove; so it is off by default and a setting for rooms with a fa
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -56,8 +57,10 @@ def check_available() -> Any:
     try:
         from webrtc_noise_gain import AudioProcessor
     except ImportError:
-        raise DenoiseError("noise_suppression / auto_gain need the Python package webrtc-noise-gain "
-                           "(pip install 'edge-intent[denoise]'); or set both to 0") from None
+        raise DenoiseError(
+            "noise_suppression / auto_gain need the Python package webrtc-noise-gain "
+            "(pip install 'edge-intent[denoise]'); or set both to 0"
+        ) from None
     return AudioProcessor
 
 
@@ -75,7 +78,9 @@ class Denoiser:
         data = np.concatenate([self._pending, samples.astype(np.int16, copy=False)])
         whole = len(data) // _BLOCK * _BLOCK
         self._pending = data[whole:]
-        out = b"".join(self._processor.Process10ms(data[i:i + _BLOCK].tobytes()).audio for i in range(0, whole, _BLOCK))
+        out = b"".join(
+            self._processor.Process10ms(data[i : i + _BLOCK].tobytes()).audio for i in range(0, whole, _BLOCK)
+        )
         return np.frombuffer(out, dtype=np.int16)
 
     def frames(self, frames: Iterator[Frame]) -> Iterator[Frame]:

@@ -43,7 +43,8 @@ import logging
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -165,8 +166,10 @@ class LoopStatus:
         if self.running and self.last_frame_age_s is not None and self.last_frame_age_s > max_frame_age_s:
             found.append(f"no audio frame for {self.last_frame_age_s:.1f} s (limit {max_frame_age_s:g} s)")
         if self.stuck:
-            found.append(f"in state {self.state} for {self.state_seconds:.1f} s, past its limit of "
-                         f"{self.state_limit_seconds:g} s")
+            found.append(
+                f"in state {self.state} for {self.state_seconds:.1f} s, past its limit of "
+                f"{self.state_limit_seconds:g} s"
+            )
         return found
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,19 +186,22 @@ class LoopStatus:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         p = prefix
-        state = GaugeMetricFamily(f"{p}liveloop_state", "Current state of the live loop (1 for the current one).",
-                                  labels=["state"])
+        state = GaugeMetricFamily(
+            f"{p}liveloop_state", "Current state of the live loop (1 for the current one).", labels=["state"]
+        )
         for s in State:
             state.add_metric([s.value], int(s.value == self.state))
         age = math.nan if self.last_frame_age_s is None else self.last_frame_age_s
         families = [
             state,
-            GaugeMetricFamily(f"{p}liveloop_state_seconds", "Wall-clock time in the current state.",
-                              value=self.state_seconds),
+            GaugeMetricFamily(
+                f"{p}liveloop_state_seconds", "Wall-clock time in the current state.", value=self.state_seconds
+            ),
             GaugeMetricFamily(f"{p}audio_last_frame_age_seconds", "Seconds since the last audio frame.", value=age),
             CounterMetricFamily(f"{p}audio_seconds", "Audio processed by the live loop.", value=self.audio_seconds),
-            CounterMetricFamily(f"{p}audio_suppressed_seconds", "Audio ignored while edge played sound.",
-                                value=self.suppressed_seconds),
+            CounterMetricFamily(
+                f"{p}audio_suppressed_seconds", "Audio ignored while edge played sound.", value=self.suppressed_seconds
+            ),
         ]
         events = CounterMetricFamily(f"{p}liveloop_events", "Events emitted by the live loop.", labels=["type"])
         for key, value in sorted(self.events.items()):
@@ -204,9 +210,11 @@ class LoopStatus:
         for key, value in sorted(self.timeouts.items()):
             timeouts.add_metric([key], value)
         families += [events, timeouts]
-        for key, help_text in (("reopen_attempts", "Attempts to reopen the audio device after it went silent."),
-                               ("stalls", "Times the audio device delivered nothing for the watchdog's limit."),
-                               ("overflows", "Audio blocks lost because processing fell behind.")):
+        for key, help_text in (
+            ("reopen_attempts", "Attempts to reopen the audio device after it went silent."),
+            ("stalls", "Times the audio device delivered nothing for the watchdog's limit."),
+            ("overflows", "Audio blocks lost because processing fell behind."),
+        ):
             if key in self.source:
                 families.append(CounterMetricFamily(f"{p}audio_{key}", help_text, value=self.source[key]))
         return families
@@ -223,7 +231,8 @@ class _Ring:
 
     def __init__(self, seconds: float) -> None:
         self._frames: collections.deque[tuple[int, np.ndarray]] = collections.deque(
-            maxlen=max(1, int(seconds * SAMPLE_RATE / FRAME_SAMPLES)))
+            maxlen=max(1, int(seconds * SAMPLE_RATE / FRAME_SAMPLES))
+        )
 
     def append(self, start: int, samples: np.ndarray) -> None:
         self._frames.append((start, samples))
@@ -233,7 +242,7 @@ class _Ring:
         return self._frames[0][0] if self._frames else 0
 
     def since(self, position: int) -> np.ndarray:
-        parts = [s[max(0, position - start):] for start, s in self._frames if start + len(s) > position]
+        parts = [s[max(0, position - start) :] for start, s in self._frames if start + len(s) > position]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
 
@@ -243,7 +252,9 @@ class _Request:
         self.event: Event | None = None
 
 
-def _bounded(fn: Callable[[], Any], timeout: float, name: str) -> tuple[bool, Any, BaseException | None, threading.Thread]:
+def _bounded(
+    fn: Callable[[], Any], timeout: float, name: str
+) -> tuple[bool, Any, BaseException | None, threading.Thread]:
     """Run ``fn`` on a helper thread for at most ``timeout`` s: (finished, value, error, thread).
 
     A helper thread rather than the loop's own, so a stage that hangs costs its command, not the
@@ -275,9 +286,16 @@ class LiveLoop:
     :meth:`stop`, :meth:`listen_once` and :meth:`status` are safe from other threads.
     """
 
-    def __init__(self, source: AudioSource, endpointer: Endpointer, pipeline: Pipeline,
-                 wake: "WakeEngine | None" = None, settings: LiveLoopSettings | None = None,
-                 player: "Player | None" = None, on_event: Callable[[Event], None] | None = None) -> None:
+    def __init__(
+        self,
+        source: AudioSource,
+        endpointer: Endpointer,
+        pipeline: Pipeline,
+        wake: WakeEngine | None = None,
+        settings: LiveLoopSettings | None = None,
+        player: Player | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
         self.source = source
         self.vad = endpointer
         self.pipeline = pipeline
@@ -407,13 +425,21 @@ class LiveLoop:
         stats = getattr(self.source, "stats", None)
         wake = getattr(self.wake, "summary", None)
         return LoopStatus(
-            running=self._running, activation=self.settings.activation, state=state.value,
-            state_seconds=now - self._state_since, state_audio_seconds=(self._pos - self._state_pos) / self._rate,
+            running=self._running,
+            activation=self.settings.activation,
+            state=state.value,
+            state_seconds=now - self._state_since,
+            state_audio_seconds=(self._pos - self._state_pos) / self._rate,
             state_limit_seconds=self._state_limit,
             last_frame_age_s=None if self._last_frame_at is None else now - self._last_frame_at,
-            audio_seconds=self._pos / self._rate, frames=self._frames, suppressed_seconds=self._suppressed / self._rate,
-            events=dict(self._counts), timeouts=dict(self._timeouts),
-            source=stats() if callable(stats) else {}, wake=wake() if callable(wake) else None)
+            audio_seconds=self._pos / self._rate,
+            frames=self._frames,
+            suppressed_seconds=self._suppressed / self._rate,
+            events=dict(self._counts),
+            timeouts=dict(self._timeouts),
+            source=stats() if callable(stats) else {},
+            wake=wake() if callable(wake) else None,
+        )
 
     # ------------------------------------------------------------------ states
 
@@ -476,10 +502,19 @@ class LiveLoop:
                 self._cpos = self._pos
                 self._after_vad(step, frame, picked_up, vad_ms)
 
-    def _on_wake(self, hit: "WakeHit", frame: Frame) -> None:
+    def _on_wake(self, hit: WakeHit, frame: Frame) -> None:
         end = min(self._pos, max(self._ring.start, self._wake_base + hit.end_sample))
-        self._emit(Event("wake", data={"phrase": hit.phrase, "engine": hit.engine, "score": round(float(hit.score), 4),
-                                       "audio_s": round(end / self._rate, 3)}))
+        self._emit(
+            Event(
+                "wake",
+                data={
+                    "phrase": hit.phrase,
+                    "engine": hit.engine,
+                    "score": round(float(hit.score), 4),
+                    "audio_s": round(end / self._rate, 3),
+                },
+            )
+        )
         self.wake.reset()
         self.vad.reset()
         if not self._start_capture(self._pos):
@@ -496,9 +531,17 @@ class LiveLoop:
     def _start_capture(self, position: int) -> bool:
         if self._late is not None:
             if self._late.is_alive():
-                self._emit(Event("error", data={"stage": "recognise", "audio_s": round(position / self._rate, 3),
-                                                "message": "the recogniser is still busy with a command that ran out "
-                                                           "of time; this command is skipped"}))
+                self._emit(
+                    Event(
+                        "error",
+                        data={
+                            "stage": "recognise",
+                            "audio_s": round(position / self._rate, 3),
+                            "message": "the recogniser is still busy with a command that ran out "
+                            "of time; this command is skipped",
+                        },
+                    )
+                )
                 self._finish_request(None)
                 self._enter(State.WAITING)
                 return False
@@ -550,8 +593,9 @@ class LiveLoop:
     def _recognise(self, step: VadStep, closing: Frame, picked_up: float, vad_ms: float) -> None:
         limit = self.settings.recognise_timeout_s
         self._enter(State.RECOGNISING, limit)
-        done, result, error, thread = _bounded(lambda: self.pipeline.finish(step, closing, picked_up, vad_ms), limit,
-                                               "edge-recognise")
+        done, result, error, thread = _bounded(
+            lambda: self.pipeline.finish(step, closing, picked_up, vad_ms), limit, "edge-recognise"
+        )
         if not done:
             self._late = thread
             self._timeout("recognising", "recognition_time", limit)
@@ -565,8 +609,18 @@ class LiveLoop:
 
     def _timeout(self, state: str, reason: str, after_s: float, **extra: Any) -> None:
         self._timeouts[reason] += 1
-        self._act(Event("timeout", data={"state": state, "reason": reason, "after_s": after_s,
-                                          "audio_s": round(self._pos / self._rate, 3), **extra}))
+        self._act(
+            Event(
+                "timeout",
+                data={
+                    "state": state,
+                    "reason": reason,
+                    "after_s": after_s,
+                    "audio_s": round(self._pos / self._rate, 3),
+                    **extra,
+                },
+            )
+        )
 
     def _act(self, event: Event) -> None:
         """Report the command's outcome, play its feedback sound, and go back to waiting."""

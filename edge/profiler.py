@@ -32,8 +32,9 @@ import math
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 from edge.energy import EnergySource, ModelSource, Selection, model_source, select_source
 from edge.thermal import ThermalReader
@@ -76,7 +77,9 @@ class ProfilerSettings:
         if self.max_file_bytes < 4096:
             raise ValueError(f"max_file_bytes: {self.max_file_bytes} is too small; allowed 4096 or more")
         if self.max_total_bytes < self.max_file_bytes:
-            raise ValueError(f"max_total_bytes: {self.max_total_bytes} must be at least max_file_bytes ({self.max_file_bytes})")
+            raise ValueError(
+                f"max_total_bytes: {self.max_total_bytes} must be at least max_file_bytes ({self.max_file_bytes})"
+            )
         if self.system_interval_s < 0:
             raise ValueError("system_interval_s: must be >= 0")
         if self.flush_every < 1:
@@ -171,7 +174,7 @@ class _NullTracker:
 
     __slots__ = ()
 
-    def __enter__(self) -> "_NullTracker":
+    def __enter__(self) -> _NullTracker:
         return self
 
     def __exit__(self, *exc: object) -> Literal[False]:
@@ -189,13 +192,13 @@ class Tracker:
 
     __slots__ = ("_p", "_context", "_result", "_extra", "_ts", "_t0", "_c0", "_e0", "_energy")
 
-    def __init__(self, profiler: "Profiler", context: dict[str, Any]):
+    def __init__(self, profiler: Profiler, context: dict[str, Any]):
         self._p = profiler
         self._context = context
         self._result = None
         self._extra: dict[str, Any] = {}
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Tracker:
         p = self._p
         self._energy = p.energy
         self._e0 = None if p._energy_is_model else p._read_energy(self._energy)
@@ -204,8 +207,9 @@ class Tracker:
         self._t0 = time.perf_counter()
         return self
 
-    def finish(self, result: Any = None, *, seq_len: int | None = None, stages_ms: dict[str, float] | None = None,
-               **extra: Any) -> None:
+    def finish(
+        self, result: Any = None, *, seq_len: int | None = None, stages_ms: dict[str, float] | None = None, **extra: Any
+    ) -> None:
         """Attach the inference's result (a :class:`edge.result.Result`) and anything else to record.
 
         ``seq_len``: tokens the model ran on (else the result's ``seq_len`` attribute, if any);
@@ -226,8 +230,15 @@ class Tracker:
 
 
 class Profiler:
-    def __init__(self, settings: ProfilerSettings = ProfilerSettings(), *, energy: EnergySource | Selection | None = None,
-                 power=None, thermal: ThermalReader | None = None, root: str | Path = "/"):
+    def __init__(
+        self,
+        settings: ProfilerSettings = ProfilerSettings(),
+        *,
+        energy: EnergySource | Selection | None = None,
+        power=None,
+        thermal: ThermalReader | None = None,
+        root: str | Path = "/",
+    ):
         """``energy``: a source or a :func:`edge.energy.select_source` result (default: select one
         for ``power``, the device profile's power section); ``thermal``: default reads ``root``."""
         self.settings = settings
@@ -265,13 +276,17 @@ class Profiler:
         self._freq_mhz: float | None = None
         self._statm = _open_statm()
         self._page_mb = os.sysconf("SC_PAGE_SIZE") / 1_048_576 if hasattr(os, "sysconf") else 4096 / 1_048_576
-        self.writer = RotatingJsonLines(settings.path, settings.max_file_bytes, settings.max_total_bytes) if settings.path else None
+        self.writer = (
+            RotatingJsonLines(settings.path, settings.max_file_bytes, settings.max_total_bytes)
+            if settings.path
+            else None
+        )
         self._write_failed = False
         self.window = collections.deque(maxlen=settings.window)
         log.info("profiler: energy from %s", self.selection.describe())
 
     @classmethod
-    def create(cls, settings: ProfilerSettings = ProfilerSettings(), profile=None, root: str | Path = "/") -> "Profiler":
+    def create(cls, settings: ProfilerSettings = ProfilerSettings(), profile=None, root: str | Path = "/") -> Profiler:
         """A profiler for a device profile (``edge.profiles.Profile``): its power sensor and model."""
         return cls(settings, power=getattr(profile, "power", None), root=root)
 
@@ -331,8 +346,21 @@ class Profiler:
             self._freq_mhz = self.thermal.frequency_mhz()
         note = self._energy_note if method == "model" and not self._selected_model else None
         error = exc_type.__name__ if exc_type is not None else None
-        raw = (tr._ts, tr._context, tr._result, tr._extra, wall_s, cpu_s, self._rss_mb(), self._temp_c,
-               self._freq_mhz, energy_mj, method, note, error)
+        raw = (
+            tr._ts,
+            tr._context,
+            tr._result,
+            tr._extra,
+            wall_s,
+            cpu_s,
+            self._rss_mb(),
+            self._temp_c,
+            self._freq_mhz,
+            energy_mj,
+            method,
+            note,
+            error,
+        )
         with self._lock:
             self.recorded += 1
             self.window.append((wall_s * 1000.0, energy_mj, cpu_s * 1000.0, method, error is not None))
@@ -341,7 +369,10 @@ class Profiler:
                 if not self._pending:
                     self._pending_since = now
                 self._pending.append(raw)
-                if len(self._pending) >= self.settings.flush_every or now - self._pending_since >= self.settings.flush_interval_s:
+                if (
+                    len(self._pending) >= self.settings.flush_every
+                    or now - self._pending_since >= self.settings.flush_interval_s
+                ):
                     self._flush_locked()
                 elif self._flusher is None:
                     self._start_flusher()
@@ -368,8 +399,11 @@ class Profiler:
             self.writer.dropped += len(batch)
             if not self._write_failed:  # say it once; the inference itself goes on
                 self._write_failed = True
-                log.warning("profiler: cannot write %s (%s); records are kept in memory only until it works again",
-                            self.writer.path, exc)
+                log.warning(
+                    "profiler: cannot write %s (%s); records are kept in memory only until it works again",
+                    self.writer.path,
+                    exc,
+                )
         else:
             self._write_failed = False
 
@@ -410,8 +444,12 @@ class Profiler:
             "count": len(rows),
             "recorded_total": self.recorded,
             "errors": sum(1 for r in rows if r[4]),
-            "latency_ms": {"p50": _r(p50), "p90": _r(p90), "p99": _r(p99),
-                           "mean": _r(sum(lat) / len(lat)) if lat else None},
+            "latency_ms": {
+                "p50": _r(p50),
+                "p90": _r(p90),
+                "p99": _r(p99),
+                "mean": _r(sum(lat) / len(lat)) if lat else None,
+            },
             "energy_mj_mean": _r(sum(r[1] for r in rows) / len(rows)) if rows else None,
             "cpu_ms_mean": _r(sum(r[2] for r in rows) / len(rows)) if rows else None,
             "energy_method": methods[0] if len(methods) == 1 else methods or self.energy.name,
@@ -430,29 +468,48 @@ class Profiler:
         lat = s["latency_ms"]
         method = s["energy_method"] if isinstance(s["energy_method"], str) else ",".join(s["energy_method"])
         name = f"{prefix}inference_latency_seconds"
-        latency = Metric(name, f"Wall time of recent profiled inferences (window of {self.settings.window}).", "summary")
+        latency = Metric(
+            name, f"Wall time of recent profiled inferences (window of {self.settings.window}).", "summary"
+        )
         for q, key in (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99")):
             latency.add_sample(name, {"quantile": q}, _seconds(lat[key]))
         latency.add_sample(f"{name}_count", {}, s["count"])
         latency.add_sample(f"{name}_sum", {}, _seconds(lat["mean"]) * s["count"] if s["count"] else 0.0)
-        energy = GaugeMetricFamily(f"{prefix}inference_energy_joules", "Mean energy per inference over the window; "
-                                   "method says measured or model.", labels=["method"])
+        energy = GaugeMetricFamily(
+            f"{prefix}inference_energy_joules",
+            "Mean energy per inference over the window; method says measured or model.",
+            labels=["method"],
+        )
         energy.add_metric([method], _scaled(s["energy_mj_mean"], 1e-3))
         families = [
             latency,
             energy,
-            GaugeMetricFamily(f"{prefix}inference_cpu_seconds", "Mean process CPU time per inference over the window.",
-                              value=_scaled(s["cpu_ms_mean"], 1e-3)),
-            CounterMetricFamily(f"{prefix}inferences_profiled", "Inferences recorded by the profiler since start.",
-                                value=s["recorded_total"]),
-            CounterMetricFamily(f"{prefix}profile_records_dropped", "Records not written to the profile file.",
-                                value=s["records_dropped"]),
+            GaugeMetricFamily(
+                f"{prefix}inference_cpu_seconds",
+                "Mean process CPU time per inference over the window.",
+                value=_scaled(s["cpu_ms_mean"], 1e-3),
+            ),
+            CounterMetricFamily(
+                f"{prefix}inferences_profiled",
+                "Inferences recorded by the profiler since start.",
+                value=s["recorded_total"],
+            ),
+            CounterMetricFamily(
+                f"{prefix}profile_records_dropped",
+                "Records not written to the profile file.",
+                value=s["records_dropped"],
+            ),
         ]
         if s["temp_c"] is not None:
-            families.append(GaugeMetricFamily(f"{prefix}cpu_temperature_celsius", "CPU temperature.", value=s["temp_c"]))
+            families.append(
+                GaugeMetricFamily(f"{prefix}cpu_temperature_celsius", "CPU temperature.", value=s["temp_c"])
+            )
         if s["freq_mhz"] is not None:
-            families.append(GaugeMetricFamily(f"{prefix}cpu_frequency_hertz", "Highest current CPU frequency.",
-                                              value=s["freq_mhz"] * 1e6))
+            families.append(
+                GaugeMetricFamily(
+                    f"{prefix}cpu_frequency_hertz", "Highest current CPU frequency.", value=s["freq_mhz"] * 1e6
+                )
+            )
         return families
 
     def metrics_text(self, prefix: str = "edge_") -> str:

@@ -148,7 +148,9 @@ def load_profile(name_or_path: str) -> Profile:
     if not path.suffix:
         profiles = available_profiles()
         if name_or_path not in profiles:
-            raise SettingsError("--profile", "", f"unknown profile {name_or_path!r}; available: {', '.join(sorted(profiles))}")
+            raise SettingsError(
+                "--profile", "", f"unknown profile {name_or_path!r}; available: {', '.join(sorted(profiles))}"
+            )
         path = profiles[name_or_path]
     profile = load_file(Profile, path)
     if profile.name != path.stem:
@@ -190,7 +192,9 @@ def detect(root: str | Path = "/", override: str | None = None) -> Detection:
         if score and (best is None or (score, -len(why)) > (best[0], best[1])):
             best = (score, -len(why), profile, why)
     if best is None:
-        raise SettingsError("device profiles", "", f"no profile matches this device ({facts['arch']}); use --profile NAME")
+        raise SettingsError(
+            "device profiles", "", f"no profile matches this device ({facts['arch']}); use --profile NAME"
+        )
     return Detection(apply_local_override(best[2]), best[3])
 
 

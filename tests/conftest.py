@@ -21,7 +21,9 @@ def classifiers(shipped_package):
     """The shipped model on each backend at int8, 1 thread."""
     from edge.classifier import IntentClassifier
 
-    return {b: IntentClassifier.load(shipped_package, backend=b, precision="int8", threads=1) for b in ("onnx", "tflite")}
+    return {
+        b: IntentClassifier.load(shipped_package, backend=b, precision="int8", threads=1) for b in ("onnx", "tflite")
+    }
 
 
 @pytest.fixture(scope="session")
@@ -40,5 +42,6 @@ def run_cli(*args, input=None, env=None, timeout=120):
     import subprocess
 
     full_env = {**os.environ, "EDGE_PROFILE": "generic-x86_64", "EDGE_PROFILE_OVERRIDE": "/nonexistent", **(env or {})}
-    return subprocess.run([sys.executable, "-m", *args], input=input, capture_output=True, env=full_env,
-                          timeout=timeout, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", *args], input=input, capture_output=True, env=full_env, timeout=timeout, cwd=REPO
+    )

@@ -16,6 +16,7 @@ from edge import resources
 from edge.assistant import Assistant
 from edge.audio import SamplesSource, WavSource
 from edge.events import Event
+
 from speech_helpers import need_flite, silence, speak, write_wav
 
 

@@ -27,8 +27,15 @@ def test_wake_word_then_command_and_listen_request(tmp_path):
     try:
         daemon.wait_note("READY=1")
         wait_for(lambda: "listening on" in daemon.log, 30, "the microphone to open")
-        said = mic.say(np.concatenate([speak("the game starts at eight tonight", "slt", tmp_path), silence(0.5),
-                                       speak("hey jarvis, turn off the kitchen lights", "rms", tmp_path)]))
+        said = mic.say(
+            np.concatenate(
+                [
+                    speak("the game starts at eight tonight", "slt", tmp_path),
+                    silence(0.5),
+                    speak("hey jarvis, turn off the kitchen lights", "rms", tmp_path),
+                ]
+            )
+        )
         intent = daemon.wait_event(lambda e: e["type"] == "intent")
         assert said.wait(10)
         assert [e["type"] for e in daemon.events] == ["wake", "intent"], daemon.events  # nothing for the other sentence
@@ -48,11 +55,15 @@ def test_wake_word_then_command_and_listen_request(tmp_path):
 
         # POST /v1/listen: one command now, no wake word needed; the answer is its event
         answer: dict = {}
-        thread = threading.Thread(target=lambda: answer.update(zip(("status", "body"),
-                                                                    daemon.request("POST", "/v1/listen"))))
+        thread = threading.Thread(
+            target=lambda: answer.update(zip(("status", "body"), daemon.request("POST", "/v1/listen")))
+        )
         thread.start()
-        wait_for(lambda: daemon.request("GET", "/healthz")[1]["loop"]["state"] == "capturing", 10,
-                 "the loop to start capturing for the listen request")
+        wait_for(
+            lambda: daemon.request("GET", "/healthz")[1]["loop"]["state"] == "capturing",
+            10,
+            "the loop to start capturing for the listen request",
+        )
         mic.say(speak("what time is it", "awb", tmp_path))
         thread.join(30)
         assert answer["status"] == 200 and answer["body"]["intent"] == "datetime_query", answer

@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge.profiling import engine
 from edge.package import Variant, write_manifest
+from edge.profiling import engine
+
 from tiny_package import tiny_package  # noqa: F401  (a fixture)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,9 +38,9 @@ def png_size(path: Path) -> tuple[int, int]:
     # Every chunk's CRC is right and the image data inflates to height rows of 1 + 3*width bytes.
     pos, idat = 8, b""
     while pos < len(data):
-        n, k = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + n]
-        assert struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0] == zlib.crc32(k + body) & 0xFFFFFFFF
+        n, k = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + n]
+        assert struct.unpack(">I", data[pos + 8 + n : pos + 12 + n])[0] == zlib.crc32(k + body) & 0xFFFFFFFF
         if k == b"IDAT":
             idat += body
         pos += 12 + n
@@ -48,16 +49,41 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def run_cli(args: list[str], tmp_path: Path, **env) -> subprocess.CompletedProcess:
-    environ = {**os.environ, "PYTHONPATH": str(REPO), "EDGE_PROFILE_OVERRIDE": str(tmp_path / "override.yaml"),
-               "EDGE_PROFILE": "generic-x86_64", **env}
-    return subprocess.run([sys.executable, "-m", "edge.cli.profile", *args], capture_output=True, text=True,
-                          env=environ, cwd=tmp_path, timeout=600)
+    environ = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "EDGE_PROFILE_OVERRIDE": str(tmp_path / "override.yaml"),
+        "EDGE_PROFILE": "generic-x86_64",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "edge.cli.profile", *args],
+        capture_output=True,
+        text=True,
+        env=environ,
+        cwd=tmp_path,
+        timeout=600,
+    )
 
 
 def test_quick_run_writes_json_markdown_png_and_saves_profile(tiny_package, tmp_path):
     out = tmp_path / "out"
-    proc = run_cli(["--model", str(tiny_package), "--out", str(out), "--quick", "--threads", "1,2",
-                    "--no-baseline", "--save-profile", "--data", str(TEST)], tmp_path)
+    proc = run_cli(
+        [
+            "--model",
+            str(tiny_package),
+            "--out",
+            str(out),
+            "--quick",
+            "--threads",
+            "1,2",
+            "--no-baseline",
+            "--save-profile",
+            "--data",
+            str(TEST),
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "results.json").read_text())
     labels = [r["config"] for r in report["configs"]]
@@ -69,7 +95,9 @@ def test_quick_run_writes_json_markdown_png_and_saves_profile(tiny_package, tmp_
         assert row["runs"] >= engine.QUICK.runs and row["duration_s"] >= engine.QUICK.min_duration_s
         assert row["throughput_per_s"] == pytest.approx(row["runs"] / row["duration_s"], rel=0.01)
         assert row["energy_method"] == "model" and row["energy_mj_per_inference"] > 0
-        assert row["accuracy_n"] == engine.QUICK.accuracy_n and 0.3 < row["accuracy"] <= 1.0  # naive Bayes beats chance (1/64)
+        assert (
+            row["accuracy_n"] == engine.QUICK.accuracy_n and 0.3 < row["accuracy"] <= 1.0
+        )  # naive Bayes beats chance (1/64)
         assert row["peak_rss_mb"] > 10 and row["load_ms"] > 0
         assert set(row["stages_ms_mean"]) >= {"tokenize", "infer", "decode", "total"}
     assert report["skipped"] == [{"config": "torch/fp32 (baseline)", "reason": "--no-baseline"}]
@@ -88,7 +116,11 @@ def test_quick_run_writes_json_markdown_png_and_saves_profile(tiny_package, tmp_
     override = yaml.safe_load((tmp_path / "override.yaml").read_text())
     best = report["best"]
     assert report["saved_profile"] == str(tmp_path / "override.yaml")
-    assert (override["backend"], override["precision"], override["threads"]) == (best["backend"], best["precision"], best["threads"])
+    assert (override["backend"], override["precision"], override["threads"]) == (
+        best["backend"],
+        best["precision"],
+        best["threads"],
+    )
     assert override["base_profile"] == "generic-x86_64"
     from edge.profiles import apply_local_override, load_profile
 
@@ -97,7 +129,11 @@ def test_quick_run_writes_json_markdown_png_and_saves_profile(tiny_package, tmp_
         applied = apply_local_override(load_profile("generic-x86_64"))
     finally:
         del os.environ["EDGE_PROFILE_OVERRIDE"]
-    assert (applied.backends[0], applied.precision, applied.threads) == (best["backend"], best["precision"], best["threads"])
+    assert (applied.backends[0], applied.precision, applied.threads) == (
+        best["backend"],
+        best["precision"],
+        best["threads"],
+    )
 
 
 def test_failing_configuration_is_a_row_not_a_crash(tiny_package, tmp_path):
@@ -107,8 +143,23 @@ def test_failing_configuration_is_a_row_not_a_crash(tiny_package, tmp_path):
     manifest = json.loads((broken / "manifest.json").read_text())
     write_manifest(broken, manifest)  # checksums now match the broken file: the runtime must refuse it
     out = tmp_path / "out"
-    proc = run_cli(["--model", str(broken), "--out", str(out), "--quick", "--threads", "1", "--no-baseline",
-                    "--accuracy-sample", "10", "--data", str(TEST)], tmp_path)
+    proc = run_cli(
+        [
+            "--model",
+            str(broken),
+            "--out",
+            str(out),
+            "--quick",
+            "--threads",
+            "1",
+            "--no-baseline",
+            "--accuracy-sample",
+            "10",
+            "--data",
+            str(TEST),
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = {r["config"]: r for r in json.loads((out / "results.json").read_text())["configs"]}
     assert rows["onnx/int8 t1"]["ok"]
@@ -143,7 +194,9 @@ def test_quick_run_on_the_shipped_model_covers_every_runnable_configuration(tmp_
     assert all(r["ok"] for r in report["configs"]), [r for r in report["configs"] if not r["ok"]]
     assert all(r["accuracy"] > 0.8 for r in report["configs"])
     png_size(out / "latency_energy.png")
-    baseline = [r for r in report["configs"] if r["baseline"]] + [s for s in report["skipped"] if "baseline" in s["config"]]
+    baseline = [r for r in report["configs"] if r["baseline"]] + [
+        s for s in report["skipped"] if "baseline" in s["config"]
+    ]
     assert baseline, "the PyTorch baseline is neither in the table nor explained"
 
 
@@ -169,11 +222,25 @@ def test_plan_configs_skips_unavailable_backends_with_reason():
 def test_choose_best_prefers_fast_among_accurate():
     def row(config, p90, acc, baseline=False, ok=True):
         backend, rest = config.split("/")
-        return {"config": config, "backend": backend, "precision": rest, "threads": 1, "baseline": baseline, "ok": ok,
-                "latency_ms": {"p90": p90}, "accuracy": acc, "energy_mj_per_inference": 1.0}
+        return {
+            "config": config,
+            "backend": backend,
+            "precision": rest,
+            "threads": 1,
+            "baseline": baseline,
+            "ok": ok,
+            "latency_ms": {"p90": p90},
+            "accuracy": acc,
+            "energy_mj_per_inference": 1.0,
+        }
 
-    rows = [row("onnx/fp32", 9.0, 0.92), row("onnx/int8", 4.0, 0.915), row("tflite/int8", 2.0, 0.70),
-            row("torch/fp32", 1.0, 0.95, baseline=True), row("x/y", 0.5, 0.99, ok=False)]
+    rows = [
+        row("onnx/fp32", 9.0, 0.92),
+        row("onnx/int8", 4.0, 0.915),
+        row("tflite/int8", 2.0, 0.70),
+        row("torch/fp32", 1.0, 0.95, baseline=True),
+        row("x/y", 0.5, 0.99, ok=False),
+    ]
     assert engine.choose_best(rows, 0.01)["config"] == "onnx/int8"  # tflite is fast but wrong; torch is not a runtime
     assert engine.choose_best(rows, 0.0)["config"] == "onnx/fp32"
     assert engine.choose_best([], 0.01) is None
@@ -186,7 +253,9 @@ def test_held_out_sample_is_seeded_and_filtered(tmp_path):
     b, _ = engine.held_out_sample(data, ["a"], 10, seed=1)
     assert why is None and a == b and len(a) == 10 and all(intent == "a" for _, intent in a)
     assert engine.held_out_sample(data, ["b"], 10, 1) == ([], f"{data}: no sentence has an intent this model knows")
-    assert engine.held_out_sample(tmp_path / "missing.jsonl", ["a"], 10, 1)[1].endswith("not found; accuracy is not measured")
+    assert engine.held_out_sample(tmp_path / "missing.jsonl", ["a"], 10, 1)[1].endswith(
+        "not found; accuracy is not measured"
+    )
     data.write_text("not json\n")
     with pytest.raises(SystemExit, match=r"d.jsonl:1: expected a JSON object"):
         engine.held_out_sample(data, ["a"], 10, 1)

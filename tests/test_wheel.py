@@ -20,8 +20,18 @@ import pytest
 from speech_helpers import need_flite, speak, write_wav
 
 REPO = Path(__file__).resolve().parent.parent
-NOT_SOURCE = {".git", ".venv", ".venv-tflite", ".venv-clients", "build", "dist", "runs", "work-tmp", "__pycache__",
-              ".pytest_cache"}
+NOT_SOURCE = {
+    ".git",
+    ".venv",
+    ".venv-tflite",
+    ".venv-clients",
+    "build",
+    "dist",
+    "runs",
+    "work-tmp",
+    "__pycache__",
+    ".pytest_cache",
+}
 
 
 def _copy_source(target: Path) -> Path:
@@ -67,8 +77,11 @@ def test_the_installed_wheel_runs_from_another_directory(installed, tmp_path):
 
     text = _run([edge_intent, "--text", "turn off the lights in the kitchen", "--json"], elsewhere)
     assert text.returncode == 0, text.stderr
-    assert '"intent": "iot_hue_lightoff"' in text.stdout and "site-packages" in _run(
-        [str(bin_dir / "python"), "-c", "import edge, sys; print(edge.__file__)"], elsewhere).stdout
+    assert (
+        '"intent": "iot_hue_lightoff"' in text.stdout
+        and "site-packages"
+        in _run([str(bin_dir / "python"), "-c", "import edge, sys; print(edge.__file__)"], elsewhere).stdout
+    )
 
     need_flite()
     wav = write_wav(tmp_path / "jazz.wav", speak("play some jazz music", "slt", tmp_path) / 32768, 16000)

@@ -30,7 +30,12 @@ def score(results, examples: list[Example], oos_results=None) -> dict:
     gold, pred = [], []
     for r, e in in_scope:
         same_text = r.text == e.text
-        gold.append({(g.start, g.end, g.entity) if same_text else (e.text[g.start:g.end].lower(), g.entity) for g in e.entities})
+        gold.append(
+            {
+                (g.start, g.end, g.entity) if same_text else (e.text[g.start : g.end].lower(), g.entity)
+                for g in e.entities
+            }
+        )
         pred.append({(s.start, s.end, s.name) if same_text else (s.text.lower(), s.name) for s in r.slots})
     out = {
         "n": len(in_scope),
@@ -39,8 +44,11 @@ def score(results, examples: list[Example], oos_results=None) -> dict:
         "slot_f1": round(span_f1(gold, pred), 4),
         "in_scope_rejected": round(sum(r.intent is None for r, _ in in_scope) / max(1, len(in_scope)), 4),
         # The whole command right: intent and every slot's (canonical) value, as an action would use them.
-        "exact_match": round(sum(r.intent == e.intent and _values(r.slots, "name") == _values(e.entities, "entity")
-                                 for r, e in in_scope) / max(1, len(in_scope)), 4),
+        "exact_match": round(
+            sum(r.intent == e.intent and _values(r.slots, "name") == _values(e.entities, "entity") for r, e in in_scope)
+            / max(1, len(in_scope)),
+            4,
+        ),
     }
     labelled_oos = [r for r, e in zip(results, examples) if e.intent is None]
     if oos_results is not None:
@@ -55,8 +63,9 @@ def _values(slots, kind: str) -> list[tuple[str, str]]:
     return sorted((getattr(s, kind), " ".join(str(s.value).lower().split())) for s in slots)
 
 
-def evaluate_package(package_dir: Path, examples: list[Example], oos: list[Example] | None = None,
-                     variants=None, threads: int = 1) -> dict[str, dict]:
+def evaluate_package(
+    package_dir: Path, examples: list[Example], oos: list[Example] | None = None, variants=None, threads: int = 1
+) -> dict[str, dict]:
     from edge.backends import BackendUnavailable
     from edge.classifier import IntentClassifier
     from edge.package import ModelPackage
@@ -89,7 +98,9 @@ def main(argv=None) -> int:
         if "skipped" in m:
             print(f"{key:14} skipped: {m['skipped']}")
             continue
-        print(f"{key:14} {m['n']:5d} {m['intent_accuracy'] * 100:9.2f}% {m['slot_f1'] * 100:7.2f} {m['in_scope_rejected'] * 100:8.2f}%")
+        print(
+            f"{key:14} {m['n']:5d} {m['intent_accuracy'] * 100:9.2f}% {m['slot_f1'] * 100:7.2f} {m['in_scope_rejected'] * 100:8.2f}%"
+        )
     if args.write:
         from edge.package import MANIFEST, write_manifest
 

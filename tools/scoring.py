@@ -47,7 +47,9 @@ def oos_metrics(in_scope_conf: list[float], oos_conf: list[float], threshold: fl
     return {"threshold": threshold, "in_scope_rejected": fr, "oos_rejected": rec}
 
 
-def calibrate_threshold(in_scope_conf: list[float], oos_conf: list[float], max_in_scope_rejected: float = 0.01) -> float:
+def calibrate_threshold(
+    in_scope_conf: list[float], oos_conf: list[float], max_in_scope_rejected: float = 0.01
+) -> float:
     """The highest threshold that rejects at most ``max_in_scope_rejected`` of in-scope dev sentences.
 
     Capping false rejections (rather than maximising a combined score) keeps the rule from

@@ -14,27 +14,46 @@ PROG = "edge-intent"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description="Offline intent recognition: text, WAV or microphone in, intent and slots out.")
+    p = argparse.ArgumentParser(
+        prog=PROG, description="Offline intent recognition: text, WAV or microphone in, intent and slots out."
+    )
     src = p.add_argument_group("input (one of)")
     src.add_argument("--text", help="classify this text")
-    src.add_argument("--text-file", metavar="FILE", help="classify each line of FILE ('-' for stdin); prints one JSON line per utterance")
+    src.add_argument(
+        "--text-file",
+        metavar="FILE",
+        help="classify each line of FILE ('-' for stdin); prints one JSON line per utterance",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object per result")
-    p.add_argument("--show-profile", action="store_true", help="print the device profile in use and why it was chosen, then exit")
+    p.add_argument(
+        "--show-profile", action="store_true", help="print the device profile in use and why it was chosen, then exit"
+    )
     m = p.add_argument_group("model and runtime")
     m.add_argument("--model", help="model package name or directory (default: the shipped squeezebert-hwu64)")
     m.add_argument("--backend", choices=["onnx", "tflite"], help="override the profile's backend order")
     m.add_argument("--precision", choices=["int8", "fp32"], help="override the profile's precision")
     m.add_argument("--threads", type=int, help="inference threads (default: the profile's)")
     m.add_argument("--profile", help="device profile name or YAML path (default: detected; also EDGE_PROFILE)")
-    p.add_argument("--profile-log", metavar="FILE", help="append one profiler record per inference to FILE (JSON lines, rotated)")
+    p.add_argument(
+        "--profile-log", metavar="FILE", help="append one profiler record per inference to FILE (JSON lines, rotated)"
+    )
     p.add_argument("-v", "--verbose", action="count", default=0, help="log more (-vv for debug)")
     speech.add_arguments(p)
-    commands = p.add_subparsers(title="commands", metavar="COMMAND", dest="command",
-                                description="without a command: classify the input given by the options above")
+    commands = p.add_subparsers(
+        title="commands",
+        metavar="COMMAND",
+        dest="command",
+        description="without a command: classify the input given by the options above",
+    )
     for name, help_text, description, add, run in (
         ("serve", serve.SERVE_HELP, serve.SERVE_DESCRIPTION, serve.add_serve_arguments, serve.serve),
-        ("install-service", serve.INSTALL_HELP, serve.INSTALL_DESCRIPTION, serve.add_install_arguments,
-         serve.install_service),
+        (
+            "install-service",
+            serve.INSTALL_HELP,
+            serve.INSTALL_DESCRIPTION,
+            serve.add_install_arguments,
+            serve.install_service,
+        ),
         ("calibrate-wake", wake.HELP, wake.DESCRIPTION, wake.add_arguments, wake.calibrate_wake),
     ):
         command = commands.add_parser(name, help=help_text, description=description, prog=f"{PROG} {name}")
@@ -48,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is not None:
         return args.run(args)
     setup_logging(args.verbose)
-    from edge.backends import BackendUnavailable
-    from edge.classifier import IntentClassifier, InputError
-    from edge.package import PackageError
     from edge.assistant import Assistant
+    from edge.backends import BackendUnavailable
+    from edge.classifier import InputError, IntentClassifier
     from edge.config import Config
+    from edge.package import PackageError
     from edge.profiler import ProfilerSettings
     from edge.profiles import detect
     from edge.settings import SettingsError
@@ -67,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         return show_profile(detection, args)
 
     def load_classifier() -> IntentClassifier:
-        return IntentClassifier.load(args.model, backend=args.backend, precision=args.precision,
-                                     threads=args.threads, profile=detection.profile)
+        return IntentClassifier.load(
+            args.model, backend=args.backend, precision=args.precision, threads=args.threads, profile=detection.profile
+        )
 
     try:
         if speech.wants_speech(args):
@@ -85,11 +105,16 @@ def main(argv: list[str] | None = None) -> int:
                     result = recognizer.classify(args.text)
                 except InputError as exc:
                     return fail(PROG, f"--text: {exc}")
-                print(json.dumps(with_profile(result.to_dict(), recognizer.profiler), ensure_ascii=False) if args.json
-                      else format_result(result, assistant.classifier, recognizer.profiler.last))
+                print(
+                    json.dumps(with_profile(result.to_dict(), recognizer.profiler), ensure_ascii=False)
+                    if args.json
+                    else format_result(result, assistant.classifier, recognizer.profiler.last)
+                )
                 if result.truncated:
-                    print(f"{PROG}: warning: the text was longer than the model reads; only its start was classified",
-                          file=sys.stderr)
+                    print(
+                        f"{PROG}: warning: the text was longer than the model reads; only its start was classified",
+                        file=sys.stderr,
+                    )
                 return 0
             return classify_lines(recognizer, args.text_file)
         finally:
@@ -134,7 +159,7 @@ def classify_lines(recognizer, source: str) -> int:
             print(json.dumps(out, ensure_ascii=False), flush=False)
     sys.stdout.flush()
     if errors:
-        print(f"{PROG}: {errors} line(s) could not be classified (see their \"error\" fields)", file=sys.stderr)
+        print(f'{PROG}: {errors} line(s) could not be classified (see their "error" fields)', file=sys.stderr)
     return 1 if errors else 0
 
 
@@ -142,7 +167,9 @@ def format_result(result, classifier=None, record: dict | None = None) -> str:
     lines = [result.text]
     if result.intent is None:
         threshold = f" < threshold {classifier.threshold:.2f}" if classifier else ""
-        lines.append(f"  intent    (out of scope: best guess {result.guess} at {result.guess_confidence:.2f}{threshold})")
+        lines.append(
+            f"  intent    (out of scope: best guess {result.guess} at {result.guess_confidence:.2f}{threshold})"
+        )
     else:
         lines.append(f"  intent    {result.intent}  ({result.confidence:.2f})")
     for slot in result.slots:
@@ -153,7 +180,9 @@ def format_result(result, classifier=None, record: dict | None = None) -> str:
     stages = ", ".join(f"{k} {v:.2f}" for k, v in result.latency_ms.items() if k != "total")
     lines.append(f"  latency   {result.latency_ms.get('total', 0):.2f} ms ({stages})  {result.backend}  {result.model}")
     if record and record.get("energy_mj") is not None:
-        lines.append(f"  energy    {record['energy_mj']:.2f} mJ ({record['energy_method']}), CPU {record['cpu_ms']:.2f} ms")
+        lines.append(
+            f"  energy    {record['energy_mj']:.2f} mJ ({record['energy_method']}), CPU {record['cpu_ms']:.2f} ms"
+        )
     return "\n".join(lines)
 
 
@@ -163,15 +192,22 @@ def show_profile(detection, args) -> int:
 
     profile = detection.profile
     if args.json:
-        print(json.dumps({"profile": to_mapping(profile), "reason": detection.reason,
-                          "backends": available_backends()}, indent=2))
+        print(
+            json.dumps(
+                {"profile": to_mapping(profile), "reason": detection.reason, "backends": available_backends()}, indent=2
+            )
+        )
         return 0
     print(f"profile   {profile.name}: {profile.description}")
     print(f"why       {detection.reason}")
-    print(f"backends  {', '.join(profile.backends)} (in order); precision {profile.precision}; threads {profile.threads}")
+    print(
+        f"backends  {', '.join(profile.backends)} (in order); precision {profile.precision}; threads {profile.threads}"
+    )
     for name, reason in available_backends().items():
         print(f"          {name}: {'available' if reason is None else 'unavailable: ' + reason}")
-    print(f"onnx      providers {', '.join(profile.onnx.providers)}; graph optimisation {profile.onnx.graph_optimization}")
+    print(
+        f"onnx      providers {', '.join(profile.onnx.providers)}; graph optimisation {profile.onnx.graph_optimization}"
+    )
     print(f"tflite    XNNPACK {'on' if profile.tflite.xnnpack else 'off'}")
     print(f"stt       {profile.stt}")
     p = profile.power

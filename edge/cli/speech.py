@@ -12,11 +12,11 @@ vad``, the default), or, with ``--wake PHRASE``, only what follows the wake word
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from edge.assistant import Assistant, SpeechStages, microphone, wake_engine, wake_settings_for
 from edge.audio import DEFAULT_MAX_WAV_SECONDS, AudioError, AudioSource, WavSource, list_devices
@@ -42,33 +42,67 @@ if TYPE_CHECKING:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("speech input")
-    group.add_argument("--wav", nargs="+", metavar="FILE", help="classify the speech in WAV files (any rate, channels, sample format)")
+    group.add_argument(
+        "--wav", nargs="+", metavar="FILE", help="classify the speech in WAV files (any rate, channels, sample format)"
+    )
     group.add_argument("--mic", action="store_true", help="listen to the microphone and classify each utterance")
     group.add_argument("--list-devices", action="store_true", help="list audio input devices and exit")
     group.add_argument("--device", metavar="NAME|INDEX", help="input device for --mic (default: the system default)")
-    group.add_argument("--stt", choices=["auto", *ENGINES], default="auto",
-                       help="speech-to-text engine (default auto: the device profile's choice if installed, else pocketsphinx)")
-    group.add_argument("--stt-model", metavar="NAME|DIR",
-                       help="Whisper: tiny.en, base or a CTranslate2 Whisper directory; Vosk: its model directory; "
-                            "PocketSphinx: an acoustic model directory")
-    group.add_argument("--no-adapt", action="store_true", help="use the engine's general language model, not the intent model's")
-    group.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_WAV_SECONDS, metavar="S",
-                       help=f"refuse WAV files longer than this (default {DEFAULT_MAX_WAV_SECONDS:g})")
+    group.add_argument(
+        "--stt",
+        choices=["auto", *ENGINES],
+        default="auto",
+        help="speech-to-text engine (default auto: the device profile's choice if installed, else pocketsphinx)",
+    )
+    group.add_argument(
+        "--stt-model",
+        metavar="NAME|DIR",
+        help="Whisper: tiny.en, base or a CTranslate2 Whisper directory; Vosk: its model directory; "
+        "PocketSphinx: an acoustic model directory",
+    )
+    group.add_argument(
+        "--no-adapt", action="store_true", help="use the engine's general language model, not the intent model's"
+    )
+    group.add_argument(
+        "--max-seconds",
+        type=float,
+        default=DEFAULT_MAX_WAV_SECONDS,
+        metavar="S",
+        help=f"refuse WAV files longer than this (default {DEFAULT_MAX_WAV_SECONDS:g})",
+    )
     group.add_argument("--utterances", type=int, metavar="N", help="--mic: stop after N commands")
-    group.add_argument("--wake", action="append", metavar="PHRASE",
-                       help="listen for this wake word first and take the command that follows it (repeatable); "
-                            "a phrase microWakeWord has a model for (hey jarvis, okay nabu, alexa, hey mycroft) uses "
-                            "it, any other phrase PocketSphinx keyphrase spotting")
-    group.add_argument("--activation", choices=["wake", "vad"],
-                       help="wake: only commands after the wake word (default with --wake); vad: every utterance is "
-                            "a command (default otherwise)")
+    group.add_argument(
+        "--wake",
+        action="append",
+        metavar="PHRASE",
+        help="listen for this wake word first and take the command that follows it (repeatable); "
+        "a phrase microWakeWord has a model for (hey jarvis, okay nabu, alexa, hey mycroft) uses "
+        "it, any other phrase PocketSphinx keyphrase spotting",
+    )
+    group.add_argument(
+        "--activation",
+        choices=["wake", "vad"],
+        help="wake: only commands after the wake word (default with --wake); vad: every utterance is "
+        "a command (default otherwise)",
+    )
     group.add_argument("--feedback", metavar="WAV", help="play this short sound when the wake word is heard")
     group.add_argument("--feedback-done", metavar="WAV", help="play this short sound after each command")
-    group.add_argument("--stale-audio", type=float, default=2.0, metavar="S",
-                       help="--mic: reopen the device when it delivers nothing for S seconds (default 2)")
-    group.add_argument("--noise-suppression", type=int, default=0, choices=range(5), metavar="0..4",
-                       help="--mic: WebRTC noise suppression before the wake word and STT (0 off, the default; "
-                            "helps PocketSphinx keyphrases in steady noise, costs microWakeWord accuracy)")
+    group.add_argument(
+        "--stale-audio",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="--mic: reopen the device when it delivers nothing for S seconds (default 2)",
+    )
+    group.add_argument(
+        "--noise-suppression",
+        type=int,
+        default=0,
+        choices=range(5),
+        metavar="0..4",
+        help="--mic: WebRTC noise suppression before the wake word and STT (0 off, the default; "
+        "helps PocketSphinx keyphrases in steady noise, costs microWakeWord accuracy)",
+    )
 
 
 def wants_speech(args: argparse.Namespace) -> bool:
@@ -166,8 +200,14 @@ def _list_devices() -> int:
     return 0
 
 
-def _files(assistant: Assistant, paths: list[str], stages: SpeechStages, max_seconds: float, json_out: bool,
-           wake: WakeEngine | None = None) -> int:
+def _files(
+    assistant: Assistant,
+    paths: list[str],
+    stages: SpeechStages,
+    max_seconds: float,
+    json_out: bool,
+    wake: WakeEngine | None = None,
+) -> int:
     status = 0
     for path in paths:
         try:
@@ -194,8 +234,14 @@ def _files(assistant: Assistant, paths: list[str], stages: SpeechStages, max_sec
     return status
 
 
-def _listen(assistant: Assistant, source: AudioSource, stages: SpeechStages, wake: WakeEngine | None,
-            args: argparse.Namespace, json_out: bool) -> int:
+def _listen(
+    assistant: Assistant,
+    source: AudioSource,
+    stages: SpeechStages,
+    wake: WakeEngine | None,
+    args: argparse.Namespace,
+    json_out: bool,
+) -> int:
     show_partials = not json_out and sys.stderr.isatty()
     loop = assistant.live_loop(source, stages, wake, on_partial=_show_partial if show_partials else None)
 
@@ -221,8 +267,11 @@ def _listen(assistant: Assistant, source: AudioSource, stages: SpeechStages, wak
         if loop.player is not None:
             loop.player.wait(timeout=10)  # a feedback sound still playing is not cut off
     stats = source.stats()
-    print(f"stopped after {count} utterance(s); {stats['overflows']} audio overflow(s), "
-          f"{stats['reopen_attempts']} device reopen attempt(s)", file=sys.stderr)
+    print(
+        f"stopped after {count} utterance(s); {stats['overflows']} audio overflow(s), "
+        f"{stats['reopen_attempts']} device reopen attempt(s)",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -242,8 +291,10 @@ def _emit_event(event: Event, json_out: bool, file: str | None = None) -> None:
     where = f"{file}: " if file else ""
     d = event.data
     if event.type == "wake":
-        print(f"{where}[wake] {d.get('phrase')} ({d.get('engine')}, score {d.get('score')}) at {d.get('audio_s')} s",
-              flush=True)
+        print(
+            f"{where}[wake] {d.get('phrase')} ({d.get('engine')}, score {d.get('score')}) at {d.get('audio_s')} s",
+            flush=True,
+        )
     elif event.type == "timeout":
         heard = f' (heard "{d["text"]}")' if d.get("text") else ""
         print(f"{where}[timeout] {d.get('reason')} after {d.get('after_s')} s{heard}", flush=True)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import abc
 import logging
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from edge.events import Event
 

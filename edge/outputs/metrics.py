@@ -32,31 +32,51 @@ class Metrics(Output):
 
     name = "metrics"
 
-    def __init__(self, profiler: "Profiler | None" = None) -> None:
+    def __init__(self, profiler: Profiler | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
         disable_created_metrics()  # *_created series double the output and nobody here graphs them
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.profiler = profiler
-        self.events = Counter("edge_events", "Events by type, and by intent for intent events.", ["type", "intent"],
-                              registry=r)
-        self.stage_latency = Histogram("edge_stage_latency_seconds", "Latency of each stage of an utterance or request "
-                                       "(capture, vad, stt, tokenize, infer, decode, classify, total).", ["stage"],
-                                       buckets=STAGE_BUCKETS, registry=r)
-        self.errors = Counter("edge_errors", "Failures by stage (audio, stt, classify, output:<name>, hook, http).",
-                              ["stage"], registry=r)
+        self.events = Counter(
+            "edge_events", "Events by type, and by intent for intent events.", ["type", "intent"], registry=r
+        )
+        self.stage_latency = Histogram(
+            "edge_stage_latency_seconds",
+            "Latency of each stage of an utterance or request "
+            "(capture, vad, stt, tokenize, infer, decode, classify, total).",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "edge_errors", "Failures by stage (audio, stt, classify, output:<name>, hook, http).", ["stage"], registry=r
+        )
         self.mqtt_published = Counter("edge_mqtt_published", "Events the MQTT broker accepted.", registry=r)
         self.mqtt_dropped = Counter("edge_mqtt_dropped", "Events dropped because the MQTT queue was full.", registry=r)
         self.mqtt_queued = Gauge("edge_mqtt_queued", "Events waiting for the MQTT broker.", registry=r)
         self.mqtt_connected = Gauge("edge_mqtt_connected", "1 while connected to the MQTT broker.", registry=r)
-        self.hook_runs = Counter("edge_hook_runs", "Hook runs by event name and outcome "
-                                 "(ok, failed, timeout, dropped, error).", ["hook", "outcome"], registry=r)
-        self.http_requests = Counter("edge_http_requests", "HTTP API requests by path and status code.",
-                                     ["path", "code"], registry=r)
-        self.http_in_progress = Gauge("edge_http_requests_in_progress", "HTTP API requests being processed "
-                                      "(arrived whole, on a worker), by path.", ["path"], registry=r)
-        self.model_info = Gauge("edge_model_info", "The model, backend and STT engine in use (value 1).",
-                                ["model", "backend", "stt"], registry=r)
+        self.hook_runs = Counter(
+            "edge_hook_runs",
+            "Hook runs by event name and outcome (ok, failed, timeout, dropped, error).",
+            ["hook", "outcome"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "edge_http_requests", "HTTP API requests by path and status code.", ["path", "code"], registry=r
+        )
+        self.http_in_progress = Gauge(
+            "edge_http_requests_in_progress",
+            "HTTP API requests being processed (arrived whole, on a worker), by path.",
+            ["path"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "edge_model_info",
+            "The model, backend and STT engine in use (value 1).",
+            ["model", "backend", "stt"],
+            registry=r,
+        )
 
     def publish(self, event: Event) -> None:
         intent = event.result.intent if event.type == "intent" and event.result is not None else ""

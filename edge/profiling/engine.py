@@ -29,8 +29,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BASELINE_MODULE = "edge_train.torch_baseline"
 """The PyTorch baseline's worker (the repository's tools/torch_baseline.py, installed as ``edge_train``)."""
@@ -87,8 +88,13 @@ def default_threads(cores: int | None = None) -> list[int]:
     return out + [cores]
 
 
-def plan_configs(variants, available: dict[str, str | None], threads: list[int], backends: list[str] | None,
-                 precisions: list[str] | None) -> tuple[list[Config], list[dict[str, str]]]:
+def plan_configs(
+    variants,
+    available: dict[str, str | None],
+    threads: list[int],
+    backends: list[str] | None,
+    precisions: list[str] | None,
+) -> tuple[list[Config], list[dict[str, str]]]:
     """Configurations to run, and the ones left out with the reason."""
     configs: list[Config] = []
     skipped: list[dict[str, str]] = []
@@ -110,7 +116,9 @@ def plan_configs(variants, available: dict[str, str | None], threads: list[int],
     shipped = {v.backend for v in variants}
     for b in backends or ():
         if b not in shipped and b != "torch":
-            skipped.append({"config": b, "reason": f"the model package has no {b} file (it has: {', '.join(sorted(shipped))})"})
+            skipped.append(
+                {"config": b, "reason": f"the model package has no {b} file (it has: {', '.join(sorted(shipped))})"}
+            )
     for prec in precisions or ():
         if not any(v.precision == prec for v in variants):
             skipped.append({"config": prec, "reason": f"the model package has no {prec} file"})
@@ -132,7 +140,7 @@ def held_out_sample(path: Path, labels: list[str], n: int, seed: int) -> tuple[l
             row = json.loads(line)
             text, intent = row["text"], row.get("intent")
         except (json.JSONDecodeError, KeyError, TypeError):
-            raise SystemExit(f"edge-profile: {path}:{i}: expected a JSON object with \"text\" and \"intent\"") from None
+            raise SystemExit(f'edge-profile: {path}:{i}: expected a JSON object with "text" and "intent"') from None
         if intent in known:
             rows.append((text, intent))
     if not rows:
@@ -153,9 +161,15 @@ def _progress(fraction: float, phase: str) -> None:
     print(f"{PROGRESS_PREFIX}{min(max(fraction, 0.0), 1.0):.3f} {phase}", file=sys.stderr, flush=True)
 
 
-def measure(classify: Callable[[str], Any], sentences: list[tuple[str, str]], timing_texts: list[str],
-            settings: RunSettings, energy_source, power=None,
-            report: Callable[[float, str], None] = _progress) -> dict[str, Any]:
+def measure(
+    classify: Callable[[str], Any],
+    sentences: list[tuple[str, str]],
+    timing_texts: list[str],
+    settings: RunSettings,
+    energy_source,
+    power=None,
+    report: Callable[[float, str], None] = _progress,
+) -> dict[str, Any]:
     """Warm up, measure accuracy, then time single-stream inferences; numbers for one configuration.
 
     ``power`` (the profile's power section) feeds the model if the energy sensor fails mid-run.
@@ -193,7 +207,9 @@ def measure(classify: Callable[[str], Any], sentences: list[tuple[str, str]], ti
         for k, v in (getattr(result, "latency_ms", None) or {}).items():
             stages[k] = stages.get(k, 0.0) + v
         elapsed = now - start
-        if elapsed >= settings.max_duration_s or (len(latencies) >= settings.runs and elapsed >= settings.min_duration_s):
+        if elapsed >= settings.max_duration_s or (
+            len(latencies) >= settings.runs and elapsed >= settings.min_duration_s
+        ):
             break
         if len(latencies) % 10 == 0:
             done = min(len(latencies) / settings.runs, 1.0)
@@ -221,9 +237,13 @@ def measure(classify: Callable[[str], Any], sentences: list[tuple[str, str]], ti
         "runs": n,
         "duration_s": round(duration, 3),
         "latency_ms": {
-            "p50": round(p50, 3), "p90": round(p90, 3), "p99": round(p99, 3), "mean": round(statistics.fmean(ordered), 3),
+            "p50": round(p50, 3),
+            "p90": round(p90, 3),
+            "p99": round(p99, 3),
+            "mean": round(statistics.fmean(ordered), 3),
             "stdev": round(statistics.stdev(ordered), 3) if n > 1 else 0.0,
-            "min": round(ordered[0], 3), "max": round(ordered[-1], 3),
+            "min": round(ordered[0], 3),
+            "max": round(ordered[-1], 3),
         },
         "stages_ms_mean": {k: round(v / n, 3) for k, v in stages.items()},
         "throughput_per_s": round(n / duration, 2) if duration > 0 else None,
@@ -262,8 +282,14 @@ def run_worker(spec: dict[str, Any], load: Callable[[dict[str, Any]], Any]) -> d
     selection = select_source(power=power, prefer=spec.get("energy", "auto"))
     sample = [tuple(s) for s in spec["sample"]]
     try:
-        numbers = measure(classifier.classify, sample, [s for s, _ in sample], RunSettings(**spec["settings"]),
-                          selection.source, power)
+        numbers = measure(
+            classifier.classify,
+            sample,
+            [s for s, _ in sample],
+            RunSettings(**spec["settings"]),
+            selection.source,
+            power,
+        )
     finally:
         selection.source.close()
     out = {"load_ms": round(load_ms, 1), **numbers, "energy_source": selection.describe()}
@@ -278,15 +304,19 @@ def _load_edge_classifier(spec: dict[str, Any]):
     from edge.profiles import load_profile
 
     profile = load_profile(spec["profile"]) if spec.get("profile") else None
-    clf = IntentClassifier.load(spec["model"], backend=spec["backend"], precision=spec["precision"],
-                                threads=spec["threads"], profile=profile)
+    clf = IntentClassifier.load(
+        spec["model"], backend=spec["backend"], precision=spec["precision"], threads=spec["threads"], profile=profile
+    )
     describe = getattr(getattr(clf, "backend", None), "describe", None)
     spec["describe"] = describe() if callable(describe) else None
     return clf
 
 
-def worker_main(spec_path: Path, load: Callable[[dict[str, Any]], Any] = _load_edge_classifier,
-                skip: tuple[type[BaseException], ...] = ()) -> int:
+def worker_main(
+    spec_path: Path,
+    load: Callable[[dict[str, Any]], Any] = _load_edge_classifier,
+    skip: tuple[type[BaseException], ...] = (),
+) -> int:
     """Entry of a worker process: read the spec, measure, write the result file; never raise.
 
     An exception of a ``skip`` type means "cannot be run faithfully here": the configuration is
@@ -308,17 +338,25 @@ def _worker_command(config: Config, spec_path: Path) -> list[str]:
     return [sys.executable, "-m", module, "--worker", str(spec_path)]
 
 
-def run_config(config: Config, spec: dict[str, Any], workdir: Path, on_progress: Callable[[float, str], None]) -> dict[str, Any]:
+def run_config(
+    config: Config, spec: dict[str, Any], workdir: Path, on_progress: Callable[[float, str], None]
+) -> dict[str, Any]:
     spec_path = workdir / f"{config.backend}-{config.precision}-t{config.threads}.json"
-    spec = {**spec, "backend": config.backend, "precision": config.precision, "threads": config.threads,
-            "result_path": str(spec_path.with_suffix(".result.json"))}
+    spec = {
+        **spec,
+        "backend": config.backend,
+        "precision": config.precision,
+        "threads": config.threads,
+        "result_path": str(spec_path.with_suffix(".result.json")),
+    }
     spec_path.write_text(json.dumps(spec))
     env = dict(os.environ)
     # Each runtime gets exactly the threads under test, however it reads its defaults.
     env["OMP_NUM_THREADS"] = str(config.threads)
     timeout = spec["settings"]["max_duration_s"] * 2 + 300
-    proc = subprocess.Popen(_worker_command(config, spec_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        _worker_command(config, spec_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+    )
     tail: list[str] = []
     # A worker that hangs (a runtime deadlocked in its thread pool) is killed, and its row says so.
     watchdog = threading.Timer(timeout, proc.kill)
@@ -327,7 +365,7 @@ def run_config(config: Config, spec: dict[str, Any], workdir: Path, on_progress:
         assert proc.stderr is not None
         for line in proc.stderr:
             if line.startswith(PROGRESS_PREFIX):
-                fraction, _, phase = line[len(PROGRESS_PREFIX):].strip().partition(" ")
+                fraction, _, phase = line[len(PROGRESS_PREFIX) :].strip().partition(" ")
                 on_progress(float(fraction), phase)
             elif line.strip():
                 tail = (tail + [line.rstrip()])[-5:]
@@ -344,8 +382,14 @@ def run_config(config: Config, spec: dict[str, Any], workdir: Path, on_progress:
         result = {"ok": False, "error": why}
     if not result["ok"] and tail:
         result["stderr"] = tail
-    return {"config": config.label, "backend": config.backend, "precision": config.precision,
-            "threads": config.threads, "baseline": config.baseline, **result}
+    return {
+        "config": config.label,
+        "backend": config.backend,
+        "precision": config.precision,
+        "threads": config.threads,
+        "baseline": config.baseline,
+        **result,
+    }
 
 
 def torch_baseline_reason() -> str | None:
@@ -384,9 +428,13 @@ def host_facts(detection_reason: str, profile_name: str | None) -> dict[str, Any
     except OSError:
         pass
     return {
-        "machine": platform.machine(), "system": f"{platform.system()} {platform.release()}",
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-        "profile": profile_name, "profile_reason": detection_reason,
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "profile": profile_name,
+        "profile_reason": detection_reason,
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
 
@@ -410,10 +458,19 @@ def save_profile(best: dict[str, Any], base_profile: str | None) -> Path:
     from edge.settings import to_mapping
 
     override = Override(
-        backend=best["backend"], precision=best["precision"], threads=best["threads"],
-        measured={"p90_ms": best["latency_ms"]["p90"], "p50_ms": best["latency_ms"]["p50"],
-                  **({"mj_per_inference": best["energy_mj_per_inference"]} if best.get("energy_mj_per_inference") is not None else {}),
-                  **({"accuracy": best["accuracy"]} if best.get("accuracy") is not None else {})},
+        backend=best["backend"],
+        precision=best["precision"],
+        threads=best["threads"],
+        measured={
+            "p90_ms": best["latency_ms"]["p90"],
+            "p50_ms": best["latency_ms"]["p50"],
+            **(
+                {"mj_per_inference": best["energy_mj_per_inference"]}
+                if best.get("energy_mj_per_inference") is not None
+                else {}
+            ),
+            **({"accuracy": best["accuracy"]} if best.get("accuracy") is not None else {}),
+        },
         base_profile=base_profile or "",
     )
     path = override_path()

@@ -14,7 +14,19 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return str(x)
 
 
-TABLE_COLUMNS = ("config", "load ms", "p50 ms", "p90 ms", "p99 ms", "mean ms", "stdev ms", "inf/s", "peak RSS MB", "mJ/inf", "accuracy")
+TABLE_COLUMNS = (
+    "config",
+    "load ms",
+    "p50 ms",
+    "p90 ms",
+    "p99 ms",
+    "mean ms",
+    "stdev ms",
+    "inf/s",
+    "peak RSS MB",
+    "mJ/inf",
+    "accuracy",
+)
 
 
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
@@ -26,17 +38,31 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
             continue
         lat = r["latency_ms"]
         acc = "-" if r.get("accuracy") is None else f"{r['accuracy'] * 100:.1f}%"
-        out.append([label, _fmt(r["load_ms"], 0), _fmt(lat["p50"]), _fmt(lat["p90"]), _fmt(lat["p99"]),
-                    _fmt(lat["mean"]), _fmt(lat["stdev"]), _fmt(r["throughput_per_s"], 1), _fmt(r["peak_rss_mb"], 0),
-                    _fmt(r["energy_mj_per_inference"], 1), acc])
+        out.append(
+            [
+                label,
+                _fmt(r["load_ms"], 0),
+                _fmt(lat["p50"]),
+                _fmt(lat["p90"]),
+                _fmt(lat["p99"]),
+                _fmt(lat["mean"]),
+                _fmt(lat["stdev"]),
+                _fmt(r["throughput_per_s"], 1),
+                _fmt(r["peak_rss_mb"], 0),
+                _fmt(r["energy_mj_per_inference"], 1),
+                acc,
+            ]
+        )
     return out
 
 
 def text_table(rows: list[dict[str, Any]]) -> str:
     body = table_rows(rows)
     ok = [b for b in body if not b[1].startswith("failed:")]
-    widths = [max([len(c)] + [len(b[i]) for b in ok] + ([len(b[0]) for b in body] if i == 0 else []))
-              for i, c in enumerate(TABLE_COLUMNS)]
+    widths = [
+        max([len(c)] + [len(b[i]) for b in ok] + ([len(b[0]) for b in body] if i == 0 else []))
+        for i, c in enumerate(TABLE_COLUMNS)
+    ]
     lines = ["  ".join(c.ljust(w) for c, w in zip(TABLE_COLUMNS, widths))]
     lines.append("  ".join("-" * w for w in widths))
     for b in body:
@@ -72,17 +98,28 @@ def markdown_report(report: dict[str, Any]) -> str:
         "p90 is the headline (MLPerf single-stream). `inf/s` is single-stream throughput. Peak RSS is the whole "
         "worker process (Python, runtime, model, tokenizer), one process per configuration.",
         f"Energy: {', '.join(methods) or '-'} — {report['energy_source']}. "
-        + ("A `model` figure is an estimate from the device profile (idle W x wall time + W per busy core x CPU time), "
-           "not a measurement." if any(m.startswith("model") for m in methods) else ""),
+        + (
+            "A `model` figure is an estimate from the device profile (idle W x wall time + W per busy core x CPU time), "
+            "not a measurement."
+            if any(m.startswith("model") for m in methods)
+            else ""
+        ),
     ]
     if report.get("best"):
         b = report["best"]
-        lines += ["", f"**Best:** `{b['config']}` — lowest p90 among configurations within "
-                      f"{s['accuracy_tolerance'] * 100:g} percentage points of accuracy of the most accurate."]
+        lines += [
+            "",
+            f"**Best:** `{b['config']}` — lowest p90 among configurations within "
+            f"{s['accuracy_tolerance'] * 100:g} percentage points of accuracy of the most accurate.",
+        ]
     if report.get("saved_profile"):
         lines.append(f"Saved as this device's profile override: `{report['saved_profile']}`.")
     notes = [f"- `{k['config']}`: not run — {k['reason']}" for k in report["skipped"]]
-    notes += [f"- `{r['config']}`: {n}" for r in rows for n in ([r["notes"]] if isinstance(r.get("notes"), str) else r.get("notes") or [])]
+    notes += [
+        f"- `{r['config']}`: {n}"
+        for r in rows
+        for n in ([r["notes"]] if isinstance(r.get("notes"), str) else r.get("notes") or [])
+    ]
     notes += [f"- `{r['config']}`: {r['describe']}" for r in rows if r.get("describe")]
     notes += [f"- `{r['config']}`: throttling {r['throttled']}" for r in rows if r.get("throttled")]
     if notes:
@@ -97,8 +134,10 @@ def markdown_report(report: dict[str, Any]) -> str:
 def wake_line(wake: dict[str, Any]) -> str:
     if wake.get("error"):
         return f"Wake stage ({', '.join(wake['phrases'])}): not measured — {wake['error']}"
-    return (f"Wake stage (`{wake['engine']}`, {', '.join(wake['phrases'])}): {wake['cpu_per_audio_s']:.4f} CPU s per "
-            f"second of audio ({wake['audio_s']:g} s of speech-shaped noise, this thread).")
+    return (
+        f"Wake stage (`{wake['engine']}`, {', '.join(wake['phrases'])}): {wake['cpu_per_audio_s']:.4f} CPU s per "
+        f"second of audio ({wake['audio_s']:g} s of speech-shaped noise, this thread)."
+    )
 
 
 def write_plot(rows: list[dict[str, Any]], path: Path, method: str) -> Path | None:
@@ -109,12 +148,23 @@ def write_plot(rows: list[dict[str, Any]], path: Path, method: str) -> Path | No
         if not r.get("ok") or r.get("energy_mj_per_inference") is None:
             continue
         acc = "" if r.get("accuracy") is None else f"  acc {r['accuracy'] * 100:.1f}%"
-        points.append({"x": r["latency_ms"]["p90"], "y": r["energy_mj_per_inference"], "label": r["config"] + acc,
-                       "group": "torch (baseline)" if r["baseline"] else r["backend"]})
+        points.append(
+            {
+                "x": r["latency_ms"]["p90"],
+                "y": r["energy_mj_per_inference"],
+                "label": r["config"] + acc,
+                "group": "torch (baseline)" if r["baseline"] else r["backend"],
+            }
+        )
     if not points:
         return None
-    return scatter(points, path, title="edge-profile: latency vs energy per configuration",
-                   xlabel="p90 latency per inference (ms)", ylabel=f"energy per inference (mJ, {method})")
+    return scatter(
+        points,
+        path,
+        title="edge-profile: latency vs energy per configuration",
+        xlabel="p90 latency per inference (ms)",
+        ylabel=f"energy per inference (mJ, {method})",
+    )
 
 
 def one_line(row: dict[str, Any]) -> str:
@@ -123,5 +173,7 @@ def one_line(row: dict[str, Any]) -> str:
     if not row.get("ok"):
         return f"failed: {row['error']}"
     acc = "-" if row.get("accuracy") is None else f"{row['accuracy'] * 100:.1f}%"
-    return (f"p90 {row['latency_ms']['p90']:.2f} ms, {_fmt(row['energy_mj_per_inference'], 1)} mJ "
-            f"({row['energy_method']}), accuracy {acc}")
+    return (
+        f"p90 {row['latency_ms']['p90']:.2f} ms, {_fmt(row['energy_mj_per_inference'], 1)} mJ "
+        f"({row['energy_method']}), accuracy {acc}"
+    )

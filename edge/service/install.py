@@ -42,8 +42,11 @@ def plan(root: Path, executable: Path, start: bool = True) -> Plan:
         files.append((CONFIG, resources.read_text("examples/config.yaml"), 0o640))
     commands: list[tuple[str, ...]] = []
     if root == Path("/"):
-        commands = [("systemd-sysusers", str(root / SYSUSERS)), ("chgrp", "edge", str(root / CONFIG)),
-                    ("systemctl", "daemon-reload")]
+        commands = [
+            ("systemd-sysusers", str(root / SYSUSERS)),
+            ("chgrp", "edge", str(root / CONFIG)),
+            ("systemctl", "daemon-reload"),
+        ]
         if start:
             commands.append(("systemctl", "enable", "--now", "edge-intent.service"))
     return Plan(tuple(files), tuple(commands))

@@ -108,8 +108,8 @@ class Service:
     def _wyoming_services(self) -> Services:
         """What the Wyoming server answers with: the shared classifier, the STT and wake engines of this configuration."""
         from edge import wake
-        from edge.settings import SettingsError
         from edge.service.wyoming import Services, wake_models
+        from edge.settings import SettingsError
 
         assistant = self._assistant
         c = assistant.config
@@ -180,8 +180,11 @@ class Service:
         try:
             heard = self._assistant.recognize(samples, limits.recognize_timeout_s)
         except Busy:
-            raise RequestError(503, "busy: another POST /v1/recognize is being recognised (one at a time); "
-                                    "retry later", {"Retry-After": "1"}) from None
+            raise RequestError(
+                503,
+                "busy: another POST /v1/recognize is being recognised (one at a time); retry later",
+                {"Retry-After": "1"},
+            ) from None
         if heard.expired:
             raise RequestError(
                 413,

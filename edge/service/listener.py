@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from edge.events import Event
 
 if TYPE_CHECKING:
-    from edge.assistant import Assistant, SpeechStages
+    from edge.assistant import Assistant
     from edge.audio import Frame, MicSource
     from edge.config import Config
     from edge.liveloop import LiveLoop, LoopStatus

@@ -86,7 +86,7 @@ class WakeEngine(abc.ABC):
 
     def process_all(self, samples: np.ndarray, frame: int = FRAME) -> list[WakeHit]:
         """Stream a whole buffer through :meth:`process` in live-loop sized frames; every hit, in order."""
-        hits = [self.process(samples[start:start + frame]) for start in range(0, len(samples), frame)]
+        hits = [self.process(samples[start : start + frame]) for start in range(0, len(samples), frame)]
         return [h for h in hits if h is not None]
 
     def scan(self, samples: np.ndarray) -> dict[str, float]:
@@ -153,7 +153,9 @@ class WakeSettings:
             seen[key] = phrase
         for phrase, value in self.thresholds.items():
             if normalize(phrase) not in seen:
-                raise WakeError(f"thresholds.{phrase}: {phrase!r} is not one of the phrases ({', '.join(self.phrases)})")
+                raise WakeError(
+                    f"thresholds.{phrase}: {phrase!r} is not one of the phrases ({', '.join(self.phrases)})"
+                )
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
                 raise WakeError(f"thresholds.{phrase}: expected a number, got {value!r}")
         if self.sliding_window is not None and not 1 <= self.sliding_window <= 100:
@@ -163,12 +165,15 @@ class WakeSettings:
 
             model_args(self.acoustic_model)  # a missing or unusable path fails here, naming the key
 
-    def for_phrases(self, phrases: tuple[str, ...]) -> "WakeSettings":
+    def for_phrases(self, phrases: tuple[str, ...]) -> WakeSettings:
         """These settings listening for other phrases (a Wyoming client's ``detect``), keeping the thresholds
         configured for them; an empty or repeated phrase raises :class:`WakeError` like the configuration does."""
         wanted = {normalize(p) for p in phrases}
-        return dataclasses.replace(self, phrases=tuple(phrases),
-                                   thresholds={p: v for p, v in self.thresholds.items() if normalize(p) in wanted})
+        return dataclasses.replace(
+            self,
+            phrases=tuple(phrases),
+            thresholds={p: v for p, v in self.thresholds.items() if normalize(p) in wanted},
+        )
 
     def threshold(self, phrase: str) -> float | None:
         key = normalize(phrase)
@@ -197,14 +202,16 @@ def engine_for(settings: WakeSettings, micro_phrases: set[str]) -> dict[str, lis
         else:
             name = settings.engine
             if name == "micro" and canonical(phrase) not in micro_phrases:
-                raise WakeError(f"phrases[{i}]: no microWakeWord model was trained for {phrase!r}; shipped and configured "
-                                f"models: {', '.join(sorted(micro_phrases))} (add a model's .json to wake.models, or use "
-                                "engine: pocketsphinx)")
+                raise WakeError(
+                    f"phrases[{i}]: no microWakeWord model was trained for {phrase!r}; shipped and configured "
+                    f"models: {', '.join(sorted(micro_phrases))} (add a model's .json to wake.models, or use "
+                    "engine: pocketsphinx)"
+                )
         plan.setdefault(name, []).append(phrase)
     return plan
 
 
-def create_engine(settings: WakeSettings | None = None) -> "Metered":
+def create_engine(settings: WakeSettings | None = None) -> Metered:
     """Build the engine(s) ``settings`` asks for; bad phrases, models and thresholds raise :class:`WakeError`."""
     settings = settings or WakeSettings()
     from edge.wake import micro
@@ -215,21 +222,35 @@ def create_engine(settings: WakeSettings | None = None) -> "Metered":
     try:
         for name, phrases in plan.items():
             if name == "micro":
-                engines.append(micro.MicroEngine(
-                    [(p, models[canonical(p)]) for p in phrases],
-                    thresholds={p: settings.threshold(p) for p in phrases},
-                    sliding_window=settings.sliding_window))
+                engines.append(
+                    micro.MicroEngine(
+                        [(p, models[canonical(p)]) for p in phrases],
+                        thresholds={p: settings.threshold(p) for p in phrases},
+                        sliding_window=settings.sliding_window,
+                    )
+                )
             elif name == "pocketsphinx":
                 from edge.wake.keyphrase import KeyphraseEngine
 
-                engines.append(KeyphraseEngine(phrases, thresholds={p: settings.threshold(p) for p in phrases},
-                                               words=settings.words, acoustic_model=settings.acoustic_model))
+                engines.append(
+                    KeyphraseEngine(
+                        phrases,
+                        thresholds={p: settings.threshold(p) for p in phrases},
+                        words=settings.words,
+                        acoustic_model=settings.acoustic_model,
+                    )
+                )
             else:
                 from edge.wake.vosk import VoskWakeEngine
 
-                engines.append(VoskWakeEngine(phrases, model_dir=settings.vosk_model,
-                                              thresholds={p: settings.threshold(p) for p in phrases},
-                                              fillers=settings.vosk_fillers))
+                engines.append(
+                    VoskWakeEngine(
+                        phrases,
+                        model_dir=settings.vosk_model,
+                        thresholds={p: settings.threshold(p) for p in phrases},
+                        fillers=settings.vosk_fillers,
+                    )
+                )
     except BaseException:
         for engine in engines:
             engine.close()
@@ -237,13 +258,23 @@ def create_engine(settings: WakeSettings | None = None) -> "Metered":
     return Metered(engines[0] if len(engines) == 1 else Combined(engines))
 
 
-def check_threshold(engine: str, phrase: str, value: float, low: float, high: float, unit: str,
-                    open_low: bool = False, open_high: bool = False) -> float:
+def check_threshold(
+    engine: str,
+    phrase: str,
+    value: float,
+    low: float,
+    high: float,
+    unit: str,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
     too_low = value <= low if open_low else value < low
     too_high = value >= high if open_high else value > high
     if too_low or too_high:
         lo, hi = ("(" if open_low else "[") + f"{low:g}", f"{high:g}" + (")" if open_high else "]")
-        raise WakeError(f"thresholds.{phrase}: {value:g} is out of range for the {engine} engine; allowed {lo}, {hi} ({unit})")
+        raise WakeError(
+            f"thresholds.{phrase}: {value:g} is out of range for the {engine} engine; allowed {lo}, {hi} ({unit})"
+        )
     return float(value)
 
 
@@ -322,10 +353,14 @@ class Metered(WakeEngine):
         return self.cpu_s / self.audio_s if self.audio_s else None
 
     def summary(self) -> dict[str, Any]:
-        return {"engine": self.name, "phrases": list(self.phrases), "audio_s": round(self.audio_s, 3),
-                "cpu_s": round(self.cpu_s, 6),
-                "cpu_per_audio_s": None if self.cpu_per_audio_s is None else round(self.cpu_per_audio_s, 6),
-                "hits": dict(self.hits)}
+        return {
+            "engine": self.name,
+            "phrases": list(self.phrases),
+            "audio_s": round(self.audio_s, 3),
+            "cpu_s": round(self.cpu_s, 6),
+            "cpu_per_audio_s": None if self.cpu_per_audio_s is None else round(self.cpu_per_audio_s, 6),
+            "hits": dict(self.hits),
+        }
 
     def metric_families(self, prefix: str = "edge_") -> list[Any]:
         """The counters as Prometheus metric families, for the service's ``/metrics``."""
@@ -339,8 +374,11 @@ class Metered(WakeEngine):
         return [
             CounterMetricFamily(f"{p}wake_cpu_seconds", "CPU time of the wake-word stage.", value=self.cpu_s),
             CounterMetricFamily(f"{p}wake_audio_seconds", "Audio fed to the wake-word stage.", value=self.audio_s),
-            GaugeMetricFamily(f"{p}wake_cpu_per_audio_second", "Wake stage CPU seconds per second of audio since start.",
-                              value=math.nan if per_second is None else per_second),
+            GaugeMetricFamily(
+                f"{p}wake_cpu_per_audio_second",
+                "Wake stage CPU seconds per second of audio since start.",
+                value=math.nan if per_second is None else per_second,
+            ),
             detections,
         ]
 
@@ -386,5 +424,19 @@ def load_settings(path: str | Path) -> WakeSettings:
         raise SettingsError(str(path), "", "expected a mapping with one key, wake (the wake-word settings)")
     return from_mapping(WakeSettings, data["wake"], source=str(path), key="wake")
 
-__all__ = ["ENGINES", "Combined", "Metered", "WakeEngine", "WakeError", "WakeHit", "WakeSettings", "canonical",
-           "create_engine", "load_settings", "local_config_path", "measure_cpu", "normalize"]
+
+__all__ = [
+    "ENGINES",
+    "Combined",
+    "Metered",
+    "WakeEngine",
+    "WakeError",
+    "WakeHit",
+    "WakeSettings",
+    "canonical",
+    "create_engine",
+    "load_settings",
+    "local_config_path",
+    "measure_cpu",
+    "normalize",
+]
