@@ -3,7 +3,7 @@
 PyPI ``webrtc-noise-gain`` (Home Assistant's binding of the WebRTC audio processing module, what
 ``wyoming-satellite --noise-suppression/--auto-gain`` runs) was chosen over writing a spectral
 subtractor: it is the suppressor phones and browsers use, ships wheels for x86_64 and aarch64, and
-costs about 0.002 CPU s per audio second here (0.007 with auto gain). It takes 10 ms blocks of
+costs little CPU (docs/liveloop.md has the figures). It takes 10 ms blocks of
 16 kHz int16, so :class:`Denoiser` re-blocks the live loop's 32 ms frames and hands back whole
 frames, up to 10 ms later than they came in.
 

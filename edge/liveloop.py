@@ -221,7 +221,7 @@ class LoopStatus:
 
     def metrics_text(self, prefix: str = "edge_") -> str:
         """:meth:`metric_families` in the Prometheus text format."""
-        from edge.outputs.metrics import render
+        from edge.prometheus import render
 
         return render(self.metric_families(prefix)).decode()
 

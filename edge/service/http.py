@@ -52,7 +52,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 
-from edge.outputs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from edge.prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 if TYPE_CHECKING:
     from edge.config import HttpSettings

@@ -13,7 +13,7 @@ the search clears every keyphrase at once, so the copies that fired together giv
 log-likelihood ratio at that moment to within a rung: that is the score, and a hit counts when it
 reaches the phrase's threshold. Calibration (``scan``) and detection run the very same ladder,
 so a calibrated threshold means the same thing at run time. The copies share the phone loop,
-which is most of the cost (measured: 1 copy 0.034, 30 copies 0.037 CPU s per audio s here).
+which is most of the cost: 30 copies cost hardly more than one (docs/liveloop.md).
 Thresholds are log10 of PocketSphinx's ``kws_threshold`` (-20 means 1e-20), because YAML reads a
 bare ``1e-20`` as a string.
 
