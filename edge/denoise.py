@@ -14,35 +14,15 @@ suppressor can remove; so it is off by default and a setting for rooms with a fa
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from edge.audio import Frame
+from edge.config import DenoiseSettings
 
 _BLOCK = 160  # 10 ms at 16 kHz, the only size the WebRTC module takes
-
-
-@dataclasses.dataclass(frozen=True)
-class DenoiseSettings:
-    """The WebRTC front end (``audio.noise_suppression`` / ``audio.auto_gain``; ``--noise-suppression``)."""
-
-    noise_suppression: int = 0
-    """WebRTC noise suppression level: 0 off, 1 low .. 4 highest (more removes more noise and more speech)."""
-    auto_gain: int = 0
-    """WebRTC automatic gain target in dBFS below full scale: 0 off, 1 (loudest) .. 31 (quietest)."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.noise_suppression, bool) or self.noise_suppression not in range(5):
-            raise ValueError(f"noise_suppression: {self.noise_suppression!r} is out of range; allowed 0 (off) .. 4")
-        if isinstance(self.auto_gain, bool) or self.auto_gain not in range(32):
-            raise ValueError(f"auto_gain: {self.auto_gain!r} is out of range; allowed 0 (off) .. 31 dBFS")
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.noise_suppression or self.auto_gain)
 
 
 class DenoiseError(ValueError):

@@ -44,11 +44,12 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edge.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioSource, Frame
+from edge.config import Activation, FeedbackSettings, LiveLoopSettings
 from edge.events import Event
 from edge.pipeline import Pipeline
 from edge.vad import Endpointer, VadStep
@@ -59,8 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edge.liveloop")
 
-Activation = Literal["wake", "vad", "api"]
-
 
 class State(str, enum.Enum):
     WAITING = "waiting"
@@ -69,57 +68,6 @@ class State(str, enum.Enum):
     ACTING = "acting"
     FEEDBACK = "feedback"
     STOPPED = "stopped"
-
-
-@dataclasses.dataclass(frozen=True)
-class FeedbackSettings:
-    """Short WAV files played as feedback (``liveloop.feedback:``); none by default."""
-
-    wake: str | None = None
-    """Played when the wake word is heard. The command is then the next utterance after the sound
-    (and the hold-off): leave it unset to say "hey jarvis, turn off the lights" in one breath."""
-    intent: str | None = None
-    """Played after a recognised command."""
-    not_understood: str | None = None
-    """Played after speech that was not understood, and after a command that timed out."""
-    device: str | None = None
-    """Output device, by (part of its) name or index; default: the system's default output."""
-
-
-@dataclasses.dataclass(frozen=True)
-class LiveLoopSettings:
-    """The live loop (``liveloop:`` in the daemon configuration; ``--activation``/``--wake`` on the CLI)."""
-
-    activation: Activation = "wake"
-    """``wake``: wait for the wake word, then take one command; ``vad``: every utterance is a
-    command (push-button setups, tests); ``api``: take one command when asked (``listen_once``,
-    the daemon's ``POST /v1/listen`` and MQTT listen topic)."""
-    command_max_s: float = 8.0
-    """Hard cap on a command's length; speech going on longer (a TV) is cut and dropped with a timeout event."""
-    no_speech_timeout_s: float = 4.0
-    """After the wake word (or a listen request): how long to wait for the command to start."""
-    recognise_timeout_s: float = 5.0
-    """Wall-clock cap on STT finalisation plus classification of one command."""
-    act_timeout_s: float = 5.0
-    """Wall-clock cap on the ``on_event`` callbacks (the outputs) for one event."""
-    playback_holdoff_ms: int = 300
-    """After a sound edge played has ended, keep ignoring the microphone this long (room echo, output latency)."""
-    ring_ms: int = 3000
-    """Audio kept while waiting, so the command can start where the wake word ended (``WakeHit.end_sample``)."""
-    feedback: FeedbackSettings = dataclasses.field(default_factory=FeedbackSettings)
-    """Sounds played after the wake word and after a command."""
-
-    def __post_init__(self) -> None:
-        if self.activation not in ("wake", "vad", "api"):
-            raise ValueError(f"activation: {self.activation!r}; allowed: 'wake', 'vad', 'api'")
-        for name in ("command_max_s", "no_speech_timeout_s", "recognise_timeout_s", "act_timeout_s"):
-            value = getattr(self, name)
-            if not 0 < value <= 600:
-                raise ValueError(f"{name}: {value:g} is out of range; allowed (0, 600] seconds")
-        if not 0 <= self.playback_holdoff_ms <= 10000:
-            raise ValueError(f"playback_holdoff_ms: {self.playback_holdoff_ms!r} is out of range; allowed 0..10000")
-        if not 500 <= self.ring_ms <= 30000:
-            raise ValueError(f"ring_ms: {self.ring_ms!r} is out of range; allowed 500..30000")
 
 
 @dataclasses.dataclass(frozen=True)

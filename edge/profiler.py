@@ -25,7 +25,6 @@ microseconds per record (benchmarks/bench_profiler.py measures it against classi
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import logging
 import math
@@ -36,56 +35,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from edge.config import ProfilerSettings
 from edge.energy import EnergySource, ModelSource, Selection, model_source, select_source
 from edge.thermal import ThermalReader
 
 log = logging.getLogger("edge.profiler")
 
 RECORD_VERSION = 1
-
-
-@dataclasses.dataclass(frozen=True)
-class ProfilerSettings:
-    """The ``profiler:`` section of the configuration."""
-
-    enabled: bool = True
-    """False: ``track()`` costs one attribute check and records nothing."""
-    sample_every: int = 1
-    """Record every Nth inference (1 = all). Summaries then describe the sampled ones."""
-    path: str = ""
-    """JSON-lines file for records; empty: keep them in memory only."""
-    max_file_bytes: int = 1_048_576
-    """Rotate the file when the next record would make it larger than this."""
-    max_total_bytes: int = 8_388_608
-    """Cap on the live file plus its rotated copies (``path.1``, ``path.2``, ...); oldest go first."""
-    window: int = 1000
-    """Number of recent records kept in memory for summaries."""
-    energy: Literal["auto", "ina3221", "pi5_pmic", "rapl", "model"] = "auto"
-    """Energy source: ``auto`` picks the best readable sensor (the profile's first), else the model."""
-    system_interval_s: float = 1.0
-    """Re-read CPU temperature and frequency at most this often (they change slowly; reads cost)."""
-    flush_every: int = 64
-    """Write records to the file in batches of this many (one batch costs less than its records one by one)."""
-    flush_interval_s: float = 1.0
-    """...and at least this often while records are pending, idle or not: a crash loses at most this much."""
-
-    def __post_init__(self) -> None:
-        if self.sample_every < 1:
-            raise ValueError(f"sample_every: {self.sample_every} is out of range; allowed 1 or more")
-        if self.window < 1:
-            raise ValueError(f"window: {self.window} is out of range; allowed 1 or more")
-        if self.max_file_bytes < 4096:
-            raise ValueError(f"max_file_bytes: {self.max_file_bytes} is too small; allowed 4096 or more")
-        if self.max_total_bytes < self.max_file_bytes:
-            raise ValueError(
-                f"max_total_bytes: {self.max_total_bytes} must be at least max_file_bytes ({self.max_file_bytes})"
-            )
-        if self.system_interval_s < 0:
-            raise ValueError("system_interval_s: must be >= 0")
-        if self.flush_every < 1:
-            raise ValueError(f"flush_every: {self.flush_every} is out of range; allowed 1 or more")
-        if self.flush_interval_s <= 0:
-            raise ValueError("flush_interval_s: must be > 0")
 
 
 def percentiles(values: Sequence[float], qs: Sequence[float]) -> list[float]:

@@ -28,34 +28,10 @@ from typing import Literal
 import numpy as np
 
 from edge.audio import FRAME_SAMPLES, SAMPLE_RATE, Frame
+from edge.config import VadSettings
 
 _CONTEXT = 64  # samples of the previous window silero v5 expects in front of each window
 _HYSTERESIS = 0.15
-
-
-@dataclasses.dataclass(frozen=True)
-class VadSettings:
-    """Endpointing settings (``vad:`` in the daemon configuration)."""
-
-    threshold: float = 0.5
-    """Speech probability at which a frame counts as speech (0..1)."""
-    pre_roll_ms: int = 320
-    """Audio kept from before the first speech frame, so soft word onsets reach the recogniser."""
-    min_speech_ms: int = 192
-    """Speech shorter than this is a click or a cough, not an utterance."""
-    trailing_silence_ms: int = 480
-    """Silence that ends an utterance; the main part of end-of-speech latency."""
-    max_utterance_ms: int = 15000
-    """An utterance is cut here even if speech goes on (a TV in the background)."""
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold {self.threshold} is outside (0, 1)")
-        for name in ("pre_roll_ms", "min_speech_ms", "trailing_silence_ms", "max_utterance_ms"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        if self.max_utterance_ms < self.min_speech_ms:
-            raise ValueError("max_utterance_ms is shorter than min_speech_ms")
 
 
 class SileroModel:

