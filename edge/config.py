@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from edge.settings import SettingsError, from_mapping, load_yaml
-from edge.stt import SttSettings
 
 if TYPE_CHECKING:
     from edge.audio import Backoff
@@ -67,6 +66,30 @@ class VadSettings:
                 raise ValueError(f"{name} must not be negative")
         if self.max_utterance_ms < self.min_speech_ms:
             raise ValueError("max_utterance_ms is shorter than min_speech_ms")
+
+
+SttEngineName = Literal["auto", "pocketsphinx", "vosk", "whisper"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SttSettings:
+    """Speech-to-text settings (``stt:`` in the daemon configuration; ``--stt``/``--stt-model``)."""
+
+    engine: SttEngineName = "auto"
+    """``auto`` uses the device profile's preference when its model is installed, else PocketSphinx."""
+    model: str | None = None
+    """Vosk: the model directory (default: the one ``edge-models fetch`` installed).
+    PocketSphinx: an acoustic model directory replacing the one in its wheel.
+    Whisper: ``tiny.en``, ``base`` or a CTranslate2 Whisper directory (default: the profile's)."""
+    adapt: bool = True
+    """Use the intent model's adaptation artefacts (domain LM, grammar, prompt) when its package has them."""
+    threads: int | None = None
+    """Whisper decoding threads (default: the device profile's ``stt_threads``)."""
+    beam_size: int = 5
+    """Whisper beam width; the n-best hypotheses come from the beam."""
+    pocketsphinx_search: Literal["lm", "grammar"] = "lm"
+    """PocketSphinx: ``lm`` (the package's language model, any sentence) or ``grammar`` (only the
+    sentences of the package's templates; packages trained from an intents file)."""
 
 
 @dataclasses.dataclass(frozen=True)

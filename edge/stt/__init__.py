@@ -26,12 +26,14 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
+from edge.config import SttEngineName as EngineName
+from edge.config import SttSettings
+
 if TYPE_CHECKING:
     from edge.package import ModelPackage
     from edge.profiles import Profile
 
 ENGINES = ("pocketsphinx", "vosk", "whisper")
-EngineName = Literal["auto", "pocketsphinx", "vosk", "whisper"]
 
 
 class SttError(Exception):
@@ -132,27 +134,6 @@ class SttEngine(abc.ABC):
 
     def describe(self) -> str:
         return self.name
-
-
-@dataclasses.dataclass(frozen=True)
-class SttSettings:
-    """Speech-to-text settings (``stt:`` in the daemon configuration; ``--stt``/``--stt-model``)."""
-
-    engine: EngineName = "auto"
-    """``auto`` uses the device profile's preference when its model is installed, else PocketSphinx."""
-    model: str | None = None
-    """Vosk: the model directory (default: the one ``edge-models fetch`` installed).
-    PocketSphinx: an acoustic model directory replacing the one in its wheel.
-    Whisper: ``tiny.en``, ``base`` or a CTranslate2 Whisper directory (default: the profile's)."""
-    adapt: bool = True
-    """Use the intent model's adaptation artefacts (domain LM, grammar, prompt) when its package has them."""
-    threads: int | None = None
-    """Whisper decoding threads (default: the device profile's ``stt_threads``)."""
-    beam_size: int = 5
-    """Whisper beam width; the n-best hypotheses come from the beam."""
-    pocketsphinx_search: Literal["lm", "grammar"] = "lm"
-    """PocketSphinx: ``lm`` (the package's language model, any sentence) or ``grammar`` (only the
-    sentences of the package's templates; packages trained from an intents file)."""
 
 
 def word_errors(reference: str, hypothesis: str) -> int:
