@@ -101,7 +101,8 @@ def choose_variant(package: ModelPackage, backend: str | None, precision: str | 
 class IntentClassifier:
     """The one public entry point: ``IntentClassifier.load().classify("turn off the lights")``."""
 
-    def __init__(self, package: ModelPackage, backend: Backend, choice: Choice, threads: int):
+    def __init__(self, package: ModelPackage, backend: Backend, choice: Choice, threads: int,
+                 match_templates: bool = True):
         self.package = package
         self.backend = backend
         self.choice = choice
@@ -119,13 +120,17 @@ class IntentClassifier:
         self.sep_id = self.tokenizer.token_to_id("[SEP]")
         self.spoken = package.text_form == "spoken"
         self.grammar = load_grammar(package)
+        self.match_templates = match_templates and self.grammar is not None
         self.max_distance = package.grammar_max_distance
         none_label = package.manifest.get("oos", {}).get("none_label")
         self.none_index = self.labels.index(none_label) if none_label in self.labels else None
 
     @classmethod
     def load(cls, model: str | Path | None = None, backend: str | None = None, precision: str | None = None,
-             threads: int | None = None, profile: Profile | None = None) -> "IntentClassifier":
+             threads: int | None = None, profile: Profile | None = None,
+             match_templates: bool = True) -> "IntentClassifier":
+        """``match_templates=False``: the model decides every text, even in a package with templates (to
+        measure the model); its slot spans are still resolved to the templates' list values."""
         package = model if isinstance(model, ModelPackage) else find_package(str(model) if model else None)
         n_threads = threads or (profile.threads if profile else 1)
         failed: dict[str, str] = {}
@@ -144,7 +149,7 @@ class IntentClassifier:
                 log.warning("%s could not open the model (%s); trying the next backend", choice.backend, exc)
                 failed[choice.backend] = str(exc)
         log.info("model %s %s: %s/%s (%s)", package.name, package.version, choice.backend, choice.precision, choice.reason)
-        return cls(package, be, choice, n_threads)
+        return cls(package, be, choice, n_threads, match_templates=match_templates)
 
     @property
     def backend_label(self) -> str:
@@ -170,7 +175,7 @@ class IntentClassifier:
     def classify_transcript(self, transcript: "Transcript") -> Result:
         """Like :meth:`classify`, trying the recogniser's n-best against the grammar first."""
         hypotheses = [h.text for h in transcript.alternatives] or [transcript.text]
-        if self.grammar is None or len(hypotheses) == 1:
+        if not self.match_templates or len(hypotheses) == 1:
             return self.classify(transcript.text)
         t0 = time.perf_counter()
         best: tuple[float, str, "GrammarMatch"] | None = None
@@ -196,7 +201,7 @@ class IntentClassifier:
         return all(_closeness(s) >= MIN_SLOT_SCORE for s in match.slots)
 
     def _grammar(self, text: str) -> "GrammarMatch | None":
-        if self.grammar is None:
+        if not self.match_templates:
             return None
         return self.grammar.match(text, max_distance=1.0)
 

@@ -126,8 +126,6 @@ class GrammarSlot:
     """The value's own words in the grammar (what the words were taken to be)."""
     wildcard: bool = False
     """A free-text slot: its value is whatever was said."""
-    in_sentence: tuple[int, int] = (0, 0)
-    """Word positions of ``said`` in the match's ``sentence``."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -706,30 +704,6 @@ class Grammar:
         return GrammarMatch(template.intent, tuple(slots), dict(template.fixed_slots), float(cost), float(distance),
                             spoken, " ".join(sentence), template.text)
 
-    def alternatives(self, match: GrammarMatch, per_slot: int = 3) -> list[str]:
-        """Other sentences the text may have been: ``match.sentence`` with one slot's value swapped for one of
-        the next-closest values of its list (for an acoustic model to choose between, ``edge.stt.whisper``)."""
-        words = match.text.split()
-        scorer = self._scorer(words)
-        starts = {0: 0}
-        pos = 0
-        for i, w in enumerate(words):
-            starts[pos] = i
-            pos += len(w) + 1
-        starts[len(match.text) + 1] = len(words)
-        sentence = match.sentence.split()
-        out: list[str] = []
-        for slot in match.slots:
-            node = self.slots.get(slot.name)
-            j, k = starts.get(slot.start), starts.get(slot.end + 1, len(words))
-            if node is None or node.kind != "list" or j is None or slot.wildcard:
-                continue
-            ranked = sorted(node.values, key=lambda v: float(scorer.matrix(v.body)[j, k]))
-            a, b = slot.in_sentence
-            for value in [v for v in ranked if v.out != slot.value][:per_slot]:
-                out.append(" ".join(sentence[:a] + _first_words(value.body) + sentence[b:]))
-        return list(dict.fromkeys(out))
-
     def compile_sentences(self, sentences: Iterable[Any]) -> list[Any]:
         """Compile other templates (an intents file's ``out_of_scope``) with the file's global lists and rules."""
         compiler = _Compiler(self.intents)
@@ -893,14 +867,10 @@ def _flatten(path: list, slots: list[GrammarSlot], spoken: str, offsets: list[in
         if isinstance(step, str):
             words.append(step)
             continue
-        inner: list[GrammarSlot] = []
-        said = _flatten(list(step.said), inner, spoken, offsets)
-        slots.extend(dataclasses.replace(s, in_sentence=(s.in_sentence[0] + len(words), s.in_sentence[1] + len(words)))
-                     for s in inner)
+        said = _flatten(list(step.said), slots, spoken, offsets)
         start = offsets[step.start]
         end = offsets[step.end] - 1 if step.end > step.start else start
-        slots.append(GrammarSlot(step.name, step.value, spoken[start:end], start, end, " ".join(said), step.wildcard,
-                                 (len(words), len(words) + len(said))))
+        slots.append(GrammarSlot(step.name, step.value, spoken[start:end], start, end, " ".join(said), step.wildcard))
         words += said
     return words
 

@@ -28,11 +28,13 @@ def _agreement(package, precision, texts):
     return agreement["top_intent"], agreement["answer"]
 
 
+@pytest.mark.native_speed
 def test_onnx_and_litert_agree_on_hwu64_test_fp32(shipped_package, test_texts):
     guess, answer = _agreement(shipped_package, "fp32", test_texts)
     assert guess >= 0.995 and answer >= 0.995
 
 
+@pytest.mark.native_speed
 def test_onnx_and_litert_int8_agree_on_hwu64_test(shipped_package, test_texts):
     # Both int8 files quantise activations per token (tools/onnx_rowquant.py mirrors LiteRT's
     # dynamic-range kernels), so they give the same answer on >= 99.5 % of the test set. The raw

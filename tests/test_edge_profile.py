@@ -176,6 +176,7 @@ def test_bad_model_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.native_speed
 @pytest.mark.skipif(not (SHIPPED / "manifest.json").is_file(), reason="models/squeezebert-hwu64 is not built yet")
 def test_quick_run_on_the_shipped_model_covers_every_runnable_configuration(tmp_path):
     from edge.backends import available_backends

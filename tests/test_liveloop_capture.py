@@ -74,12 +74,13 @@ def test_one_wake_and_one_command_among_other_speech(tmp_path, phrase, engine):
         ("intent", "iot_hue_lightoff"),
         ("wake", None),
         ("intent", "datetime_query"),
-    ]
+    ], [e.get("text") for e in events]
     assert {e["engine"] for e in events if e["type"] == "wake"} == {engine}
     assert events[1]["slots"].get("house_place") == "kitchen"
     assert f"say '{phrase}', then a command" in err and "stopped after 2 utterance(s)" in err
 
 
+@pytest.mark.native_speed  # an emulated loop lags real time, and its backlog hides the stall
 def test_stalled_microphone_is_reopened_and_the_next_command_recognised(tmp_path):
     first = np.concatenate([silence(0.5), say(tmp_path, "turn off the kitchen lights"), silence(1.0)])
     second = np.concatenate([silence(0.3), say(tmp_path, "wake me up at seven am", "awb"), silence(1.5)])

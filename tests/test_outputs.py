@@ -368,12 +368,10 @@ def test_hook_gets_slots_as_inert_data(tmp_path, monkeypatch):
 def test_hook_timeout_kills_the_process_group_and_exit_status_is_logged(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="edge.outputs.hooks")
     child_pid = tmp_path / "child.pid"
-    slow = tmp_path / "slow.py"
-    slow.write_text(
-        f"#!{sys.executable}\nimport subprocess, time\n"
-        f"p = subprocess.Popen(['sleep', '60'])\nopen({str(child_pid)!r}, 'w').write(str(p.pid))\n"
-        "time.sleep(60)\n"
-    )
+    slow = tmp_path / "slow.sh"
+    # sh, not Python: an interpreter that takes longer than the timeout to start (CPU emulation)
+    # would be killed before it started its child
+    slow.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > '{child_pid}'\nsleep 60\n")
     slow.chmod(0o755)
     failing = write_hook(tmp_path)
     metrics = Metrics()

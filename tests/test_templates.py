@@ -229,3 +229,40 @@ def test_jsonl_with_out_of_scope_lines_and_canonical_values(tmp_path):
     data.write_text(json.dumps(rows[2]) + "\n")
     with pytest.raises(DataError, match="every training example is out of scope"):
         prepare_data(parse_args([str(data), "--out", str(tmp_path / "pkg")]))
+
+
+def test_out_of_scope_sentences_are_coherent_and_far_from_the_grammar():
+    """The none class learns from sentences people say, not only word salad, and never from commands of the file."""
+    import yaml
+
+    from edge.grammar import Grammar
+    from tools import out_of_scope
+
+    tea = Grammar.from_dict(yaml.safe_load((REPO / "examples" / "tea_order.yaml").read_text()))
+    home = Grammar.from_dict(yaml.safe_load(GOOD))
+    pool = out_of_scope.pool(300, seed=1, grammar=tea, label="__none__")
+    texts = [e.text for e in pool]
+    assert len(pool) == 300 and {e.intent for e in pool} == {"__none__"}
+    assert "what's the weather like today" in out_of_scope.everyday_sentences()
+    assert sum(t in {s for s in out_of_scope.everyday_sentences()} for t in texts) >= 10
+    assert all(tea.match(t, max_distance=out_of_scope.NEAR) is None for t in texts)
+    # the same everyday sentence is out of scope for tea and kept out of a smart-home file's none class
+    near = [t for t in out_of_scope.everyday_sentences() if home.match(t, max_distance=out_of_scope.NEAR)]
+    assert "turn on the lights" in near
+    calibrate = {e.text for e in out_of_scope.pool(300, seed=2, grammar=tea, part="calibrate")}
+    coherent_train = set(texts) & set(out_of_scope.everyday_sentences())
+    assert not coherent_train & calibrate  # calibration sees sentences training did not
+
+
+def test_whisper_prompt_says_the_rare_values_in_sentences():
+    import yaml
+
+    from edge.grammar import Grammar
+    from tools.templates import whisper_prompt
+
+    tea = Grammar.from_dict(yaml.safe_load((REPO / "examples" / "tea_order.yaml").read_text()))
+    prompt = whisper_prompt(tea)
+    assert 40 <= len(prompt.split()) <= 100 and prompt.endswith(".")
+    for rare in ("rooibos", "hibiscus", "oolong", "matcha latte", "stevia"):
+        assert rare in prompt.lower(), rare
+    assert prompt.split(". ")[0][0].isupper()

@@ -66,22 +66,30 @@ def _values(slots, kind: str) -> list[tuple[str, str]]:
 def evaluate_package(
     package_dir: Path, examples: list[Example], oos: list[Example] | None = None, variants=None, threads: int = 1
 ) -> dict[str, dict]:
+    """Metrics per variant. A package with a grammar is scored twice: every variant's model alone, and
+    the whole runtime (grammar first, then the model) once, as ``<first variant>+grammar`` (the grammar's
+    part is the same for every variant)."""
     from edge.backends import BackendUnavailable
     from edge.classifier import IntentClassifier
     from edge.package import ModelPackage
 
     package = ModelPackage.load(package_dir)
     metrics: dict[str, dict] = {}
+    with_grammar = package.grammar_file() is not None
     for v in variants or package.variants:
         key = f"{v.backend}/{v.precision}"
         try:
-            clf = IntentClassifier.load(package, backend=v.backend, precision=v.precision, threads=threads)
+            clf = IntentClassifier.load(
+                package, backend=v.backend, precision=v.precision, threads=threads, match_templates=False
+            )
         except BackendUnavailable as exc:
             metrics[key] = {"skipped": str(exc)}
             continue
-        results = predict(clf, examples)
-        oos_results = predict(clf, oos) if oos else None
-        metrics[key] = score(results, examples, oos_results)
+        metrics[key] = score(predict(clf, examples), examples, predict(clf, oos) if oos else None)
+        if with_grammar:
+            clf = IntentClassifier.load(package, backend=v.backend, precision=v.precision, threads=threads)
+            metrics[f"{key}+grammar"] = score(predict(clf, examples), examples, predict(clf, oos) if oos else None)
+            with_grammar = False
     return metrics
 
 

@@ -159,7 +159,7 @@ def train(
             disable=None,
             file=sys.stderr,
         )
-        tenth = max(1, epoch_steps // 10) if bar.disable else 0
+        tenth = epoch_steps // 10 if bar.disable and epoch_steps >= 50 else 0
         for n, (ids, mask, tags, intents) in enumerate(batches(train_data, cfg.batch_size, rng)):
             if step >= total:
                 break

@@ -110,7 +110,7 @@ def compare_speed(staged: dict[str, Path], texts: list[str], rounds: int = 3) ->
     from edge.classifier import IntentClassifier
 
     clfs = {
-        (c, b): IntentClassifier.load(str(d), backend=b, precision="int8", threads=1)
+        (c, b): IntentClassifier.load(str(d), backend=b, precision="int8", threads=1, match_templates=False)
         for c, d in staged.items()
         for b in ("onnx", "tflite")
     }
@@ -184,7 +184,7 @@ def torch_agreement(model, tokenizer_dir: Path, package_dir: Path, examples: lis
 
     from edge.classifier import IntentClassifier
 
-    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="fp32")
+    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="fp32", match_templates=False)
     tok = clf.tokenizer
     model.eval()
     ref = []
@@ -195,7 +195,7 @@ def torch_agreement(model, tokenizer_dir: Path, package_dir: Path, examples: lis
     out = {}
     for backend in ("onnx", "tflite"):
         for precision in ("fp32", "int8"):
-            c = IntentClassifier.load(str(package_dir), backend=backend, precision=precision)
+            c = IntentClassifier.load(str(package_dir), backend=backend, precision=precision, match_templates=False)
             same = sum(c.labels.index(c.classify(ex.text).guess) == r for ex, r in zip(examples, ref))
             out[f"{backend}/{precision}"] = round(same / len(examples), 4)
     return out
@@ -207,7 +207,8 @@ def backend_agreement(package_dir: Path | str, texts: list[str], precision: str 
     from edge.classifier import IntentClassifier
 
     a, b = (
-        IntentClassifier.load(str(package_dir), backend=x, precision=precision, threads=1) for x in ("onnx", "tflite")
+        IntentClassifier.load(str(package_dir), backend=x, precision=precision, threads=1, match_templates=False)
+        for x in ("onnx", "tflite")
     )
     pairs = [(a.classify(t), b.classify(t)) for t in texts]
     return {
@@ -228,7 +229,7 @@ def calibrate(package_dir: Path, dev: list[Example], calib_oos: list[Example], m
 
     from .scoring import calibrate_threshold, oos_metrics
 
-    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="int8")
+    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="int8", match_templates=False)
     clf.threshold = 0.0
     in_conf = [r.guess_confidence for r in predict(clf, [e for e in dev if e.intent is not None])]
     oos_conf = [r.guess_confidence for r in predict(clf, calib_oos + [e for e in dev if e.intent is None])]
@@ -413,7 +414,7 @@ def _copy_oos(manifest: dict, staged_dir: Path) -> None:
 def evaluate_dev(package_dir: Path, dev: list[Example]) -> float:
     from edge.classifier import IntentClassifier
 
-    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="int8")
+    clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="int8", match_templates=False)
     results = predict(clf, [e for e in dev if e.intent is not None])
     return round(score(results, [e for e in dev if e.intent is not None])["intent_accuracy_without_oos_rule"], 4)
 

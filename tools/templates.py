@@ -341,7 +341,7 @@ def whisper_prompt(grammar: Grammar, sampler: Sampler | None = None, budget: int
         key = f"{span.name}={span.value}"
         if key not in rarity:
             zipf = min((wordfreq.zipf_frequency(w, "en") for w in words), default=0.0) if wordfreq else 3.0
-            rarity[key] = max(0.5, 8.0 - zipf)
+            rarity[key] = max(0.5, 8.0 - zipf) ** 2  # squared: one rare name outweighs several common words
         return rarity[key]
 
     chosen: list[str] = []

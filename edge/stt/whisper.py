@@ -67,7 +67,6 @@ class WhisperEngine(SttEngine):
         self.n_best = max(1, min(n_best, beam_size))
         self._prompt = self._prompt_tokens(prompt)
         self._audio: list[np.ndarray] = []
-        self._last: tuple | None = None  # the last utterance's encoder output, for score()
         self.name = f"whisper-{found.name}" + ("+adapted" if self._prompt else "")
 
     def _prompt_tokens(self, prompt: str) -> list[int]:
@@ -110,12 +109,10 @@ class WhisperEngine(SttEngine):
         # Pad the audio, not the features: Whisper's log-mel normalisation makes zero features loud.
         features = self._features(samples, padding=max(0, frames * HOP - len(samples)) + HOP)[:, :frames]
         storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32))
-        encoded = self._model.encode(storage)
-        self._last = (encoded, min(needed, frames))
         prompt = self._start_sequence()
         seconds = len(samples) / SAMPLE_RATE
         result = self._model.generate(
-            encoded, [list(prompt)], beam_size=self.beam_size, num_hypotheses=self.n_best, return_scores=True,
+            storage, [list(prompt)], beam_size=self.beam_size, num_hypotheses=self.n_best, return_scores=True,
             return_no_speech_prob=True, max_length=min(448, len(prompt) + int(24 + 8 * seconds)),
             suppress_blank=True,
             suppress_tokens=[-1], length_penalty=1.0)[0]
@@ -136,23 +133,6 @@ class WhisperEngine(SttEngine):
     def _start_sequence(self) -> list[int]:
         start = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
         return [self._tokenizer.sot_prev, *self._prompt, *start] if self._prompt else start
-
-    def score(self, texts: list[str]) -> list[float]:
-        """How well each text fits the last utterance's audio: the mean log probability of its tokens under
-        Whisper's decoder (teacher-forced on the encoder output the transcript came from)."""
-        import ctranslate2
-
-        if not texts or self._last is None:
-            return [float("-inf")] * len(texts)
-        encoded, frames = self._last
-        batch = ctranslate2.StorageView.from_array(np.repeat(np.asarray(encoded), len(texts), axis=0))
-        tokens = [self._tokenizer.encode(" " + t) for t in texts]
-        results = self._model.align(batch, self._start_sequence(), tokens, [frames] * len(texts))
-        out = []
-        for r in results:
-            probs = np.asarray(r.text_token_probs, dtype=np.float64)
-            out.append(float(np.log(np.maximum(probs, 1e-12)).mean()) if len(probs) else float("-inf"))
-        return out
 
     def describe(self) -> str:
         return f"{self.name} ({self.model_dir}, beam {self.beam_size})"

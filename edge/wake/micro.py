@@ -130,6 +130,10 @@ def _runtime_library() -> Path:
     return lib
 
 
+DETECTION_LAG_SAMPLES = 16000 * 250 // 1000
+"""How far before the detection the command may already have begun."""
+
+
 class MicroEngine(WakeEngine):
     """One or more microWakeWord models sharing one feature frontend."""
 
@@ -203,7 +207,10 @@ class MicroEngine(WakeEngine):
             for detector in self._detectors:
                 score = detector.feed(features)
                 if score is not None and first is None:
-                    first = WakeHit(detector.phrase, self.name, score, self._consumed)
+                    # The detector fires once its averaged probability has risen, a little after the
+                    # phrase ended: step back so the command's first sound is not cut off (Whisper
+                    # reads a clipped "what time is it" as "time visit").
+                    first = WakeHit(detector.phrase, self.name, score, max(0, self._consumed - DETECTION_LAG_SAMPLES))
         self._pending = pcm[pos:]
         return first
 
