@@ -71,6 +71,7 @@ def installed(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.native_speed  # a fresh venv of every dependency: far too long under emulation
 def test_the_installed_wheel_runs_from_another_directory(installed, tmp_path):
     bin_dir, elsewhere = installed
     edge_intent = str(bin_dir / "edge-intent")
