@@ -34,16 +34,17 @@ import threading
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from test_outputs import wait_for  # noqa: E402
+
 from edge import datasets  # noqa: E402
 from edge.profiler import percentile  # noqa: E402
+
 from speech_helpers import FifoMic, speak  # noqa: E402
 from test_daemon import Daemon  # noqa: E402
-from test_outputs import wait_for  # noqa: E402
 
 VOICES = ("slt", "rms")
 EXITS: list = []  # every daemon's exit status after SIGTERM (0 expected)
@@ -88,8 +89,11 @@ def soak(tmp: Path, test_rows: list[dict], utterances: int, distinct: int, speed
         clips.append((row["intent"], speak(row["text"], voice, tmp, lead_s=0.3, tail_s=0.9)))
     mic = FifoMic(tmp, speed=speed)
     # Every utterance is a command (no wake word in front): the live loop's vad activation.
-    daemon = Daemon(tmp, 'http: {listen: "127.0.0.1:0"}\nliveloop: {activation: vad}\n',
-                    env={"ALSA_CONFIG_PATH": str(mic.conf), **env})
+    daemon = Daemon(
+        tmp,
+        'http: {listen: "127.0.0.1:0"}\nliveloop: {activation: vad}\n',
+        env={"ALSA_CONFIG_PATH": str(mic.conf), **env},
+    )
     try:
         daemon.wait_note("READY=1")
         wait_for(lambda: "listening on" in daemon.log, 60, "the microphone to open")
@@ -122,8 +126,12 @@ def soak(tmp: Path, test_rows: list[dict], utterances: int, distinct: int, speed
     got = [e["intent"] for e in events]
     in_order = sum(b.size for b in difflib.SequenceMatcher(None, gold, got, autojunk=False).get_matching_blocks())
     return {
-        "utterances_played": utterances, "events": len(events), "distinct_clips": len(clips), "speed": speed,
-        "audio_s": round(audio_s, 1), "elapsed_s": round(elapsed, 1),
+        "utterances_played": utterances,
+        "events": len(events),
+        "distinct_clips": len(clips),
+        "speed": speed,
+        "audio_s": round(audio_s, 1),
+        "elapsed_s": round(elapsed, 1),
         "rss_mb_ready": round(start_rss["VmRSS"], 1),
         "rss_mb_at_100": round(first, 1) if first else None,
         "rss_mb_at_end": round(last, 1),
@@ -155,8 +163,12 @@ def cold_starts(tmp: Path, runs: int) -> dict:
         finally:
             daemon.kill()
             mic.close()
-    return {"runs": runs, "ready_s_median": round(statistics.median(times), 3), "ready_s_max": round(max(times), 3),
-            "ready_s_all": [round(t, 3) for t in times]}
+    return {
+        "runs": runs,
+        "ready_s_median": round(statistics.median(times), 3),
+        "ready_s_max": round(max(times), 3),
+        "ready_s_all": [round(t, 3) for t in times],
+    }
 
 
 # --------------------------------------------------------------------------- HTTP
@@ -196,8 +208,15 @@ def http_throughput(tmp: Path, test_rows: list[dict], requests: int, clients_lis
                 t.join()
             elapsed = time.perf_counter() - t0
             lat = sorted(x for li in lists for x in li)
-            out.append({"clients": clients, "requests": len(lat), "throughput_rps": round(len(lat) / elapsed, 1),
-                        "p50_ms": round(percentile(lat, 50), 2), "p99_ms": round(percentile(lat, 99), 2)})
+            out.append(
+                {
+                    "clients": clients,
+                    "requests": len(lat),
+                    "throughput_rps": round(len(lat) / elapsed, 1),
+                    "p50_ms": round(percentile(lat, 50), 2),
+                    "p99_ms": round(percentile(lat, 99), 2),
+                }
+            )
         stop(daemon, EXITS)
     finally:
         daemon.kill()
@@ -209,30 +228,46 @@ def http_throughput(tmp: Path, test_rows: list[dict], requests: int, clients_lis
 
 def markdown(r: dict) -> str:
     s, c = r["soak"], r["cold_start"]
-    lines = [f"Daemon benchmark ({r['host']}, Python {r['python']}; `benchmarks/bench_daemon.py`).", "",
-             "| measured | result | target |", "|---|---|---|"]
+    lines = [
+        f"Daemon benchmark ({r['host']}, Python {r['python']}; `benchmarks/bench_daemon.py`).",
+        "",
+        "| measured | result | target |",
+        "|---|---|---|",
+    ]
     if s:
         growth = s["growth_100_to_end"]
         lines += [
             f"| RSS after {s['events']} utterances ({s['stt']}) | {s['rss_mb_at_end']} MB "
             f"(at READY {s['rss_mb_ready']} MB, peak {s['peak_rss_mb']} MB) | <= {RSS_TARGET_MB:g} MB |",
             f"| RSS growth, 100th -> last utterance | {growth * 100:.2f} % ({s['rss_mb_at_100']} -> {s['rss_mb_at_end']} MB)"
-            f" | < {GROWTH_TARGET * 100:g} % |" if growth is not None else "| RSS growth | n/a | |",
+            f" | < {GROWTH_TARGET * 100:g} % |"
+            if growth is not None
+            else "| RSS growth | n/a | |",
         ]
-    lines.append(f"| cold start to READY=1 (median of {c['runs']}, worst) | {c['ready_s_median']} s, "
-                 f"{c['ready_s_max']} s | <= {READY_TARGET_S:g} s |")
+    lines.append(
+        f"| cold start to READY=1 (median of {c['runs']}, worst) | {c['ready_s_median']} s, "
+        f"{c['ready_s_max']} s | <= {READY_TARGET_S:g} s |"
+    )
     for h in r["http"]:
-        lines.append(f"| POST /v1/intent, {h['clients']} client(s), keep-alive | {h['throughput_rps']} req/s, "
-                     f"p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms | |")
+        lines.append(
+            f"| POST /v1/intent, {h['clients']} client(s), keep-alive | {h['throughput_rps']} req/s, "
+            f"p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms | |"
+        )
     if s:
-        lines += ["", f"Soak: {s['utterances_played']} utterances ({s['distinct_clips']} distinct clips: HWU64 test "
-                  f"sentences x flite {', '.join(VOICES)}), {s['audio_s']} s of audio played at {s['speed']}x real time "
-                  f"through a PortAudio capture device in {s['elapsed_s']} s; {s['events']} results, intent right "
-                  f"on {s['intent_right_in_order'] * 100:.1f} % (aligned with what was said), "
-                  f"{s['audio_overflows']} audio overflow(s)."]
+        lines += [
+            "",
+            f"Soak: {s['utterances_played']} utterances ({s['distinct_clips']} distinct clips: HWU64 test "
+            f"sentences x flite {', '.join(VOICES)}), {s['audio_s']} s of audio played at {s['speed']}x real time "
+            f"through a PortAudio capture device in {s['elapsed_s']} s; {s['events']} results, intent right "
+            f"on {s['intent_right_in_order'] * 100:.1f} % (aligned with what was said), "
+            f"{s['audio_overflows']} audio overflow(s).",
+        ]
     exits = r["exit_statuses"]
-    lines += ["", "Exit after SIGTERM: " + ("0 for every run." if all(e == 0 for e in exits)
-                                          else ", ".join(str(e) for e in exits) + ".")]
+    lines += [
+        "",
+        "Exit after SIGTERM: "
+        + ("0 for every run." if all(e == 0 for e in exits) else ", ".join(str(e) for e in exits) + "."),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -240,10 +275,19 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--utterances", type=int, default=1000)
     p.add_argument("--distinct", type=int, default=100, help="distinct spoken clips, played in turn")
-    p.add_argument("--speed", type=float, default=2.0,
-                   help="how much faster than real time the microphone plays (a busy 2-core host drops audio at 3)")
-    p.add_argument("--daemon-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="environment for the soak daemon, e.g. MALLOC_ARENA_MAX=2 as the systemd unit sets")
+    p.add_argument(
+        "--speed",
+        type=float,
+        default=2.0,
+        help="how much faster than real time the microphone plays (a busy 2-core host drops audio at 3)",
+    )
+    p.add_argument(
+        "--daemon-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment for the soak daemon, e.g. MALLOC_ARENA_MAX=2 as the systemd unit sets",
+    )
     p.add_argument("--starts", type=int, default=5)
     p.add_argument("--http-requests", type=int, default=2000)
     p.add_argument("--clients", default="1,4")
@@ -263,10 +307,20 @@ def main() -> int:
             "host": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
             "python": platform.python_version(),
             "cold_start": cold_starts(tmp, args.starts),
-            "http": http_throughput(tmp / "http", test_rows, args.http_requests, [int(c) for c in args.clients.split(",")]),
+            "http": http_throughput(
+                tmp / "http", test_rows, args.http_requests, [int(c) for c in args.clients.split(",")]
+            ),
             "exit_statuses": EXITS,
-            "soak": None if args.skip_soak else soak(tmp / "soak", test_rows, args.utterances, args.distinct, args.speed,
-                                                     dict(kv.split("=", 1) for kv in args.daemon_env)),
+            "soak": None
+            if args.skip_soak
+            else soak(
+                tmp / "soak",
+                test_rows,
+                args.utterances,
+                args.distinct,
+                args.speed,
+                dict(kv.split("=", 1) for kv in args.daemon_env),
+            ),
         }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "daemon.json").write_text(json.dumps(results, indent=2) + "\n")

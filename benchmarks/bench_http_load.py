@@ -43,9 +43,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from edge.profiler import percentile  # noqa: E402
-from speech_helpers import speak, write_wav  # noqa: E402
 from test_http_hostile import long_lowrate_wav  # noqa: E402
+
+from edge.profiler import percentile  # noqa: E402
+
+from speech_helpers import speak, write_wav  # noqa: E402
 
 PHASES = ("baseline", "slow clients", "flood", "long uploads", "all")
 
@@ -55,8 +57,12 @@ class Serve:
         config = tmp / "config.yaml"
         config.write_text('http: {listen: "127.0.0.1:0"}\nstdout: {enabled: false}\n')
         env = {**os.environ, "PYTHONPATH": str(ROOT), "EDGE_PROFILE": "generic-x86_64"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "edge.cli.intent", "serve", "--no-mic", "--config",
-                                      str(config)], env=env, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge.cli.intent", "serve", "--no-mic", "--config", str(config)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.log: list[str] = []
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
@@ -138,7 +144,7 @@ def slow_clients(address, stop: threading.Event, n: int = 20, every: float = 5.0
                     while not stop.is_set():
                         try:
                             answer = sock.recv(4096)  # waits `every` seconds for the server to say something
-                        except socket.timeout:
+                        except TimeoutError:
                             sock.sendall(b"X-Slow: 1\r\n")
                             continue
                         key = "cut_with_408" if answer.startswith(b"HTTP/1.1 408") else "closed_otherwise"
@@ -185,11 +191,13 @@ def long_uploads(address, stop: threading.Event, long_wav: bytes) -> dict:
     def send(body: bytes, rate: float | None) -> str:
         try:
             with socket.create_connection(address, timeout=300) as sock:
-                sock.sendall(b"POST /v1/recognize?publish=false HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\n"
-                             b"Content-Length: %d\r\n\r\n" % len(body))
+                sock.sendall(
+                    b"POST /v1/recognize?publish=false HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body)
+                )
                 step = 65536
                 for at in range(0, len(body), step):
-                    sock.sendall(body[at:at + step])
+                    sock.sendall(body[at : at + step])
                     if rate:
                         time.sleep(step / rate)
                 return sock.recv(64)[9:12].decode() or "closed"
@@ -201,8 +209,11 @@ def long_uploads(address, stop: threading.Event, long_wav: bytes) -> dict:
             key = f"{name} {send(body, rate)}"
             counts[key] = counts.get(key, 0) + 1
 
-    for body, rate, name in ((os.urandom(4 << 20), 512 * 1024, "4 MiB at 512 KiB/s"), (big, None, "599 s WAV"),
-                             (long_wav, None, "120 s recording")):
+    for body, rate, name in (
+        (os.urandom(4 << 20), 512 * 1024, "4 MiB at 512 KiB/s"),
+        (big, None, "599 s WAV"),
+        (long_wav, None, "120 s recording"),
+    ):
         threading.Thread(target=loop, args=(body, rate, name), daemon=True).start()
     return counts
 
@@ -222,9 +233,14 @@ def summarise(records: list[tuple[str, str, int, float]]) -> dict:
             for r in mine:
                 statuses[str(r[2])] = statuses.get(str(r[2]), 0) + 1
             out[phase][endpoint] = {
-                "n": len(mine), "p50_ms": round(percentile(ms, 50), 1), "p95_ms": round(percentile(ms, 95), 1),
-                "p99_ms": round(percentile(ms, 99), 1), "max_ms": round(ms[-1], 1),
-                "within_1s": round(sum(m <= 1000 for m in ms) / len(ms), 4), "statuses": statuses}
+                "n": len(mine),
+                "p50_ms": round(percentile(ms, 50), 1),
+                "p95_ms": round(percentile(ms, 95), 1),
+                "p99_ms": round(percentile(ms, 99), 1),
+                "max_ms": round(ms[-1], 1),
+                "within_1s": round(sum(m <= 1000 for m in ms) / len(ms), 4),
+                "statuses": statuses,
+            }
     return out
 
 
@@ -268,18 +284,28 @@ def main(argv: list[str] | None = None) -> int:
     code = serve.stop()
     records = [r for n in normals for r in n.records]
     result = {
-        "phases_s": args.seconds, "normal_clients": len(normals),
-        "normal": summarise(records), "hostile": hostile, "daemon_rss_mb": rss, "daemon_exit_code": code,
+        "phases_s": args.seconds,
+        "normal_clients": len(normals),
+        "normal": summarise(records),
+        "hostile": hostile,
+        "daemon_rss_mb": rss,
+        "daemon_exit_code": code,
         "daemon_tracebacks": sum("Traceback" in line for line in serve.log),
-        "machine": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
-                    "load_average_1m": os.getloadavg()[0]},
+        "machine": {
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_average_1m": os.getloadavg()[0],
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     for phase, endpoints in result["normal"].items():
         for endpoint, s in endpoints.items():
-            print(f"{phase:13} {endpoint:14} n={s['n']:5} p50 {s['p50_ms']:7.1f} p99 {s['p99_ms']:7.1f} max {s['max_ms']:7.1f} ms"
-                  f"  within 1 s {s['within_1s'] * 100:5.1f}%  {s['statuses']}")
+            print(
+                f"{phase:13} {endpoint:14} n={s['n']:5} p50 {s['p50_ms']:7.1f} p99 {s['p99_ms']:7.1f} max {s['max_ms']:7.1f} ms"
+                f"  within 1 s {s['within_1s'] * 100:5.1f}%  {s['statuses']}"
+            )
     print(json.dumps({"hostile": hostile, "rss": rss}, indent=1))
     return 0
 

@@ -30,8 +30,12 @@ sys.path.insert(0, str(REPO))
 
 def percentiles(xs):
     a = np.asarray(xs)
-    return {"p50": round(float(np.percentile(a, 50)), 4), "p90": round(float(np.percentile(a, 90)), 4),
-            "p99": round(float(np.percentile(a, 99)), 4), "mean": round(float(a.mean()), 4)}
+    return {
+        "p50": round(float(np.percentile(a, 50)), 4),
+        "p90": round(float(np.percentile(a, 90)), 4),
+        "p99": round(float(np.percentile(a, 99)), 4),
+        "mean": round(float(a.mean()), 4),
+    }
 
 
 class TorchRunner:
@@ -85,13 +89,17 @@ def main(argv=None) -> int:
         sys.exit(f"bench_intent: {exc}")
     configs = {}
     for backend in ("onnx", "tflite"):
-        configs[f"shipped {backend}/int8"] = IntentClassifier.load(args.model, backend=backend, precision="int8", threads=1)
+        configs[f"shipped {backend}/int8"] = IntentClassifier.load(
+            args.model, backend=backend, precision="int8", threads=1
+        )
     manifest = json.loads((Path(args.model) / "manifest.json").read_text())
     shipped_groups = manifest["variants"][0].get("groups", 1)
     other = Path(args.work) / ("staged-dense" if shipped_groups > 1 else "staged-g4")
     if other.exists():
         for backend in ("onnx", "tflite"):
-            configs[f"{other.name[7:]} {backend}/int8"] = IntentClassifier.load(str(other), backend=backend, precision="int8", threads=1)
+            configs[f"{other.name[7:]} {backend}/int8"] = IntentClassifier.load(
+                str(other), backend=backend, precision="int8", threads=1
+            )
     short = {t for t in texts if len(configs["shipped onnx/int8"].tokenizer.encode(t).ids) <= 16}
 
     torch_runner, torch_note = None, ""
@@ -125,17 +133,30 @@ def main(argv=None) -> int:
                 if t in short:
                     torch_short.append(ms)
 
-    results = {"sentences": len(texts), "short_sentences": len(short), "rounds": args.rounds, "threads": 1, "configs": {}}
+    results = {
+        "sentences": len(texts),
+        "short_sentences": len(short),
+        "rounds": args.rounds,
+        "threads": 1,
+        "configs": {},
+    }
     for name in configs:
-        results["configs"][name] = {"all": percentiles(totals[name]), "le16_tokens": percentiles(totals_short[name]),
-                                    "outside_invoke_share": round(float(np.mean(overhead[name])), 4),
-                                    "runtime": configs[name].backend.describe()}
+        results["configs"][name] = {
+            "all": percentiles(totals[name]),
+            "le16_tokens": percentiles(totals_short[name]),
+            "outside_invoke_share": round(float(np.mean(overhead[name])), 4),
+            "runtime": configs[name].backend.describe(),
+        }
     if torch_runner:
-        results["pytorch_fp32_eager"] = {"all": percentiles(torch_ms), "le16_tokens": percentiles(torch_short),
-                                         "weights": torch_runner.source}
+        results["pytorch_fp32_eager"] = {
+            "all": percentiles(torch_ms),
+            "le16_tokens": percentiles(torch_short),
+            "weights": torch_runner.source,
+        }
         for name in configs:
             results["configs"][name]["speedup_vs_pytorch_le16_p50"] = round(
-                results["pytorch_fp32_eager"]["le16_tokens"]["p50"] / results["configs"][name]["le16_tokens"]["p50"], 2)
+                results["pytorch_fp32_eager"]["le16_tokens"]["p50"] / results["configs"][name]["le16_tokens"]["p50"], 2
+            )
     else:
         results["pytorch_fp32_eager"] = torch_note
     other_name = other.name[7:]
@@ -144,26 +165,36 @@ def main(argv=None) -> int:
         if alt in results["configs"]:
             grouped, dense = (shipped, alt) if shipped_groups > 1 else (alt, shipped)
             results.setdefault("dense_over_grouped_p50", {})[backend] = round(
-                results["configs"][dense]["le16_tokens"]["p50"] / results["configs"][grouped]["le16_tokens"]["p50"], 2)
+                results["configs"][dense]["le16_tokens"]["p50"] / results["configs"][grouped]["le16_tokens"]["p50"], 2
+            )
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "intent.json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = [f"HWU64 test, {len(texts)} sentences ({len(short)} of <= 16 word pieces) x {args.rounds} rounds, 1 thread, ms per command (tokenize + infer + decode)", "",
-             "| configuration | p50 (<=16) | p99 (<=16) | p50 (all) | p99 (all) | outside invoke | vs PyTorch (p50, <=16) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"HWU64 test, {len(texts)} sentences ({len(short)} of <= 16 word pieces) x {args.rounds} rounds, 1 thread, ms per command (tokenize + infer + decode)",
+        "",
+        "| configuration | p50 (<=16) | p99 (<=16) | p50 (all) | p99 (all) | outside invoke | vs PyTorch (p50, <=16) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in results["configs"].items():
-        lines.append(f"| {name} | {r['le16_tokens']['p50']:.3f} | {r['le16_tokens']['p99']:.3f} | {r['all']['p50']:.3f} | "
-                     f"{r['all']['p99']:.3f} | {r['outside_invoke_share'] * 100:.1f}% | {r.get('speedup_vs_pytorch_le16_p50', '-')}x |")
+        lines.append(
+            f"| {name} | {r['le16_tokens']['p50']:.3f} | {r['le16_tokens']['p99']:.3f} | {r['all']['p50']:.3f} | "
+            f"{r['all']['p99']:.3f} | {r['outside_invoke_share'] * 100:.1f}% | {r.get('speedup_vs_pytorch_le16_p50', '-')}x |"
+        )
     if torch_runner:
         t = results["pytorch_fp32_eager"]
-        lines.append(f"| HF transformers PyTorch fp32 eager | {t['le16_tokens']['p50']:.3f} | {t['le16_tokens']['p99']:.3f} | "
-                     f"{t['all']['p50']:.3f} | {t['all']['p99']:.3f} | - | 1x |")
+        lines.append(
+            f"| HF transformers PyTorch fp32 eager | {t['le16_tokens']['p50']:.3f} | {t['le16_tokens']['p99']:.3f} | "
+            f"{t['all']['p50']:.3f} | {t['all']['p99']:.3f} | - | 1x |"
+        )
     else:
         lines.append(f"\n{torch_note}")
     if "dense_over_grouped_p50" in results:
-        lines.append("\nGrouped (g4) speed-up over dense, p50 at <= 16 word pieces: " + ", ".join(
-            f"{k} {v}x" for k, v in results["dense_over_grouped_p50"].items()))
+        lines.append(
+            "\nGrouped (g4) speed-up over dense, p50 at <= 16 word pieces: "
+            + ", ".join(f"{k} {v}x" for k, v in results["dense_over_grouped_p50"].items())
+        )
     (out / "intent.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -37,14 +37,18 @@ sys.path.insert(0, str(REPO))
 from edge.classifier import IntentClassifier  # noqa: E402
 from edge.energy import ModelSource, probe_ina3221  # noqa: E402
 from edge.profiler import Profiler, ProfilerSettings  # noqa: E402
-from edge.profiles import Power  # noqa: E402
 from edge.thermal import ThermalReader  # noqa: E402
 
 TARGET_PERCENT = 3.0
 SENTENCES = [
-    "wake me up at seven tomorrow morning", "turn off the kitchen lights", "what's the weather like in paris",
-    "play some jazz", "remind me to call mom on friday", "how many calories in an apple",
-    "set the volume to ten", "what is on my calendar today",
+    "wake me up at seven tomorrow morning",
+    "turn off the kitchen lights",
+    "what's the weather like in paris",
+    "play some jazz",
+    "remind me to call mom on friday",
+    "how many calories in an apple",
+    "set the volume to ten",
+    "what is on my calendar today",
 ]
 
 
@@ -59,6 +63,7 @@ def isolated_cost_us(profiler: Profiler, result, n: int) -> float:
     def one():
         with profiler.track() as rec:
             rec.finish(result)
+
     per_call_us(one, 200)  # warm caches and the file
     return statistics.median(per_call_us(one, n) for _ in range(5))
 
@@ -66,7 +71,7 @@ def isolated_cost_us(profiler: Profiler, result, n: int) -> float:
 def trimmed_mean(values: list[float], cut: float = 0.1) -> float:
     ordered = sorted(values)
     k = int(len(ordered) * cut)
-    kept = ordered[k:len(ordered) - k] or ordered
+    kept = ordered[k : len(ordered) - k] or ordered
     return statistics.fmean(kept)
 
 
@@ -76,7 +81,7 @@ def paired(clf, profiler: Profiler, pairs: int) -> tuple[list[float], list[float
     for i in range(pairs):
         text = SENTENCES[i % len(SENTENCES)]
         t = [0.0, 0.0]
-        for mode in ((0, 1) if i % 2 else (1, 0)):
+        for mode in (0, 1) if i % 2 else (1, 0):
             t0 = time.perf_counter()
             if mode:
                 with profiler.track() as rec:
@@ -105,8 +110,9 @@ def main(argv=None) -> int:
         for s in SENTENCES * 60:  # warm up the model, the tokenizer and the CPU's clocks
             clf.classify(s)
         setups = {
-            "model energy, JSON-lines file": Profiler(ProfilerSettings(path=str(tmp / "profile.jsonl"), energy="model"),
-                                                      energy=ModelSource(8.0, 4.0)),
+            "model energy, JSON-lines file": Profiler(
+                ProfilerSettings(path=str(tmp / "profile.jsonl"), energy="model"), energy=ModelSource(8.0, 4.0)
+            ),
             "model energy, memory only": Profiler(ProfilerSettings(energy="model"), energy=ModelSource(8.0, 4.0)),
         }
         for prof in setups.values():
@@ -122,19 +128,29 @@ def main(argv=None) -> int:
                 rounds[name]["median_us"].append(statistics.median(diffs))
                 rounds[name]["trimmed_mean_us"].append(trimmed_mean(diffs))
         in_place = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in rounds.items()}
-        spread = {name: [round(min(r["trimmed_mean_us"]), 1), round(max(r["trimmed_mean_us"]), 1)] for name, r in rounds.items()}
+        spread = {
+            name: [round(min(r["trimmed_mean_us"]), 1), round(max(r["trimmed_mean_us"]), 1)]
+            for name, r in rounds.items()
+        }
         classify_us = statistics.median(plain_all)
         record_bytes = len(json.dumps(setups["model energy, JSON-lines file"].last, separators=(",", ":"))) + 1
         result = clf.classify(SENTENCES[0])
 
         isolated = {}
-        isolated["model energy, JSON-lines file"] = isolated_cost_us(setups["model energy, JSON-lines file"], result, 2000)
+        isolated["model energy, JSON-lines file"] = isolated_cost_us(
+            setups["model energy, JSON-lines file"], result, 2000
+        )
         jetson = tmp / "jetson"
         shutil.copytree(REPO / "tests" / "fixtures" / "sysfs" / "jetson-orin-nano-jp6", jetson)
-        ina = Profiler(ProfilerSettings(path=str(tmp / "jetson.jsonl"), system_interval_s=0.0),
-                       energy=probe_ina3221(jetson), thermal=ThermalReader(jetson))
+        ina = Profiler(
+            ProfilerSettings(path=str(tmp / "jetson.jsonl"), system_interval_s=0.0),
+            energy=probe_ina3221(jetson),
+            thermal=ThermalReader(jetson),
+        )
         ina.bind(clf)
-        isolated["INA3221 + temperature + frequency every record (recorded Jetson tree), file"] = isolated_cost_us(ina, result, 2000)
+        isolated["INA3221 + temperature + frequency every record (recorded Jetson tree), file"] = isolated_cost_us(
+            ina, result, 2000
+        )
         isolated["model energy, memory only"] = isolated_cost_us(setups["model energy, memory only"], result, 2000)
         sampled = Profiler(ProfilerSettings(energy="model", sample_every=10**9), energy=ModelSource(8.0, 4.0))
         sampled.track()  # the first inference is always recorded; measure the skipped ones
@@ -150,8 +166,14 @@ def main(argv=None) -> int:
     percent = headline_us / classify_us * 100.0
     pct = lambda us: round(us / classify_us * 100.0, 3)  # noqa: E731
     report = {
-        "host": {"machine": platform.machine(), "python": platform.python_version(), "model": clf.model_label,
-                 "backend": clf.backend_label, "threads": args.threads, "backend_detail": clf.backend.describe()},
+        "host": {
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "model": clf.model_label,
+            "backend": clf.backend_label,
+            "threads": args.threads,
+            "backend_detail": clf.backend.describe(),
+        },
         "classify_median_us": round(classify_us, 1),
         "pairs_per_setup": args.pairs,
         "in_place_us": {k: {m: round(v, 2) for m, v in d.items()} for k, d in in_place.items()},
@@ -178,8 +200,10 @@ def main(argv=None) -> int:
         f"| classify (median) | {classify_us:.1f} µs | 100 |",
     ]
     for name, d in in_place.items():
-        lines.append(f"| in place, {name}: trimmed mean (median) | {d['trimmed_mean_us']:.1f} ({d['median_us']:.1f}) µs "
-                     f"| {pct(d['trimmed_mean_us']):.2f} ({pct(d['median_us']):.2f}) |")
+        lines.append(
+            f"| in place, {name}: trimmed mean (median) | {d['trimmed_mean_us']:.1f} ({d['median_us']:.1f}) µs "
+            f"| {pct(d['trimmed_mean_us']):.2f} ({pct(d['median_us']):.2f}) |"
+        )
     for name, us in isolated.items():
         lines.append(f"| isolated, {name} | {us:.1f} µs | {pct(us):.2f} |")
     lines += [

@@ -78,8 +78,19 @@ def package(name: str, data: Path, extra: list[str] = ()) -> Path:
     out = RUNS / f"bench-{name}"
     if not (out / "manifest.json").is_file():
         print(f"training {name} from {data} ...", file=sys.stderr, flush=True)
-        subprocess.run([str(ROOT / ".venv" / "bin" / "edge-train"), str(data), *extra, "--out", str(out),
-                        "--work", str(RUNS / f"bench-{name}-work")], check=True, cwd=ROOT)
+        subprocess.run(
+            [
+                str(ROOT / ".venv" / "bin" / "edge-train"),
+                str(data),
+                *extra,
+                "--out",
+                str(out),
+                "--work",
+                str(RUNS / f"bench-{name}-work"),
+            ],
+            check=True,
+            cwd=ROOT,
+        )
     return out
 
 
@@ -100,8 +111,15 @@ def expected(grammar, text: str | None) -> dict | None:
 
 def run_cli(pkg: Path, engine: str, wavs: list[Path]) -> dict[str, list[dict]]:
     """JSON results per file from one ``edge-intent --wav`` process."""
-    cmd = [str(ROOT / ".venv" / "bin" / "edge-intent"), "--model", str(pkg), *ENGINES[engine], "--json",
-           "--wav", *map(str, wavs)]
+    cmd = [
+        str(ROOT / ".venv" / "bin" / "edge-intent"),
+        "--model",
+        str(pkg),
+        *ENGINES[engine],
+        "--json",
+        "--wav",
+        *map(str, wavs),
+    ]
     env = {**os.environ, "EDGE_PROFILE_OVERRIDE": "/nonexistent"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     out: dict[str, list[dict]] = {str(w): [] for w in wavs}
@@ -149,7 +167,9 @@ def score(items: list[dict], results: dict[str, list[dict]]) -> dict:
         ok = same(got, want)
         accepted += ok
         if not ok:
-            failures.append({"file": Path(item["wav"]).name, "said": item["text"], "heard": heard, "got": got, "want": want})
+            failures.append(
+                {"file": Path(item["wav"]).name, "said": item["text"], "heard": heard, "got": got, "want": want}
+            )
         for r in rows:
             lat = r.get("latency_ms", {})
             if "total" in lat:
@@ -159,11 +179,16 @@ def score(items: list[dict], results: dict[str, list[dict]]) -> dict:
                 rtf_num += lat["stt"]
                 rtf_den += audio
     n = max(1, len(items))
-    return {"n": len(items), "wer": round(errors / max(1, words), 4), "intent_accuracy": round(intent_ok / n, 4),
-            "command_acceptance": round(accepted / n, 4), "rtf": round(rtf_num / rtf_den, 4) if rtf_den else None,
-            "eos_to_intent_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
-            "eos_to_intent_ms_p90": round(float(np.percentile(latencies, 90)), 1) if latencies else None,
-            "failures": failures[:40]}
+    return {
+        "n": len(items),
+        "wer": round(errors / max(1, words), 4),
+        "intent_accuracy": round(intent_ok / n, 4),
+        "command_acceptance": round(accepted / n, 4),
+        "rtf": round(rtf_num / rtf_den, 4) if rtf_den else None,
+        "eos_to_intent_ms_p50": round(float(np.percentile(latencies, 50)), 1) if latencies else None,
+        "eos_to_intent_ms_p90": round(float(np.percentile(latencies, 90)), 1) if latencies else None,
+        "failures": failures[:40],
+    }
 
 
 # --------------------------------------------------------------------------- data sets
@@ -181,19 +206,36 @@ def real_sets(data_dir: str | None = None) -> dict[str, tuple[Path, list[dict]]]
     sets = {}
     rhasspy = package("rhasspy", RHASSPY)
     g = Grammar.from_file(rhasspy / "grammar.json")
-    sets["real: rhasspy-speech"] = (rhasspy, [{"wav": shared / m["file"], "text": m["text"], "expected": expected(g, m["text"])}
-                                             for m in manifest if m["file"].startswith("rhasspy-speech/")])
+    sets["real: rhasspy-speech"] = (
+        rhasspy,
+        [
+            {"wav": shared / m["file"], "text": m["text"], "expected": expected(g, m["text"])}
+            for m in manifest
+            if m["file"].startswith("rhasspy-speech/")
+        ],
+    )
     fixtures = shared / "speech-to-phrase" / "fixtures_en.yaml"
     try:
         ha = package("ha-en", Path("ha:en"), ["--lists", str(fixtures)])
     except subprocess.CalledProcessError:
-        print("Home Assistant's intents could not be trained (home-assistant-intents installed? edge-train ha:en)",
-              file=sys.stderr)
+        print(
+            "Home Assistant's intents could not be trained (home-assistant-intents installed? edge-train ha:en)",
+            file=sys.stderr,
+        )
         return sets
     g = Grammar.from_file(ha / "grammar.json")
-    sets["real: home assistant"] = (ha, [{"wav": shared / m["file"], "text": m["text"],
-                                         "expected": None if m.get("out_of_scope") else expected(g, m["text"])}
-                                        for m in manifest if m["file"].startswith("speech-to-phrase/")])
+    sets["real: home assistant"] = (
+        ha,
+        [
+            {
+                "wav": shared / m["file"],
+                "text": m["text"],
+                "expected": None if m.get("out_of_scope") else expected(g, m["text"]),
+            }
+            for m in manifest
+            if m["file"].startswith("speech-to-phrase/")
+        ],
+    )
     return sets
 
 
@@ -203,7 +245,11 @@ def synthetic_set(n_sentences: int, voices: Voices, noise: Noise, conditions) ->
 
     tea = package("tea", TEA)
     g = Grammar.from_file(tea / "grammar.json")
-    trained = set((tea / "training_sentences.txt").read_text().splitlines()) if (tea / "training_sentences.txt").exists() else set()
+    trained = (
+        set((tea / "training_sentences.txt").read_text().splitlines())
+        if (tea / "training_sentences.txt").exists()
+        else set()
+    )
     held = [e for e in expand_intents_file(TEA, seed=977, max_sentences=3000).heldout if e.text not in trained]
     rng = random.Random(5)
     rng.shuffle(held)
@@ -216,8 +262,13 @@ def synthetic_set(n_sentences: int, voices: Voices, noise: Noise, conditions) ->
         crng = random.Random(hash(label) & 0xFFFF)
         for i, text in enumerate(sentences):
             voice = voices.names[i % len(voices.names)]
-            speech = np.concatenate([np.zeros(int(0.5 * SAMPLE_RATE), np.int16), voices.say(text, voice),
-                                     np.zeros(int(0.8 * SAMPLE_RATE), np.int16)])
+            speech = np.concatenate(
+                [
+                    np.zeros(int(0.5 * SAMPLE_RATE), np.int16),
+                    voices.say(text, voice),
+                    np.zeros(int(0.8 * SAMPLE_RATE), np.int16),
+                ]
+            )
             if kind is not None:
                 speech = noise.mixed(speech, kind, snr, crng)
             path = wav_dir / f"{label.replace(' ', '_')}-{i:03d}-{voice}.wav"
@@ -252,11 +303,26 @@ def daemon_rss(pkg: Path, engine: str, wavs: list[Path]) -> float | None:
         port = s.getsockname()[1]
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "config.yaml"
-        config.write_text(json.dumps({"model": {"name": str(pkg)}, "stt": stt, "audio": {"enabled": False},
-                                      "outputs": {"stdout": False}}))
-        proc = subprocess.Popen([str(ROOT / ".venv" / "bin" / "edge-intent"), "serve", "--config", str(config),
-                                 "--http", f"127.0.0.1:{port}", "--no-mic"], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        config.write_text(
+            json.dumps(
+                {"model": {"name": str(pkg)}, "stt": stt, "audio": {"enabled": False}, "outputs": {"stdout": False}}
+            )
+        )
+        proc = subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "edge-intent"),
+                "serve",
+                "--config",
+                str(config),
+                "--http",
+                f"127.0.0.1:{port}",
+                "--no-mic",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.time() + 120
             while time.time() < deadline:
@@ -266,11 +332,16 @@ def daemon_rss(pkg: Path, engine: str, wavs: list[Path]) -> float | None:
                 except OSError:
                     time.sleep(0.5)
             for wav in wavs:
-                req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/recognize?publish=false", data=wav.read_bytes(),
-                                             headers={"Content-Type": "audio/wav"})
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/v1/recognize?publish=false",
+                    data=wav.read_bytes(),
+                    headers={"Content-Type": "audio/wav"},
+                )
                 urllib.request.urlopen(req, timeout=120).read()
             status = Path(f"/proc/{proc.pid}/status").read_text()
-            return round(int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024, 1)
+            return round(
+                int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))) / 1024, 1
+            )
         except (OSError, StopIteration) as exc:
             print(f"daemon RSS for {engine}: {exc}", file=sys.stderr)
             return None
@@ -286,18 +357,29 @@ def daemon_rss(pkg: Path, engine: str, wavs: list[Path]) -> float | None:
 
 
 def report(results: dict, meta: dict) -> str:
-    lines = [f"Spoken commands through `edge-intent --wav --json` on {meta['host']} ({meta['date']}); "
-             "command = intent and every slot value exact.", ""]
-    lines += ["| set | engine | n | WER | intent | command | RTF | EoS->intent p50 / p90 ms |",
-              "|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Spoken commands through `edge-intent --wav --json` on {meta['host']} ({meta['date']}); "
+        "command = intent and every slot value exact.",
+        "",
+    ]
+    lines += [
+        "| set | engine | n | WER | intent | command | RTF | EoS->intent p50 / p90 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for set_name, per_engine in results["sets"].items():
         for engine, r in per_engine.items():
-            lines.append(f"| {set_name} | {engine} | {r['n']} | {r['wer'] * 100:.1f}% | {r['intent_accuracy'] * 100:.1f}% | "
-                         f"**{r['command_acceptance'] * 100:.1f}%** | {r['rtf'] if r['rtf'] is not None else '-'} | "
-                         f"{r['eos_to_intent_ms_p50']} / {r['eos_to_intent_ms_p90']} |")
+            lines.append(
+                f"| {set_name} | {engine} | {r['n']} | {r['wer'] * 100:.1f}% | {r['intent_accuracy'] * 100:.1f}% | "
+                f"**{r['command_acceptance'] * 100:.1f}%** | {r['rtf'] if r['rtf'] is not None else '-'} | "
+                f"{r['eos_to_intent_ms_p50']} / {r['eos_to_intent_ms_p90']} |"
+            )
     if results.get("daemon_rss_mb"):
-        lines += ["", "Daemon RSS after recognising 5 recordings over HTTP: " +
-                  ", ".join(f"{k} {v} MB" for k, v in results["daemon_rss_mb"].items()) + "."]
+        lines += [
+            "",
+            "Daemon RSS after recognising 5 recordings over HTTP: "
+            + ", ".join(f"{k} {v} MB" for k, v in results["daemon_rss_mb"].items())
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -306,7 +388,9 @@ def main(argv=None) -> int:
     p.add_argument("--engines", nargs="+", choices=list(ENGINES), default=list(ENGINES))
     p.add_argument("--sets", nargs="+", choices=["real", "synthetic"], default=["real", "synthetic"])
     p.add_argument("--sentences", type=int, default=60, help="synthetic sentences per condition")
-    p.add_argument("--quick", action="store_true", help="Whisper tiny.en and adapted PocketSphinx, 20 synthetic sentences")
+    p.add_argument(
+        "--quick", action="store_true", help="Whisper tiny.en and adapted PocketSphinx, 20 synthetic sentences"
+    )
     p.add_argument("--no-rss", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS / "real-speech")
     datasets.add_argument(p)
@@ -327,15 +411,20 @@ def main(argv=None) -> int:
             r = score(items, run_cli(pkg, engine, [i["wav"] for i in items]))
             r["seconds"] = round(time.time() - t0, 1)
             results["sets"][set_name][engine] = r
-            print(f"{set_name:32} {engine:22} command {r['command_acceptance'] * 100:5.1f}%  intent "
-                  f"{r['intent_accuracy'] * 100:5.1f}%  WER {r['wer'] * 100:5.1f}%  p50 {r['eos_to_intent_ms_p50']} ms",
-                  flush=True)
+            print(
+                f"{set_name:32} {engine:22} command {r['command_acceptance'] * 100:5.1f}%  intent "
+                f"{r['intent_accuracy'] * 100:5.1f}%  WER {r['wer'] * 100:5.1f}%  p50 {r['eos_to_intent_ms_p50']} ms",
+                flush=True,
+            )
     if not args.no_rss and sets:
         pkg, items = next(iter(sets.values()))
         for engine in args.engines:
             results["daemon_rss_mb"][engine] = daemon_rss(pkg, engine, [i["wav"] for i in items[:5]])
-    meta = {"host": f"{platform.machine()}, {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
-            "python": platform.python_version()}
+    meta = {
+        "host": f"{platform.machine()}, {os.cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d"),
+        "python": platform.python_version(),
+    }
     results["meta"] = meta
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str) + "\n")

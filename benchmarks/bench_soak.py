@@ -46,14 +46,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge import datasets  # noqa: E402
+from edge.assistant import Assistant  # noqa: E402
 from edge.audio import SAMPLE_RATE, StreamSource  # noqa: E402
-from edge.classifier import IntentClassifier  # noqa: E402
-from edge.liveloop import LiveLoop, LiveLoopSettings  # noqa: E402
-from edge.pipeline import Pipeline  # noqa: E402
-from edge.stt import SttSettings, create_engine  # noqa: E402
-from edge.vad import Endpointer  # noqa: E402
+from edge.config import Config, ModelSettings  # noqa: E402
+from edge.liveloop import LiveLoopSettings  # noqa: E402
+from edge.stt import SttSettings  # noqa: E402
 from edge.wake import WakeSettings  # noqa: E402
-from edge.wake import create_engine as wake_engine  # noqa: E402
 from edge.wake.calibrate import synthesize  # noqa: E402
 
 CACHE = ROOT / "runs" / "soak"
@@ -77,7 +75,7 @@ def say(text: str, voice: str, rate: float) -> np.ndarray:
 
 def trim(samples: np.ndarray) -> np.ndarray:
     loud = np.flatnonzero(np.abs(samples) > 300)
-    return samples[loud[0]:loud[-1] + 1] if len(loud) else samples
+    return samples[loud[0] : loud[-1] + 1] if len(loud) else samples
 
 
 def floor(seconds: float, rng: np.random.Generator) -> np.ndarray:
@@ -95,12 +93,12 @@ def music(seconds: float, rng: np.random.Generator) -> np.ndarray:
     t = np.arange(step * 2) / SAMPLE_RATE
     for k, start in enumerate(range(0, n, step)):
         f = rng.choice(scale) * rng.choice([0.5, 1.0, 2.0])
-        note = sum(np.sin(2 * np.pi * f * h * t) / h ** 1.5 for h in (1, 2, 3)) * np.exp(-t * rng.uniform(2, 6))
+        note = sum(np.sin(2 * np.pi * f * h * t) / h**1.5 for h in (1, 2, 3)) * np.exp(-t * rng.uniform(2, 6))
         if k % 2 == 0:
             note += 0.8 * np.sin(2 * np.pi * rng.choice(scale[:3]) / 4 * t) * np.exp(-t * 1.5)
         drum = rng.normal(0, 1, len(t)) * np.exp(-t * 40) * (0.6 if k % 2 else 0.3)
         piece = (note + drum)[: n - start]
-        out[start:start + len(piece)] += piece
+        out[start : start + len(piece)] += piece
     return (out / (np.abs(out).max() + 1e-9) * rng.uniform(0.1, 0.4) * 32767).astype(np.int16)
 
 
@@ -172,8 +170,19 @@ def plan(hours: float, pairs: int, seed: int, data_dir: str | None = None) -> tu
             ramble = [rng.choice(chatter) for _ in range(6)]
             sub = rng.random()
 
-            def pair_audio(row=row, kind=kind, voice=voice, rate=rate, lead=lead, gap=gap, cvoice=cvoice, crate=crate,
-                           tail=tail, ramble=ramble, sub=sub):
+            def pair_audio(
+                row=row,
+                kind=kind,
+                voice=voice,
+                rate=rate,
+                lead=lead,
+                gap=gap,
+                cvoice=cvoice,
+                crate=crate,
+                tail=tail,
+                ramble=ramble,
+                sub=sub,
+            ):
                 wake = say(WAKE, voice, rate)  # untrimmed: the model wants the quiet onset flite gives it
                 if kind == "command":
                     after = say(row["text"], cvoice, crate)
@@ -186,8 +195,14 @@ def plan(hours: float, pairs: int, seed: int, data_dir: str | None = None) -> tu
                 return np.concatenate([room(lead), wake, pad(gap), after, room(tail)])
 
             loud = np.flatnonzero(np.abs(say(WAKE, voice, rate)) > 300) / SAMPLE_RATE
-            pair = Pair(kind, lead + loud[0], lead + loud[-1], 0.0, row["text"] if kind == "command" else "",
-                        row["intent"] if kind == "command" else "")
+            pair = Pair(
+                kind,
+                lead + loud[0],
+                lead + loud[-1],
+                0.0,
+                row["text"] if kind == "command" else "",
+                row["intent"] if kind == "command" else "",
+            )
             add("pair", pair_audio, pair)
             found.append(pair)
             i += 1
@@ -206,9 +221,11 @@ def plan(hours: float, pairs: int, seed: int, data_dir: str | None = None) -> tu
                     speech = joined(texts, random.Random(s), (0.1, 0.3), trimmed=True)
                     if over:  # over music 10 dB down
                         bed = music(len(speech) / SAMPLE_RATE + 0.1, np.random.default_rng(s))[: len(speech)]
-                        speech = np.clip(speech.astype(np.int32) + (bed.astype(np.int32) * 0.3).astype(np.int32),
-                                         -32768, 32767).astype(np.int16)
+                        speech = np.clip(
+                            speech.astype(np.int32) + (bed.astype(np.int32) * 0.3).astype(np.int32), -32768, 32767
+                        ).astype(np.int16)
                     return speech
+
                 seg = ("tv", tv)
             elif roll < 0.8:
                 secs = rng.uniform(10, 45)
@@ -243,7 +260,11 @@ def account(events, pairs: list[Pair], settings: LiveLoopSettings) -> dict:
             at = event.data["audio_s"]
             k = int(np.searchsorted(starts, at)) - 1
             pair = by_start[k] if k >= 0 else None
-            if pair is None or not (pair.wake_start - 0.2 <= at <= pair.wake_end + 1.5) or pair.outcome != "missed_wake":
+            if (
+                pair is None
+                or not (pair.wake_start - 0.2 <= at <= pair.wake_end + 1.5)
+                or pair.outcome != "missed_wake"
+            ):
                 false_wakes += 1
                 pair = None
             open_wake = (pair, at)
@@ -283,10 +304,16 @@ def account(events, pairs: list[Pair], settings: LiveLoopSettings) -> dict:
 
 
 def run(segments: list[Segment], pairs: list[Pair], args) -> dict:
-    classifier = IntentClassifier.load(threads=1)
-    stt = create_engine(SttSettings(), package=classifier.package)
-    wake = wake_engine(WakeSettings(phrases=(WAKE,)))
-    settings = LiveLoopSettings(activation="wake")
+    # PocketSphinx whatever the device profile prefers: the soak's numbers are that engine's.
+    config = Config(
+        model=ModelSettings(threads=1),
+        stt=SttSettings(engine="pocketsphinx"),
+        liveloop=LiveLoopSettings(activation="wake"),
+        wake=WakeSettings(phrases=(WAKE,)),
+    )
+    assistant = Assistant.from_settings(config, source="bench_soak")
+    wake = assistant.new_wake()
+    settings = config.liveloop
     total_s = sum(s.seconds for s in segments)
     rss: list[tuple[float, float]] = []
 
@@ -298,7 +325,7 @@ def run(segments: list[Segment], pairs: list[Pair], args) -> dict:
             yield chunk
             position += len(chunk) / SAMPLE_RATE
 
-    loop = LiveLoop(Pipeline(StreamSource(audio(), "soak timeline"), Endpointer(), stt, classifier), wake, settings)
+    loop = assistant.live_loop(StreamSource(audio(), "soak timeline"), assistant.new_speech_stages(), wake)
     samples, stuck, done = [], [], threading.Event()
     longest = collections.defaultdict(float)
 
@@ -321,8 +348,12 @@ def run(segments: list[Segment], pairs: list[Pair], args) -> dict:
         if time.monotonic() - last_report > 30:
             last_report = time.monotonic()
             st = loop.status()
-            print(f"  {st.audio_seconds / 60:6.1f} / {total_s / 60:.1f} min of audio, {len(events)} events, "
-                  f"{rss_mb():.0f} MB", file=sys.stderr, flush=True)
+            print(
+                f"  {st.audio_seconds / 60:6.1f} / {total_s / 60:.1f} min of audio, {len(events)} events, "
+                f"{rss_mb():.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
     wall, cpu = time.monotonic() - start, time.process_time() - cpu0
     done.set()
     watcher.join()
@@ -331,29 +362,32 @@ def run(segments: list[Segment], pairs: list[Pair], args) -> dict:
     first = [m for t, m in rss if t < q]
     last = [m for t, m in rss if t >= 3 * q]
     result = account(events, pairs, settings)
-    result.update({
-        "audio_s": round(total_s, 1),
-        "audio_hours": round(total_s / 3600, 3),
-        "segments": dict(collections.Counter(s.kind for s in segments)),
-        "segment_seconds": {k: round(sum(s.seconds for s in segments if s.kind == k), 1)
-                            for k in sorted({s.kind for s in segments})},
-        "loop_audio_s": round(status.audio_seconds, 1),
-        "events": dict(status.events),
-        "timeouts": dict(status.timeouts),
-        "false_wakes_per_hour": round(result["false_wakes"] / (total_s / 3600), 2),
-        "wall_s": round(wall, 1),
-        "cpu_s": round(cpu, 1),
-        "speed_x_realtime": round(total_s / wall, 1),
-        "stuck_samples": len(stuck),
-        "stuck_examples": stuck[:3],
-        "status_samples": len(samples),
-        "longest_in_state_s": {k: round(v, 3) for k, v in longest.items()},
-        "rss_mb_first_quarter": round(float(np.mean(first)), 1),
-        "rss_mb_last_quarter": round(float(np.mean(last)), 1),
-        "rss_growth_pct": round((np.mean(last) / np.mean(first) - 1) * 100, 2),
-        "rss_mb_max": round(max(m for _, m in rss), 1),
-        "wake_stage": status.wake,
-    })
+    result.update(
+        {
+            "audio_s": round(total_s, 1),
+            "audio_hours": round(total_s / 3600, 3),
+            "segments": dict(collections.Counter(s.kind for s in segments)),
+            "segment_seconds": {
+                k: round(sum(s.seconds for s in segments if s.kind == k), 1) for k in sorted({s.kind for s in segments})
+            },
+            "loop_audio_s": round(status.audio_seconds, 1),
+            "events": dict(status.events),
+            "timeouts": dict(status.timeouts),
+            "false_wakes_per_hour": round(result["false_wakes"] / (total_s / 3600), 2),
+            "wall_s": round(wall, 1),
+            "cpu_s": round(cpu, 1),
+            "speed_x_realtime": round(total_s / wall, 1),
+            "stuck_samples": len(stuck),
+            "stuck_examples": stuck[:3],
+            "status_samples": len(samples),
+            "longest_in_state_s": {k: round(v, 3) for k, v in longest.items()},
+            "rss_mb_first_quarter": round(float(np.mean(first)), 1),
+            "rss_mb_last_quarter": round(float(np.mean(last)), 1),
+            "rss_growth_pct": round((np.mean(last) / np.mean(first) - 1) * 100, 2),
+            "rss_mb_max": round(max(m for _, m in rss), 1),
+            "wake_stage": status.wake,
+        }
+    )
     result["rss_growth_pct"] = float(result["rss_growth_pct"])
     result["checks"] = {
         "every_command_accounted_for": result["lost"] == 0,
@@ -382,17 +416,44 @@ def main() -> int:
     except datasets.DataSetMissing as exc:
         sys.exit(f"bench_soak: {exc}")
     synth_s = time.monotonic() - t0
-    print(f"  {len(segments)} segments, {sum(s.seconds for s in segments) / 3600:.2f} h, {len(pairs)} pairs "
-          f"({synth_s:.0f} s)", file=sys.stderr, flush=True)
+    print(
+        f"  {len(segments)} segments, {sum(s.seconds for s in segments) / 3600:.2f} h, {len(pairs)} pairs "
+        f"({synth_s:.0f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
     result = run(segments, pairs, args)
-    result.update({"seed": args.seed, "host": f"{platform.machine()}, {platform.python_implementation()} "
-                   f"{platform.python_version()}", "wake": WAKE, "settings": dataclasses.asdict(LiveLoopSettings())})
+    result.update(
+        {
+            "seed": args.seed,
+            "host": f"{platform.machine()}, {platform.python_implementation()} {platform.python_version()}",
+            "wake": WAKE,
+            "settings": dataclasses.asdict(LiveLoopSettings()),
+        }
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / ("soak-quick.json" if args.quick else "soak.json")
     path.write_text(json.dumps(result, indent=1) + "\n")
-    keys = ("audio_hours", "pairs", "missed_wakes", "false_wakes", "false_wakes_per_hour", "lost", "commands_heard",
-            "intent_correct", "silent_timed_out", "ramble_cut", "longest_capture_s", "stuck_samples",
-            "rss_mb_first_quarter", "rss_mb_last_quarter", "rss_growth_pct", "wall_s", "speed_x_realtime", "checks")
+    keys = (
+        "audio_hours",
+        "pairs",
+        "missed_wakes",
+        "false_wakes",
+        "false_wakes_per_hour",
+        "lost",
+        "commands_heard",
+        "intent_correct",
+        "silent_timed_out",
+        "ramble_cut",
+        "longest_capture_s",
+        "stuck_samples",
+        "rss_mb_first_quarter",
+        "rss_mb_last_quarter",
+        "rss_growth_pct",
+        "wall_s",
+        "speed_x_realtime",
+        "checks",
+    )
     for key in keys:
         print(f"{key:24} {result[key]}")
     print(f"wrote {path}")

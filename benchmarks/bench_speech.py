@@ -115,12 +115,19 @@ def run(args: argparse.Namespace) -> dict:
     text_accuracy = None
     if classifier is not None:
         text_accuracy = sum(classifier.classify(r["text"]).intent == r["intent"] for r in rows) / len(rows)
-    report = {"split": args.split, "sentences": len(rows), "voices": args.voices, "engines": {},
-              "intent_accuracy_on_text": text_accuracy, "host": platform.machine(), "vad": VadSettings().__dict__}
+    report = {
+        "split": args.split,
+        "sentences": len(rows),
+        "voices": args.voices,
+        "engines": {},
+        "intent_accuracy_on_text": text_accuracy,
+        "host": platform.machine(),
+        "vad": VadSettings().__dict__,
+    }
     for name, engine in engines.items():
         errors = ref_words = correct = utterances = 0
         latencies, stt_final, classify_ms, rtf_stt, rtf_pipeline = [], [], [], [], []
-        for (voice, i), samples in audio.items():
+        for (_voice, i), samples in audio.items():
             row = rows[i]
             start = time.perf_counter()
             results = list(Pipeline(SamplesSource(samples), vad, engine, classifier).run())
@@ -168,15 +175,20 @@ def markdown(report: dict) -> str:
     ]
     for name, e in report["engines"].items():
         acc = "n/a" if e["intent_accuracy"] is None else f"{e['intent_accuracy']:.1%}"
-        lines.append(f"| {name} | {e['wer']:.1%} | {acc} | {e['rtf_stt_mean']:.3f} | {e['rtf_pipeline_mean']:.3f} | "
-                     f"{e['latency_ms_p50']:.0f} ms | {e['latency_ms_p90']:.0f} ms |")
+        lines.append(
+            f"| {name} | {e['wer']:.1%} | {acc} | {e['rtf_stt_mean']:.3f} | {e['rtf_pipeline_mean']:.3f} | "
+            f"{e['latency_ms_p50']:.0f} ms | {e['latency_ms_p90']:.0f} ms |"
+        )
     if report["intent_accuracy_on_text"] is None:
         lines += ["", "Intent accuracy not measured (run without --no-intent once the model package is installed)."]
     else:
         lines += ["", f"Intent accuracy on the written sentences (no speech): {report['intent_accuracy_on_text']:.1%}."]
-    lines += ["", f"End-of-speech → intent runs from the frame that closes the utterance (after "
-                  f"{report['vad']['trailing_silence_ms']} ms of trailing silence) to the Result: "
-                  "STT finalisation plus classification."]
+    lines += [
+        "",
+        f"End-of-speech → intent runs from the frame that closes the utterance (after "
+        f"{report['vad']['trailing_silence_ms']} ms of trailing silence) to the Result: "
+        "STT finalisation plus classification.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -185,7 +197,9 @@ def main() -> int:
     parser.add_argument("--split", default="test", choices=["test", "dev"])
     parser.add_argument("--sentences", type=int, default=200)
     parser.add_argument("--voices", nargs="+", default=["slt", "rms"])
-    parser.add_argument("--engines", nargs="+", default=["pocketsphinx", "pocketsphinx+adapted", "vosk", "vosk+grammar"])
+    parser.add_argument(
+        "--engines", nargs="+", default=["pocketsphinx", "pocketsphinx+adapted", "vosk", "vosk+grammar"]
+    )
     parser.add_argument("--model", default=None, help="intent model package (default: the installed default)")
     parser.add_argument("--no-intent", action="store_true", help="STT only (no intent model)")
     parser.add_argument("--seed", type=int, default=4)

@@ -54,8 +54,10 @@ def commands(model: Path, per_intent: int, seed: int) -> dict[str, list[dict]]:
             by_intent.setdefault(e.intent, []).append(e)
     held = [x for name in sorted(by_intent) for x in rng.sample(by_intent[name], min(per_intent, len(by_intent[name])))]
     as_row = lambda e: {"text": e.text, "intent": e.intent, "slots": _slots(e)}  # noqa: E731
-    return {"held-out expansions": [as_row(e) for e in held],
-            "paraphrases": [as_row(e) for e in read_jsonl(PARAPHRASES)]}
+    return {
+        "held-out expansions": [as_row(e) for e in held],
+        "paraphrases": [as_row(e) for e in read_jsonl(PARAPHRASES)],
+    }
 
 
 def _slots(e) -> dict[str, str]:
@@ -78,16 +80,29 @@ def synthesise(rows: list[tuple[str, dict]], voices: list[str], cache: Path) -> 
             key = hashlib.sha1(f"{voice}|{row['text']}".encode()).hexdigest()[:12]
             path = cache / f"{voice}-{key}.wav"
             if not path.exists():
-                subprocess.run(["flite", "-voice", voice, "-t", row["text"], "-o", str(path)], check=True,
-                               capture_output=True)
+                subprocess.run(
+                    ["flite", "-voice", voice, "-t", row["text"], "-o", str(path)], check=True, capture_output=True
+                )
             out.append((path, set_name, {**row, "voice": voice}))
     return out
 
 
 def classify(model: Path, wavs: list[Path], stt: str, adapt: bool) -> tuple[dict[str, list[dict]], float]:
     """Run edge-intent --wav over every file (one process, as a user would); results per file."""
-    cmd = [sys.executable, "-m", "edge.cli.intent", "--model", str(model), "--wav", *map(str, wavs), "--json",
-           "--stt", stt, "--profile", "generic-x86_64" if platform.machine() == "x86_64" else "generic-aarch64"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge.cli.intent",
+        "--model",
+        str(model),
+        "--wav",
+        *map(str, wavs),
+        "--json",
+        "--stt",
+        stt,
+        "--profile",
+        "generic-x86_64" if platform.machine() == "x86_64" else "generic-aarch64",
+    ]
     if not adapt:
         cmd.append("--no-adapt")
     t0 = time.perf_counter()
@@ -105,8 +120,10 @@ def classify(model: Path, wavs: list[Path], stt: str, adapt: bool) -> tuple[dict
 def score(items: list[tuple[Path, str, dict]], results: dict[str, list[dict]]) -> dict:
     per_set: dict[str, dict] = {}
     for path, set_name, row in items:
-        s = per_set.setdefault(set_name, {"n": 0, "intent": 0, "exact": 0, "errors": 0, "words": 0, "oos_n": 0,
-                                          "oos_rejected": 0, "wrong": []})
+        s = per_set.setdefault(
+            set_name,
+            {"n": 0, "intent": 0, "exact": 0, "errors": 0, "words": 0, "oos_n": 0, "oos_rejected": 0, "wrong": []},
+        )
         got = [r for r in results.get(str(path), []) if r.get("text")]
         heard = " ".join(r["text"] for r in got)
         ref = spoken_form(row["text"])
@@ -124,16 +141,27 @@ def score(items: list[tuple[Path, str, dict]], results: dict[str, list[dict]]) -
         exact = ok and _same_slots(r.get("slots", {}), row["slots"])
         s["exact"] += exact
         if not exact and len(s["wrong"]) < 12:
-            s["wrong"].append({"said": row["text"], "voice": row["voice"], "heard": heard, "intent": r["intent"],
-                               "slots": r.get("slots", {}), "want": [row["intent"], row["slots"]]})
+            s["wrong"].append(
+                {
+                    "said": row["text"],
+                    "voice": row["voice"],
+                    "heard": heard,
+                    "intent": r["intent"],
+                    "slots": r.get("slots", {}),
+                    "want": [row["intent"], row["slots"]],
+                }
+            )
     out = {}
     for set_name, s in per_set.items():
-        out[set_name] = {"commands": s["n"], "intent_accuracy": round(s["intent"] / max(1, s["n"]), 4),
-                         "exact_accuracy": round(s["exact"] / max(1, s["n"]), 4),
-                         "wer": round(s["errors"] / max(1, s["words"]), 4),
-                         "out_of_scope": s["oos_n"],
-                         "out_of_scope_rejected": round(s["oos_rejected"] / s["oos_n"], 4) if s["oos_n"] else None,
-                         "examples_wrong": s["wrong"]}
+        out[set_name] = {
+            "commands": s["n"],
+            "intent_accuracy": round(s["intent"] / max(1, s["n"]), 4),
+            "exact_accuracy": round(s["exact"] / max(1, s["n"]), 4),
+            "wer": round(s["errors"] / max(1, s["words"]), 4),
+            "out_of_scope": s["oos_n"],
+            "out_of_scope_rejected": round(s["oos_rejected"] / s["oos_n"], 4) if s["oos_n"] else None,
+            "examples_wrong": s["wrong"],
+        }
     return out
 
 
@@ -150,33 +178,48 @@ def text_accuracy(model: Path, rows: list[tuple[str, dict]]) -> dict:
         s[0] += 1
         s[1] += r.intent == row["intent"]
         s[2] += r.intent == row["intent"] and _same_slots(r.slot_dict(), row["slots"])
-    return {k: {"commands": n, "intent_accuracy": round(i / n, 4), "exact_accuracy": round(x / n, 4)}
-            for k, (n, i, x) in out.items()}
+    return {
+        k: {"commands": n, "intent_accuracy": round(i / n, 4), "exact_accuracy": round(x / n, 4)}
+        for k, (n, i, x) in out.items()
+    }
 
 
 def markdown(report: dict) -> str:
-    lines = [f"Spoken commands from `examples/smart_home.yaml` (model `{report['model']}`), flite voices "
-             f"{', '.join(report['voices'])}, through `edge-intent --wav --json` ({report['utterances']} utterances "
-             f"per configuration), host {report['host']}.", "",
-             "| STT | command set | commands | WER | intent accuracy | intent + slots exact | out-of-scope rejected |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Spoken commands from `examples/smart_home.yaml` (model `{report['model']}`), flite voices "
+        f"{', '.join(report['voices'])}, through `edge-intent --wav --json` ({report['utterances']} utterances "
+        f"per configuration), host {report['host']}.",
+        "",
+        "| STT | command set | commands | WER | intent accuracy | intent + slots exact | out-of-scope rejected |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for config, sets in report["configurations"].items():
         for set_name, m in sets.items():
             if not isinstance(m, dict):
                 continue
-            oos = "-" if m["out_of_scope_rejected"] is None else f"{m['out_of_scope_rejected']:.1%} of {m['out_of_scope']}"
-            lines.append(f"| {config} | {set_name} | {m['commands']} | {m['wer']:.1%} | {m['intent_accuracy']:.1%} | "
-                         f"{m['exact_accuracy']:.1%} | {oos} |")
+            oos = (
+                "-"
+                if m["out_of_scope_rejected"] is None
+                else f"{m['out_of_scope_rejected']:.1%} of {m['out_of_scope']}"
+            )
+            lines.append(
+                f"| {config} | {set_name} | {m['commands']} | {m['wer']:.1%} | {m['intent_accuracy']:.1%} | "
+                f"{m['exact_accuracy']:.1%} | {oos} |"
+            )
     lines += ["", "Typed (no speech), same commands, ONNX int8:", ""]
     for set_name, m in report["text"].items():
-        lines.append(f"- {set_name}: intent {m['intent_accuracy']:.1%}, intent + slots exact {m['exact_accuracy']:.1%} "
-                     f"({m['commands']} commands)")
+        lines.append(
+            f"- {set_name}: intent {m['intent_accuracy']:.1%}, intent + slots exact {m['exact_accuracy']:.1%} "
+            f"({m['commands']} commands)"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", type=Path, default=ROOT / "runs" / "smart-home-pkg", help="package trained from the example")
+    p.add_argument(
+        "--model", type=Path, default=ROOT / "runs" / "smart-home-pkg", help="package trained from the example"
+    )
     p.add_argument("--voices", nargs="+", default=["slt", "rms"])
     p.add_argument("--per-intent", type=int, default=6, help="held-out expansions per intent")
     p.add_argument("--seed", type=int, default=29, help="seed of the held-out draw (not the training seed)")
@@ -191,16 +234,30 @@ def main() -> int:
     sets = commands(args.model, args.per_intent, args.seed)
     rows = [(name, row) for name, group in sets.items() for row in group]
     items = synthesise(rows, args.voices, args.cache)
-    report = {"model": str(args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model),
-              "voices": args.voices, "utterances": len(items), "host": platform.machine(),
-              "sets": {k: len(v) for k, v in sets.items()}, "configurations": {}, "text": text_accuracy(args.model, rows)}
+    report = {
+        "model": str(args.model.relative_to(ROOT) if args.model.is_relative_to(ROOT) else args.model),
+        "voices": args.voices,
+        "utterances": len(items),
+        "host": platform.machine(),
+        "sets": {k: len(v) for k, v in sets.items()},
+        "configurations": {},
+        "text": text_accuracy(args.model, rows),
+    }
     for adapt in (True, False):
         name = f"{args.stt}{'+adapted' if adapt else ''}"
         results, seconds = classify(args.model, [i[0] for i in items], args.stt, adapt)
         report["configurations"][name] = {**score(items, results), "seconds": round(seconds, 1)}
-        print(name, json.dumps({k: {m: v[m] for m in ("intent_accuracy", "exact_accuracy", "wer")}
-                                for k, v in report["configurations"][name].items() if isinstance(v, dict)}),
-              file=sys.stderr)
+        print(
+            name,
+            json.dumps(
+                {
+                    k: {m: v[m] for m in ("intent_accuracy", "exact_accuracy", "wer")}
+                    for k, v in report["configurations"][name].items()
+                    if isinstance(v, dict)
+                }
+            ),
+            file=sys.stderr,
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     table = markdown(report)

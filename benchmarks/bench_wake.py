@@ -51,9 +51,10 @@ sys.path.insert(0, str(ROOT))
 
 from edge import datasets  # noqa: E402
 from edge.audio import SAMPLE_RATE, read_wav, resample, to_int16  # noqa: E402
-from edge.denoise import DenoiseSettings, Denoiser  # noqa: E402
+from edge.denoise import Denoiser, DenoiseSettings  # noqa: E402
 from edge.wake import WakeSettings, create_engine  # noqa: E402
 from edge.wake import calibrate as cal  # noqa: E402
+
 # The same mixing as the adaptation data, and the sentence order the adaptation keeps clear of.
 from tools.adapt_acoustic import coloured_noise, mix, shuffled_sentences  # noqa: E402
 
@@ -66,11 +67,34 @@ PHRASES = {"micro": "hey jarvis", "pocketsphinx": "hey computer"}
 KO_PHRASE = "안녕 컴퓨터"
 KO_FILLER_COUNT = 100  # the most frequent Korean words (wordfreq) in the model's vocabulary, as garbage for the grammar
 KO_SENTENCES = (
-    "거실 불 꺼 줘", "오늘 날씨 어때", "음악 틀어 줘", "지금 몇 시야", "내일 아침 일곱 시에 깨워 줘", "부엌 불 켜 줘",
-    "감사합니다", "안녕하세요 반갑습니다", "엄마한테 전화해 줘", "주말에 비 와", "뉴스 들려 줘", "알람 꺼 줘",
-    "볼륨 좀 낮춰 줘", "오늘 일정 알려 줘", "커피 한 잔 주문해 줘", "서울 날씨 알려 줘", "텔레비전 켜 줘",
-    "저녁 메뉴 추천해 줘", "청소기 돌려 줘", "에어컨 온도 올려 줘", "내일 회의가 몇 시야", "우유 사야 해",
-    "재미있는 이야기 해 줘", "창문 닫아 줘", "지하철 언제 와", "점심 뭐 먹을까", "운동 시간이야", "책 읽어 줘",
+    "거실 불 꺼 줘",
+    "오늘 날씨 어때",
+    "음악 틀어 줘",
+    "지금 몇 시야",
+    "내일 아침 일곱 시에 깨워 줘",
+    "부엌 불 켜 줘",
+    "감사합니다",
+    "안녕하세요 반갑습니다",
+    "엄마한테 전화해 줘",
+    "주말에 비 와",
+    "뉴스 들려 줘",
+    "알람 꺼 줘",
+    "볼륨 좀 낮춰 줘",
+    "오늘 일정 알려 줘",
+    "커피 한 잔 주문해 줘",
+    "서울 날씨 알려 줘",
+    "텔레비전 켜 줘",
+    "저녁 메뉴 추천해 줘",
+    "청소기 돌려 줘",
+    "에어컨 온도 올려 줘",
+    "내일 회의가 몇 시야",
+    "우유 사야 해",
+    "재미있는 이야기 해 줘",
+    "창문 닫아 줘",
+    "지하철 언제 와",
+    "점심 뭐 먹을까",
+    "운동 시간이야",
+    "책 읽어 줘",
 )
 
 
@@ -124,8 +148,11 @@ def espeak_ko(text: str, speed: int, pitch: int, cache: Path) -> np.ndarray:
         return np.load(path)
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "ko.wav"
-        subprocess.run(["espeak-ng", "-v", "ko", "-s", str(speed), "-p", str(pitch), "-w", str(wav), text],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["espeak-ng", "-v", "ko", "-s", str(speed), "-p", str(pitch), "-w", str(wav), text],
+            check=True,
+            capture_output=True,
+        )
         samples, _ = read_wav(wav)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, samples)
@@ -166,8 +193,9 @@ class Speech:
     """The voice of each phrase clip (clean[i] and noisy[i]), for the per-voice breakdown."""
 
 
-def english_speech(phrase: str, voices: Voices, n_positive: int, negative_s: float, cache: Path,
-                   data_dir: str | None = None) -> Speech:
+def english_speech(
+    phrase: str, voices: Voices, n_positive: int, negative_s: float, cache: Path, data_dir: str | None = None
+) -> Speech:
     rng = random.Random(0)
     nrng = np.random.default_rng(0)
     commands, others = shuffled_sentences("dev", data_dir), shuffled_sentences("train", data_dir)
@@ -176,8 +204,17 @@ def english_speech(phrase: str, voices: Voices, n_positive: int, negative_s: flo
     for i in range(n_positive):
         voice, rate = combos[i % len(combos)]
         labels.append(voice)
-        clean.append(np.concatenate([pause(rng, 0.3, 1.0), voices.say(phrase, voice, rate), pause(rng, 0.1, 0.4),
-                                     voices.say(commands[i % len(commands)], voice, rate), pause(rng, 0.5, 1.0)]))
+        clean.append(
+            np.concatenate(
+                [
+                    pause(rng, 0.3, 1.0),
+                    voices.say(phrase, voice, rate),
+                    pause(rng, 0.1, 0.4),
+                    voices.say(commands[i % len(commands)], voice, rate),
+                    pause(rng, 0.5, 1.0),
+                ]
+            )
+        )
     noisy = []
     for i, clip in enumerate(clean):
         if i % 2 == 0:
@@ -189,15 +226,28 @@ def english_speech(phrase: str, voices: Voices, n_positive: int, negative_s: flo
                 talk = np.tile(voices.say(others[-(i * 3 + k) - 1], voice, rate), 3)[: len(clip)]
                 noise[: len(talk)] += talk
         noisy.append(mix(clip, noise, SNR_DB))
+
     def sentence(j: int) -> np.ndarray:
         voice, rate = combos[j % len(combos)]
         return voices.say(others[j % len(others)], voice, rate)
 
     streams, total, j = minute_streams(sentence, negative_s, rng)
-    return Speech(clean, noisy, streams, voice=labels, described={
-        "phrase": phrase, "voices": list(voices.names), "rates": list(RATES), "positive_clips": len(clean),
-        "negative_sentences": j, "negative_s": round(total, 1), "noise": f"{SNR_DB:g} dB SNR, pink noise or 3-talker babble",
-        "piper": voices.piper_reason or "en_US-joe-medium"})
+    return Speech(
+        clean,
+        noisy,
+        streams,
+        voice=labels,
+        described={
+            "phrase": phrase,
+            "voices": list(voices.names),
+            "rates": list(RATES),
+            "positive_clips": len(clean),
+            "negative_sentences": j,
+            "negative_s": round(total, 1),
+            "noise": f"{SNR_DB:g} dB SNR, pink noise or 3-talker babble",
+            "piper": voices.piper_reason or "en_US-joe-medium",
+        },
+    )
 
 
 def korean_speech(n_positive: int, negative_s: float, cache: Path) -> Speech:
@@ -208,22 +258,45 @@ def korean_speech(n_positive: int, negative_s: float, cache: Path) -> Speech:
     for i in range(n_positive):
         speed, pitch = variants[i % len(variants)]
         labels.append(f"espeak-ng ko s{speed}")
-        clean.append(np.concatenate([pause(rng, 0.3, 1.0), espeak_ko(KO_PHRASE, speed, pitch, cache), pause(rng, 0.1, 0.4),
-                                     espeak_ko(KO_SENTENCES[i % len(KO_SENTENCES)], speed, pitch, cache),
-                                     pause(rng, 0.5, 1.0)]))
+        clean.append(
+            np.concatenate(
+                [
+                    pause(rng, 0.3, 1.0),
+                    espeak_ko(KO_PHRASE, speed, pitch, cache),
+                    pause(rng, 0.1, 0.4),
+                    espeak_ko(KO_SENTENCES[i % len(KO_SENTENCES)], speed, pitch, cache),
+                    pause(rng, 0.5, 1.0),
+                ]
+            )
+        )
     noisy = [mix(c, pink_noise(len(c), nrng), SNR_DB) for c in clean]
     words = sorted({w for s in KO_SENTENCES for w in s.split()} - set(KO_PHRASE.split()))
+
     def utterance(j: int) -> np.ndarray:
         speed, pitch = variants[j % len(variants)]
         # the sentences as written, then shuffled words from them, so an hour is not one minute repeated
-        text = KO_SENTENCES[j % len(KO_SENTENCES)] if j < len(KO_SENTENCES) * len(variants) else \
-            " ".join(rng.choice(words) for _ in range(rng.randint(2, 6)))
+        text = (
+            KO_SENTENCES[j % len(KO_SENTENCES)]
+            if j < len(KO_SENTENCES) * len(variants)
+            else " ".join(rng.choice(words) for _ in range(rng.randint(2, 6)))
+        )
         return espeak_ko(text, speed, pitch, cache)
 
     streams, total, j = minute_streams(utterance, negative_s, rng)
-    return Speech(clean, noisy, streams, voice=labels, described={
-        "phrase": KO_PHRASE, "voices": "espeak-ng ko, speeds 120-230, pitches 30-70", "positive_clips": len(clean),
-        "negative_utterances": j, "negative_s": round(total, 1), "noise": f"{SNR_DB:g} dB SNR pink noise"})
+    return Speech(
+        clean,
+        noisy,
+        streams,
+        voice=labels,
+        described={
+            "phrase": KO_PHRASE,
+            "voices": "espeak-ng ko, speeds 120-230, pitches 30-70",
+            "positive_clips": len(clean),
+            "negative_utterances": j,
+            "negative_s": round(total, 1),
+            "noise": f"{SNR_DB:g} dB SNR pink noise",
+        },
+    )
 
 
 def korean_fillers(model_dir: str, frequent: list[str]) -> tuple[str, ...]:
@@ -256,8 +329,14 @@ def evaluate(settings: WakeSettings, speech: Speech) -> dict:
         fa += len(engine.process_all(s))
         audio_s += len(s) / SAMPLE_RATE
     cpu = time.process_time() - cpu0
-    out.update({"false_accepts": fa, "negative_hours": round(audio_s / 3600, 3),
-                "fa_per_hour": round(fa / (audio_s / 3600), 3), "cpu_s_per_audio_s": round(cpu / audio_s, 5)})
+    out.update(
+        {
+            "false_accepts": fa,
+            "negative_hours": round(audio_s / 3600, 3),
+            "fa_per_hour": round(fa / (audio_s / 3600), 3),
+            "cpu_s_per_audio_s": round(cpu / audio_s, 5),
+        }
+    )
     engine.close()
     return out
 
@@ -269,13 +348,23 @@ def denoise_each(clips: list[np.ndarray], front: DenoiseSettings) -> list[np.nda
 
 def front_end(speech: Speech, front: DenoiseSettings) -> Speech:
     """Every clip and stream through the product's noise suppression, as the live loop would run it."""
-    return dataclasses.replace(speech, clean=denoise_each(speech.clean, front), noisy=denoise_each(speech.noisy, front),
-                               streams=denoise_each(speech.streams, front),
-                               described={**speech.described, "front_end": dataclasses.asdict(front)})
+    return dataclasses.replace(
+        speech,
+        clean=denoise_each(speech.clean, front),
+        noisy=denoise_each(speech.noisy, front),
+        streams=denoise_each(speech.streams, front),
+        described={**speech.described, "front_end": dataclasses.asdict(front)},
+    )
 
 
-def run_engine(name: str, speech: Speech, settings: WakeSettings, calibration_negatives: int,
-               front: DenoiseSettings = DenoiseSettings(), calibration_sentences: Path | None = None) -> dict:
+def run_engine(
+    name: str,
+    speech: Speech,
+    settings: WakeSettings,
+    calibration_negatives: int,
+    front: DenoiseSettings = DenoiseSettings(),
+    calibration_sentences: Path | None = None,
+) -> dict:
     t0 = time.time()
     if front.enabled:
         speech = front_end(speech, front)
@@ -283,10 +372,24 @@ def run_engine(name: str, speech: Speech, settings: WakeSettings, calibration_ne
     engine = create_engine(settings)
     if name == "vosk":  # calibration speech in Korean, the same way calibrate-wake would get it from recordings
         rng = random.Random(7)
-        positives = {phrase: [np.concatenate([cal.pause(0.3), espeak_ko(KO_PHRASE, s, p, CACHE), cal.pause(0.2),
-                                              espeak_ko(rng.choice(KO_SENTENCES), s, p, CACHE), cal.pause(0.4)])
-                              for s in (140, 190) for p in (40, 60)]}
-        negatives = [np.concatenate([cal.pause(0.3), espeak_ko(t, 165, 55, CACHE), cal.pause(0.3)]) for t in KO_SENTENCES]
+        positives = {
+            phrase: [
+                np.concatenate(
+                    [
+                        cal.pause(0.3),
+                        espeak_ko(KO_PHRASE, s, p, CACHE),
+                        cal.pause(0.2),
+                        espeak_ko(rng.choice(KO_SENTENCES), s, p, CACHE),
+                        cal.pause(0.4),
+                    ]
+                )
+                for s in (140, 190)
+                for p in (40, 60)
+            ]
+        }
+        negatives = [
+            np.concatenate([cal.pause(0.3), espeak_ko(t, 165, 55, CACHE), cal.pause(0.3)]) for t in KO_SENTENCES
+        ]
     else:
         commands = cal.other_sentences(len(cal.VOICES) * len(cal.RATES), seed=1, source=calibration_sentences)
         positives = {phrase: cal.synthetic_positives(phrase, commands=commands)}
@@ -301,29 +404,43 @@ def run_engine(name: str, speech: Speech, settings: WakeSettings, calibration_ne
     label = f"{name}+ns{front.noise_suppression}" if front.noise_suppression else name  # kept beside the plain run
     if name == "pocketsphinx" and settings.acoustic_model != "stock":
         label += f"[{Path(settings.acoustic_model).name}]"  # e.g. pocketsphinx+ns4[my-room], beside stock
-    return {"engine": label, "phrase": phrase, "speech": speech.described, "acoustic_model": settings.acoustic_model,
-            "calibration": chosen.to_dict(), "default": default, "calibrated": calibrated,
-            "wall_s": round(time.time() - t0, 1)}
+    return {
+        "engine": label,
+        "phrase": phrase,
+        "speech": speech.described,
+        "acoustic_model": settings.acoustic_model,
+        "calibration": chosen.to_dict(),
+        "default": default,
+        "calibrated": calibrated,
+        "wall_s": round(time.time() - t0, 1),
+    }
 
 
 def markdown(results: list[dict], host: str) -> str:
-    lines = [f"Wake-word benchmark on {host}, 1 thread. Targets: FRR <= 5 % clean, <= 10 % at 10 dB SNR, "
-             "<= 1 false accept per hour; CPU <= 0.02 s per audio s (microWakeWord).", "",
-             "| engine | phrase | threshold | FRR clean | FRR 10 dB | false accepts / h | CPU s per audio s | phrase clips | other speech |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Wake-word benchmark on {host}, 1 thread. Targets: FRR <= 5 % clean, <= 10 % at 10 dB SNR, "
+        "<= 1 false accept per hour; CPU <= 0.02 s per audio s (microWakeWord).",
+        "",
+        "| engine | phrase | threshold | FRR clean | FRR 10 dB | false accepts / h | CPU s per audio s | phrase clips | other speech |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in results:
         for label in ("calibrated", "default"):
             m = r[label]
-            lines.append(f"| {r['engine']} | {r['phrase']} | {m['threshold']:g} ({label}) | {100 * m['frr_clean']:.1f} % | "
-                         f"{100 * m['frr_noisy']:.1f} % | {m['fa_per_hour']:g} ({m['false_accepts']}) | "
-                         f"{m['cpu_s_per_audio_s']:.4f} | {r['speech']['positive_clips']} x 2 | {m['negative_hours']:.2f} h |")
+            lines.append(
+                f"| {r['engine']} | {r['phrase']} | {m['threshold']:g} ({label}) | {100 * m['frr_clean']:.1f} % | "
+                f"{100 * m['frr_noisy']:.1f} % | {m['fa_per_hour']:g} ({m['false_accepts']}) | "
+                f"{m['cpu_s_per_audio_s']:.4f} | {r['speech']['positive_clips']} x 2 | {m['negative_hours']:.2f} h |"
+            )
     lines.append("")
     for r in results:
         m = r["calibrated"]
         per_voice = lambda d: ", ".join(f"{v} {n}" for v, n in d.items())  # noqa: E731
-        lines.append(f"- {r['engine']} at the calibrated threshold, phrase clips missed per voice "
-                     f"(of {r['speech']['positive_clips'] // max(1, len(m['missed_clean_by_voice']))} each): clean "
-                     f"{per_voice(m['missed_clean_by_voice'])}; 10 dB {per_voice(m['missed_noisy_by_voice'])}")
+        lines.append(
+            f"- {r['engine']} at the calibrated threshold, phrase clips missed per voice "
+            f"(of {r['speech']['positive_clips'] // max(1, len(m['missed_clean_by_voice']))} each): clean "
+            f"{per_voice(m['missed_clean_by_voice'])}; 10 dB {per_voice(m['missed_noisy_by_voice'])}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -332,10 +449,20 @@ def main() -> int:
     p.add_argument("--engines", default="micro,pocketsphinx,vosk")
     p.add_argument("--quick", action="store_true", help="60 phrase clips and 10 minutes of other speech")
     p.add_argument("--no-piper", action="store_true")
-    p.add_argument("--noise-suppression", type=int, default=0, choices=range(5), metavar="0..4",
-                   help="run the audio through edge.denoise (WebRTC noise suppression at this level) first")
-    p.add_argument("--acoustic-model", default=WakeSettings.acoustic_model, metavar="stock|NAME|PATH",
-                   help="pocketsphinx: wake.acoustic_model (default %(default)s)")
+    p.add_argument(
+        "--noise-suppression",
+        type=int,
+        default=0,
+        choices=range(5),
+        metavar="0..4",
+        help="run the audio through edge.denoise (WebRTC noise suppression at this level) first",
+    )
+    p.add_argument(
+        "--acoustic-model",
+        default=WakeSettings.acoustic_model,
+        metavar="stock|NAME|PATH",
+        help="pocketsphinx: wake.acoustic_model (default %(default)s)",
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "wake.json"))
     datasets.add_argument(p)
     args = p.parse_args()
@@ -370,10 +497,18 @@ def main() -> int:
             voices = voices or Voices(CACHE, use_piper=not args.no_piper)
             settings = WakeSettings(phrases=(PHRASES[name],), engine=name, acoustic_model=args.acoustic_model)
             speech = english_speech(PHRASES[name], voices, n_pos, neg_s, CACHE, args.data)
-        print(f"{name}: {len(speech.clean)} phrase clips (+ noisy), {speech.described['negative_s'] / 3600:.2f} h other speech",
-              file=sys.stderr)
-        result = run_engine(name, speech, settings, cal_neg, DenoiseSettings(noise_suppression=args.noise_suppression),
-                            calibration_sentences)
+        print(
+            f"{name}: {len(speech.clean)} phrase clips (+ noisy), {speech.described['negative_s'] / 3600:.2f} h other speech",
+            file=sys.stderr,
+        )
+        result = run_engine(
+            name,
+            speech,
+            settings,
+            cal_neg,
+            DenoiseSettings(noise_suppression=args.noise_suppression),
+            calibration_sentences,
+        )
         print(json.dumps(result, ensure_ascii=False), file=sys.stderr)
         results.append(result)
     host = f"{platform.machine()} {platform.processor() or ''}".strip()
@@ -383,9 +518,16 @@ def main() -> int:
     if out.exists():  # a run of some engines keeps the others' results
         ran = {r["engine"] for r in results}
         kept = [r for r in json.loads(out.read_text())["results"] if r["engine"] not in ran]
-        results = sorted(kept + results, key=lambda r: (["micro", "pocketsphinx", "vosk"].index(r["engine"].split("+")[0].split("[")[0]),
-                                                        r["engine"]))
-    out.write_text(json.dumps({"host": host, "quick": args.quick, "results": results}, indent=2, ensure_ascii=False) + "\n")
+        results = sorted(
+            kept + results,
+            key=lambda r: (
+                ["micro", "pocketsphinx", "vosk"].index(r["engine"].split("+")[0].split("[")[0]),
+                r["engine"],
+            ),
+        )
+    out.write_text(
+        json.dumps({"host": host, "quick": args.quick, "results": results}, indent=2, ensure_ascii=False) + "\n"
+    )
     table = markdown(results, host)
     out.with_suffix(".md").write_text(table, encoding="utf-8")
     print(table)

@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -38,16 +37,24 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from speech_helpers import speak  # noqa: E402
-from test_daemon import Daemon  # noqa: E402
 from test_wyoming import wyoming_address  # noqa: E402
 
 from edge.stt import word_errors  # noqa: E402
 from edge.textnorm import spoken_form  # noqa: E402
 
-COMMANDS = ["turn off the lights in the kitchen", "what is the weather like in london", "set an alarm for seven am",
-            "play some jazz music", "what time is it", "remind me to call mom tomorrow",
-            "how many calories are in an apple", "turn the volume down"]
+from speech_helpers import speak  # noqa: E402
+from test_daemon import Daemon  # noqa: E402
+
+COMMANDS = [
+    "turn off the lights in the kitchen",
+    "what is the weather like in london",
+    "set an alarm for seven am",
+    "play some jazz music",
+    "what time is it",
+    "remind me to call mom tomorrow",
+    "how many calories are in an apple",
+    "turn the volume down",
+]
 VOICES = ["slt", "rms", "awb", "kal"]
 
 
@@ -89,8 +96,9 @@ def pcm(samples: np.ndarray, rate: int, channels: int) -> bytes:
     return (np.repeat(data[:, None], channels, axis=1) if channels > 1 else data).tobytes()
 
 
-async def transcribe(host: str, port: int, audio: bytes, rate: int, channels: int,
-                     realtime: bool = False) -> tuple[str, float]:
+async def transcribe(
+    host: str, port: int, audio: bytes, rate: int, channels: int, realtime: bool = False
+) -> tuple[str, float]:
     from wyoming.asr import Transcribe, Transcript
     from wyoming.audio import AudioChunk, AudioStart, AudioStop
     from wyoming.client import AsyncTcpClient
@@ -101,8 +109,9 @@ async def transcribe(host: str, port: int, audio: bytes, rate: int, channels: in
         await client.write_event(AudioStart(rate=rate, width=2, channels=channels).event())
         begin = time.perf_counter()
         for offset in range(0, len(audio), step):
-            await client.write_event(AudioChunk(rate=rate, width=2, channels=channels,
-                                                audio=audio[offset:offset + step]).event())
+            await client.write_event(
+                AudioChunk(rate=rate, width=2, channels=channels, audio=audio[offset : offset + step]).event()
+            )
             if realtime:
                 await asyncio.sleep(max(0.0, begin + (offset + step) / (2 * channels * rate) - time.perf_counter()))
         start = time.perf_counter()
@@ -136,8 +145,9 @@ async def wake_delays(host: str, port: int, streams: list[tuple[np.ndarray, int]
 
             listener = asyncio.ensure_future(listen())
             for offset in range(0, len(samples), 1024):  # real time, as a satellite's microphone delivers
-                await client.write_event(AudioChunk(rate=16000, width=2, channels=1,
-                                                    audio=samples[offset:offset + 1024].tobytes()).event())
+                await client.write_event(
+                    AudioChunk(rate=16000, width=2, channels=1, audio=samples[offset : offset + 1024].tobytes()).event()
+                )
                 await asyncio.sleep(max(0.0, begin + (offset + 1024) / 16000 - time.perf_counter()))
             await client.write_event(AudioStop().event())
             await asyncio.sleep(0.3)
@@ -148,8 +158,11 @@ async def wake_delays(host: str, port: int, streams: list[tuple[np.ndarray, int]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stt", default="auto", help="stt.engine for the daemon (default: the profile's); the "
-                        "results go to wyoming-<engine>.json / .md")
+    parser.add_argument(
+        "--stt",
+        default="auto",
+        help="stt.engine for the daemon (default: the profile's); the results go to wyoming-<engine>.json / .md",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-wyoming-"))
     spoken = [(text, voice, speak(text, voice, tmp)) for text in COMMANDS for voice in VOICES[:2]]
@@ -158,16 +171,25 @@ def main() -> None:
     for voice in VOICES:
         phrase = speak("hey jarvis", voice, tmp, tail_s=0.0)
         wake_streams.append((np.concatenate([other, phrase, np.zeros(16000, np.int16)]), len(other) + len(phrase)))
-    daemon = Daemon(tmp, 'wyoming: {enabled: true, listen: "tcp://127.0.0.1:0"}\nhttp: {enabled: false}\n'
-                         f"stt: {{engine: {args.stt}}}\n", "--no-mic")
+    daemon = Daemon(
+        tmp,
+        'wyoming: {enabled: true, listen: "tcp://127.0.0.1:0"}\nhttp: {enabled: false}\n'
+        f"stt: {{engine: {args.stt}}}\n",
+        "--no-mic",
+    )
     try:
         host, port = wyoming_address(daemon)
-        results: dict = {"host": platform.machine(), "python": platform.python_version(),
-                         "stt": asyncio.run(asr_model(host, port))}
+        results: dict = {
+            "host": platform.machine(),
+            "python": platform.python_version(),
+            "stt": asyncio.run(asr_model(host, port)),
+        }
         one = asyncio.run(recognize_round_trips(host, port, 1, 200))
         four = asyncio.run(recognize_round_trips(host, port, 4, 100))
-        results["recognize_ms"] = {"1 client": {"p50": percentile(one, 50), "p99": percentile(one, 99)},
-                                   "4 clients": {"p50": percentile(four, 50), "p99": percentile(four, 99)}}
+        results["recognize_ms"] = {
+            "1 client": {"p50": percentile(one, 50), "p99": percentile(one, 99)},
+            "4 clients": {"p50": percentile(four, 50), "p99": percentile(four, 99)},
+        }
         for rate, channels in ((16000, 1), (44100, 2)):
             latencies, errors, words = [], 0, 0
             for text, _voice, samples in spoken:
@@ -175,9 +197,12 @@ def main() -> None:
                 latencies.append(ms)
                 errors += word_errors(text, spoken_form(heard))  # Whisper writes "Set an alarm for 7 a.m."
                 words += len(text.split())
-            results[f"asr_{rate}_{channels}ch"] = {"utterances": len(spoken), "stop_to_transcript_ms_p50":
-                                                   percentile(latencies, 50), "p90": percentile(latencies, 90),
-                                                   "wer": errors / words}
+            results[f"asr_{rate}_{channels}ch"] = {
+                "utterances": len(spoken),
+                "stop_to_transcript_ms_p50": percentile(latencies, 50),
+                "p90": percentile(latencies, 90),
+                "wer": errors / words,
+            }
         batch = [pcm(s, 16000, 1) for _, _, s in spoken[:4]]
 
         async def sequential() -> float:
@@ -191,12 +216,17 @@ def main() -> None:
             await asyncio.gather(*(transcribe(host, port, audio, 16000, 1) for audio in batch))
             return time.perf_counter() - start
 
-        results["asr_4_utterances_s"] = {"one client after another": asyncio.run(sequential()),
-                                         "4 clients at once": asyncio.run(parallel())}
+        results["asr_4_utterances_s"] = {
+            "one client after another": asyncio.run(sequential()),
+            "4 clients at once": asyncio.run(parallel()),
+        }
         delays = asyncio.run(wake_delays(host, port, wake_streams))
         found = [d for d in delays if d is not None]
-        results["wake"] = {"streams": len(delays), "detected": len(found),
-                           "delay_after_phrase_ms": [round(d * 1000) for d in found]}
+        results["wake"] = {
+            "streams": len(delays),
+            "detected": len(found),
+            "delay_after_phrase_ms": [round(d * 1000) for d in found],
+        }
     finally:
         daemon.stop()
     out = ROOT / "benchmarks" / "results"
@@ -209,15 +239,21 @@ def main() -> None:
         lines.append(f"| recognize → intent, {key} | p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms |")
     for key, label in (("asr_16000_1ch", "16 kHz mono"), ("asr_44100_2ch", "44.1 kHz stereo")):
         r = results[key]
-        lines.append(f"| audio-stop → transcript, {label}, real time ({r['utterances']} flite utterances) | p50 "
-                     f"{r['stop_to_transcript_ms_p50']:.0f} ms, p90 {r['p90']:.0f} ms, WER {r['wer']:.1%} |")
+        lines.append(
+            f"| audio-stop → transcript, {label}, real time ({r['utterances']} flite utterances) | p50 "
+            f"{r['stop_to_transcript_ms_p50']:.0f} ms, p90 {r['p90']:.0f} ms, WER {r['wer']:.1%} |"
+        )
     r = results["asr_4_utterances_s"]
-    lines.append(f"| 4 transcriptions at full speed: one after another / 4 clients at once | "
-                 f"{r['one client after another']:.2f} s / "
-                 f"{r['4 clients at once']:.2f} s |")
+    lines.append(
+        f"| 4 transcriptions at full speed: one after another / 4 clients at once | "
+        f"{r['one client after another']:.2f} s / "
+        f"{r['4 clients at once']:.2f} s |"
+    )
     r = results["wake"]
-    lines.append(f"| hey jarvis detected (4 flite voices, real time) | {r['detected']}/{r['streams']}, "
-                 f"{', '.join(str(d) for d in r['delay_after_phrase_ms'])} ms after the phrase's audio ends |")
+    lines.append(
+        f"| hey jarvis detected (4 flite voices, real time) | {r['detected']}/{r['streams']}, "
+        f"{', '.join(str(d) for d in r['delay_after_phrase_ms'])} ms after the phrase's audio ends |"
+    )
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -43,7 +43,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 TARGETS = ("text", "wav", "settings", "http", "intents")
 HANG_S = 5.0
 MAX_HANGS = 25
-SEEDS = {"text": int(os.environ.get("EDGE_FUZZ_SEEDS", 1500)), "wav": int(os.environ.get("EDGE_FUZZ_SEEDS", 1500)), "settings": int(os.environ.get("EDGE_FUZZ_SEEDS", 1000)), "intents": int(os.environ.get("EDGE_FUZZ_SEEDS", 600)), "http": int(os.environ.get("EDGE_FUZZ_SEEDS", 1500))}
+SEEDS = {
+    "text": int(os.environ.get("EDGE_FUZZ_SEEDS", 1500)),
+    "wav": int(os.environ.get("EDGE_FUZZ_SEEDS", 1500)),
+    "settings": int(os.environ.get("EDGE_FUZZ_SEEDS", 1000)),
+    "intents": int(os.environ.get("EDGE_FUZZ_SEEDS", 600)),
+    "http": int(os.environ.get("EDGE_FUZZ_SEEDS", 1500)),
+}
 MAX_LEN = {"text": 4096, "wav": 16384, "settings": 8192, "intents": 8192, "http": 32768}
 
 
@@ -61,13 +67,17 @@ def seed_corpus(target: str, n: int, out: Path) -> int:
 
     import fuzz_inputs as fz
 
-    strategy = {"text": fz.texts(), "wav": fz.wav_files(), "settings": fz.settings_files(),
-                "intents": fz.intents_files(), "http": fz.http_requests()}[target]
+    strategy = {
+        "text": fz.texts(),
+        "wav": fz.wav_files(),
+        "settings": fz.settings_files(),
+        "intents": fz.intents_files(),
+        "http": fz.http_requests(),
+    }[target]
     out.mkdir(parents=True, exist_ok=True)
     written = [0]
 
-    @settings(max_examples=n, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=n, database=None, deadline=None, suppress_health_check=list(HealthCheck))
     @given(strategy)
     def draw(value) -> None:
         data = value if isinstance(value, bytes) else value.encode("utf-8", "surrogatepass")
@@ -112,18 +122,35 @@ class Counter:
     def crash(self, data: bytes, exc: BaseException | None, seconds: float) -> None:
         self.crash_count += 1
         if len(self.crashes) < 5:
-            self.crashes.append({"input": data[:2000].decode("latin-1"), "seconds": round(seconds, 3),
-                                 "error": "".join(traceback.format_exception(exc))[-3000:] if exc else "hang"})
+            self.crashes.append(
+                {
+                    "input": data[:2000].decode("latin-1"),
+                    "seconds": round(seconds, 3),
+                    "error": "".join(traceback.format_exception(exc))[-3000:] if exc else "hang",
+                }
+            )
         self.record("CRASH" if exc else "HANG", seconds)
 
     def write(self) -> None:
         self._written = time.monotonic()
         rss = _rss_mb(os.getpid())
-        self.path.write_text(json.dumps({
-            "target": self.target, "inputs": self.runs, "outcomes": self.outcomes, "crashes": self.crash_count,
-            "hangs_over_5s": self.hangs, "slowest_input_s": round(self.slowest_s, 3),
-            "minutes": round((time.monotonic() - self.started) / 60, 2), "fuzzer_rss_mb": rss, "stopped": self.stopped,
-            "crash_examples": self.crashes}, indent=1))
+        self.path.write_text(
+            json.dumps(
+                {
+                    "target": self.target,
+                    "inputs": self.runs,
+                    "outcomes": self.outcomes,
+                    "crashes": self.crash_count,
+                    "hangs_over_5s": self.hangs,
+                    "slowest_input_s": round(self.slowest_s, 3),
+                    "minutes": round((time.monotonic() - self.started) / 60, 2),
+                    "fuzzer_rss_mb": rss,
+                    "stopped": self.stopped,
+                    "crash_examples": self.crashes,
+                },
+                indent=1,
+            )
+        )
 
 
 def make_target(target: str, tmp: Path):
@@ -156,7 +183,8 @@ def worker(target: str, runs: int, corpus: Path, stats: Path) -> int:
         print(f"seeds: {seed_corpus(target, SEEDS[target], corpus)}", file=sys.stderr, flush=True)
     tmp = _tmp()
     with atheris.instrument_imports(include=["edge", "tools", "yaml", "hassil", "h11"]):
-        import edge.audio, edge.classifier, edge.config, edge.settings  # noqa: F401, E401
+        import edge.audio  # noqa: F401, E401
+
         if target == "intents":
             import tools.templates  # noqa: F401
     run = make_target(target, tmp)
@@ -194,8 +222,17 @@ def worker(target: str, runs: int, corpus: Path, stats: Path) -> int:
     import atexit
 
     atexit.register(counter.write)
-    atheris.Setup([sys.argv[0], f"-max_len={MAX_LEN[target]}", "-timeout=60", "-rss_limit_mb=4096",
-                   "-print_final_stats=1", str(corpus)], one)
+    atheris.Setup(
+        [
+            sys.argv[0],
+            f"-max_len={MAX_LEN[target]}",
+            "-timeout=60",
+            "-rss_limit_mb=4096",
+            "-print_final_stats=1",
+            str(corpus),
+        ],
+        one,
+    )
     atheris.Fuzz()
     return 0
 
@@ -214,15 +251,20 @@ def fuzz_http(runs: int, corpus: Path, stats: Path, seed: int = 1) -> dict:
     """Seed requests, then byte-level mutations of them (flips, cuts, splices, repeats), against ``edge-intent serve``."""
     import random
 
-    import fuzz_inputs as fz
     from test_http_hostile import read_answer
+
+    import fuzz_inputs as fz
 
     tmp = _tmp()
     config = tmp / "config.yaml"
     config.write_text('http: {listen: "127.0.0.1:0", timeout_s: 2}\nstdout: {enabled: false}\n')
     env = {**os.environ, "PYTHONPATH": str(ROOT), "EDGE_PROFILE": "generic-x86_64"}
-    proc = subprocess.Popen([sys.executable, "-m", "edge.cli.intent", "serve", "--no-mic", "--config", str(config), "-v"],
-                            env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli.intent", "serve", "--no-mic", "--config", str(config), "-v"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     url = None
     log_tail: list[str] = []
     assert proc.stderr is not None
@@ -241,8 +283,10 @@ def fuzz_http(runs: int, corpus: Path, stats: Path, seed: int = 1) -> dict:
     from speech_helpers import write_wav
 
     speech = write_wav(tmp / "warm.wav", np.sin(np.arange(16000) / 5.0).astype(np.float32) * 0.3, 16000).read_bytes()
-    recognize = (b"POST /v1/recognize?publish=false HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\n"
-                 b"Content-Length: %d\r\n\r\n" % len(speech)) + speech
+    recognize = (
+        b"POST /v1/recognize?publish=false HTTP/1.1\r\nHost: x\r\nContent-Type: audio/wav\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(speech)
+    ) + speech
     for i in range(500):  # warm up: allocator, model, the HTTP recogniser (built on first use); then the baseline
         run(normal if i % 50 else recognize)
     run(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -271,8 +315,22 @@ def fuzz_http(runs: int, corpus: Path, stats: Path, seed: int = 1) -> dict:
     prober.start()
     seeds = [p.read_bytes() for p in sorted(corpus.iterdir())]
     rng = random.Random(seed)
-    tokens = [b"\r\n", b"\r\n\r\n", b"Content-Length: ", b"Transfer-Encoding: chunked\r\n", b"Expect: 100-continue\r\n",
-              b"0\r\n\r\n", b"ffffffff\r\n", b"\x00", b"\xff", b"HTTP/1.1", b"{", b"[" * 100, b'"\\ud800"', b"RIFF"]
+    tokens = [
+        b"\r\n",
+        b"\r\n\r\n",
+        b"Content-Length: ",
+        b"Transfer-Encoding: chunked\r\n",
+        b"Expect: 100-continue\r\n",
+        b"0\r\n\r\n",
+        b"ffffffff\r\n",
+        b"\x00",
+        b"\xff",
+        b"HTTP/1.1",
+        b"{",
+        b"[" * 100,
+        b'"\\ud800"',
+        b"RIFF",
+    ]
     counter = Counter("http", stats)
 
     def mutate(data: bytes) -> bytes:
@@ -285,13 +343,13 @@ def fuzz_http(runs: int, corpus: Path, stats: Path, seed: int = 1) -> dict:
             elif op == 1:
                 buf[at:at] = rng.choice(tokens)
             elif op == 2 and buf:
-                del buf[at:at + rng.randint(1, 64)]
+                del buf[at : at + rng.randint(1, 64)]
             elif op == 3:
                 other = rng.choice(seeds)
                 start = rng.randint(0, len(other))
-                buf[at:at] = other[start:start + rng.randint(1, 256)]
+                buf[at:at] = other[start : start + rng.randint(1, 256)]
             elif op == 4 and buf:
-                piece = buf[at:at + rng.randint(1, 32)]
+                piece = buf[at : at + rng.randint(1, 32)]
                 buf[at:at] = piece * rng.randint(2, 50)
             else:
                 buf = buf[:at]
@@ -323,16 +381,25 @@ def fuzz_http(runs: int, corpus: Path, stats: Path, seed: int = 1) -> dict:
     probes.sort()
     counter.write()
     result = json.loads(stats.read_text())
-    result.update({
-        "daemon_rss_mb": {"before": rss_before, "after": rss_after,
-                          "change_percent": round((rss_after - rss_before) / rss_before * 100, 2)},
-        "daemon_alive_after": alive, "daemon_exit_code": code,
-        "healthz_probe": {"n": len(probes), "failures": probe_failures[0],
-                          "p50_ms": round(probes[len(probes) // 2] * 1000, 1) if probes else None,
-                          "p99_ms": round(probes[int(len(probes) * 0.99)] * 1000, 1) if probes else None,
-                          "max_ms": round(probes[-1] * 1000, 1) if probes else None},
-        "daemon_tracebacks": sum("Traceback" in line for line in log_tail),
-    })
+    result.update(
+        {
+            "daemon_rss_mb": {
+                "before": rss_before,
+                "after": rss_after,
+                "change_percent": round((rss_after - rss_before) / rss_before * 100, 2),
+            },
+            "daemon_alive_after": alive,
+            "daemon_exit_code": code,
+            "healthz_probe": {
+                "n": len(probes),
+                "failures": probe_failures[0],
+                "p50_ms": round(probes[len(probes) // 2] * 1000, 1) if probes else None,
+                "p99_ms": round(probes[int(len(probes) * 0.99)] * 1000, 1) if probes else None,
+                "max_ms": round(probes[-1] * 1000, 1) if probes else None,
+            },
+            "daemon_tracebacks": sum("Traceback" in line for line in log_tail),
+        }
+    )
     stats.write_text(json.dumps(result, indent=1))
     return result
 
@@ -364,9 +431,21 @@ def main(argv: list[str] | None = None) -> int:
     children = {}
     for target in [t for t in args.targets if t != "http"]:
         children[target] = subprocess.Popen(
-            [sys.executable, __file__, "--worker", target, "--runs", str(args.runs), "--corpus",
-             str(work / f"corpus-{target}"), "--stats", str(work / f"{target}.json")],
-            stdout=subprocess.DEVNULL, stderr=open(work / f"{target}.log", "w"))
+            [
+                sys.executable,
+                __file__,
+                "--worker",
+                target,
+                "--runs",
+                str(args.runs),
+                "--corpus",
+                str(work / f"corpus-{target}"),
+                "--stats",
+                str(work / f"{target}.json"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / f"{target}.log", "w"),
+        )
     if "http" in args.targets:
         corpus = work / "corpus-http"
         n = seed_corpus("http", SEEDS["http"], corpus)
@@ -392,8 +471,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(results: dict, target: str, result: dict, out: Path) -> None:
     results["targets"][target] = result
-    print(f"{target}: {result.get('inputs')} inputs, {result.get('crashes')} crashes, "
-          f"{result.get('hangs_over_5s')} hangs, slowest {result.get('slowest_input_s')} s", file=sys.stderr, flush=True)
+    print(
+        f"{target}: {result.get('inputs')} inputs, {result.get('crashes')} crashes, "
+        f"{result.get('hangs_over_5s')} hangs, slowest {result.get('slowest_input_s')} s",
+        file=sys.stderr,
+        flush=True,
+    )
     results["machine"] = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")

@@ -98,7 +98,7 @@ class Noise:
         """``speech`` (int16) with noise of ``kind`` at ``snr_db`` (speech power over its non-silent part)."""
         noise = self.signals[kind]
         start = rng.randrange(0, len(noise) - len(speech))
-        return mix(speech, noise[start:start + len(speech)], snr_db)
+        return mix(speech, noise[start : start + len(speech)], snr_db)
 
 
 def _load(path: Path) -> np.ndarray:
@@ -132,7 +132,7 @@ def _babble(prompts: list[Path], n: int, rng: np.random.Generator, talkers: int 
                 break
         s = np.concatenate(stream)
         s = np.pad(s, (0, max(0, n - len(s))))[:n]
-        out += np.roll(s, int(rng.integers(0, n))) / max(1e-6, float(np.sqrt(np.mean(s ** 2))))
+        out += np.roll(s, int(rng.integers(0, n))) / max(1e-6, float(np.sqrt(np.mean(s**2))))
     return out / talkers
 
 

@@ -29,8 +29,9 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -96,8 +97,9 @@ class WavInfo:
         return self.frames / self.rate
 
 
-def read_wav(path: str | Path, max_seconds: float = DEFAULT_MAX_WAV_SECONDS,
-             limit_name: str = "--max-seconds") -> tuple[np.ndarray, WavInfo]:
+def read_wav(
+    path: str | Path, max_seconds: float = DEFAULT_MAX_WAV_SECONDS, limit_name: str = "--max-seconds"
+) -> tuple[np.ndarray, WavInfo]:
     """Decode a WAV file to 16 kHz mono int16, whatever its rate, channel count and sample format.
 
     Accepts PCM 8/16/24/32-bit and IEEE float 32/64-bit, plain or ``WAVE_FORMAT_EXTENSIBLE``.
@@ -118,8 +120,9 @@ def read_wav(path: str | Path, max_seconds: float = DEFAULT_MAX_WAV_SECONDS,
     return _decoded(data, info), info
 
 
-def read_wav_bytes(data: bytes, name: str, max_seconds: float = DEFAULT_MAX_WAV_SECONDS,
-                   limit_name: str = "--max-seconds") -> tuple[np.ndarray, WavInfo]:
+def read_wav_bytes(
+    data: bytes, name: str, max_seconds: float = DEFAULT_MAX_WAV_SECONDS, limit_name: str = "--max-seconds"
+) -> tuple[np.ndarray, WavInfo]:
     """:func:`read_wav` for a WAV file in memory (an HTTP request body); messages say ``name`` for the file."""
     import io
 
@@ -127,7 +130,7 @@ def read_wav_bytes(data: bytes, name: str, max_seconds: float = DEFAULT_MAX_WAV_
     return _decoded(samples, info), info
 
 
-def _decoded(data: bytes, info: "WavInfo") -> np.ndarray:
+def _decoded(data: bytes, info: WavInfo) -> np.ndarray:
     samples = _to_float(data, info)
     if info.channels > 1:
         samples = samples.reshape(-1, info.channels).mean(axis=1)
@@ -149,8 +152,9 @@ def _parse_wav(fh: Any, path: Path | str, max_seconds: float, limit_name: str) -
             if size < 16:
                 raise AudioError(f"{path}: corrupt WAV header (fmt chunk of {size} bytes, expected at least 16)")
             if len(body) < min(size, 40):
-                raise AudioError(f"{path}: corrupt WAV header (the fmt chunk says {size} bytes, the file ends after "
-                                 f"{len(body)})")
+                raise AudioError(
+                    f"{path}: corrupt WAV header (the fmt chunk says {size} bytes, the file ends after {len(body)})"
+                )
             if size > 1 << 16:
                 raise AudioError(f"{path}: corrupt WAV header (fmt chunk of {size} bytes, expected 16 to 40)")
             tag, channels, rate, _byte_rate, block_align, bits = struct.unpack("<HHIIHH", body[:16])
@@ -165,8 +169,10 @@ def _parse_wav(fh: Any, path: Path | str, max_seconds: float, limit_name: str) -
             # Streaming writers leave the size at 0xFFFFFFFF: judge the length by what the file holds.
             info = _check_format(path, fmt, min(size, _remaining(fh)))
             if info.seconds > max_seconds:
-                raise AudioTooLong(f"{path}: {info.seconds:.1f} s of audio is longer than the limit of "
-                                   f"{max_seconds:g} s ({limit_name})")
+                raise AudioTooLong(
+                    f"{path}: {info.seconds:.1f} s of audio is longer than the limit of "
+                    f"{max_seconds:g} s ({limit_name})"
+                )
             # Recorders that were interrupted, or wrote to a pipe, leave a data size larger than
             # the file: keep every whole sample frame that is there.
             data = fh.read(size)
@@ -207,7 +213,9 @@ def _check_format(path: Path | str, fmt: tuple[int, int, int, int, int], size: i
 
 
 def _to_float(data: bytes, info: WavInfo) -> np.ndarray:
-    if info.float:  # any bytes are some float: NaN and infinities (and float64 beyond float32) become silence or full scale
+    if (
+        info.float
+    ):  # any bytes are some float: NaN and infinities (and float64 beyond float32) become silence or full scale
         with np.errstate(over="ignore", invalid="ignore"):
             samples = np.frombuffer(data, dtype="<f4" if info.bits == 32 else "<f8").astype(np.float32)
         return np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
@@ -215,7 +223,7 @@ def _to_float(data: bytes, info: WavInfo) -> np.ndarray:
         return (np.frombuffer(data, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
     if info.bits == 24:
         raw = np.frombuffer(data, dtype=np.uint8).reshape(-1, 3)
-        ints = (raw[:, 0].astype(np.int32) | raw[:, 1].astype(np.int32) << 8 | raw[:, 2].astype(np.int32) << 16)
+        ints = raw[:, 0].astype(np.int32) | raw[:, 1].astype(np.int32) << 8 | raw[:, 2].astype(np.int32) << 16
         ints = np.where(ints >= 1 << 23, ints - (1 << 24), ints)
         return ints.astype(np.float32) / float(1 << 23)
     dtype = "<i2" if info.bits == 16 else "<i4"
@@ -238,7 +246,7 @@ def to_int16(samples: np.ndarray) -> np.ndarray:
 def frames_of(samples: np.ndarray, frame_samples: int = FRAME_SAMPLES) -> Iterator[np.ndarray]:
     """Cut int16 samples into whole frames, zero-padding the last one."""
     for start in range(0, len(samples), frame_samples):
-        frame = samples[start:start + frame_samples]
+        frame = samples[start : start + frame_samples]
         if len(frame) < frame_samples:
             frame = np.concatenate([frame, np.zeros(frame_samples - len(frame), dtype=np.int16)])
         yield frame
@@ -308,8 +316,13 @@ class StreamSource:
     frames instead (1.0 = real time, like a microphone; 4.0 = four times faster).
     """
 
-    def __init__(self, chunks: Iterable[np.ndarray], description: str = "stream", frame_samples: int = FRAME_SAMPLES,
-                 speed: float | None = None) -> None:
+    def __init__(
+        self,
+        chunks: Iterable[np.ndarray],
+        description: str = "stream",
+        frame_samples: int = FRAME_SAMPLES,
+        speed: float | None = None,
+    ) -> None:
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be a positive number (1.0 = real time), got {speed!r}")
         self.chunks = chunks
@@ -329,14 +342,16 @@ class StreamSource:
         sent = 0
         for chunk in self.chunks:
             if chunk.dtype != np.int16 or chunk.ndim != 1:
-                raise ValueError(f"{self.description}: expected 1-D int16 samples at 16 kHz, got {chunk.dtype} of shape {chunk.shape}")
+                raise ValueError(
+                    f"{self.description}: expected 1-D int16 samples at 16 kHz, got {chunk.dtype} of shape {chunk.shape}"
+                )
             pending = np.concatenate([pending, chunk]) if len(pending) else chunk
             whole = len(pending) - len(pending) % self.frame_samples
             for offset in range(0, whole, self.frame_samples):
                 if self._stop.is_set():
                     return
                 sent += self.frame_samples
-                yield Frame(self._pace(pending[offset:offset + self.frame_samples], start, sent), time.monotonic())
+                yield Frame(self._pace(pending[offset : offset + self.frame_samples], start, sent), time.monotonic())
             pending = pending[whole:]
         if len(pending) and not self._stop.is_set():
             last = np.concatenate([pending, np.zeros(self.frame_samples - len(pending), dtype=np.int16)])
@@ -357,8 +372,13 @@ class StreamSource:
 class SamplesSource(StreamSource):
     """16 kHz mono int16 samples already in memory, as frames (as fast as consumed, or paced by ``speed``)."""
 
-    def __init__(self, samples: np.ndarray, description: str = "samples", frame_samples: int = FRAME_SAMPLES,
-                 speed: float | None = None) -> None:
+    def __init__(
+        self,
+        samples: np.ndarray,
+        description: str = "samples",
+        frame_samples: int = FRAME_SAMPLES,
+        speed: float | None = None,
+    ) -> None:
         self.samples = samples
         super().__init__([samples], description, frame_samples, speed)
 
@@ -366,8 +386,13 @@ class SamplesSource(StreamSource):
 class WavSource(SamplesSource):
     """A WAV file as frames; the file is decoded (and checked) when the source is created."""
 
-    def __init__(self, path: str | Path, max_seconds: float = DEFAULT_MAX_WAV_SECONDS,
-                 frame_samples: int = FRAME_SAMPLES, speed: float | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        max_seconds: float = DEFAULT_MAX_WAV_SECONDS,
+        frame_samples: int = FRAME_SAMPLES,
+        speed: float | None = None,
+    ) -> None:
         self.path = Path(path)
         samples, self.info = read_wav(self.path, max_seconds)
         description = f"{self.path} ({self.info.rate} Hz, {self.info.channels} ch, {self.info.seconds:.2f} s)"
@@ -414,8 +439,16 @@ def list_devices(output: bool = False) -> list[InputDevice]:
     found = []
     for index, dev in enumerate(devices):
         if dev[key] > 0:
-            found.append(InputDevice(index, dev["name"], hostapis[dev["hostapi"]]["name"], dev[key],
-                                     float(dev["default_samplerate"]), index == default))
+            found.append(
+                InputDevice(
+                    index,
+                    dev["name"],
+                    hostapis[dev["hostapi"]]["name"],
+                    dev[key],
+                    float(dev["default_samplerate"]),
+                    index == default,
+                )
+            )
     return found
 
 
@@ -445,6 +478,26 @@ def find_input_device(spec: str | int | None = None, output: bool = False) -> In
     if not matches:
         raise AudioError(f"no {kind} device matches {spec!r}; {kind} devices:\n{listing}")
     raise AudioError(f"{spec!r} matches several {kind} devices; use an index:\n" + "\n".join(str(d) for d in matches))
+
+
+@dataclasses.dataclass(frozen=True)
+class Backoff:
+    """The one retry policy for an input device that is missing or went silent: the first wait, doubling
+    with every failure in a row, up to the longest (the microphone's watchdog and the service's first
+    open both follow it)."""
+
+    first_s: float = 0.5
+    most_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first_s <= self.most_s:
+            raise ValueError(
+                f"backoff: first wait {self.first_s!r} s and longest {self.most_s!r} s; allowed 0 < first <= longest"
+            )
+
+    def delay(self, failures: int) -> float:
+        """The wait before the next attempt after ``failures`` failed attempts in a row (none before the first)."""
+        return 0.0 if failures <= 0 else min(self.most_s, self.first_s * 2 ** (failures - 1))
 
 
 PORTAUDIO_LOCK = threading.RLock()
@@ -479,9 +532,16 @@ class MicSource:
     realtime = True
     """Frames arrive at the pace of the audio (the live loop's playback suppression relies on it)."""
 
-    def __init__(self, device: str | int | None = None, frame_samples: int = FRAME_SAMPLES,
-                 queue_seconds: float = 10.0, rate: int | None = None, channels: int | None = None,
-                 stale_seconds: float | None = 2.0, backoff_seconds: tuple[float, float] = (0.5, 30.0)) -> None:
+    def __init__(
+        self,
+        device: str | int | None = None,
+        frame_samples: int = FRAME_SAMPLES,
+        queue_seconds: float = 10.0,
+        rate: int | None = None,
+        channels: int | None = None,
+        stale_seconds: float | None = 2.0,
+        backoff: Backoff = Backoff(),
+    ) -> None:
         self._sd = _sounddevice()
         self._spec = device
         self.device = find_input_device(device)
@@ -490,9 +550,11 @@ class MicSource:
         self._forced = (rate, channels or 1) if rate else None
         self.rate, self.channels = self._forced or self._pick_format()
         if stale_seconds is not None and not stale_seconds > 0:
-            raise ValueError(f"stale_seconds must be positive (or None to turn the watchdog off), got {stale_seconds!r}")
+            raise ValueError(
+                f"stale_seconds must be positive (or None to turn the watchdog off), got {stale_seconds!r}"
+            )
         self.stale_seconds = stale_seconds
-        self.backoff_seconds = backoff_seconds
+        self.backoff = backoff
         self.overflows = 0
         """Blocks PortAudio reported as overflowed plus blocks dropped because the queue was full."""
         self.last_frame_at: float | None = None
@@ -504,7 +566,9 @@ class MicSource:
         self.reopens = 0
         """Attempts that opened it."""
         block_seconds = frame_samples / SAMPLE_RATE
-        self._queue: queue.Queue[tuple[np.ndarray, float]] = queue.Queue(maxsize=max(4, int(queue_seconds / block_seconds)))
+        self._queue: queue.Queue[tuple[np.ndarray, float]] = queue.Queue(
+            maxsize=max(4, int(queue_seconds / block_seconds))
+        )
         self._stop = threading.Event()
         self._stuck: list[threading.Thread] = []
         self._failed = 0  # reopen attempts since the device last delivered audio
@@ -527,9 +591,11 @@ class MicSource:
                 return rate, channels
             except (sd.PortAudioError, ValueError):
                 continue
-        raise AudioError(f"input device {self.device.name!r} accepts neither 16 kHz mono nor its default "
-                         f"{rate} Hz with 1..{self.device.channels} channels of 16-bit samples "
-                         f"(PortAudio: {first_error})")
+        raise AudioError(
+            f"input device {self.device.name!r} accepts neither 16 kHz mono nor its default "
+            f"{rate} Hz with 1..{self.device.channels} channels of 16-bit samples "
+            f"(PortAudio: {first_error})"
+        )
 
     def _callback(self, indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
         now = time.monotonic()
@@ -588,16 +654,22 @@ class MicSource:
                 samples = block[:, 0]
             pending = np.concatenate([pending, samples])
             while len(pending) >= self.frame_samples:
-                yield Frame(pending[:self.frame_samples], captured_at)
-                pending = pending[self.frame_samples:]
+                yield Frame(pending[: self.frame_samples], captured_at)
+                pending = pending[self.frame_samples :]
         return "stopped"
 
     def _open(self) -> Any:
         sd = self._sd
         blocksize = max(1, round(self.frame_samples * self.rate / SAMPLE_RATE))
         try:
-            stream = sd.InputStream(device=self.device.index, samplerate=self.rate, channels=self.channels,
-                                    dtype="int16", blocksize=blocksize, callback=self._callback)
+            stream = sd.InputStream(
+                device=self.device.index,
+                samplerate=self.rate,
+                channels=self.channels,
+                dtype="int16",
+                blocksize=blocksize,
+                callback=self._callback,
+            )
             stream.start()
         except (sd.PortAudioError, ValueError) as exc:
             raise AudioError(f"cannot open input device {self.device.name!r}: {exc}") from None
@@ -619,18 +691,18 @@ class MicSource:
         closer.start()
         closer.join(1.0)
         if closer.is_alive():
-            log.warning("input device %r does not close (blocked in the driver); opening it again beside it",
-                        self.device.name)
+            log.warning(
+                "input device %r does not close (blocked in the driver); opening it again beside it", self.device.name
+            )
             self._stuck.append(closer)
 
     def _reopen(self, why: str) -> Any:
         """Open the device again, by name, with backoff; ``None`` if stopped meanwhile."""
         self.stalls += 1
-        first, most = self.backoff_seconds
         what = f"no audio for {self.stale_seconds:g} s" if why == "stale" else "the stream ended"
         while not self._stop.is_set():
             # Back off while attempts keep failing or keep opening a device that stays silent.
-            delay = min(most, first * 2 ** (self._failed - 1)) if self._failed else 0.0
+            delay = self.backoff.delay(self._failed)
             if delay and self._stop.wait(delay):
                 return None
             self._failed += 1
@@ -667,8 +739,14 @@ class MicSource:
     def stats(self) -> dict[str, Any]:
         """The watchdog's and the queue's counters, for ``/healthz`` and ``/metrics``."""
         age = None if self.last_frame_at is None else time.monotonic() - self.last_frame_at
-        return {"device": self.device.name, "last_frame_age_s": age, "stalls": self.stalls,
-                "reopen_attempts": self.reopen_attempts, "reopens": self.reopens, "overflows": self.overflows}
+        return {
+            "device": self.device.name,
+            "last_frame_age_s": age,
+            "stalls": self.stalls,
+            "reopen_attempts": self.reopen_attempts,
+            "reopens": self.reopens,
+            "overflows": self.overflows,
+        }
 
     def stop(self) -> None:
         """End the iteration (safe from a signal handler or another thread)."""
@@ -676,6 +754,25 @@ class MicSource:
 
 
 __all__ = [
-    "AudioError", "AudioSource", "FRAME_SAMPLES", "Frame", "InputDevice", "MicSource", "SAMPLE_RATE",
-    "PORTAUDIO_LOCK", "PcmConverter", "SamplesSource", "StreamSource", "WavInfo", "WavSource", "find_input_device", "frames_of", "list_devices", "read_wav", "refresh_devices", "resample", "to_int16",
+    "AudioError",
+    "AudioSource",
+    "Backoff",
+    "FRAME_SAMPLES",
+    "Frame",
+    "InputDevice",
+    "MicSource",
+    "SAMPLE_RATE",
+    "PORTAUDIO_LOCK",
+    "PcmConverter",
+    "SamplesSource",
+    "StreamSource",
+    "WavInfo",
+    "WavSource",
+    "find_input_device",
+    "frames_of",
+    "list_devices",
+    "read_wav",
+    "refresh_devices",
+    "resample",
+    "to_int16",
 ]

@@ -62,8 +62,13 @@ class Choice:
     reason: str
 
 
-def choose_variant(package: ModelPackage, backend: str | None, precision: str | None, profile: Profile | None,
-                   failed: dict[str, str] | None = None) -> Choice:
+def choose_variant(
+    package: ModelPackage,
+    backend: str | None,
+    precision: str | None,
+    profile: Profile | None,
+    failed: dict[str, str] | None = None,
+) -> Choice:
     """Pick backend + precision: explicit requests win, then the profile's order, skipping what is missing
     and the backends in ``failed`` (name -> why it could not open the model)."""
     avail = {**available_backends(), **(failed or {})}
@@ -91,7 +96,9 @@ def choose_variant(package: ModelPackage, backend: str | None, precision: str | 
 
             installed = installed_runtimes()
             if not set(installed) & set(variant.runtimes):
-                skipped.append(f"tflite: {variant.file} needs {' or '.join(variant.runtimes)}, found {', '.join(installed)}")
+                skipped.append(
+                    f"tflite: {variant.file} needs {' or '.join(variant.runtimes)}, found {', '.join(installed)}"
+                )
                 continue
         reason = why + (f"; skipped {'; '.join(skipped)}" if skipped else "")
         return Choice(name, variant.precision, package.path(variant.file), variant.runtimes, reason)
@@ -101,8 +108,9 @@ def choose_variant(package: ModelPackage, backend: str | None, precision: str | 
 class IntentClassifier:
     """The one public entry point: ``IntentClassifier.load().classify("turn off the lights")``."""
 
-    def __init__(self, package: ModelPackage, backend: Backend, choice: Choice, threads: int,
-                 match_templates: bool = True):
+    def __init__(
+        self, package: ModelPackage, backend: Backend, choice: Choice, threads: int, match_templates: bool = True
+    ):
         self.package = package
         self.backend = backend
         self.choice = choice
@@ -126,9 +134,15 @@ class IntentClassifier:
         self.none_index = self.labels.index(none_label) if none_label in self.labels else None
 
     @classmethod
-    def load(cls, model: str | Path | None = None, backend: str | None = None, precision: str | None = None,
-             threads: int | None = None, profile: Profile | None = None,
-             match_templates: bool = True) -> "IntentClassifier":
+    def load(
+        cls,
+        model: str | Path | None = None,
+        backend: str | None = None,
+        precision: str | None = None,
+        threads: int | None = None,
+        profile: Profile | None = None,
+        match_templates: bool = True,
+    ) -> IntentClassifier:
         """``match_templates=False``: the model decides every text, even in a package with templates (to
         measure the model); its slot spans are still resolved to the templates' list values."""
         package = model if isinstance(model, ModelPackage) else find_package(str(model) if model else None)
@@ -138,8 +152,9 @@ class IntentClassifier:
             choice = choose_variant(package, backend, precision, profile, failed)
             package.verify_file(str(choice.file.relative_to(package.dir)))
             try:
-                be = create_backend(choice.backend, choice.file, threads=n_threads, profile=profile,
-                                    runtimes=choice.runtimes)
+                be = create_backend(
+                    choice.backend, choice.file, threads=n_threads, profile=profile, runtimes=choice.runtimes
+                )
                 break
             except BackendUnavailable as exc:
                 if backend is not None:
@@ -148,7 +163,9 @@ class IntentClassifier:
                 # still has a working backend further down the profile's order
                 log.warning("%s could not open the model (%s); trying the next backend", choice.backend, exc)
                 failed[choice.backend] = str(exc)
-        log.info("model %s %s: %s/%s (%s)", package.name, package.version, choice.backend, choice.precision, choice.reason)
+        log.info(
+            "model %s %s: %s/%s (%s)", package.name, package.version, choice.backend, choice.precision, choice.reason
+        )
         return cls(package, be, choice, n_threads, match_templates=match_templates)
 
     @property
@@ -172,13 +189,13 @@ class IntentClassifier:
             result = dataclasses.replace(result, grammar_distance=match.distance)
         return result
 
-    def classify_transcript(self, transcript: "Transcript") -> Result:
+    def classify_transcript(self, transcript: Transcript) -> Result:
         """Like :meth:`classify`, trying the recogniser's n-best against the grammar first."""
         hypotheses = [h.text for h in transcript.alternatives] or [transcript.text]
         if not self.match_templates or len(hypotheses) == 1:
             return self.classify(transcript.text)
         t0 = time.perf_counter()
-        best: tuple[float, str, "GrammarMatch"] | None = None
+        best: tuple[float, str, GrammarMatch] | None = None
         for rank, hyp in enumerate(hypotheses):
             try:
                 text = check_text(hyp)
@@ -194,28 +211,38 @@ class IntentClassifier:
             return self._grammar_result(best[1], best[2], t0)
         return self.classify(transcript.text)
 
-    def _accepts(self, match: "GrammarMatch | None") -> bool:
+    def _accepts(self, match: GrammarMatch | None) -> bool:
         """A grammar match is taken when the text is near its sentence and no slot's words are far from its value."""
         if match is None or match.distance > self.max_distance:
             return False
         return all(_closeness(s) >= MIN_SLOT_SCORE for s in match.slots)
 
-    def _grammar(self, text: str) -> "GrammarMatch | None":
+    def _grammar(self, text: str) -> GrammarMatch | None:
         if not self.match_templates:
             return None
         return self.grammar.match(text, max_distance=1.0)
 
-    def _grammar_result(self, text: str, match: "GrammarMatch", t0: float) -> Result:
+    def _grammar_result(self, text: str, match: GrammarMatch, t0: float) -> Result:
         slots = [Slot(s.name, s.value, s.text, s.start, s.end, 1.0, _closeness(s)) for s in match.slots]
         filled = {s.name for s in slots}
-        slots += [Slot(name, value, "", 0, 0, 1.0, None) for name, value in match.fixed_slots.items()
-                  if name not in filled]
+        slots += [
+            Slot(name, value, "", 0, 0, 1.0, None) for name, value in match.fixed_slots.items() if name not in filled
+        ]
         confidence = max(0.0, 1.0 - match.distance)
         elapsed = (time.perf_counter() - t0) * 1e3
-        return Result(text=text, intent=match.intent, confidence=confidence, guess=match.intent,
-                      guess_confidence=confidence, slots=tuple(slots),
-                      latency_ms={"grammar": elapsed, "total": elapsed}, backend=self.backend_label,
-                      model=self.model_label, source="grammar", grammar_distance=match.distance)
+        return Result(
+            text=text,
+            intent=match.intent,
+            confidence=confidence,
+            guess=match.intent,
+            guess_confidence=confidence,
+            slots=tuple(slots),
+            latency_ms={"grammar": elapsed, "total": elapsed},
+            backend=self.backend_label,
+            model=self.model_label,
+            source="grammar",
+            grammar_distance=match.distance,
+        )
 
     def _model(self, text: str, t0: float) -> Result:
         truncated = len(text) > MAX_TEXT_CHARS
@@ -247,11 +274,22 @@ class IntentClassifier:
         slots = self._slots(text, enc, out["slot_logits"][0][:n]) if accepted else ()
         t3 = time.perf_counter()
         return Result(
-            text=text, intent=self.labels[best] if accepted else None, confidence=confidence if accepted else None,
-            guess=self.labels[best], guess_confidence=confidence, slots=slots,
-            latency_ms={"tokenize": (t1 - t0) * 1e3, "infer": (t2 - t1) * 1e3, "decode": (t3 - t2) * 1e3,
-                        "total": (t3 - t0) * 1e3},
-            backend=self.backend_label, model=self.model_label, seq_len=n, truncated=truncated,
+            text=text,
+            intent=self.labels[best] if accepted else None,
+            confidence=confidence if accepted else None,
+            guess=self.labels[best],
+            guess_confidence=confidence,
+            slots=slots,
+            latency_ms={
+                "tokenize": (t1 - t0) * 1e3,
+                "infer": (t2 - t1) * 1e3,
+                "decode": (t3 - t2) * 1e3,
+                "total": (t3 - t0) * 1e3,
+            },
+            backend=self.backend_label,
+            model=self.model_label,
+            seq_len=n,
+            truncated=truncated,
         )
 
     def _slots(self, text: str, enc, slot_logits: np.ndarray) -> tuple[Slot, ...]:
@@ -295,7 +333,6 @@ class IntentClassifier:
                 return said, score
         return self.canonical(kind, said), None
 
-
     def canonical(self, kind: str, said: str) -> str:
         """The package's canonical value for what was said ("lounge" -> living_room), else the words themselves.
 
@@ -311,7 +348,7 @@ class IntentClassifier:
         return value
 
 
-def load_grammar(package: ModelPackage) -> "Grammar | None":
+def load_grammar(package: ModelPackage) -> Grammar | None:
     """The package's template grammar, or None when it has none (an intent model trained from JSONL)."""
     path = package.grammar_file()
     if path is None:
@@ -348,7 +385,9 @@ def _bio_constraints(tag_kind: list[tuple[str, str, str]]) -> tuple[np.ndarray, 
     return np.where(allowed, 0.0, -np.inf), start
 
 
-def _best_bio_path(slot_logits: np.ndarray, special: list[int], transitions: np.ndarray, start: np.ndarray) -> np.ndarray:
+def _best_bio_path(
+    slot_logits: np.ndarray, special: list[int], transitions: np.ndarray, start: np.ndarray
+) -> np.ndarray:
     """The most probable tag sequence that is valid BIO (Viterbi over the text's word pieces).
 
     Per-piece argmax can produce ``O I-date`` or ``B-time I-date``; the span decoder would have to
@@ -406,8 +445,10 @@ def check_text(text: object) -> str:
         raise InputError(f"input is binary, not text (NUL byte at character {text.index(chr(0))})")
     surrogate = _SURROGATE.search(text)
     if surrogate is not None:  # a str that no UTF-8 encodes (JSON "\ud800"); the tokenizer raises TypeError on it
-        raise InputError(f"input is not valid Unicode text (a lone surrogate U+{ord(surrogate.group()):04X} at "
-                         f"character {surrogate.start()}); expected UTF-8 text")
+        raise InputError(
+            f"input is not valid Unicode text (a lone surrogate U+{ord(surrogate.group()):04X} at "
+            f"character {surrogate.start()}); expected UTF-8 text"
+        )
     controls = sum(1 for ch in text if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r")
     if controls > max(2, len(text) // 20):
         raise InputError(f"input looks binary, not text ({controls} control characters)")

@@ -35,11 +35,11 @@ HWU64 = DataSet(
     name="hwu64",
     title="HWU64 (train/dev/test.jsonl)",
     licence="CC BY 4.0",
-    citation="X. Liu, A. Eshghi, P. Swietojanski and V. Rieser, \"Benchmarking Natural Language Understanding "
-             "Services for building Conversational Agents\", IWSDS 2019 (arXiv:1903.05566)",
+    citation='X. Liu, A. Eshghi, P. Swietojanski and V. Rieser, "Benchmarking Natural Language Understanding '
+    'Services for building Conversational Agents", IWSDS 2019 (arXiv:1903.05566)',
     published="the NLU-Evaluation-Data repository of Liu et al., https://github.com/xliuhw/NLU-Evaluation-Data",
     get="on a machine with internet, `python tools/fetch_hwu64.py DIR/hwu64` downloads it and converts it to "
-        "train/dev/test.jsonl",
+    "train/dev/test.jsonl",
 )
 REAL_SPEECH = DataSet(
     name="real-speech",
@@ -47,7 +47,7 @@ REAL_SPEECH = DataSet(
     licence="Apache-2.0 (speech-to-phrase clips) and MIT (rhasspy-speech, rhasspy3 clips)",
     citation="test recordings of OHF-Voice/speech-to-phrase, rhasspy/rhasspy-speech and rhasspy/rhasspy3",
     published="the test folders of github.com/OHF-Voice/speech-to-phrase (tests/wav/en), "
-              "github.com/rhasspy/rhasspy-speech (tests/wav) and github.com/rhasspy/rhasspy3 (etc/)",
+    "github.com/rhasspy/rhasspy-speech (tests/wav) and github.com/rhasspy/rhasspy3 (etc/)",
     get="copy the WAV files into DIR/real-speech/<source>/ with a manifest.jsonl as docs/data.md describes",
 )
 KNOWN = {d.name: d for d in (HWU64, REAL_SPEECH)}
@@ -80,8 +80,10 @@ def path(name: str, file: str, data_dir: str | Path | None = None) -> Path:
     """A file of data set ``name`` (e.g. ``path("hwu64", "test.jsonl")``), checked to exist."""
     target = find(name, data_dir) / file
     if not target.is_file():
-        raise DataSetMissing(f"{target}: not found; the {name} data set there is incomplete. "
-                             + missing_message(name, data_dir, searched=False))
+        raise DataSetMissing(
+            f"{target}: not found; the {name} data set there is incomplete. "
+            + missing_message(name, data_dir, searched=False)
+        )
     return target
 
 
@@ -100,8 +102,10 @@ def missing_message(name: str, data_dir: str | Path | None = None, searched: boo
     text = f"the {name} data set is not here: looked in {where}. " if searched else ""
     if known is None:
         return text + f"{name!r} is not a data set this project knows (known: {', '.join(sorted(KNOWN))})"
-    return (text + f"{known.title} is published in {known.published} ({known.licence}); {known.get}, then "
-            f"set {ENV}=DIR or pass --data DIR (details: docs/data.md)")
+    return (
+        text + f"{known.title} is published in {known.published} ({known.licence}); {known.get}, then "
+        f"set {ENV}=DIR or pass --data DIR (details: docs/data.md)"
+    )
 
 
 def relative_name(file: str | Path) -> str | None:
@@ -125,5 +129,8 @@ def read_rows(name: str, file: str, data_dir: str | Path | None = None) -> list[
 
 def add_argument(parser) -> None:
     """The ``--data DIR`` option of the tools and benchmarks that read a public data set."""
-    parser.add_argument("--data", metavar="DIR", help=f"data root holding the public data sets (default: ${ENV}, "
-                        "then ../shared/data beside the checkout)")
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help=f"data root holding the public data sets (default: ${ENV}, then ../shared/data beside the checkout)",
+    )

@@ -3,7 +3,7 @@
 PyPI ``webrtc-noise-gain`` (Home Assistant's binding of the WebRTC audio processing module, what
 ``wyoming-satellite --noise-suppression/--auto-gain`` runs) was chosen over writing a spectral
 subtractor: it is the suppressor phones and browsers use, ships wheels for x86_64 and aarch64, and
-costs about 0.002 CPU s per audio second here (0.007 with auto gain). It takes 10 ms blocks of
+costs little CPU (docs/liveloop.md has the figures). It takes 10 ms blocks of
 16 kHz int16, so :class:`Denoiser` re-blocks the live loop's 32 ms frames and hands back whole
 frames, up to 10 ms later than they came in.
 
@@ -14,34 +14,15 @@ suppressor can remove; so it is off by default and a setting for rooms with a fa
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
 from edge.audio import Frame
+from edge.config import DenoiseSettings
 
 _BLOCK = 160  # 10 ms at 16 kHz, the only size the WebRTC module takes
-
-
-@dataclasses.dataclass(frozen=True)
-class DenoiseSettings:
-    """The WebRTC front end (``audio.noise_suppression`` / ``audio.auto_gain``; ``--noise-suppression``)."""
-
-    noise_suppression: int = 0
-    """WebRTC noise suppression level: 0 off, 1 low .. 4 highest (more removes more noise and more speech)."""
-    auto_gain: int = 0
-    """WebRTC automatic gain target in dBFS below full scale: 0 off, 1 (loudest) .. 31 (quietest)."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.noise_suppression, bool) or self.noise_suppression not in range(5):
-            raise ValueError(f"noise_suppression: {self.noise_suppression!r} is out of range; allowed 0 (off) .. 4")
-        if isinstance(self.auto_gain, bool) or self.auto_gain not in range(32):
-            raise ValueError(f"auto_gain: {self.auto_gain!r} is out of range; allowed 0 (off) .. 31 dBFS")
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.noise_suppression or self.auto_gain)
 
 
 class DenoiseError(ValueError):
@@ -56,8 +37,10 @@ def check_available() -> Any:
     try:
         from webrtc_noise_gain import AudioProcessor
     except ImportError:
-        raise DenoiseError("noise_suppression / auto_gain need the Python package webrtc-noise-gain "
-                           "(pip install 'edge[denoise]'); or set both to 0") from None
+        raise DenoiseError(
+            "noise_suppression / auto_gain need the Python package webrtc-noise-gain "
+            "(pip install 'edge-intent[denoise]'); or set both to 0"
+        ) from None
     return AudioProcessor
 
 
@@ -75,7 +58,9 @@ class Denoiser:
         data = np.concatenate([self._pending, samples.astype(np.int16, copy=False)])
         whole = len(data) // _BLOCK * _BLOCK
         self._pending = data[whole:]
-        out = b"".join(self._processor.Process10ms(data[i:i + _BLOCK].tobytes()).audio for i in range(0, whole, _BLOCK))
+        out = b"".join(
+            self._processor.Process10ms(data[i : i + _BLOCK].tobytes()).audio for i in range(0, whole, _BLOCK)
+        )
         return np.frombuffer(out, dtype=np.int16)
 
     def frames(self, frames: Iterator[Frame]) -> Iterator[Frame]:

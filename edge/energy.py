@@ -36,8 +36,8 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from edge.sysfs import Attr, open_number, read_text
 
@@ -128,8 +128,9 @@ class Rail:
 class Ina3221Source(_PowerIntegrator):
     name = "ina3221"
 
-    def __init__(self, rails: Sequence[Rail], layout: str, notes: Sequence[str] = (),
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, rails: Sequence[Rail], layout: str, notes: Sequence[str] = (), clock: Callable[[], float] = time.monotonic
+    ):
         super().__init__(clock)
         self.all_rails = list(rails)
         total = [r for r in rails if r.label in TOTAL_RAILS]
@@ -203,8 +204,11 @@ def probe_ina3221(root: str | Path = "/", clock: Callable[[], float] = time.mono
     root = Path(root)
     notes: list[str] = []
     hwmon = _unique_dirs(root, ["sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"])
-    hwmon += [d for d in _unique_dirs(root, ["sys/class/hwmon/hwmon*"])
-              if read_text(d / "name") == "ina3221" and d.resolve() not in {h.resolve() for h in hwmon}]
+    hwmon += [
+        d
+        for d in _unique_dirs(root, ["sys/class/hwmon/hwmon*"])
+        if read_text(d / "name") == "ina3221" and d.resolve() not in {h.resolve() for h in hwmon}
+    ]
     rails = [r for d in hwmon for r in _hwmon_rails(d, notes)]
     if rails:
         return Ina3221Source(rails, "hwmon", notes, clock)
@@ -239,8 +243,9 @@ def parse_pmic_read_adc(text: str) -> dict[str, tuple[float, float]]:
 class Pi5PmicSource(_PowerIntegrator):
     name = "pi5_pmic"
 
-    def __init__(self, command: Sequence[str] = PMIC_COMMAND, interval_s: float = 1.0,
-                 scale: float = 1.0, offset_w: float = 0.0):
+    def __init__(
+        self, command: Sequence[str] = PMIC_COMMAND, interval_s: float = 1.0, scale: float = 1.0, offset_w: float = 0.0
+    ):
         super().__init__()
         self.command = tuple(command)
         self.interval_s = interval_s
@@ -262,8 +267,10 @@ class Pi5PmicSource(_PowerIntegrator):
         rails = parse_pmic_read_adc(proc.stdout)
         if proc.returncode != 0 or not rails:
             said = (proc.stderr or proc.stdout).strip().splitlines()
-            raise SensorUnavailable(f"{' '.join(self.command)} gave no rail readings"
-                                    + (f": {said[0]}" if said else f" (exit {proc.returncode})"))
+            raise SensorUnavailable(
+                f"{' '.join(self.command)} gave no rail readings"
+                + (f": {said[0]}" if said else f" (exit {proc.returncode})")
+            )
         self.rails = len(rails)
         watts = sum(v * a for v, a in rails.values())
         return (watts * self.scale + self.offset_w) * 1000.0
@@ -328,7 +335,9 @@ class RaplSource(EnergySource):
 
 def probe_rapl(root: str | Path = "/") -> RaplSource:
     """The platform zone (``psys``) when there is one, else the sum of the CPU package zones."""
-    zones = _unique_dirs(Path(root), ["sys/class/powercap/intel-rapl:*", "sys/devices/virtual/powercap/intel-rapl/intel-rapl:*"])
+    zones = _unique_dirs(
+        Path(root), ["sys/class/powercap/intel-rapl:*", "sys/devices/virtual/powercap/intel-rapl/intel-rapl:*"]
+    )
     zones = [z for z in zones if z.name.count(":") == 1]  # top-level zones; subzones are parts of them
     if not zones:
         raise SensorUnavailable("no powercap RAPL zones (/sys/class/powercap/intel-rapl:*)")
@@ -343,8 +352,10 @@ def probe_rapl(root: str | Path = "/") -> RaplSource:
             max_uj = int(read_text(z / "max_energy_range_uj") or 0) or 2**64
             counters.append(_Counter(name, attr, max_uj, attr.read_int()))
         except PermissionError:
-            problems.append(f"{name}: permission denied reading {z / 'energy_uj'} "
-                            "(root-only since CVE-2020-8694; run as root or grant read access)")
+            problems.append(
+                f"{name}: permission denied reading {z / 'energy_uj'} "
+                "(root-only since CVE-2020-8694; run as root or grant read access)"
+            )
         except (OSError, ValueError) as exc:
             problems.append(f"{name}: {z / 'energy_uj'} unreadable ({_why(exc)})")
     if problems:
@@ -363,15 +374,23 @@ class ModelSource(EnergySource):
     name = "model"
     measured = False
 
-    def __init__(self, idle_w: float, active_w_per_core: float, source: str = "",
-                 clock: Callable[[], float] = time.monotonic, cpu_clock: Callable[[], float] = time.process_time):
+    def __init__(
+        self,
+        idle_w: float,
+        active_w_per_core: float,
+        source: str = "",
+        clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.process_time,
+    ):
         self.idle_w = idle_w
         self.active_w_per_core = active_w_per_core
         self._clock = clock
         self._cpu_clock = cpu_clock
         self._t0 = clock()
         self._c0 = cpu_clock()
-        self.detail = f"estimate: {idle_w:g} W idle + {active_w_per_core:g} W per busy core" + (f" ({source})" if source else "")
+        self.detail = f"estimate: {idle_w:g} W idle + {active_w_per_core:g} W per busy core" + (
+            f" ({source})" if source else ""
+        )
 
     def estimate(self, wall_s: float, cpu_s: float) -> float:
         """Millijoules for a span of ``wall_s`` seconds that used ``cpu_s`` seconds of CPU."""
@@ -406,8 +425,13 @@ class Selection:
         return text
 
 
-def select_source(root: str | Path = "/", power=None, prefer: str = "auto",
-                  pmic_command: Sequence[str] = PMIC_COMMAND, pmic_interval_s: float = 1.0) -> Selection:
+def select_source(
+    root: str | Path = "/",
+    power=None,
+    prefer: str = "auto",
+    pmic_command: Sequence[str] = PMIC_COMMAND,
+    pmic_interval_s: float = 1.0,
+) -> Selection:
     """The best energy source on this device.
 
     ``prefer``: ``"auto"`` tries the profile's ``power.sensor`` first, then :data:`BEST_FIRST`;
@@ -442,7 +466,19 @@ def _why(exc: BaseException) -> str:
 
 
 __all__ = [
-    "BEST_FIRST", "EnergySource", "Ina3221Source", "METHODS", "ModelSource", "Pi5PmicSource", "RaplSource",
-    "Selection", "SensorUnavailable", "model_source", "parse_pmic_read_adc", "probe_ina3221", "probe_pi5_pmic",
-    "probe_rapl", "select_source",
+    "BEST_FIRST",
+    "EnergySource",
+    "Ina3221Source",
+    "METHODS",
+    "ModelSource",
+    "Pi5PmicSource",
+    "RaplSource",
+    "Selection",
+    "SensorUnavailable",
+    "model_source",
+    "parse_pmic_read_adc",
+    "probe_ina3221",
+    "probe_pi5_pmic",
+    "probe_rapl",
+    "select_source",
 ]

@@ -36,7 +36,7 @@ class Event:
     timestamp: float = dataclasses.field(default_factory=time.time)
 
     @classmethod
-    def from_result(cls, result: Result) -> "Event":
+    def from_result(cls, result: Result) -> Event:
         """An ``intent`` event, or ``not_understood`` when the result has no intent; same id and time."""
         kind: EventType = "intent" if result.intent is not None else "not_understood"
         return cls(type=kind, result=result, id=result.id, timestamp=result.timestamp)

@@ -29,11 +29,11 @@ import itertools
 import json
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
-
 from rapidfuzz.distance import Indel
 from rapidfuzz.process import cdist
 
@@ -248,8 +248,11 @@ class _Compiler:
                 continue
             if len(seg) == 1:
                 part = seg[0]
-                nodes.append(self._words(tuple(spoken_form(part).split())) if isinstance(part, str)
-                             else self.expr(part, lists, rules, ctx, block))
+                nodes.append(
+                    self._words(tuple(spoken_form(part).split()))
+                    if isinstance(part, str)
+                    else self.expr(part, lists, rules, ctx, block)
+                )
                 continue
             nodes.append(self.glued(seg, lists, rules, ctx, block))
         return self._seq(nodes)
@@ -259,8 +262,14 @@ class _Compiler:
 
         if any(isinstance(p, ListReference) for p in seg):
             # "{area}'s": treat the parts as separate words (rare in templates)
-            return self._seq([self._words(tuple(spoken_form(p).split())) if isinstance(p, str)
-                              else self.expr(p, lists, rules, ctx, block) for p in seg])
+            return self._seq(
+                [
+                    self._words(tuple(spoken_form(p).split()))
+                    if isinstance(p, str)
+                    else self.expr(p, lists, rules, ctx, block)
+                    for p in seg
+                ]
+            )
         forms = [[p] if isinstance(p, str) else _strings(p, rules, MAX_ENUMERATION) for p in seg]
         if math.prod(len(f) for f in forms) > MAX_ENUMERATION:
             raise _Unusable("word-internal alternatives with too many forms")
@@ -328,8 +337,9 @@ class _Compiler:
             for n in r.get_numbers():
                 values.append(Value(self._words(tuple(say_number(n).split())), _number(n * multiplier)))
             return Slot(name, tuple(values))
-        return Slot(name, kind="number",
-                    number_range=(float(r.start), float(r.stop), float(step), float(multiplier), fractions))
+        return Slot(
+            name, kind="number", number_range=(float(r.start), float(r.stop), float(step), float(multiplier), fractions)
+        )
 
 
 class _Unusable(Exception):
@@ -441,8 +451,14 @@ def _vocabulary(node: Any, out: set[str], seen: set[int]) -> None:
 class _Scorer:
     """Cost matrices of the nodes for one transcript (memoised per node)."""
 
-    def __init__(self, words: list[str], soft: frozenset[str], vocab_index: dict[str, int],
-                 sub_costs: np.ndarray, merge_costs: np.ndarray) -> None:
+    def __init__(
+        self,
+        words: list[str],
+        soft: frozenset[str],
+        vocab_index: dict[str, int],
+        sub_costs: np.ndarray,
+        merge_costs: np.ndarray,
+    ) -> None:
         self.w = words
         self.n = len(words)
         self.soft = soft
@@ -562,7 +578,7 @@ class _Scorer:
         elif isinstance(node, Slot):
             out.append(self._filled(node, j, k, target))
 
-    def _filled(self, slot: Slot, j: int, k: int, target: float) -> "_Filled":
+    def _filled(self, slot: Slot, j: int, k: int, target: float) -> _Filled:
         text = " ".join(self.w[j:k])
         if slot.kind == "wildcard":
             return _Filled(slot.name, text, j, k, tuple(self.w[j:k]), wildcard=True)
@@ -656,13 +672,13 @@ class Grammar:
         self.soft = SOFT_WORDS | frozenset(skip)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Grammar":
+    def from_dict(cls, data: dict) -> Grammar:
         from hassil.intents import Intents
 
         return cls(Intents.from_dict(data), data.get("skip_words") or ())
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Grammar":
+    def from_file(cls, path: str | Path) -> Grammar:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def match(self, text: str, max_distance: float = 1.0) -> GrammarMatch | None:
@@ -701,8 +717,16 @@ class Grammar:
         slots: list[GrammarSlot] = []
         sentence = _flatten(path, slots, spoken, offsets)
         distance = cost / max(len(words), len(sentence), 1)
-        return GrammarMatch(template.intent, tuple(slots), dict(template.fixed_slots), float(cost), float(distance),
-                            spoken, " ".join(sentence), template.text)
+        return GrammarMatch(
+            template.intent,
+            tuple(slots),
+            dict(template.fixed_slots),
+            float(cost),
+            float(distance),
+            spoken,
+            " ".join(sentence),
+            template.text,
+        )
 
     def compile_sentences(self, sentences: Iterable[Any]) -> list[Any]:
         """Compile other templates (an intents file's ``out_of_scope``) with the file's global lists and rules."""
@@ -837,8 +861,12 @@ def to_jsgf(grammar: Grammar, known: set[str] | None = None, name: str = "comman
     tops = [t for t in (ref(t.node) for t in grammar.templates) if t]
     if not tops:
         return ""
-    return "\n".join(["#JSGF V1.0;", f"grammar {name};", f"public <command> = {' | '.join(dict.fromkeys(tops))};",
-                      *bodies]) + "\n"
+    return (
+        "\n".join(
+            ["#JSGF V1.0;", f"grammar {name};", f"public <command> = {' | '.join(dict.fromkeys(tops))};", *bodies]
+        )
+        + "\n"
+    )
 
 
 def _children(node: Any) -> list:

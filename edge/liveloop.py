@@ -40,24 +40,25 @@ import collections
 import dataclasses
 import enum
 import logging
+import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge.audio import FRAME_SAMPLES, SAMPLE_RATE, Frame
+from edge.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioSource, Frame
+from edge.config import Activation, FeedbackSettings, LiveLoopSettings
 from edge.events import Event
 from edge.pipeline import Pipeline
-from edge.vad import VadStep
+from edge.vad import Endpointer, VadStep
 
 if TYPE_CHECKING:
     from edge.playback import Player, Sound
     from edge.wake import WakeEngine, WakeHit
 
 log = logging.getLogger("edge.liveloop")
-
-Activation = Literal["wake", "vad", "api"]
 
 
 class State(str, enum.Enum):
@@ -67,57 +68,6 @@ class State(str, enum.Enum):
     ACTING = "acting"
     FEEDBACK = "feedback"
     STOPPED = "stopped"
-
-
-@dataclasses.dataclass(frozen=True)
-class FeedbackSettings:
-    """Short WAV files played as feedback (``liveloop.feedback:``); none by default."""
-
-    wake: str | None = None
-    """Played when the wake word is heard. The command is then the next utterance after the sound
-    (and the hold-off): leave it unset to say "hey jarvis, turn off the lights" in one breath."""
-    intent: str | None = None
-    """Played after a recognised command."""
-    not_understood: str | None = None
-    """Played after speech that was not understood, and after a command that timed out."""
-    device: str | None = None
-    """Output device, by (part of its) name or index; default: the system's default output."""
-
-
-@dataclasses.dataclass(frozen=True)
-class LiveLoopSettings:
-    """The live loop (``liveloop:`` in the daemon configuration; ``--activation``/``--wake`` on the CLI)."""
-
-    activation: Activation = "wake"
-    """``wake``: wait for the wake word, then take one command; ``vad``: every utterance is a
-    command (push-button setups, tests); ``api``: take one command when asked (``listen_once``,
-    the daemon's ``POST /v1/listen`` and MQTT listen topic)."""
-    command_max_s: float = 8.0
-    """Hard cap on a command's length; speech going on longer (a TV) is cut and dropped with a timeout event."""
-    no_speech_timeout_s: float = 4.0
-    """After the wake word (or a listen request): how long to wait for the command to start."""
-    recognise_timeout_s: float = 5.0
-    """Wall-clock cap on STT finalisation plus classification of one command."""
-    act_timeout_s: float = 5.0
-    """Wall-clock cap on the ``on_event`` callbacks (the outputs) for one event."""
-    playback_holdoff_ms: int = 300
-    """After a sound edge played has ended, keep ignoring the microphone this long (room echo, output latency)."""
-    ring_ms: int = 3000
-    """Audio kept while waiting, so the command can start where the wake word ended (``WakeHit.end_sample``)."""
-    feedback: FeedbackSettings = dataclasses.field(default_factory=FeedbackSettings)
-    """Sounds played after the wake word and after a command."""
-
-    def __post_init__(self) -> None:
-        if self.activation not in ("wake", "vad", "api"):
-            raise ValueError(f"activation: {self.activation!r}; allowed: 'wake', 'vad', 'api'")
-        for name in ("command_max_s", "no_speech_timeout_s", "recognise_timeout_s", "act_timeout_s"):
-            value = getattr(self, name)
-            if not 0 < value <= 600:
-                raise ValueError(f"{name}: {value:g} is out of range; allowed (0, 600] seconds")
-        if not 0 <= self.playback_holdoff_ms <= 10000:
-            raise ValueError(f"playback_holdoff_ms: {self.playback_holdoff_ms!r} is out of range; allowed 0..10000")
-        if not 500 <= self.ring_ms <= 30000:
-            raise ValueError(f"ring_ms: {self.ring_ms!r} is out of range; allowed 500..30000")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,8 +114,10 @@ class LoopStatus:
         if self.running and self.last_frame_age_s is not None and self.last_frame_age_s > max_frame_age_s:
             found.append(f"no audio frame for {self.last_frame_age_s:.1f} s (limit {max_frame_age_s:g} s)")
         if self.stuck:
-            found.append(f"in state {self.state} for {self.state_seconds:.1f} s, past its limit of "
-                         f"{self.state_limit_seconds:g} s")
+            found.append(
+                f"in state {self.state} for {self.state_seconds:.1f} s, past its limit of "
+                f"{self.state_limit_seconds:g} s"
+            )
         return found
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,34 +129,49 @@ class LoopStatus:
         data["stuck"] = self.stuck
         return data
 
-    def metrics_text(self, prefix: str = "edge_") -> str:
-        """The status in the Prometheus text format, for the daemon's ``/metrics``."""
+    def metric_families(self, prefix: str = "edge_") -> list[Any]:
+        """The status as Prometheus metric families, for the service's ``/metrics``."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         p = prefix
-        lines = [f"# HELP {p}liveloop_state Current state of the live loop (1 for the current one).",
-                 f"# TYPE {p}liveloop_state gauge"]
-        lines += [f'{p}liveloop_state{{state="{s.value}"}} {int(s.value == self.state)}' for s in State]
-        lines += [f"# HELP {p}liveloop_state_seconds Wall-clock time in the current state.",
-                  f"# TYPE {p}liveloop_state_seconds gauge", f"{p}liveloop_state_seconds {self.state_seconds:.3f}",
-                  f"# HELP {p}audio_last_frame_age_seconds Seconds since the last audio frame.",
-                  f"# TYPE {p}audio_last_frame_age_seconds gauge",
-                  f"{p}audio_last_frame_age_seconds {'NaN' if self.last_frame_age_s is None else f'{self.last_frame_age_s:.3f}'}",
-                  f"# HELP {p}audio_seconds_total Audio processed by the live loop.",
-                  f"# TYPE {p}audio_seconds_total counter", f"{p}audio_seconds_total {self.audio_seconds:.3f}",
-                  f"# HELP {p}audio_suppressed_seconds_total Audio ignored while edge played sound.",
-                  f"# TYPE {p}audio_suppressed_seconds_total counter",
-                  f"{p}audio_suppressed_seconds_total {self.suppressed_seconds:.3f}",
-                  f"# HELP {p}liveloop_events_total Events emitted by the live loop.",
-                  f"# TYPE {p}liveloop_events_total counter"]
-        lines += [f'{p}liveloop_events_total{{type="{k}"}} {v}' for k, v in sorted(self.events.items())]
-        lines += [f"# HELP {p}liveloop_timeouts_total Timeout events by reason.", f"# TYPE {p}liveloop_timeouts_total counter"]
-        lines += [f'{p}liveloop_timeouts_total{{reason="{k}"}} {v}' for k, v in sorted(self.timeouts.items())]
-        for key, help_text in (("reopen_attempts", "Attempts to reopen the audio device after it went silent."),
-                               ("stalls", "Times the audio device delivered nothing for the watchdog's limit."),
-                               ("overflows", "Audio blocks lost because processing fell behind.")):
+        state = GaugeMetricFamily(
+            f"{p}liveloop_state", "Current state of the live loop (1 for the current one).", labels=["state"]
+        )
+        for s in State:
+            state.add_metric([s.value], int(s.value == self.state))
+        age = math.nan if self.last_frame_age_s is None else self.last_frame_age_s
+        families = [
+            state,
+            GaugeMetricFamily(
+                f"{p}liveloop_state_seconds", "Wall-clock time in the current state.", value=self.state_seconds
+            ),
+            GaugeMetricFamily(f"{p}audio_last_frame_age_seconds", "Seconds since the last audio frame.", value=age),
+            CounterMetricFamily(f"{p}audio_seconds", "Audio processed by the live loop.", value=self.audio_seconds),
+            CounterMetricFamily(
+                f"{p}audio_suppressed_seconds", "Audio ignored while edge played sound.", value=self.suppressed_seconds
+            ),
+        ]
+        events = CounterMetricFamily(f"{p}liveloop_events", "Events emitted by the live loop.", labels=["type"])
+        for key, value in sorted(self.events.items()):
+            events.add_metric([key], value)
+        timeouts = CounterMetricFamily(f"{p}liveloop_timeouts", "Timeout events by reason.", labels=["reason"])
+        for key, value in sorted(self.timeouts.items()):
+            timeouts.add_metric([key], value)
+        families += [events, timeouts]
+        for key, help_text in (
+            ("reopen_attempts", "Attempts to reopen the audio device after it went silent."),
+            ("stalls", "Times the audio device delivered nothing for the watchdog's limit."),
+            ("overflows", "Audio blocks lost because processing fell behind."),
+        ):
             if key in self.source:
-                lines += [f"# HELP {p}audio_{key}_total {help_text}", f"# TYPE {p}audio_{key}_total counter",
-                          f"{p}audio_{key}_total {self.source[key]}"]
-        return "\n".join(lines) + "\n"
+                families.append(CounterMetricFamily(f"{p}audio_{key}", help_text, value=self.source[key]))
+        return families
+
+    def metrics_text(self, prefix: str = "edge_") -> str:
+        """:meth:`metric_families` in the Prometheus text format."""
+        from edge.prometheus import render
+
+        return render(self.metric_families(prefix)).decode()
 
 
 class _Ring:
@@ -212,7 +179,8 @@ class _Ring:
 
     def __init__(self, seconds: float) -> None:
         self._frames: collections.deque[tuple[int, np.ndarray]] = collections.deque(
-            maxlen=max(1, int(seconds * SAMPLE_RATE / FRAME_SAMPLES)))
+            maxlen=max(1, int(seconds * SAMPLE_RATE / FRAME_SAMPLES))
+        )
 
     def append(self, start: int, samples: np.ndarray) -> None:
         self._frames.append((start, samples))
@@ -222,7 +190,7 @@ class _Ring:
         return self._frames[0][0] if self._frames else 0
 
     def since(self, position: int) -> np.ndarray:
-        parts = [s[max(0, position - start):] for start, s in self._frames if start + len(s) > position]
+        parts = [s[max(0, position - start) :] for start, s in self._frames if start + len(s) > position]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
 
 
@@ -232,7 +200,9 @@ class _Request:
         self.event: Event | None = None
 
 
-def _bounded(fn: Callable[[], Any], timeout: float, name: str) -> tuple[bool, Any, BaseException | None, threading.Thread]:
+def _bounded(
+    fn: Callable[[], Any], timeout: float, name: str
+) -> tuple[bool, Any, BaseException | None, threading.Thread]:
     """Run ``fn`` on a helper thread for at most ``timeout`` s: (finished, value, error, thread).
 
     A helper thread rather than the loop's own, so a stage that hangs costs its command, not the
@@ -253,18 +223,30 @@ def _bounded(fn: Callable[[], Any], timeout: float, name: str) -> tuple[bool, An
 
 
 class LiveLoop:
-    """Drives a :class:`Pipeline` (source, VAD, STT, classifier) with a wake word, limits and feedback.
+    """Drives the stages of one stream with a wake word, limits and feedback, through their interfaces only.
+
+    The frames come from ``source``; the ``endpointer`` (VAD) opens and closes each command; the
+    ``pipeline`` takes the frames of a command (``feed``) and turns the closed utterance into a
+    result (``finish``, or ``abandon`` for one cut off). :mod:`edge.assistant` builds the three for
+    one stream (the endpointer is the pipeline's own).
 
     Iterate :meth:`run` for the events (or pass ``on_event``, which runs in the ``acting`` state);
     :meth:`stop`, :meth:`listen_once` and :meth:`status` are safe from other threads.
     """
 
-    def __init__(self, pipeline: Pipeline, wake: "WakeEngine | None" = None,
-                 settings: LiveLoopSettings | None = None, player: "Player | None" = None,
-                 on_event: Callable[[Event], None] | None = None) -> None:
+    def __init__(
+        self,
+        source: AudioSource,
+        endpointer: Endpointer,
+        pipeline: Pipeline,
+        wake: WakeEngine | None = None,
+        settings: LiveLoopSettings | None = None,
+        player: Player | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.vad = endpointer
         self.pipeline = pipeline
-        self.source = pipeline.source
-        self.vad = pipeline.vad
         self.wake = wake
         self.settings = settings or LiveLoopSettings()
         self.on_event = on_event
@@ -391,13 +373,21 @@ class LiveLoop:
         stats = getattr(self.source, "stats", None)
         wake = getattr(self.wake, "summary", None)
         return LoopStatus(
-            running=self._running, activation=self.settings.activation, state=state.value,
-            state_seconds=now - self._state_since, state_audio_seconds=(self._pos - self._state_pos) / self._rate,
+            running=self._running,
+            activation=self.settings.activation,
+            state=state.value,
+            state_seconds=now - self._state_since,
+            state_audio_seconds=(self._pos - self._state_pos) / self._rate,
             state_limit_seconds=self._state_limit,
             last_frame_age_s=None if self._last_frame_at is None else now - self._last_frame_at,
-            audio_seconds=self._pos / self._rate, frames=self._frames, suppressed_seconds=self._suppressed / self._rate,
-            events=dict(self._counts), timeouts=dict(self._timeouts),
-            source=stats() if callable(stats) else {}, wake=wake() if callable(wake) else None)
+            audio_seconds=self._pos / self._rate,
+            frames=self._frames,
+            suppressed_seconds=self._suppressed / self._rate,
+            events=dict(self._counts),
+            timeouts=dict(self._timeouts),
+            source=stats() if callable(stats) else {},
+            wake=wake() if callable(wake) else None,
+        )
 
     # ------------------------------------------------------------------ states
 
@@ -460,10 +450,19 @@ class LiveLoop:
                 self._cpos = self._pos
                 self._after_vad(step, frame, picked_up, vad_ms)
 
-    def _on_wake(self, hit: "WakeHit", frame: Frame) -> None:
+    def _on_wake(self, hit: WakeHit, frame: Frame) -> None:
         end = min(self._pos, max(self._ring.start, self._wake_base + hit.end_sample))
-        self._emit(Event("wake", data={"phrase": hit.phrase, "engine": hit.engine, "score": round(float(hit.score), 4),
-                                       "audio_s": round(end / self._rate, 3)}))
+        self._emit(
+            Event(
+                "wake",
+                data={
+                    "phrase": hit.phrase,
+                    "engine": hit.engine,
+                    "score": round(float(hit.score), 4),
+                    "audio_s": round(end / self._rate, 3),
+                },
+            )
+        )
         self.wake.reset()
         self.vad.reset()
         if not self._start_capture(self._pos):
@@ -480,9 +479,17 @@ class LiveLoop:
     def _start_capture(self, position: int) -> bool:
         if self._late is not None:
             if self._late.is_alive():
-                self._emit(Event("error", data={"stage": "recognise", "audio_s": round(position / self._rate, 3),
-                                                "message": "the recogniser is still busy with a command that ran out "
-                                                           "of time; this command is skipped"}))
+                self._emit(
+                    Event(
+                        "error",
+                        data={
+                            "stage": "recognise",
+                            "audio_s": round(position / self._rate, 3),
+                            "message": "the recogniser is still busy with a command that ran out "
+                            "of time; this command is skipped",
+                        },
+                    )
+                )
                 self._finish_request(None)
                 self._enter(State.WAITING)
                 return False
@@ -534,8 +541,9 @@ class LiveLoop:
     def _recognise(self, step: VadStep, closing: Frame, picked_up: float, vad_ms: float) -> None:
         limit = self.settings.recognise_timeout_s
         self._enter(State.RECOGNISING, limit)
-        done, result, error, thread = _bounded(lambda: self.pipeline.finish(step, closing, picked_up, vad_ms), limit,
-                                               "edge-recognise")
+        done, result, error, thread = _bounded(
+            lambda: self.pipeline.finish(step, closing, picked_up, vad_ms), limit, "edge-recognise"
+        )
         if not done:
             self._late = thread
             self._timeout("recognising", "recognition_time", limit)
@@ -549,8 +557,18 @@ class LiveLoop:
 
     def _timeout(self, state: str, reason: str, after_s: float, **extra: Any) -> None:
         self._timeouts[reason] += 1
-        self._act(Event("timeout", data={"state": state, "reason": reason, "after_s": after_s,
-                                          "audio_s": round(self._pos / self._rate, 3), **extra}))
+        self._act(
+            Event(
+                "timeout",
+                data={
+                    "state": state,
+                    "reason": reason,
+                    "after_s": after_s,
+                    "audio_s": round(self._pos / self._rate, 3),
+                    **extra,
+                },
+            )
+        )
 
     def _act(self, event: Event) -> None:
         """Report the command's outcome, play its feedback sound, and go back to waiting."""

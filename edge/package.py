@@ -17,6 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from edge import resources
+
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 MODELS_PATH_ENV = "EDGE_MODELS_PATH"
@@ -51,7 +53,18 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-_REQUIRED = ("name", "version", "format", "labels", "slot_tags", "max_seq_len", "inputs", "outputs", "files", "variants")
+_REQUIRED = (
+    "name",
+    "version",
+    "format",
+    "labels",
+    "slot_tags",
+    "max_seq_len",
+    "inputs",
+    "outputs",
+    "files",
+    "variants",
+)
 
 
 @dataclasses.dataclass
@@ -60,7 +73,7 @@ class ModelPackage:
     manifest: dict[str, Any]
 
     @classmethod
-    def load(cls, path: str | Path, verify: bool = True) -> "ModelPackage":
+    def load(cls, path: str | Path, verify: bool = True) -> ModelPackage:
         """Read and check the manifest; with ``verify``, check the tokenizer's checksum.
 
         Model files are verified when a variant is opened (:meth:`variant_path`), so loading a
@@ -80,7 +93,9 @@ class ModelPackage:
         if missing:
             raise PackageError(f"{manifest_path}: missing keys {', '.join(missing)}")
         if manifest["format"] != FORMAT_VERSION:
-            raise PackageError(f"{manifest_path}: format {manifest['format']!r}; this runtime reads format {FORMAT_VERSION}")
+            raise PackageError(
+                f"{manifest_path}: format {manifest['format']!r}; this runtime reads format {FORMAT_VERSION}"
+            )
         check_manifest(manifest, manifest_path)
         package = cls(path, manifest)
         if verify:
@@ -144,8 +159,16 @@ class ModelPackage:
     def variants(self) -> list[Variant]:
         out = []
         for v in self.manifest["variants"]:
-            out.append(Variant(v["backend"], v["precision"], v["file"], tuple(v.get("runtimes", ())),
-                               int(v.get("groups", 1)), tuple(v.get("signatures", ()))))
+            out.append(
+                Variant(
+                    v["backend"],
+                    v["precision"],
+                    v["file"],
+                    tuple(v.get("runtimes", ())),
+                    int(v.get("groups", 1)),
+                    tuple(v.get("signatures", ())),
+                )
+            )
         return out
 
     def find_variant(self, backend: str, precision: str | None) -> Variant | None:
@@ -160,15 +183,19 @@ class ModelPackage:
         """The file ``rel`` of the package; :class:`PackageError` when the name or a symlink leads out of it."""
         path = self.dir / rel
         if not isinstance(rel, str) or not rel or Path(rel).is_absolute() or ".." in Path(rel).parts or "\x00" in rel:
-            raise PackageError(f"{self.dir / MANIFEST}: file name {rel!r} is not inside the package; "
-                               "allowed: a relative path without '..'")
+            raise PackageError(
+                f"{self.dir / MANIFEST}: file name {rel!r} is not inside the package; "
+                "allowed: a relative path without '..'"
+            )
         try:
             inside = path.resolve().is_relative_to(self.dir.resolve())
         except (OSError, RuntimeError) as exc:  # a symlink loop
             raise PackageError(f"{path}: cannot be resolved ({exc})") from None
         if not inside:
-            raise PackageError(f"{path}: a symlink out of the model package (to {path.resolve()}); "
-                               "allowed: files inside the package directory")
+            raise PackageError(
+                f"{path}: a symlink out of the model package (to {path.resolve()}); "
+                "allowed: files inside the package directory"
+            )
         return path
 
     def referenced_files(self) -> list[str]:
@@ -200,10 +227,14 @@ class ModelPackage:
             raise PackageError(f"{path}: missing from the model package {self.name!r}")
         size = path.stat().st_size
         if "bytes" in entry and size != entry["bytes"]:
-            raise PackageError(f"{path}: {size} bytes, the manifest says {entry['bytes']}: the file is truncated or replaced")
+            raise PackageError(
+                f"{path}: {size} bytes, the manifest says {entry['bytes']}: the file is truncated or replaced"
+            )
         digest = sha256_file(path)
         if digest != entry["sha256"]:
-            raise PackageError(f"{path}: sha256 {digest[:12]}… does not match the manifest ({entry['sha256'][:12]}…): the file is corrupt")
+            raise PackageError(
+                f"{path}: sha256 {digest[:12]}… does not match the manifest ({entry['sha256'][:12]}…): the file is corrupt"
+            )
         return path
 
     def verify_all(self) -> list[str]:
@@ -253,7 +284,7 @@ def read_labelled(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             row = None
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            raise ValueError(f"{path}:{n}: expected a JSON object with \"text\" and \"intent\"")
+            raise ValueError(f'{path}:{n}: expected a JSON object with "text" and "intent"')
         rows.append(row)
     return rows
 
@@ -263,9 +294,12 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 def check_manifest(m: dict[str, Any], where: Path) -> None:
     """The types the runtime relies on, each refused by key name (no KeyError or AttributeError later)."""
+
     def bad(key: str, expected: str, value: Any) -> PackageError:
         shown = repr(value)
-        return PackageError(f"{where}: {key}: expected {expected}, got {shown[:80] + '…' if len(shown) > 80 else shown}")
+        return PackageError(
+            f"{where}: {key}: expected {expected}, got {shown[:80] + '…' if len(shown) > 80 else shown}"
+        )
 
     def strings(key: str, value: Any, nonempty: bool = True) -> None:
         if not isinstance(value, list) or (nonempty and not value) or not all(isinstance(x, str) for x in value):
@@ -286,9 +320,15 @@ def check_manifest(m: dict[str, Any], where: Path) -> None:
     if not isinstance(m["files"], dict):
         raise bad("files", "a mapping of file name -> {sha256, bytes}", m["files"])
     for rel, entry in m["files"].items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(entry["sha256"]):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sha256"), str)
+            or not _SHA256.fullmatch(entry["sha256"])
+        ):
             raise bad(f"files.{rel}", 'a mapping with "sha256": 64 hex digits', entry)
-        if "bytes" in entry and (not isinstance(entry["bytes"], int) or isinstance(entry["bytes"], bool) or entry["bytes"] < 0):
+        if "bytes" in entry and (
+            not isinstance(entry["bytes"], int) or isinstance(entry["bytes"], bool) or entry["bytes"] < 0
+        ):
             raise bad(f"files.{rel}.bytes", "a whole number of bytes", entry["bytes"])
     if not isinstance(m["variants"], list) or not m["variants"]:
         raise bad("variants", "a non-empty list of {backend, precision, file}", m["variants"])
@@ -304,16 +344,23 @@ def check_manifest(m: dict[str, Any], where: Path) -> None:
         if not isinstance(v.get("groups", 1), int) or isinstance(v.get("groups", 1), bool) or v.get("groups", 1) < 1:
             raise bad(f"{key}.groups", "a whole number of 1 or more", v.get("groups"))
         signatures = v.get("signatures", [])
-        if not isinstance(signatures, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in signatures):
+        if not isinstance(signatures, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) for n in signatures
+        ):
             raise bad(f"{key}.signatures", "a list of whole numbers", signatures)
     oos = m.get("oos", {})
-    if not isinstance(oos, dict) or not isinstance(oos.get("threshold", 0.0), (int, float)) \
-            or isinstance(oos.get("threshold"), bool) or not 0.0 <= oos.get("threshold", 0.0) <= 1.0:
+    if (
+        not isinstance(oos, dict)
+        or not isinstance(oos.get("threshold", 0.0), (int, float))
+        or isinstance(oos.get("threshold"), bool)
+        or not 0.0 <= oos.get("threshold", 0.0) <= 1.0
+    ):
         raise bad("oos.threshold", "a number from 0 to 1", oos.get("threshold") if isinstance(oos, dict) else oos)
     slot_values = m.get("slot_values", {})
     if not isinstance(slot_values, dict) or not all(
-            isinstance(table, dict) and all(isinstance(a, str) and isinstance(b, str) for a, b in table.items())
-            for table in slot_values.values()):
+        isinstance(table, dict) and all(isinstance(a, str) and isinstance(b, str) for a, b in table.items())
+        for table in slot_values.values()
+    ):
         raise bad("slot_values", "a mapping of slot -> {said: value} strings", slot_values)
     for section in ("training", "stt", "grammar"):
         if not isinstance(m.get(section, {}), dict):
@@ -325,11 +372,16 @@ def check_manifest(m: dict[str, Any], where: Path) -> None:
 
 
 def search_dirs() -> list[Path]:
-    """Where installed packages live: ``$EDGE_MODELS_PATH``, the user's and the system's data dirs, the checkout."""
+    """Where installed packages live: ``$EDGE_MODELS_PATH``, the user's and the system's data dirs, the
+    packages shipped with edge (package data)."""
     dirs = [Path(p) for p in os.environ.get(MODELS_PATH_ENV, "").split(os.pathsep) if p]
     data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    dirs += [Path(data_home) / "edge" / "models", Path("/var/lib/edge/models"), Path("/usr/share/edge/models"),
-             Path(__file__).resolve().parent.parent / "models"]
+    dirs += [
+        Path(data_home) / "edge" / "models",
+        Path("/var/lib/edge/models"),
+        Path("/usr/share/edge/models"),
+        resources.path("models").resolve(),
+    ]
     return dirs
 
 

@@ -18,8 +18,9 @@ from rapidfuzz.distance import Indel
 from rapidfuzz.process import cdist
 
 # One character per ARPAbet phone, so phone strings compare with the same string metric.
-_PHONES = ("AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z "
-           "ZH").split()
+_PHONES = (
+    "AA AE AH AO AW AY B CH D DH EH ER EY F G HH IH IY JH K L M N NG OW OY P R S SH T TH UH UW V W Y Z ZH"
+).split()
 _PHONE_CHAR = {p: chr(0x100 + i) for i, p in enumerate(_PHONES)}
 
 
@@ -39,7 +40,7 @@ class Pronunciations:
         """The start and text of the line that contains byte ``pos``."""
         start = self._map.rfind(b"\n", 0, pos) + 1
         end = self._map.find(b"\n", pos)
-        return start, self._map[start:end if end != -1 else len(self._map)]
+        return start, self._map[start : end if end != -1 else len(self._map)]
 
     @staticmethod
     def _key(line: bytes) -> bytes:
@@ -88,8 +89,9 @@ def _sound_of(word: str) -> str:
     return phones or word
 
 
-def similarity(a: list[str], b: list[str], a_sound: list[str] | None = None,
-               b_sound: list[str] | None = None) -> np.ndarray:
+def similarity(
+    a: list[str], b: list[str], a_sound: list[str] | None = None, b_sound: list[str] | None = None
+) -> np.ndarray:
     """``len(a) x len(b)`` similarities in 0..1: the better of letters and phones."""
     if not a or not b:
         return np.zeros((len(a), len(b)))

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from edge.audio import AudioSource, Frame
 from edge.result import Result
@@ -40,9 +41,15 @@ def _ms(start: float) -> float:
 class Pipeline:
     """One audio source through shared VAD, STT and classifier (build those once, reuse them)."""
 
-    def __init__(self, source: AudioSource, vad: Endpointer, stt: SttEngine,
-                 classifier: "IntentClassifier | None" = None,
-                 on_partial: Callable[[str], None] | None = None, partial_every: int = 8) -> None:
+    def __init__(
+        self,
+        source: AudioSource,
+        vad: Endpointer,
+        stt: SttEngine,
+        classifier: IntentClassifier | None = None,
+        on_partial: Callable[[str], None] | None = None,
+        partial_every: int = 8,
+    ) -> None:
         self.source = source
         self.vad = vad
         self.stt = stt

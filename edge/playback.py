@@ -17,8 +17,8 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -142,7 +142,9 @@ class Player:
             if rate != SAMPLE_RATE:
                 import soxr
 
-                samples = (soxr.resample(samples.astype(np.float32) / 32768.0, SAMPLE_RATE, rate) * 32767).astype(np.int16)
+                samples = (soxr.resample(samples.astype(np.float32) / 32768.0, SAMPLE_RATE, rate) * 32767).astype(
+                    np.int16
+                )
             try:
                 with PORTAUDIO_LOCK:  # the microphone's watchdog must not re-initialise PortAudio mid-sound
                     sd.play(samples, rate, device=index, blocking=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 GLYPH_W, GLYPH_H = 6, 11
 _FONT_HEX = (
@@ -35,10 +35,17 @@ _FONT_HEX = (
     "ce00000000036db6d9f00000000036d9c7080000000002babe7940000000003b78c7b700000000037db651c630000000"
     "3eb18dbe0000000630c60c30c1800000020820820820000030618318618c000000001ab00000000"
 )
-_FONT = {chr(32 + i): int(_FONT_HEX[i * 17:(i + 1) * 17], 16) for i in range(95)}
+_FONT = {chr(32 + i): int(_FONT_HEX[i * 17 : (i + 1) * 17], 16) for i in range(95)}
 
 Color = tuple[int, int, int]
-PALETTE: tuple[Color, ...] = ((31, 119, 180), (255, 127, 14), (214, 39, 40), (44, 160, 44), (148, 103, 189), (140, 86, 75))
+PALETTE: tuple[Color, ...] = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (214, 39, 40),
+    (44, 160, 44),
+    (148, 103, 189),
+    (140, 86, 75),
+)
 
 
 class Canvas:
@@ -49,7 +56,7 @@ class Canvas:
     def point(self, x: int, y: int, color: Color) -> None:
         if 0 <= x < self.width and 0 <= y < self.height:
             i = (y * self.width + x) * 3
-            self.buf[i:i + 3] = bytes(color)
+            self.buf[i : i + 3] = bytes(color)
 
     def line(self, x0: int, y0: int, x1: int, y1: int, color: Color, dash: int = 0) -> None:
         dx, dy = abs(x1 - x0), -abs(y1 - y0)
@@ -109,13 +116,17 @@ class Canvas:
                     self.point(x + ty, y - tx, color)
 
     def png(self) -> bytes:
-        raw = b"".join(b"\x00" + bytes(self.buf[y * self.width * 3:(y + 1) * self.width * 3]) for y in range(self.height))
+        raw = b"".join(
+            b"\x00" + bytes(self.buf[y * self.width * 3 : (y + 1) * self.width * 3]) for y in range(self.height)
+        )
 
         def chunk(kind: bytes, data: bytes) -> bytes:
             return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
         header = struct.pack(">IIBBBBB", self.width, self.height, 8, 2, 0, 0, 0)
-        return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+        return (
+            b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+        )
 
 
 def nice_ticks(hi: float, count: int = 5) -> list[float]:
@@ -132,8 +143,16 @@ def _fmt(v: float) -> str:
     return f"{v:g}" if abs(v) >= 0.01 or v == 0 else f"{v:.1e}"
 
 
-def scatter(points: Sequence[dict], path: str | Path, *, title: str, xlabel: str, ylabel: str,
-            width: int = 960, height: int = 600) -> Path:
+def scatter(
+    points: Sequence[dict],
+    path: str | Path,
+    *,
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    width: int = 960,
+    height: int = 600,
+) -> Path:
     """Write a labelled scatter plot. Each point: ``x``, ``y``, ``label``, ``group`` (colour, legend)."""
     c = Canvas(width, height)
     left, right, top, bottom = 80, 30, 50, 60
@@ -163,9 +182,24 @@ def scatter(points: Sequence[dict], path: str | Path, *, title: str, xlabel: str
     pixels = [(p, *to_px(p["x"], p["y"])) for p in sorted(points, key=lambda p: (p["x"], p["y"]))]
     # Obstacles: every marker, the legend's corner, then each label as it is placed.
     placed: list[tuple[int, int, int, int]] = [(px - 5, py - 5, px + 5, py + 5) for _, px, py in pixels]
-    placed.append((left, top, left + 40 + max((c.text_width(g) for g in groups), default=0), top + 16 + len(groups) * (GLYPH_H + 6)))
-    free = lambda x0, y0, x1, y1: (left < x0 and x1 < width - 2 and top < y0 and y1 < top + ph and  # noqa: E731
-                                   not any(x0 < bx1 and bx0 < x1 and y0 < by1 and by0 < y1 for bx0, by0, bx1, by1 in placed))
+    placed.append(
+        (
+            left,
+            top,
+            left + 40 + max((c.text_width(g) for g in groups), default=0),
+            top + 16 + len(groups) * (GLYPH_H + 6),
+        )
+    )
+
+    def free(x0: int, y0: int, x1: int, y1: int) -> bool:
+        return (
+            left < x0
+            and x1 < width - 2
+            and top < y0
+            and y1 < top + ph
+            and not any(x0 < bx1 and bx0 < x1 and y0 < by1 and by0 < y1 for bx0, by0, bx1, by1 in placed)
+        )
+
     for p, px, py in pixels:
         c.disc(px, py, 4, colors[p.get("group", "")])
     for p, px, py in pixels:

@@ -25,16 +25,17 @@ microseconds per record (benchmarks/bench_profiler.py measures it against classi
 from __future__ import annotations
 
 import collections
-import dataclasses
 import json
 import logging
 import math
 import os
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
+from edge.config import ProfilerSettings
 from edge.energy import EnergySource, ModelSource, Selection, model_source, select_source
 from edge.thermal import ThermalReader
 
@@ -43,56 +44,13 @@ log = logging.getLogger("edge.profiler")
 RECORD_VERSION = 1
 
 
-@dataclasses.dataclass(frozen=True)
-class ProfilerSettings:
-    """The ``profiler:`` section of the configuration."""
+def percentiles(values: Sequence[float], qs: Sequence[float]) -> list[float]:
+    """The ``qs``-th percentiles (0-100) of ``values``, numpy's linear interpolation; NaN for no values."""
+    if not len(values):
+        return [math.nan] * len(qs)
+    import numpy as np
 
-    enabled: bool = True
-    """False: ``track()`` costs one attribute check and records nothing."""
-    sample_every: int = 1
-    """Record every Nth inference (1 = all). Summaries then describe the sampled ones."""
-    path: str = ""
-    """JSON-lines file for records; empty: keep them in memory only."""
-    max_file_bytes: int = 1_048_576
-    """Rotate the file when the next record would make it larger than this."""
-    max_total_bytes: int = 8_388_608
-    """Cap on the live file plus its rotated copies (``path.1``, ``path.2``, ...); oldest go first."""
-    window: int = 1000
-    """Number of recent records kept in memory for summaries."""
-    energy: Literal["auto", "ina3221", "pi5_pmic", "rapl", "model"] = "auto"
-    """Energy source: ``auto`` picks the best readable sensor (the profile's first), else the model."""
-    system_interval_s: float = 1.0
-    """Re-read CPU temperature and frequency at most this often (they change slowly; reads cost)."""
-    flush_every: int = 64
-    """Write records to the file in batches of this many (one batch costs less than its records one by one)."""
-    flush_interval_s: float = 1.0
-    """...and at least this often while records are pending, idle or not: a crash loses at most this much."""
-
-    def __post_init__(self) -> None:
-        if self.sample_every < 1:
-            raise ValueError(f"sample_every: {self.sample_every} is out of range; allowed 1 or more")
-        if self.window < 1:
-            raise ValueError(f"window: {self.window} is out of range; allowed 1 or more")
-        if self.max_file_bytes < 4096:
-            raise ValueError(f"max_file_bytes: {self.max_file_bytes} is too small; allowed 4096 or more")
-        if self.max_total_bytes < self.max_file_bytes:
-            raise ValueError(f"max_total_bytes: {self.max_total_bytes} must be at least max_file_bytes ({self.max_file_bytes})")
-        if self.system_interval_s < 0:
-            raise ValueError("system_interval_s: must be >= 0")
-        if self.flush_every < 1:
-            raise ValueError(f"flush_every: {self.flush_every} is out of range; allowed 1 or more")
-        if self.flush_interval_s <= 0:
-            raise ValueError("flush_interval_s: must be > 0")
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) of already sorted values, linear interpolation (numpy's default)."""
-    if not sorted_values:
-        return math.nan
-    pos = (len(sorted_values) - 1) * q / 100.0
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+    return [float(v) for v in np.percentile(values, qs)]
 
 
 class RotatingJsonLines:
@@ -172,7 +130,7 @@ class _NullTracker:
 
     __slots__ = ()
 
-    def __enter__(self) -> "_NullTracker":
+    def __enter__(self) -> _NullTracker:
         return self
 
     def __exit__(self, *exc: object) -> Literal[False]:
@@ -190,13 +148,13 @@ class Tracker:
 
     __slots__ = ("_p", "_context", "_result", "_extra", "_ts", "_t0", "_c0", "_e0", "_energy")
 
-    def __init__(self, profiler: "Profiler", context: dict[str, Any]):
+    def __init__(self, profiler: Profiler, context: dict[str, Any]):
         self._p = profiler
         self._context = context
         self._result = None
         self._extra: dict[str, Any] = {}
 
-    def __enter__(self) -> "Tracker":
+    def __enter__(self) -> Tracker:
         p = self._p
         self._energy = p.energy
         self._e0 = None if p._energy_is_model else p._read_energy(self._energy)
@@ -205,8 +163,9 @@ class Tracker:
         self._t0 = time.perf_counter()
         return self
 
-    def finish(self, result: Any = None, *, seq_len: int | None = None, stages_ms: dict[str, float] | None = None,
-               **extra: Any) -> None:
+    def finish(
+        self, result: Any = None, *, seq_len: int | None = None, stages_ms: dict[str, float] | None = None, **extra: Any
+    ) -> None:
         """Attach the inference's result (a :class:`edge.result.Result`) and anything else to record.
 
         ``seq_len``: tokens the model ran on (else the result's ``seq_len`` attribute, if any);
@@ -227,8 +186,15 @@ class Tracker:
 
 
 class Profiler:
-    def __init__(self, settings: ProfilerSettings = ProfilerSettings(), *, energy: EnergySource | Selection | None = None,
-                 power=None, thermal: ThermalReader | None = None, root: str | Path = "/"):
+    def __init__(
+        self,
+        settings: ProfilerSettings = ProfilerSettings(),
+        *,
+        energy: EnergySource | Selection | None = None,
+        power=None,
+        thermal: ThermalReader | None = None,
+        root: str | Path = "/",
+    ):
         """``energy``: a source or a :func:`edge.energy.select_source` result (default: select one
         for ``power``, the device profile's power section); ``thermal``: default reads ``root``."""
         self.settings = settings
@@ -266,13 +232,17 @@ class Profiler:
         self._freq_mhz: float | None = None
         self._statm = _open_statm()
         self._page_mb = os.sysconf("SC_PAGE_SIZE") / 1_048_576 if hasattr(os, "sysconf") else 4096 / 1_048_576
-        self.writer = RotatingJsonLines(settings.path, settings.max_file_bytes, settings.max_total_bytes) if settings.path else None
+        self.writer = (
+            RotatingJsonLines(settings.path, settings.max_file_bytes, settings.max_total_bytes)
+            if settings.path
+            else None
+        )
         self._write_failed = False
         self.window = collections.deque(maxlen=settings.window)
         log.info("profiler: energy from %s", self.selection.describe())
 
     @classmethod
-    def create(cls, settings: ProfilerSettings = ProfilerSettings(), profile=None, root: str | Path = "/") -> "Profiler":
+    def create(cls, settings: ProfilerSettings = ProfilerSettings(), profile=None, root: str | Path = "/") -> Profiler:
         """A profiler for a device profile (``edge.profiles.Profile``): its power sensor and model."""
         return cls(settings, power=getattr(profile, "power", None), root=root)
 
@@ -312,8 +282,8 @@ class Profiler:
         """Capture the raw numbers of one inference; building and writing the record is batched.
 
         Any Python run between two inferences finds the caches cold (the runtime has just used
-        them) and leaves them cold for the next inference: measured here, 7 µs of record-building
-        costs about 35 µs in place. So per inference we only take readings and append one tuple;
+        them) and leaves them cold for the next inference, so record-building costs several times more
+        in place than alone (docs/profiling.md). So per inference we only take readings and append one tuple;
         records are built, serialised and written together by :meth:`flush`.
         """
         energy_mj = None
@@ -332,8 +302,21 @@ class Profiler:
             self._freq_mhz = self.thermal.frequency_mhz()
         note = self._energy_note if method == "model" and not self._selected_model else None
         error = exc_type.__name__ if exc_type is not None else None
-        raw = (tr._ts, tr._context, tr._result, tr._extra, wall_s, cpu_s, self._rss_mb(), self._temp_c,
-               self._freq_mhz, energy_mj, method, note, error)
+        raw = (
+            tr._ts,
+            tr._context,
+            tr._result,
+            tr._extra,
+            wall_s,
+            cpu_s,
+            self._rss_mb(),
+            self._temp_c,
+            self._freq_mhz,
+            energy_mj,
+            method,
+            note,
+            error,
+        )
         with self._lock:
             self.recorded += 1
             self.window.append((wall_s * 1000.0, energy_mj, cpu_s * 1000.0, method, error is not None))
@@ -342,7 +325,10 @@ class Profiler:
                 if not self._pending:
                     self._pending_since = now
                 self._pending.append(raw)
-                if len(self._pending) >= self.settings.flush_every or now - self._pending_since >= self.settings.flush_interval_s:
+                if (
+                    len(self._pending) >= self.settings.flush_every
+                    or now - self._pending_since >= self.settings.flush_interval_s
+                ):
                     self._flush_locked()
                 elif self._flusher is None:
                     self._start_flusher()
@@ -369,8 +355,11 @@ class Profiler:
             self.writer.dropped += len(batch)
             if not self._write_failed:  # say it once; the inference itself goes on
                 self._write_failed = True
-                log.warning("profiler: cannot write %s (%s); records are kept in memory only until it works again",
-                            self.writer.path, exc)
+                log.warning(
+                    "profiler: cannot write %s (%s); records are kept in memory only until it works again",
+                    self.writer.path,
+                    exc,
+                )
         else:
             self._write_failed = False
 
@@ -402,7 +391,8 @@ class Profiler:
         with self._lock:
             self._flush_locked()  # a scrape is a good moment to bring the file up to date
             rows = list(self.window)
-        lat = sorted(r[0] for r in rows)
+        lat = [r[0] for r in rows]
+        p50, p90, p99 = percentiles(lat, (50, 90, 99))
         methods = sorted({r[3] for r in rows})
         out: dict[str, Any] = {
             "enabled": self.settings.enabled,
@@ -410,8 +400,12 @@ class Profiler:
             "count": len(rows),
             "recorded_total": self.recorded,
             "errors": sum(1 for r in rows if r[4]),
-            "latency_ms": {"p50": _r(percentile(lat, 50)), "p90": _r(percentile(lat, 90)),
-                           "p99": _r(percentile(lat, 99)), "mean": _r(sum(lat) / len(lat)) if lat else None},
+            "latency_ms": {
+                "p50": _r(p50),
+                "p90": _r(p90),
+                "p99": _r(p99),
+                "mean": _r(sum(lat) / len(lat)) if lat else None,
+            },
             "energy_mj_mean": _r(sum(r[1] for r in rows) / len(rows)) if rows else None,
             "cpu_ms_mean": _r(sum(r[2] for r in rows) / len(rows)) if rows else None,
             "energy_method": methods[0] if len(methods) == 1 else methods or self.energy.name,
@@ -422,37 +416,63 @@ class Profiler:
         }
         return out
 
-    def metrics_text(self, prefix: str = "edge_") -> str:
-        """:meth:`summary` in the Prometheus text exposition format."""
+    def metric_families(self, prefix: str = "edge_") -> list[Any]:
+        """:meth:`summary` as Prometheus metric families, in base units (seconds, joules, hertz)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
         s = self.summary()
         lat = s["latency_ms"]
         method = s["energy_method"] if isinstance(s["energy_method"], str) else ",".join(s["energy_method"])
-        lines = [
-            f"# HELP {prefix}inference_latency_ms Wall time of recent profiled inferences (window of {self.settings.window}).",
-            f"# TYPE {prefix}inference_latency_ms summary",
-        ]
+        name = f"{prefix}inference_latency_seconds"
+        latency = Metric(
+            name, f"Wall time of recent profiled inferences (window of {self.settings.window}).", "summary"
+        )
         for q, key in (("0.5", "p50"), ("0.9", "p90"), ("0.99", "p99")):
-            lines.append(f'{prefix}inference_latency_ms{{quantile="{q}"}} {_num(lat[key])}')
-        lines += [
-            f"{prefix}inference_latency_ms_count {s['count']}",
-            f"# HELP {prefix}inference_energy_mj Mean energy per inference over the window; method says measured or model.",
-            f"# TYPE {prefix}inference_energy_mj gauge",
-            f'{prefix}inference_energy_mj{{method="{method}"}} {_num(s["energy_mj_mean"])}',
-            f"# HELP {prefix}inference_cpu_ms Mean process CPU time per inference over the window.",
-            f"# TYPE {prefix}inference_cpu_ms gauge",
-            f"{prefix}inference_cpu_ms {_num(s['cpu_ms_mean'])}",
-            f"# HELP {prefix}inferences_profiled_total Inferences recorded by the profiler since start.",
-            f"# TYPE {prefix}inferences_profiled_total counter",
-            f"{prefix}inferences_profiled_total {s['recorded_total']}",
-            f"# HELP {prefix}profile_records_dropped_total Records not written to the profile file.",
-            f"# TYPE {prefix}profile_records_dropped_total counter",
-            f"{prefix}profile_records_dropped_total {s['records_dropped']}",
+            latency.add_sample(name, {"quantile": q}, _seconds(lat[key]))
+        latency.add_sample(f"{name}_count", {}, s["count"])
+        latency.add_sample(f"{name}_sum", {}, _seconds(lat["mean"]) * s["count"] if s["count"] else 0.0)
+        energy = GaugeMetricFamily(
+            f"{prefix}inference_energy_joules",
+            "Mean energy per inference over the window; method says measured or model.",
+            labels=["method"],
+        )
+        energy.add_metric([method], _scaled(s["energy_mj_mean"], 1e-3))
+        families = [
+            latency,
+            energy,
+            GaugeMetricFamily(
+                f"{prefix}inference_cpu_seconds",
+                "Mean process CPU time per inference over the window.",
+                value=_scaled(s["cpu_ms_mean"], 1e-3),
+            ),
+            CounterMetricFamily(
+                f"{prefix}inferences_profiled",
+                "Inferences recorded by the profiler since start.",
+                value=s["recorded_total"],
+            ),
+            CounterMetricFamily(
+                f"{prefix}profile_records_dropped",
+                "Records not written to the profile file.",
+                value=s["records_dropped"],
+            ),
         ]
-        for name, key, help_ in (("cpu_temperature_celsius", "temp_c", "CPU temperature"),
-                                 ("cpu_frequency_mhz", "freq_mhz", "Highest current CPU frequency")):
-            if s[key] is not None:
-                lines += [f"# HELP {prefix}{name} {help_}.", f"# TYPE {prefix}{name} gauge", f"{prefix}{name} {s[key]}"]
-        return "\n".join(lines) + "\n"
+        if s["temp_c"] is not None:
+            families.append(
+                GaugeMetricFamily(f"{prefix}cpu_temperature_celsius", "CPU temperature.", value=s["temp_c"])
+            )
+        if s["freq_mhz"] is not None:
+            families.append(
+                GaugeMetricFamily(
+                    f"{prefix}cpu_frequency_hertz", "Highest current CPU frequency.", value=s["freq_mhz"] * 1e6
+                )
+            )
+        return families
+
+    def metrics_text(self, prefix: str = "edge_") -> str:
+        """:meth:`metric_families` in the Prometheus text format."""
+        from edge.prometheus import render
+
+        return render(self.metric_families(prefix)).decode()
 
     def close(self) -> None:
         """Write what is pending and release files, sensors and the flush thread."""
@@ -527,8 +547,12 @@ def _r(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(x, 3)
 
 
-def _num(x: float | None) -> str:
-    return "NaN" if x is None else repr(x)
+def _scaled(x: float | None, factor: float) -> float:
+    return math.nan if x is None else x * factor
 
 
-__all__ = ["NULL_TRACKER", "Profiler", "ProfilerSettings", "RotatingJsonLines", "Tracker", "context_of", "percentile"]
+def _seconds(ms: float | None) -> float:
+    return _scaled(ms, 1e-3)
+
+
+__all__ = ["NULL_TRACKER", "Profiler", "ProfilerSettings", "RotatingJsonLines", "Tracker", "context_of", "percentiles"]

@@ -19,6 +19,7 @@ import platform
 from pathlib import Path
 from typing import Literal
 
+from edge import resources
 from edge.settings import SettingsError, from_mapping, load_file, load_yaml
 
 PROFILE_DIRS_ENV = "EDGE_PROFILES_PATH"
@@ -129,7 +130,7 @@ class Detection:
 
 def profile_dirs() -> list[Path]:
     dirs = [Path(p) for p in os.environ.get(PROFILE_DIRS_ENV, "").split(os.pathsep) if p]
-    dirs += [Path("/etc/edge/device_profiles"), Path(__file__).resolve().parent.parent / "device_profiles"]
+    dirs += [Path("/etc/edge/device_profiles"), resources.path("device_profiles").resolve()]
     return [d for d in dirs if d.is_dir()]
 
 
@@ -147,7 +148,9 @@ def load_profile(name_or_path: str) -> Profile:
     if not path.suffix:
         profiles = available_profiles()
         if name_or_path not in profiles:
-            raise SettingsError("--profile", "", f"unknown profile {name_or_path!r}; available: {', '.join(sorted(profiles))}")
+            raise SettingsError(
+                "--profile", "", f"unknown profile {name_or_path!r}; available: {', '.join(sorted(profiles))}"
+            )
         path = profiles[name_or_path]
     profile = load_file(Profile, path)
     if profile.name != path.stem:
@@ -189,7 +192,9 @@ def detect(root: str | Path = "/", override: str | None = None) -> Detection:
         if score and (best is None or (score, -len(why)) > (best[0], best[1])):
             best = (score, -len(why), profile, why)
     if best is None:
-        raise SettingsError("device profiles", "", f"no profile matches this device ({facts['arch']}); use --profile NAME")
+        raise SettingsError(
+            "device profiles", "", f"no profile matches this device ({facts['arch']}); use --profile NAME"
+        )
     return Detection(apply_local_override(best[2]), best[3])
 
 

@@ -88,8 +88,15 @@ class Result:
             "guess_confidence": _round(self.guess_confidence),
             "slots": self.slot_dict(),
             "slot_spans": [
-                {"name": s.name, "value": s.value, "text": s.text, "start": s.start, "end": s.end,
-                 "confidence": _round(s.confidence), "score": _round(s.score)}
+                {
+                    "name": s.name,
+                    "value": s.value,
+                    "text": s.text,
+                    "start": s.start,
+                    "end": s.end,
+                    "confidence": _round(s.confidence),
+                    "score": _round(s.score),
+                }
                 for s in self.slots
             ],
             "source": self.source,

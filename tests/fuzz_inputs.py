@@ -22,11 +22,38 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # --------------------------------------------------------------------------- text -> classify
 
-COMMANDS = ["turn off the lights in the kitchen", "what is the weather like in london", "play some jazz music",
-            "set an alarm for seven am", "wake me up at 7", "order a pizza"]
+COMMANDS = [
+    "turn off the lights in the kitchen",
+    "what is the weather like in london",
+    "play some jazz music",
+    "set an alarm for seven am",
+    "wake me up at 7",
+    "order a pizza",
+]
 ANY_CHAR = st.characters(min_codepoint=0, max_codepoint=0x10FFFF, blacklist_categories=())
-ODD_CHARS = st.sampled_from(["\u200b", "\ufeff", "\u200d", "\u2060", "\x00", "\x07", "\ud800", "\udfff", "\u0301",
-                             "\U0001f600", "\u202e", "\r", "\t", " ", "\uffff", "\U0010ffff", "ß", "İ", "ﬁ"])
+ODD_CHARS = st.sampled_from(
+    [
+        "\u200b",
+        "\ufeff",
+        "\u200d",
+        "\u2060",
+        "\x00",
+        "\x07",
+        "\ud800",
+        "\udfff",
+        "\u0301",
+        "\U0001f600",
+        "\u202e",
+        "\r",
+        "\t",
+        " ",
+        "\uffff",
+        "\U0010ffff",
+        "ß",
+        "İ",
+        "ﬁ",
+    ]
+)
 
 
 @st.composite
@@ -70,7 +97,9 @@ def _rare(draw, n: int) -> bool:
 
 
 def _chunk(tag: bytes, body: bytes, size: int | None = None) -> bytes:
-    return tag + struct.pack("<I", (len(body) if size is None else size) & 0xFFFFFFFF) + body + b"\x00" * (len(body) & 1)
+    return (
+        tag + struct.pack("<I", (len(body) if size is None else size) & 0xFFFFFFFF) + body + b"\x00" * (len(body) & 1)
+    )
 
 
 @st.composite
@@ -79,32 +108,52 @@ def wav_files(draw) -> bytes:
     if _rare(draw, 10):
         return draw(st.binary(max_size=200))
     if draw(st.booleans()):  # a valid format, so that the corruptions below reach past the header checks
-        tag, bits = draw(st.sampled_from([(1, 8), (1, 16), (1, 24), (1, 32), (3, 32), (3, 64), (0xFFFE, 16), (0xFFFE, 32)]))
+        tag, bits = draw(
+            st.sampled_from([(1, 8), (1, 16), (1, 24), (1, 32), (3, 32), (3, 64), (0xFFFE, 16), (0xFFFE, 32)])
+        )
         channels = draw(st.integers(1, 4))
         rate = draw(st.sampled_from([16000, 8000, 22050, 44100, 48000, 7000, 1000, 96000]))
     else:
         tag = draw(st.sampled_from([1, 3, 0xFFFE, 0, 2, 0x55, 7, draw(st.integers(0, 0xFFFF))]))
         channels = draw(st.sampled_from([1, 2, 0, 6, 33, draw(st.integers(0, 0xFFFF))]))
-        rate = draw(st.sampled_from([16000, 8000, 44100, 48000, 7000, 1, 0, 999, 768001, draw(st.integers(0, 2**32 - 1))]))
+        rate = draw(
+            st.sampled_from([16000, 8000, 44100, 48000, 7000, 1, 0, 999, 768001, draw(st.integers(0, 2**32 - 1))])
+        )
         bits = draw(st.sampled_from([8, 16, 24, 32, 64, 0, 12, draw(st.integers(0, 0xFFFF))]))
-    block_align = draw(st.sampled_from([max(channels * bits // 8, 0) & 0xFFFF] * 4 + [0, 1, draw(st.integers(0, 0xFFFF))]))
-    fmt = struct.pack("<HHIIHH", tag, channels & 0xFFFF, rate, (rate * block_align) & 0xFFFFFFFF, block_align, bits & 0xFFFF)
+    block_align = draw(
+        st.sampled_from([max(channels * bits // 8, 0) & 0xFFFF] * 4 + [0, 1, draw(st.integers(0, 0xFFFF))])
+    )
+    fmt = struct.pack(
+        "<HHIIHH", tag, channels & 0xFFFF, rate, (rate * block_align) & 0xFFFFFFFF, block_align, bits & 0xFFFF
+    )
     if tag == 0xFFFE or _rare(draw, 4):
         sub = draw(st.sampled_from([1, 1, 3, 0x55, draw(st.integers(0, 0xFFFF))]))
         fmt += struct.pack("<HHI", 22, bits & 0xFFFF, 0) + struct.pack("<H", sub) + b"\x00" * 14
     fmt = fmt[: draw(st.integers(0, len(fmt)))] if _rare(draw, 7) else fmt
     samples = draw(st.binary(max_size=4000))
-    chunks = [_chunk(b"fmt ", fmt, draw(st.sampled_from([None] * 6 + [16, 40, 2, 0xFFFFFFFF, draw(st.integers(0, 2**32 - 1))])))]
+    chunks = [
+        _chunk(
+            b"fmt ", fmt, draw(st.sampled_from([None] * 6 + [16, 40, 2, 0xFFFFFFFF, draw(st.integers(0, 2**32 - 1))]))
+        )
+    ]
     if _rare(draw, 3):
-        chunks.insert(draw(st.integers(0, 1)), _chunk(draw(st.sampled_from([b"LIST", b"fact", b"JUNK", b"data"])),
-                                                     draw(st.binary(max_size=50))))
-    chunks.append(_chunk(b"data", samples, draw(st.sampled_from([None] * 4 + [0, 0xFFFFFFFF, 0x7FFFFFFF,
-                                                                         draw(st.integers(0, 2**32 - 1))]))))
+        chunks.insert(
+            draw(st.integers(0, 1)),
+            _chunk(draw(st.sampled_from([b"LIST", b"fact", b"JUNK", b"data"])), draw(st.binary(max_size=50))),
+        )
+    chunks.append(
+        _chunk(
+            b"data",
+            samples,
+            draw(st.sampled_from([None] * 4 + [0, 0xFFFFFFFF, 0x7FFFFFFF, draw(st.integers(0, 2**32 - 1))])),
+        )
+    )
     if _rare(draw, 8):
         chunks.reverse()
     body = b"WAVE" + b"".join(chunks)
-    data = (draw(st.sampled_from([b"RIFX", b"RF64"])) if _rare(draw, 8) else b"RIFF") \
-        + struct.pack("<I", len(body)) + body
+    data = (
+        (draw(st.sampled_from([b"RIFX", b"RF64"])) if _rare(draw, 8) else b"RIFF") + struct.pack("<I", len(body)) + body
+    )
     if _rare(draw, 6):
         data = data[: draw(st.integers(0, len(data)))]
     if _rare(draw, 6) and data:
@@ -138,8 +187,20 @@ def wav_target(max_seconds: float = 10.0):
 SECTIONS = {
     "model": ["name", "backend", "precision", "threads", "threshold"],
     "audio": ["enabled", "device", "stale_s", "retry_min_s", "retry_max_s", "max_frame_age_s"],
-    "http": ["enabled", "listen", "token", "max_text_bytes", "max_wav_bytes", "max_wav_seconds", "timeout_s",
-             "workers", "max_connections", "max_receiving_bytes", "recognize_timeout_s", "publish"],
+    "http": [
+        "enabled",
+        "listen",
+        "token",
+        "max_text_bytes",
+        "max_wav_bytes",
+        "max_wav_seconds",
+        "timeout_s",
+        "workers",
+        "max_connections",
+        "max_receiving_bytes",
+        "recognize_timeout_s",
+        "publish",
+    ],
     "mqtt": ["enabled", "host", "port", "topic", "topics", "qos", "retain", "queue_size", "keepalive_s"],
     "hooks": ["commands", "timeout_s", "concurrency", "queue_size"],
     "liveloop": ["activation", "command_max_s", "no_speech_timeout_s"],
@@ -150,18 +211,49 @@ SECTIONS = {
     "profiler": ["path", "enabled"],
 }
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.sampled_from([0, 1, -1, 2**31, 65536, 10**30]),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=30),
-    st.sampled_from(["127.0.0.1:8765", "[::1]:0", "onnx", "int8", "vad", "wake", "auto", "/bin/true", "hermes/#", "{x}"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from([0, 1, -1, 2**31, 65536, 10**30]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(
+        ["127.0.0.1:8765", "[::1]:0", "onnx", "int8", "vad", "wake", "auto", "/bin/true", "hermes/#", "{x}"]
+    ),
 )
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                      st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                      max_leaves=12)
-YAML_TRICKS = st.sampled_from([
-    ".nan", ".inf", "-.inf", "1e999", "0x7fffffff", "0o777", "1_000", "~", "!!binary aGVsbG8=", "!!python/object:os.system x",
-    "&a [*a]", "*undefined", "[" * 80 + "]" * 80, "{a: 1, a: 2}", "9" * 120, "'\\ud800'", "\"\\ud800\"", "|\n  block",
-    "? complex\n: key", "!!set {a, b}", "!!timestamp 2001-12-14", "<<: *m", "\"\\x00\"", "---\n---",
-])
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
+YAML_TRICKS = st.sampled_from(
+    [
+        ".nan",
+        ".inf",
+        "-.inf",
+        "1e999",
+        "0x7fffffff",
+        "0o777",
+        "1_000",
+        "~",
+        "!!binary aGVsbG8=",
+        "!!python/object:os.system x",
+        "&a [*a]",
+        "*undefined",
+        "[" * 80 + "]" * 80,
+        "{a: 1, a: 2}",
+        "9" * 120,
+        "'\\ud800'",
+        '"\\ud800"',
+        "|\n  block",
+        "? complex\n: key",
+        "!!set {a, b}",
+        "!!timestamp 2001-12-14",
+        "<<: *m",
+        '"\\x00"',
+        "---\n---",
+    ]
+)
 
 
 @st.composite
@@ -185,17 +277,22 @@ def settings_files(draw) -> str:
         text = "\n".join(lines) + "\n"
     elif kind == 2:  # an alias bomb of some depth
         levels, width = draw(st.integers(1, 12)), draw(st.integers(1, 12))
-        text = "x-a:\n  a0: &a0 [lol]\n" + "".join(
-            f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]\n" for i in range(1, levels)) + \
-            f"model: {{name: *a{levels - 1}}}\n"
+        text = (
+            "x-a:\n  a0: &a0 [lol]\n"
+            + "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]\n" for i in range(1, levels))
+            + f"model: {{name: *a{levels - 1}}}\n"
+        )
     elif kind == 3:  # deep nesting, in block or flow style
         depth = draw(st.integers(1, 400))
-        text = ("model:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(depth))) if draw(st.booleans()) \
+        text = (
+            ("model:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(depth)))
+            if draw(st.booleans())
             else "model: {name: " + "[" * depth + "]" * depth + "}\n"
+        )
     elif kind == 4 and text.strip() != "{}":  # a line given twice
         lines = text.splitlines()
         at = draw(st.integers(0, len(lines) - 1))
-        text = "\n".join(lines[: at + 1] + [lines[at]] + lines[at + 1:]) + "\n"
+        text = "\n".join(lines[: at + 1] + [lines[at]] + lines[at + 1 :]) + "\n"
     if _rare(draw, 6) and text:
         text = text[: draw(st.integers(0, len(text)))]
     return text
@@ -204,6 +301,7 @@ def settings_files(draw) -> str:
 def _file_target(path: Path, load, errors: tuple[type[Exception], ...], named: bool = True):
     """A target that writes each input to ``path`` and loads it: the documented errors (starting with the
     file's name when ``named``) are outcomes."""
+
     def run(text: str) -> str:
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
         try:
@@ -227,10 +325,17 @@ def settings_target(tmp: Path):
 # --------------------------------------------------------------------------- manifest -> package
 
 JSON_VALUES = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
-              st.sampled_from(["../../etc/passwd", "/etc/passwd", "tokenizer.json", "model.int8.onnx", "", "a" * 64])),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(),
+        st.text(max_size=20),
+        st.sampled_from(["../../etc/passwd", "/etc/passwd", "tokenizer.json", "model.int8.onnx", "", "a" * 64]),
+    ),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=10), inner, max_size=3)),
-    max_leaves=8)
+    max_leaves=8,
+)
 
 
 def shipped_manifest() -> dict:
@@ -249,17 +354,25 @@ def manifests(draw, base: dict | None = None) -> bytes:
             manifest.pop(draw(st.sampled_from(sorted(manifest))))
         elif action == 1 and manifest:
             manifest[draw(st.sampled_from(sorted(manifest)))] = draw(JSON_VALUES)
-        elif action == 2 and isinstance(manifest.get("variants"), list) and manifest["variants"] \
-                and isinstance(manifest["variants"][0], dict):
-            manifest["variants"][0][draw(st.sampled_from(["file", "backend", "groups", "signatures", "runtimes"]))] = \
+        elif (
+            action == 2
+            and isinstance(manifest.get("variants"), list)
+            and manifest["variants"]
+            and isinstance(manifest["variants"][0], dict)
+        ):
+            manifest["variants"][0][draw(st.sampled_from(["file", "backend", "groups", "signatures", "runtimes"]))] = (
                 draw(JSON_VALUES)
+            )
         elif action == 3 and isinstance(manifest.get("files"), dict) and manifest["files"]:
             name = draw(st.sampled_from(sorted(manifest["files"])))
             entry = manifest["files"].pop(name)
-            manifest["files"][draw(st.sampled_from(["../../../../etc/passwd", "/etc/hostname", name, "x/../../y"]))] = \
+            manifest["files"][draw(st.sampled_from(["../../../../etc/passwd", "/etc/hostname", name, "x/../../y"]))] = (
                 draw(st.one_of(st.just(entry), JSON_VALUES))
+            )
         elif action == 4:
-            manifest["tokenizer"] = draw(st.sampled_from(["tokenizer.json", "../tokenizer.json", "/etc/passwd", 7, None]))
+            manifest["tokenizer"] = draw(
+                st.sampled_from(["tokenizer.json", "../tokenizer.json", "/etc/passwd", 7, None])
+            )
         else:
             manifest[draw(st.text(max_size=8))] = draw(JSON_VALUES)
     return json.dumps(manifest).encode()
@@ -301,20 +414,73 @@ def package_target(tmp: Path):
 # --------------------------------------------------------------------------- raw bytes -> HTTP server
 
 METHODS = st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "G\x00T", "post", ""])
-PATHS = st.sampled_from(["/v1/intent", "/v1/recognize", "/v1/listen", "/healthz", "/metrics", "/", "*", "/v1/intent?publish=false",
-                         "/v1/intent?publish=maybe", "/../../etc/passwd", "/%00", "http://x/healthz", "/" + "a" * 20000])
-HEADER_NAMES = st.sampled_from(["Content-Length", "content-length", "Content-Type", "Transfer-Encoding", "Authorization",
-                                "Expect", "Connection", "Host", "X-A", "Content-Length ", " Content-Length", "Bad Name"])
-HEADER_VALUES = st.one_of(st.sampled_from(["0", "5", "²", "-1", "1e3", "99999999999999999999999", "5, 5", "chunked", "gzip",
-                                           "application/json", "text/plain", "audio/wav", "100-continue", "close",
-                                           "keep-alive", "Bearer x", "\x00", "a\r\nInjected: 1"]),
-                          st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=30))
+PATHS = st.sampled_from(
+    [
+        "/v1/intent",
+        "/v1/recognize",
+        "/v1/listen",
+        "/healthz",
+        "/metrics",
+        "/",
+        "*",
+        "/v1/intent?publish=false",
+        "/v1/intent?publish=maybe",
+        "/../../etc/passwd",
+        "/%00",
+        "http://x/healthz",
+        "/" + "a" * 20000,
+    ]
+)
+HEADER_NAMES = st.sampled_from(
+    [
+        "Content-Length",
+        "content-length",
+        "Content-Type",
+        "Transfer-Encoding",
+        "Authorization",
+        "Expect",
+        "Connection",
+        "Host",
+        "X-A",
+        "Content-Length ",
+        " Content-Length",
+        "Bad Name",
+    ]
+)
+HEADER_VALUES = st.one_of(
+    st.sampled_from(
+        [
+            "0",
+            "5",
+            "²",
+            "-1",
+            "1e3",
+            "99999999999999999999999",
+            "5, 5",
+            "chunked",
+            "gzip",
+            "application/json",
+            "text/plain",
+            "audio/wav",
+            "100-continue",
+            "close",
+            "keep-alive",
+            "Bearer x",
+            "\x00",
+            "a\r\nInjected: 1",
+        ]
+    ),
+    st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=30),
+)
 JSON_BODIES = st.one_of(
     st.builds(lambda v: json.dumps({"text": v}).encode(), st.one_of(st.text(ANY_CHAR, max_size=50), JSON_VALUES)),
     st.builds(lambda n: b'{"text": ' + b"[" * n + b"]" * n + b"}", st.integers(1, 6000)),
     st.builds(lambda n: b'{"text": ' + b"9" * n + b"}", st.integers(1, 6000)),
-    st.sampled_from([b'{"text": "turn off the lights"}', b"{", b"null", b'{"text": "\\ud800"}', b'{"text": "\\u200b"}']),
-    st.binary(max_size=300))
+    st.sampled_from(
+        [b'{"text": "turn off the lights"}', b"{", b"null", b'{"text": "\\ud800"}', b'{"text": "\\u200b"}']
+    ),
+    st.binary(max_size=300),
+)
 
 
 @st.composite
@@ -323,22 +489,44 @@ def http_requests(draw) -> bytes:
     if _rare(draw, 10):
         return draw(st.binary(max_size=400))
     if draw(st.booleans()):  # a well-formed request, so that mutations of it reach the endpoints
-        path = draw(st.sampled_from(["/v1/intent", "/v1/intent?publish=false", "/v1/recognize?publish=false",
-                                     "/healthz", "/metrics", "/v1/listen"]))
+        path = draw(
+            st.sampled_from(
+                [
+                    "/v1/intent",
+                    "/v1/intent?publish=false",
+                    "/v1/recognize?publish=false",
+                    "/healthz",
+                    "/metrics",
+                    "/v1/listen",
+                ]
+            )
+        )
         if path.startswith("/v1/intent"):
-            body, ctype = draw(st.one_of(st.tuples(JSON_BODIES, st.just("application/json")),
-                                         st.tuples(st.text(ANY_CHAR, max_size=60).map(
-                                             lambda t: t.encode("utf-8", "surrogatepass")), st.just("text/plain"))))
+            body, ctype = draw(
+                st.one_of(
+                    st.tuples(JSON_BODIES, st.just("application/json")),
+                    st.tuples(
+                        st.text(ANY_CHAR, max_size=60).map(lambda t: t.encode("utf-8", "surrogatepass")),
+                        st.just("text/plain"),
+                    ),
+                )
+            )
         elif path.startswith("/v1/recognize"):
             body, ctype = draw(wav_files()), "audio/wav"
         else:
             body, ctype = b"", None
         method = "GET" if path in ("/healthz", "/metrics") else "POST"
-        head = f"{method} {path} HTTP/1.1\r\nHost: edge\r\n" + (f"Content-Type: {ctype}\r\n" if ctype else "") + \
-            (f"Content-Length: {len(body)}\r\n" if method == "POST" else "") + "\r\n"
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: edge\r\n"
+            + (f"Content-Type: {ctype}\r\n" if ctype else "")
+            + (f"Content-Length: {len(body)}\r\n" if method == "POST" else "")
+            + "\r\n"
+        )
         return head.encode() + body
     body = draw(st.one_of(JSON_BODIES, wav_files()))
-    line = f"{draw(METHODS)} {draw(PATHS)} {draw(st.sampled_from(['HTTP/1.1', 'HTTP/1.0', 'HTTP/2', 'HTTP/1.1 x', '']))}"
+    line = (
+        f"{draw(METHODS)} {draw(PATHS)} {draw(st.sampled_from(['HTTP/1.1', 'HTTP/1.0', 'HTTP/2', 'HTTP/1.1 x', '']))}"
+    )
     headers = [("Host", "edge")]
     if draw(st.integers(0, 3)):
         headers.append(("Content-Length", str(len(body))))
@@ -382,12 +570,14 @@ def http_target(address: tuple[str, int], timeout: float = 10.0):
                 rest = after
                 continue
             assert status in ALLOWED_STATUSES, (status, rest[:300], data[:300])
-            lengths = [int(h.split(b":")[1]) for h in head.split(b"\r\n")[1:] if h.lower().startswith(b"content-length:")]
+            lengths = [
+                int(h.split(b":")[1]) for h in head.split(b"\r\n")[1:] if h.lower().startswith(b"content-length:")
+            ]
             assert len(lengths) == 1, head
             statuses.append(status)
             if data.upper().startswith(b"HEAD"):
                 break  # whether the answer to HEAD carries its body depends on whether h11 could read the method
-            body, rest = after[: lengths[0]], after[lengths[0]:]
+            body, rest = after[: lengths[0]], after[lengths[0] :]
             assert len(body) == lengths[0], (head, body)
             if status >= 400:
                 assert "error" in json.loads(body), body
@@ -402,11 +592,25 @@ def temporary_directory() -> Path:
 
 # --------------------------------------------------------------------------- intents YAML -> templates.load
 
-INTENT_SENTENCES = st.sampled_from([
-    "(turn|switch) on [the] {area} lights", "[the] <rule> please", "set volume to {volume}", "what is <r1>",
-    "(a|b|(c|(d|e)))", "[[[[x]]]]", "{undefined}", "<undefined>", "(unclosed", "]", "{area:alias}", "{volume} percent",
-    "(a;b;c)", "((a|b) (c|d)){0}", "x" * 300,
-])
+INTENT_SENTENCES = st.sampled_from(
+    [
+        "(turn|switch) on [the] {area} lights",
+        "[the] <rule> please",
+        "set volume to {volume}",
+        "what is <r1>",
+        "(a|b|(c|(d|e)))",
+        "[[[[x]]]]",
+        "{undefined}",
+        "<undefined>",
+        "(unclosed",
+        "]",
+        "{area:alias}",
+        "{volume} percent",
+        "(a;b;c)",
+        "((a|b) (c|d)){0}",
+        "x" * 300,
+    ]
+)
 
 
 @st.composite
@@ -418,12 +622,31 @@ def intents_files(draw) -> str:
     if kind == 0:
         return draw(st.text(max_size=200))
     doc: dict = {"language": draw(st.sampled_from(["en", "xx", 7, None]))}
-    doc["intents"] = {draw(st.sampled_from(["LightOn", "Light Off", "", "x" * 100])): {"data": [
-        {"sentences": draw(st.lists(INTENT_SENTENCES, min_size=1, max_size=3))}]}}
-    doc["lists"] = {"area": {"values": draw(st.lists(st.one_of(st.text(max_size=10), st.fixed_dictionaries(
-        {"in": st.text(max_size=10), "out": st.text(max_size=10)})), max_size=3))},
-        "volume": {"range": {"from": draw(st.integers(-(10**13), 10**3)), "to": draw(st.integers(-10, 10**13)),
-                             "step": draw(st.sampled_from([1, 0, -1, 5]))}}}
+    doc["intents"] = {
+        draw(st.sampled_from(["LightOn", "Light Off", "", "x" * 100])): {
+            "data": [{"sentences": draw(st.lists(INTENT_SENTENCES, min_size=1, max_size=3))}]
+        }
+    }
+    doc["lists"] = {
+        "area": {
+            "values": draw(
+                st.lists(
+                    st.one_of(
+                        st.text(max_size=10),
+                        st.fixed_dictionaries({"in": st.text(max_size=10), "out": st.text(max_size=10)}),
+                    ),
+                    max_size=3,
+                )
+            )
+        },
+        "volume": {
+            "range": {
+                "from": draw(st.integers(-(10**13), 10**3)),
+                "to": draw(st.integers(-10, 10**13)),
+                "step": draw(st.sampled_from([1, 0, -1, 5])),
+            }
+        },
+    }
     levels = draw(st.integers(0, 30))
     rules = {"r0": "(a|b)"}
     for i in range(1, levels):

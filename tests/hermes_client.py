@@ -32,8 +32,18 @@ class Recorder(HermesClient):
     async def on_message(self, message, site_id=None, session_id=None, topic=None):
         payload = self.raw[topic].pop(0)
         parsed = type(message).from_json(payload)
-        print(json.dumps({"topic": topic, "class": type(message).__name__, "message": parsed.to_dict(),
-                          "same_as_client": parsed == message, "site_id": site_id}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "topic": topic,
+                    "class": type(message).__name__,
+                    "message": parsed.to_dict(),
+                    "same_as_client": parsed == message,
+                    "site_id": site_id,
+                }
+            ),
+            flush=True,
+        )
         yield None
 
 

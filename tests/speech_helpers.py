@@ -38,8 +38,9 @@ def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * SAMPLE_RATE), dtype=np.int16)
 
 
-def write_wav(path: Path, samples: np.ndarray, rate: int, bits: int = 16, fmt: str = "pcm",
-              extensible: bool = False) -> Path:
+def write_wav(
+    path: Path, samples: np.ndarray, rate: int, bits: int = 16, fmt: str = "pcm", extensible: bool = False
+) -> Path:
     """Write float samples in [-1, 1] (shape (n,) or (n, channels)) in the given WAV format."""
     data = samples.reshape(len(samples), -1) if samples.ndim > 1 else samples.reshape(-1, 1)
     channels = data.shape[1]
@@ -121,8 +122,14 @@ class FifoMic:
     device's life, because closing the last one would discard what the pipe holds.
     """
 
-    def __init__(self, tmp: Path, create: bool = True, speed: float = 1.0, fifo_name: str = "mic.fifo",
-                 playback: Path | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        create: bool = True,
+        speed: float = 1.0,
+        fifo_name: str = "mic.fifo",
+        playback: Path | None = None,
+    ) -> None:
         self.path = tmp / fifo_name
         # Faster than real time keeps the suite short where the CPU keeps up; under emulation
         # (script/test-aarch64) it does not, and a backlog hides the stalls the tests make.

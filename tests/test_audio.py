@@ -12,7 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.audio import FRAME_SAMPLES, SAMPLE_RATE, AudioError, SamplesSource, StreamSource, WavSource, frames_of, read_wav
+from edge.audio import (
+    FRAME_SAMPLES,
+    SAMPLE_RATE,
+    AudioError,
+    SamplesSource,
+    StreamSource,
+    WavSource,
+    frames_of,
+    read_wav,
+)
+
 from speech_helpers import FifoFeeder, alsa_capture_config, write_wav
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,17 +39,20 @@ def peak_hz(samples: np.ndarray) -> float:
     return float(np.argmax(spectrum) * SAMPLE_RATE / len(samples))
 
 
-@pytest.mark.parametrize("rate,channels,bits,fmt,extensible", [
-    (16000, 1, 16, "pcm", False),
-    (44100, 2, 16, "pcm", False),
-    (8000, 1, 8, "pcm", False),
-    (48000, 2, 24, "pcm", False),
-    (22050, 1, 32, "pcm", False),
-    (32000, 1, 32, "float", False),
-    (48000, 6, 32, "float", True),
-    (11025, 1, 64, "float", False),
-    (96000, 2, 24, "pcm", True),
-])
+@pytest.mark.parametrize(
+    "rate,channels,bits,fmt,extensible",
+    [
+        (16000, 1, 16, "pcm", False),
+        (44100, 2, 16, "pcm", False),
+        (8000, 1, 8, "pcm", False),
+        (48000, 2, 24, "pcm", False),
+        (22050, 1, 32, "pcm", False),
+        (32000, 1, 32, "float", False),
+        (48000, 6, 32, "float", True),
+        (11025, 1, 64, "float", False),
+        (96000, 2, 24, "pcm", True),
+    ],
+)
 def test_wav_formats_become_16k_mono_int16(tmp_path, rate, channels, bits, fmt, extensible):
     path = write_wav(tmp_path / "x.wav", tone(rate, channels=channels), rate, bits, fmt, extensible)
     samples, info = read_wav(path)
@@ -48,14 +61,14 @@ def test_wav_formats_become_16k_mono_int16(tmp_path, rate, channels, bits, fmt, 
     assert abs(len(samples) - SAMPLE_RATE // 2) <= 2
     assert abs(peak_hz(samples) - 440.0) < 5.0
     body = samples[1000:-1000].astype(np.float64) / 32768
-    assert np.sqrt(np.mean(body ** 2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.05)  # amplitude kept, channels averaged
+    assert np.sqrt(np.mean(body**2)) == pytest.approx(0.5 / np.sqrt(2), rel=0.05)  # amplitude kept, channels averaged
 
 
 def test_frames_are_whole_and_padded(tmp_path):
     path = write_wav(tmp_path / "x.wav", tone(16000, seconds=0.1), 16000)  # 1600 samples
     frames = list(WavSource(path))
     assert [len(f.samples) for f in frames] == [FRAME_SAMPLES] * 4
-    assert np.all(frames[-1].samples[1600 - 3 * FRAME_SAMPLES:] == 0)
+    assert np.all(frames[-1].samples[1600 - 3 * FRAME_SAMPLES :] == 0)
     assert all(a.captured_at <= b.captured_at for a, b in zip(frames, frames[1:]))
     assert len(list(frames_of(np.zeros(1024, dtype=np.int16)))) == 2
 
@@ -68,12 +81,15 @@ def test_truncated_data_keeps_what_is_there(tmp_path):
     assert len(samples) == (8000 * 2 - 3001) // 2 and info.frames == len(samples)
 
 
-@pytest.mark.parametrize("content,expected", [
-    (b"", "not a WAV file"),
-    (b"hello, I am a text file, not audio", "not a WAV file"),
-    (b"RIFF\x24\x00\x00\x00WAVEfmt \x04\x00\x00\x00\x01\x00\x01\x00", "corrupt WAV header"),
-    (b"RIFF\x04\x00\x00\x00WAVE", "no fmt chunk"),
-])
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b"", "not a WAV file"),
+        (b"hello, I am a text file, not audio", "not a WAV file"),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt \x04\x00\x00\x00\x01\x00\x01\x00", "corrupt WAV header"),
+        (b"RIFF\x04\x00\x00\x00WAVE", "no fmt chunk"),
+    ],
+)
 def test_bad_files_give_clear_errors(tmp_path, content, expected):
     path = tmp_path / "bad.wav"
     path.write_bytes(content)
@@ -162,7 +178,9 @@ def test_device_errors_list_the_devices(tmp_path):
     pytest.importorskip("sounddevice")
     conf = alsa_capture_config(tmp_path, tmp_path / "in.raw")
     (tmp_path / "in.raw").write_bytes(b"\0" * 3200)
-    code = "from edge.audio import MicSource, AudioError\ntry:\n    MicSource({!r})\nexcept AudioError as e:\n    print(e)"
+    code = (
+        "from edge.audio import MicSource, AudioError\ntry:\n    MicSource({!r})\nexcept AudioError as e:\n    print(e)"
+    )
     proc = _capture(tmp_path, conf, code.format("no-such-mic"))
     assert "no input device matches 'no-such-mic'" in proc.stdout and "edgefile" in proc.stdout
     proc = _capture(tmp_path, conf, code.format("99"))
@@ -196,8 +214,8 @@ def test_stream_source_reframes_any_chunks_and_paces_on_request():
 STALL = """
 import json, logging, sys, numpy as np
 logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
-from edge.audio import MicSource
-src = MicSource("edgefile", stale_seconds=0.4, backoff_seconds=(0.2, 1.0))
+from edge.audio import Backoff, MicSource
+src = MicSource("edgefile", stale_seconds=0.4, backoff=Backoff(0.2, 1.0))
 got = []
 for frame in src:
     got.append(frame.samples.copy())
@@ -226,4 +244,4 @@ def test_stalled_capture_is_reopened_and_resumes(tmp_path):
     assert stats["stalls"] >= 1 and stats["reopens"] >= 1 and stats["reopen_attempts"] >= stats["reopens"]
     assert "no audio for 0.4 s from 'edgefile'; reopening it (attempt 1)" in proc.stderr
     assert "capture resumed on edgefile" in proc.stderr
-    assert np.array_equal(np.load(out)[:len(ramp)], ramp)  # every sample, in order, across the stall
+    assert np.array_equal(np.load(out)[: len(ramp)], ramp)  # every sample, in order, across the stall

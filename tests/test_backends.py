@@ -3,16 +3,14 @@
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SHIPPED, data_file, run_cli
 
 from edge.backends import BackendUnavailable
 from edge.backends.onnx import choose_providers
 
+from conftest import REPO, SHIPPED, data_file, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +44,9 @@ def test_onnx_and_litert_int8_agree_on_hwu64_test(shipped_package, test_texts):
 
 
 def test_missing_provider_falls_back_to_cpu(caplog):
-    assert choose_providers(("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"),
-                            ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    assert choose_providers(
+        ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"), ["CPUExecutionProvider"]
+    ) == ["CPUExecutionProvider"]
     assert "TensorrtExecutionProvider is not available" in caplog.text
 
 
@@ -61,8 +60,16 @@ def no_litert(tmp_path):
 
 
 def test_profile_skips_a_backend_that_does_not_import(no_litert):
-    proc = run_cli("edge.cli.intent", "--text", "turn off the lights in the kitchen", "--json", "--profile", "rpi4",
-                   "-v", env=no_litert)
+    proc = run_cli(
+        "edge.cli.intent",
+        "--text",
+        "turn off the lights in the kitchen",
+        "--json",
+        "--profile",
+        "rpi4",
+        "-v",
+        env=no_litert,
+    )
     assert proc.returncode == 0, proc.stderr.decode()
     assert json.loads(proc.stdout)["backend"] == "onnx/int8"
     err = proc.stderr.decode()
@@ -72,8 +79,11 @@ def test_profile_skips_a_backend_that_does_not_import(no_litert):
 def test_uninstalled_tflite_is_reported_without_importing_anything(monkeypatch):
     from edge.backends import litert
 
-    monkeypatch.setattr(litert, "_RUNTIMES", (("ai-edge-litert", "edge_test_no_such_litert"),
-                                              ("tflite-runtime", "edge_test_no_such_tflite")))
+    monkeypatch.setattr(
+        litert,
+        "_RUNTIMES",
+        (("ai-edge-litert", "edge_test_no_such_litert"), ("tflite-runtime", "edge_test_no_such_tflite")),
+    )
     assert litert.unavailable_reason() == "neither ai-edge-litert nor tflite-runtime is installed"
     with pytest.raises(BackendUnavailable, match="pip install ai-edge-litert"):
         litert.open_backend(REPO / "models" / "missing.tflite", threads=1)
@@ -88,7 +98,9 @@ def test_explicit_uninstalled_backend_says_how_to_install(no_litert):
 TFLITE_PY = REPO / ".venv-tflite" / "bin" / "python"
 
 
-@pytest.mark.skipif(not TFLITE_PY.exists(), reason="script/setup --dev creates .venv-tflite (tflite-runtime needs NumPy 1.x)")
+@pytest.mark.skipif(
+    not TFLITE_PY.exists(), reason="script/setup --dev creates .venv-tflite (tflite-runtime needs NumPy 1.x)"
+)
 def test_tflite_runtime_2_14_honours_the_manifest(shipped_package, classifiers, tmp_path):
     """Files the manifest says run in tflite-runtime 2.14 give LiteRT's logits there, through edge's own
     backend code; files it does not list for tflite-runtime are refused up front with the reason."""
@@ -114,8 +126,13 @@ def test_tflite_runtime_2_14_honours_the_manifest(shipped_package, classifiers, 
         "              for i in json.load(open(sys.argv[2]))]\n"
         "print(json.dumps(out))\n"
     )
-    proc = subprocess.run([str(TFLITE_PY), "-c", script, str(SHIPPED), str(tmp_path / "ids.json"), json.dumps(variants)],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    proc = subprocess.run(
+        [str(TFLITE_PY), "-c", script, str(SHIPPED), str(tmp_path / "ids.json"), json.dumps(variants)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     from edge.backends.litert import open_backend
@@ -126,7 +143,9 @@ def test_tflite_runtime_2_14_honours_the_manifest(shipped_package, classifiers, 
             continue
         ref = open_backend(SHIPPED / f, threads=1)
         for i, row in zip(ids, rows):
-            want = ref.run({"input_ids": np.array([i]), "attention_mask": np.ones((1, len(i)), np.int64)})["intent_logits"][0]
+            want = ref.run({"input_ids": np.array([i]), "attention_mask": np.ones((1, len(i)), np.int64)})[
+                "intent_logits"
+            ][0]
             assert np.abs(np.array(row) - want).max() <= 1e-3, f
 
 

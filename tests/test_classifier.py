@@ -4,9 +4,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli
 
 from edge.classifier import InputError, check_text
+
+from conftest import run_cli
 
 COMMANDS = [
     ("turn off the lights in the kitchen", "iot_hue_lightoff", {"house_place": "kitchen"}),
@@ -27,9 +28,13 @@ def test_commands_on_both_backends(classifiers, backend, text, intent, slots):
     assert set(result.latency_ms) == {"tokenize", "infer", "decode", "total"}
 
 
-SALAD = ["although institution whisper beneath seventeen", "carpet the of although committee gravel",
-         "sideways elbow parliament moreover thumb", "into basically granite yet the pension",
-         "whereas cardboard of nevertheless moss"]
+SALAD = [
+    "although institution whisper beneath seventeen",
+    "carpet the of although committee gravel",
+    "sideways elbow parliament moreover thumb",
+    "into basically granite yet the pension",
+    "whereas cardboard of nevertheless moss",
+]
 
 
 def test_word_salad_is_out_of_scope_with_best_guess(classifiers):
@@ -43,10 +48,17 @@ def test_word_salad_is_out_of_scope_with_best_guess(classifiers):
         assert data["intent"] is None and data["guess"] == r.guess and data["slots"] == {}
 
 
-@pytest.mark.parametrize("bad,message", [
-    ("", "empty"), ("   \t\n ", "empty"), ("turn off\x00the lights", "NUL byte"),
-    ("\x01\x02\x03\x04\x05\x06\x07\x08", "binary"), (b"\xff\xfe lights", "not UTF-8"), (42, "expected text"),
-])
+@pytest.mark.parametrize(
+    "bad,message",
+    [
+        ("", "empty"),
+        ("   \t\n ", "empty"),
+        ("turn off\x00the lights", "NUL byte"),
+        ("\x01\x02\x03\x04\x05\x06\x07\x08", "binary"),
+        (b"\xff\xfe lights", "not UTF-8"),
+        (42, "expected text"),
+    ],
+)
 def test_bad_input_is_refused_clearly(bad, message):
     with pytest.raises(InputError, match=message):
         check_text(bad)
@@ -94,8 +106,13 @@ def test_cli_text_file_from_stdin():
 
 
 def test_cli_errors_are_one_line_not_tracebacks(tmp_path):
-    for args in (["--text", "   "], ["--text", "x", "--model", str(tmp_path)], ["--text", "x", "--profile", "nope"],
-                 ["--text-file", str(tmp_path / "missing.txt")], ["--text", "x", "--threads", "0"]):
+    for args in (
+        ["--text", "   "],
+        ["--text", "x", "--model", str(tmp_path)],
+        ["--text", "x", "--profile", "nope"],
+        ["--text-file", str(tmp_path / "missing.txt")],
+        ["--text", "x", "--threads", "0"],
+    ):
         proc = run_cli("edge.cli.intent", *args)
         err = proc.stderr.decode()
         assert proc.returncode == 2, (args, err)
@@ -115,13 +132,17 @@ def test_slot_decoding_takes_the_best_valid_bio_path():
     tags = ["O", "B-date", "I-date", "B-time", "I-time"]
     transitions, start = _bio_constraints([t.partition("-") for t in tags])
     special = [1, 0, 0, 0, 1]  # [CLS] next friday please [SEP]
-    logits = np.log(np.array([
-        [0.9, 0.025, 0.025, 0.025, 0.025],
-        [0.40, 0.35, 0.05, 0.15, 0.05],   # "next": O narrowly over B-date
-        [0.05, 0.05, 0.80, 0.05, 0.05],   # "friday": confidently inside a date
-        [0.90, 0.025, 0.025, 0.025, 0.025],
-        [0.9, 0.025, 0.025, 0.025, 0.025],
-    ]))
+    logits = np.log(
+        np.array(
+            [
+                [0.9, 0.025, 0.025, 0.025, 0.025],
+                [0.40, 0.35, 0.05, 0.15, 0.05],  # "next": O narrowly over B-date
+                [0.05, 0.05, 0.80, 0.05, 0.05],  # "friday": confidently inside a date
+                [0.90, 0.025, 0.025, 0.025, 0.025],
+                [0.9, 0.025, 0.025, 0.025, 0.025],
+            ]
+        )
+    )
     # Per-piece argmax says "O I-date", which is not BIO; the best valid path is "B-date I-date".
     assert [tags[i] for i in logits.argmax(-1)[1:4]] == ["O", "I-date", "O"]
     assert [tags[i] for i in _best_bio_path(logits, special, transitions, start)[1:4]] == ["B-date", "I-date", "O"]

@@ -14,14 +14,21 @@ from conftest import REPO, run_cli
 
 pytestmark = pytest.mark.slow
 
-SENTENCES = ["turn off the lights in the kitchen", "wake me up at seven am", "what is the weather like in london",
-             "play some jazz music", "remind me to call my mother tonight"]
+SENTENCES = [
+    "turn off the lights in the kitchen",
+    "wake me up at seven am",
+    "what is the weather like in london",
+    "play some jazz music",
+    "remind me to call my mother tonight",
+]
 
 
 def labelled(tmp_path):
     path = tmp_path / "data.jsonl"
     intents = ["iot_hue_lightoff", "alarm_set", "weather_query", "play_music", None]
-    path.write_text("".join(json.dumps({"text": t, "intent": i, "entities": []}) + "\n" for t, i in zip(SENTENCES, intents)))
+    path.write_text(
+        "".join(json.dumps({"text": t, "intent": i, "entities": []}) + "\n" for t, i in zip(SENTENCES, intents))
+    )
     return path
 
 
@@ -75,13 +82,24 @@ def test_different_inputs_and_bad_arguments_are_refused(tmp_path, dumps):
     other = altered(full, tmp_path / "other.npz", lambda meta, arrays: meta["texts"].__setitem__(0, "hello there"))
     proc = run_cli("tools.compare_arch", "compare", str(full), str(other))
     assert proc.returncode == 1 and "the inputs differ" in proc.stderr.decode()
-    unrun = altered(full, tmp_path / "unrun.npz", lambda meta, arrays: meta["variants"].__setitem__(
-        "onnx/fp32", {"unavailable": "no runtime"}))
+    unrun = altered(
+        full,
+        tmp_path / "unrun.npz",
+        lambda meta, arrays: meta["variants"].__setitem__("onnx/fp32", {"unavailable": "no runtime"}),
+    )
     proc = run_cli("tools.compare_arch", "compare", str(full), str(unrun))
     assert proc.returncode == 1 and "onnx/fp32: not run on aarch64: no runtime" in proc.stderr.decode()
 
-    proc = run_cli("tools.compare_arch", "dump", "--data", str(labelled(tmp_path)), "--out", str(tmp_path / "x.npz"),
-                   "--sample", "int8=0")
+    proc = run_cli(
+        "tools.compare_arch",
+        "dump",
+        "--data",
+        str(labelled(tmp_path)),
+        "--out",
+        str(tmp_path / "x.npz"),
+        "--sample",
+        "int8=0",
+    )
     assert proc.returncode == 2 and "'int8=0' is not N or KEY=N with N >= 1" in proc.stderr.decode()
     (tmp_path / "junk.npz").write_bytes(b"not a dump")
     proc = run_cli("tools.compare_arch", "compare", str(full), str(tmp_path / "junk.npz"))
@@ -90,22 +108,38 @@ def test_different_inputs_and_bad_arguments_are_refused(tmp_path, dumps):
 
 def test_speech_results_are_compared_file_by_file(tmp_path):
     def results(path, intent):
-        path.write_text("".join(json.dumps({"file": f"/x/{name}.wav", "text": name, "intent": it, "guess": it, "slots": {}})
-                                + "\n" for name, it in [("a", "alarm_set"), ("b", intent)]))
+        path.write_text(
+            "".join(
+                json.dumps({"file": f"/x/{name}.wav", "text": name, "intent": it, "guess": it, "slots": {}}) + "\n"
+                for name, it in [("a", "alarm_set"), ("b", intent)]
+            )
+        )
         return str(path)
 
-    same = run_cli("tools.compare_arch", "compare-results", results(tmp_path / "1.jsonl", "play_music"),
-                   results(tmp_path / "2.jsonl", "play_music"))
+    same = run_cli(
+        "tools.compare_arch",
+        "compare-results",
+        results(tmp_path / "1.jsonl", "play_music"),
+        results(tmp_path / "2.jsonl", "play_music"),
+    )
     assert same.returncode == 0 and same.stdout.decode().count("same on both") == 2
-    differ = run_cli("tools.compare_arch", "compare-results", results(tmp_path / "1.jsonl", "play_music"),
-                     results(tmp_path / "3.jsonl", "music_query"))
+    differ = run_cli(
+        "tools.compare_arch",
+        "compare-results",
+        results(tmp_path / "1.jsonl", "play_music"),
+        results(tmp_path / "3.jsonl", "music_query"),
+    )
     assert differ.returncode == 1
     assert "b.wav: intent 'play_music' vs 'music_query'" in differ.stderr.decode()
 
 
 def test_check_wheels_installed_sees_every_runtime_dependency_import():
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "check_wheels"), "--installed", "--json"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "check_wheels"), "--installed", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     report = json.loads(proc.stdout)
     assert proc.returncode == 0, {k: v for k, v in report.items() if not v["ok"]}
     for name in ("onnxruntime", "ai-edge-litert", "pocketsphinx", "pymicro-wakeword", "tokenizers", "numpy"):

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_outputs import Broker, Subscriber, hook_records, wait_for, write_hook
 
 from speech_helpers import FifoMic, speak, write_wav
-from test_outputs import Broker, Subscriber, hook_records, wait_for, write_hook
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,8 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class Daemon:
     """``edge-intent serve`` in a subprocess, with a systemd notification socket and readers for its output."""
 
-    def __init__(self, tmp: Path, config: str, *args: str, env: dict[str, str] | None = None,
-                 watchdog_usec: int | None = None) -> None:
+    def __init__(
+        self, tmp: Path, config: str, *args: str, env: dict[str, str] | None = None, watchdog_usec: int | None = None
+    ) -> None:
         self.config_path = tmp / "config.yaml"
         self.config_path.write_text(config)
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -43,13 +44,24 @@ class Daemon:
         self.notes: list[str] = []
         self.events: list[dict] = []
         self.stderr: list[str] = []
-        full_env = {**os.environ, "NOTIFY_SOCKET": str(tmp / "notify.sock"), "EDGE_PROFILE": "generic-x86_64",
-                    "EDGE_PROFILE_OVERRIDE": "/nonexistent", "PYTHONPATH": str(ROOT), **(env or {})}
+        full_env = {
+            **os.environ,
+            "NOTIFY_SOCKET": str(tmp / "notify.sock"),
+            "EDGE_PROFILE": "generic-x86_64",
+            "EDGE_PROFILE_OVERRIDE": "/nonexistent",
+            "PYTHONPATH": str(ROOT),
+            **(env or {}),
+        }
         if watchdog_usec:
             full_env["WATCHDOG_USEC"] = str(watchdog_usec)
-        self.proc = subprocess.Popen([sys.executable, "-m", "edge.cli.intent", "serve", "--config",
-                                      str(self.config_path), *args], env=full_env, cwd=tmp,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge.cli.intent", "serve", "--config", str(self.config_path), *args],
+            env=full_env,
+            cwd=tmp,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for target in (self._read_stdout, self._read_stderr, self._read_notify):
             threading.Thread(target=target, daemon=True).start()
 
@@ -74,12 +86,14 @@ class Daemon:
 
     def wait_note(self, note: str, after: int = 0, timeout: float = 60) -> int:
         """Index of the first notification ``note`` (prefix) at or after ``after``."""
+
         def found():
             for i, n in enumerate(self.notes[after:], after):
                 if n.startswith(note):
                     return i + 1
             assert self.proc.poll() is None, f"the daemon exited {self.proc.returncode}:\n{self.log}"
             return None
+
         return wait_for(found, timeout, f"{note} from the daemon") - 1
 
     def wait_event(self, predicate, timeout: float = 60) -> dict:
@@ -87,6 +101,7 @@ class Daemon:
             match = [e for e in self.events if predicate(e)]
             assert match or self.proc.poll() is None, f"the daemon exited {self.proc.returncode}:\n{self.log}"
             return match[0] if match else None
+
         return wait_for(found, timeout, "an event on stdout")
 
     @property
@@ -159,15 +174,25 @@ profiler: {{path: "{profile_log}"}}
         assert topic == "edge/event/intent" and payload == event
         hermes = [(t, p) for t, p, _ in sub.messages if p.get("sessionId") == event["id"]]
         assert [(t, p["intent"]["intentName"], p["input"]) for t, p in hermes] == [
-            ("hermes/intent/weather_query", "weather_query", event["text"])]
-        hooked = wait_for(lambda: [r["env"] for r in hook_records(tmp_path) if r["env"]["EDGE_EVENT_ID"] == event["id"]],
-                          what="the hook to run")[0]
+            ("hermes/intent/weather_query", "weather_query", event["text"])
+        ]
+        hooked = wait_for(
+            lambda: [r["env"] for r in hook_records(tmp_path) if r["env"]["EDGE_EVENT_ID"] == event["id"]],
+            what="the hook to run",
+        )[0]
         assert (hooked["EDGE_INTENT"], hooked["EDGE_EVENT_ID"], hooked["EDGE_TEXT"]) == (
-            "weather_query", event["id"], event["text"])
+            "weather_query",
+            event["id"],
+            event["text"],
+        )
 
         # 2. the HTTP API, results published like spoken ones
-        status, body = daemon.request("POST", "/v1/intent", json.dumps({"text": "turn off the lights in the kitchen"}).encode(),
-                                      {"Content-Type": "application/json"})
+        status, body = daemon.request(
+            "POST",
+            "/v1/intent",
+            json.dumps({"text": "turn off the lights in the kitchen"}).encode(),
+            {"Content-Type": "application/json"},
+        )
         assert status == 200 and body["intent"] == "iot_hue_lightoff" and body["slots"] == {"house_place": "kitchen"}
         daemon.wait_event(lambda e: e["id"] == body["id"])
         wait_for(lambda: body["id"] in sub.ids(), what="the HTTP result on MQTT")
@@ -176,25 +201,36 @@ profiler: {{path: "{profile_log}"}}
         mic_health = health["microphone"]
         assert (mic_health["state"], mic_health["opened"], mic_health["commands"]) == ("listening", 1, 1)
         assert mic_health["last_frame_age_s"] < 1.0 and health["outputs"]["mqtt"]["connected"] is True
-        assert (health["loop"]["activation"], health["loop"]["state"], health["loop"]["stuck"]) == ("vad", "waiting", False)
+        assert (health["loop"]["activation"], health["loop"]["state"], health["loop"]["stuck"]) == (
+            "vad",
+            "waiting",
+            False,
+        )
         status, metrics = daemon.request("GET", "/metrics")
         assert 'edge_events_total{intent="weather_query",type="intent"} 1.0' in metrics
         assert 'edge_events_total{intent="iot_hue_lightoff",type="intent"} 1.0' in metrics
-        assert 'edge_stage_latency_seconds_count{stage="stt"} 1.0' in metrics and "edge_inference_energy_mj" in metrics
+        assert (
+            'edge_stage_latency_seconds_count{stage="stt"} 1.0' in metrics and "edge_inference_energy_joules" in metrics
+        )
         assert 'edge_liveloop_state{state="waiting"} 1' in metrics
         assert daemon.notes[ready:].count("WATCHDOG=1") >= 3  # pinged from the main loop every 0.3 s
 
         # 3. SIGHUP: new MQTT topic and VAD settings; the microphone stream stays open
-        daemon.config_path.write_text(config.replace('port: ', 'topic: "voice/{name}", port: ')
-                                      + "vad: {trailing_silence_ms: 416}\n")
+        daemon.config_path.write_text(
+            config.replace("port: ", 'topic: "voice/{name}", port: ') + "vad: {trailing_silence_ms: 416}\n"
+        )
         mark = len(daemon.notes)
         daemon.proc.send_signal(signal.SIGHUP)
         daemon.wait_note("READY=1", after=daemon.wait_note("RELOADING=1", after=mark))
-        wait_for(lambda: "configuration reloaded" in daemon.log, what="the reload to be logged")  # stderr lags the notify socket
+        wait_for(
+            lambda: "configuration reloaded" in daemon.log, what="the reload to be logged"
+        )  # stderr lags the notify socket
         mic.say(said(tmp_path, "play some jazz music", "rms"))
         event = daemon.wait_event(lambda e: e["type"] == "intent" and e["intent"] == "play_music")
-        wait_for(lambda: any(p.get("sessionId") == event["id"] for _, p, _ in sub.messages),
-                 what="the Hermes message on the new topic")
+        wait_for(
+            lambda: any(p.get("sessionId") == event["id"] for _, p, _ in sub.messages),
+            what="the Hermes message on the new topic",
+        )
         assert [t for t, p, _ in sub.messages if p.get("sessionId") == event["id"]] == ["voice/play_music"]
         assert "speech settings reloaded; microphone stream kept open" in daemon.log
         _, health = daemon.request("GET", "/healthz")
@@ -214,15 +250,18 @@ profiler: {{path: "{profile_log}"}}
         # Wait for the loop to be capturing this command rather than sleeping a fixed time: the mic
         # may still hold the last command's trailing silence, and on a slow host a fixed sleep can
         # land before speech onset (nothing in flight) or after the endpoint.
-        wait_for(lambda: (daemon.request("GET", "/healthz")[1]["loop"] or {}).get("state") == "capturing", 10,
-                 "the loop to capture the command")
+        wait_for(
+            lambda: (daemon.request("GET", "/healthz")[1]["loop"] or {}).get("state") == "capturing",
+            10,
+            "the loop to capture the command",
+        )
         time.sleep(0.3)  # into the words (about 2 s of them), well before their end
         mark = len(daemon.notes)
         assert daemon.stop() == 0, daemon.log
         last = [e for e in daemon.events if e["type"] == "intent"][-1]
         assert last["intent"] == "alarm_set" and last["transcript"]["endpoint"]["reason"] == "silence"
         assert "STOPPING=1" in daemon.notes[mark:]
-        assert "edge.daemon: stopped" in daemon.log and "Traceback" not in daemon.log
+        assert "edge.service: stopped" in daemon.log and "Traceback" not in daemon.log
         wait_for(lambda: last["id"] in sub.ids(), what="the last event, flushed to MQTT before exit")
         records = [json.loads(line) for line in profile_log.read_text().splitlines()]
         assert len(records) == 4 and all(r["energy_mj"] > 0 for r in records)  # 3 spoken + 1 HTTP, all flushed
@@ -235,35 +274,79 @@ profiler: {{path: "{profile_log}"}}
 
 def test_http_api_refuses_bad_requests_with_reasons(tmp_path):
     (tmp_path / "token").write_text("let-me-in\n")
-    daemon = Daemon(tmp_path, f'http: {{listen: "127.0.0.1:0", token_file: "{tmp_path}/token", max_text_bytes: 200}}\n'
-                    "stdout: {enabled: false}\n", "--no-mic")
+    daemon = Daemon(
+        tmp_path,
+        f'http: {{listen: "127.0.0.1:0", token_file: "{tmp_path}/token", max_text_bytes: 200}}\n'
+        "stdout: {enabled: false}\n",
+        "--no-mic",
+    )
     auth = {"Authorization": "Bearer let-me-in"}
     json_auth = {**auth, "Content-Type": "application/json"}
     try:
         daemon.wait_note("READY=1")
         cases = [
-            ("POST", "/v1/intent", b'{"text": "hi"}', {"Content-Type": "application/json"}, 401, "missing Authorization header"),
+            (
+                "POST",
+                "/v1/intent",
+                b'{"text": "hi"}',
+                {"Content-Type": "application/json"},
+                401,
+                "missing Authorization header",
+            ),
             ("POST", "/v1/intent", b'{"text": "hi"}', {"Authorization": "Bearer nope"}, 401, "wrong token"),
             ("GET", "/metrics", None, {}, 401, "expected 'Authorization: Bearer <token>'"),
             ("GET", "/v1/intent", None, auth, 405, "/v1/intent takes POST, not GET"),
             ("DELETE", "/healthz", None, auth, 405, "/healthz takes GET, not DELETE"),
             ("POST", "/v2/things", b"{}", auth, 404, "no such endpoint: /v2/things; endpoints: POST /v1/intent"),
             ("POST", "/v1/intent", b'{"text": "turn', json_auth, 400, "the body is not valid JSON"),
-            ("POST", "/v1/intent", b'["turn on the lights"]', json_auth, 400, 'expected a JSON object {"text": "..."}, got list'),
+            (
+                "POST",
+                "/v1/intent",
+                b'["turn on the lights"]',
+                json_auth,
+                400,
+                'expected a JSON object {"text": "..."}, got list',
+            ),
             ("POST", "/v1/intent", b'{"txt": "hello"}', json_auth, 400, "unknown field 'txt'; allowed: text"),
             ("POST", "/v1/intent", b'{"text": 42}', json_auth, 400, '"text" must be a string, got int'),
-            ("POST", "/v1/intent", b'{}', json_auth, 400, '"text" must be a string, got nothing'),
+            ("POST", "/v1/intent", b"{}", json_auth, 400, '"text" must be a string, got nothing'),
             ("POST", "/v1/intent", b'{"text": "   "}', json_auth, 400, "input is empty"),
             ("POST", "/v1/intent", b'{"text": "a\\u0000b"}', json_auth, 400, "input is binary, not text"),
-            ("POST", "/v1/intent", b"\xff\xfe turn", {**auth, "Content-Type": "text/plain"}, 400, "the body is not UTF-8"),
+            (
+                "POST",
+                "/v1/intent",
+                b"\xff\xfe turn",
+                {**auth, "Content-Type": "text/plain"},
+                400,
+                "the body is not UTF-8",
+            ),
             ("POST", "/v1/intent", b"", json_auth, 400, "the body is empty"),
             ("POST", "/v1/intent", b'{"text": "' + b"a" * 300 + b'"}', json_auth, 413, "the limit is 200 bytes"),
-            ("POST", "/v1/intent", b'{"text": "hi"}', {**auth, "Content-Type": "text/html"}, 415,
-             "Content-Type 'text/html' is not accepted here; allowed: application/json, text/plain"),
-            ("POST", "/v1/intent?publish=maybe", b'{"text": "hi"}', json_auth, 400, "publish='maybe'; allowed: true or false"),
+            (
+                "POST",
+                "/v1/intent",
+                b'{"text": "hi"}',
+                {**auth, "Content-Type": "text/html"},
+                415,
+                "Content-Type 'text/html' is not accepted here; allowed: application/json, text/plain",
+            ),
+            (
+                "POST",
+                "/v1/intent?publish=maybe",
+                b'{"text": "hi"}',
+                json_auth,
+                400,
+                "publish='maybe'; allowed: true or false",
+            ),
             ("POST", "/v1/recognize", b"this is not audio", auth, 400, "request body: not a WAV file"),
-            ("POST", "/v1/recognize", b"RIFF\x24\x00\x00\x00WAVE", {**auth, "Content-Type": "audio/wav"}, 400,
-             "request body: corrupt WAV file (no fmt chunk)"),
+            (
+                "POST",
+                "/v1/recognize",
+                b"RIFF\x24\x00\x00\x00WAVE",
+                {**auth, "Content-Type": "audio/wav"},
+                400,
+                "request body: corrupt WAV file (no fmt chunk)",
+            ),
         ]
         for method, path, body, headers, status, reason in cases:
             got, answer = daemon.request(method, path, body, headers)
@@ -277,11 +360,13 @@ def test_http_api_refuses_bad_requests_with_reasons(tmp_path):
         conn.close()
         # what works: /healthz without a token, plain text, a WAV of speech
         assert daemon.request("GET", "/healthz")[0] == 200
-        status, body = daemon.request("POST", "/v1/intent?publish=false", b"set an alarm for seven am",
-                                      {**auth, "Content-Type": "text/plain"})
+        status, body = daemon.request(
+            "POST", "/v1/intent?publish=false", b"set an alarm for seven am", {**auth, "Content-Type": "text/plain"}
+        )
         assert status == 200 and body["intent"] == "alarm_set"
-        wav = write_wav(tmp_path / "cmd.wav", said(tmp_path, "play some jazz music", "slt").astype(np.float32) / 32768,
-                        16000)
+        wav = write_wav(
+            tmp_path / "cmd.wav", said(tmp_path, "play some jazz music", "slt").astype(np.float32) / 32768, 16000
+        )
         status, body = daemon.request("POST", "/v1/recognize", wav.read_bytes(), {**auth, "Content-Type": "audio/wav"})
         assert status == 200 and [e["intent"] for e in body["events"]] == ["play_music"]
         from edge.profiles import load_profile
@@ -289,7 +374,8 @@ def test_http_api_refuses_bad_requests_with_reasons(tmp_path):
 
         # the engine the daemon's profile (generic-x86_64) picks
         assert body["events"][0]["transcript"]["engine"].startswith(
-            resolve_engine("auto", None, load_profile("generic-x86_64").stt))
+            resolve_engine("auto", None, load_profile("generic-x86_64").stt)
+        )
         status, metrics = daemon.request("GET", "/metrics", headers=auth)
         assert 'edge_http_requests_total{code="401",path="/v1/intent"} 2.0' in metrics
         assert daemon.stop() == 0
@@ -304,7 +390,7 @@ def test_sigterm_right_after_ready_exits_cleanly(tmp_path):
         run_dir = tmp_path / f"start{attempt}"
         run_dir.mkdir()
         mic = FifoMic(run_dir)
-        daemon = Daemon(run_dir, 'http: {enabled: false}\n', env={"ALSA_CONFIG_PATH": str(mic.conf)})
+        daemon = Daemon(run_dir, "http: {enabled: false}\n", env={"ALSA_CONFIG_PATH": str(mic.conf)})
         try:
             daemon.wait_note("READY=1")
             assert daemon.stop(timeout=15) == 0, daemon.log
@@ -317,9 +403,12 @@ def test_sigterm_right_after_ready_exits_cleanly(tmp_path):
 def test_missing_microphone_is_retried_until_it_appears_and_again_when_it_goes(tmp_path):
     need_portaudio()
     mic = FifoMic(tmp_path, create=False)  # configured, but the device is not there yet
-    daemon = Daemon(tmp_path, 'http: {enabled: false}\naudio: {retry_min_s: 0.2, retry_max_s: 0.4, stale_s: 0.5}\n'
-                    'liveloop: {activation: vad}\n',
-                    env={"ALSA_CONFIG_PATH": str(mic.conf)})
+    daemon = Daemon(
+        tmp_path,
+        "http: {enabled: false}\naudio: {retry_min_s: 0.2, retry_max_s: 0.4, stale_s: 0.5}\n"
+        "liveloop: {activation: vad}\n",
+        env={"ALSA_CONFIG_PATH": str(mic.conf)},
+    )
     try:
         daemon.wait_note("READY=1")
         wait_for(lambda: daemon.log.count("microphone unavailable") >= 3, 30, "three attempts to open the microphone")
@@ -353,11 +442,20 @@ def test_configuration_errors_exit_with_the_reason(tmp_path):
     run = [sys.executable, "-m", "edge.cli.intent", "serve"]
     proc = subprocess.run([*run, "--config", str(bad)], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert f"edge-intent serve: error: {bad}: mqtt.enabled: expected true or false, got string 'yes please'" in proc.stderr
-    proc = subprocess.run([*run, "--config", str(tmp_path / "none.yaml")], capture_output=True, text=True, env=env, timeout=60)
+    assert (
+        f"edge-intent serve: error: {bad}: mqtt.enabled: expected true or false, got string 'yes please'" in proc.stderr
+    )
+    proc = subprocess.run(
+        [*run, "--config", str(tmp_path / "none.yaml")], capture_output=True, text=True, env=env, timeout=60
+    )
     assert proc.returncode == 2 and "none.yaml: file not found" in proc.stderr
-    proc = subprocess.run([*run, "--config", str(ROOT / "examples" / "config.yaml"), "--http", "0.0.0.0:8080"],
-                          capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [*run, "--config", str(ROOT / "examples" / "config.yaml"), "--http", "0.0.0.0:8080"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "--http: http.listen: 0.0.0.0:8080 is reachable from other machines" in proc.stderr
     (tmp_path / "token").write_text("t0ken\n")
     bad.write_text(f"http: {{listen: '[::]:9000', token_file: {tmp_path}/token}}\n")
@@ -366,18 +464,33 @@ def test_configuration_errors_exit_with_the_reason(tmp_path):
 
 
 def test_systemd_unit_installs_verifies_and_is_hardened(tmp_path):
-    from edge.daemon import render_unit
+    from edge.service.install import render_unit
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "edge.cli.intent", "install-service", "--root", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "edge.cli.intent", "install-service", "--root", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     unit = tmp_path / "etc/systemd/system/edge-intent.service"
     text = unit.read_text()
     assert f"ExecStart={Path(sys.executable).parent / 'edge-intent'} serve --config /etc/edge/config.yaml" in text
-    for line in ("Type=notify", "WatchdogSec=", "Restart=on-failure", "User=edge", "SupplementaryGroups=audio",
-                 "StateDirectory=edge", "LogsDirectory=edge", "NoNewPrivileges=yes", "ProtectSystem=strict",
-                 "PrivateTmp=yes", "RestrictAddressFamilies="):
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "User=edge",
+        "SupplementaryGroups=audio",
+        "StateDirectory=edge",
+        "LogsDirectory=edge",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "RestrictAddressFamilies=",
+    ):
         assert line in text
     assert "m edge audio" in (tmp_path / "etc/sysusers.d/edge-intent.conf").read_text()
     assert (tmp_path / "etc/edge/config.yaml").read_text() == (ROOT / "examples/config.yaml").read_text()
@@ -387,8 +500,9 @@ def test_systemd_unit_installs_verifies_and_is_hardened(tmp_path):
         pytest.skip("systemd-analyze is not installed: the unit was written but not verified")
     verify = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0, verify.stderr
-    security = subprocess.run(["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True,
-                              text=True, timeout=60)
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", str(unit)], capture_output=True, text=True, timeout=60
+    )
     if security.returncode != 0 and "offline" in security.stderr:
         pytest.skip(f"this systemd-analyze cannot rate a unit file offline (systemd < 250): {security.stderr.strip()}")
     exposure = re.search(r"Overall exposure level for edge-intent.service: ([0-9.]+)", security.stdout)

@@ -27,8 +27,15 @@ def test_wake_word_then_command_and_listen_request(tmp_path):
     try:
         daemon.wait_note("READY=1")
         wait_for(lambda: "listening on" in daemon.log, 30, "the microphone to open")
-        said = mic.say(np.concatenate([speak("the game starts at eight tonight", "slt", tmp_path), silence(0.5),
-                                       speak("hey jarvis, turn off the kitchen lights", "rms", tmp_path)]))
+        said = mic.say(
+            np.concatenate(
+                [
+                    speak("the game starts at eight tonight", "slt", tmp_path),
+                    silence(0.5),
+                    speak("hey jarvis, turn off the kitchen lights", "rms", tmp_path),
+                ]
+            )
+        )
         intent = daemon.wait_event(lambda e: e["type"] == "intent")
         assert said.wait(10)
         assert [e["type"] for e in daemon.events] == ["wake", "intent"], daemon.events  # nothing for the other sentence
@@ -42,7 +49,7 @@ def test_wake_word_then_command_and_listen_request(tmp_path):
         assert loop["last_frame_age_s"] < 1.0 and loop["events"] == {"wake": 1, "intent": 1}
         assert loop["wake"]["engine"] == "micro" and loop["wake"]["audio_s"] > 3
         _, metrics = daemon.request("GET", "/metrics")
-        assert 'edge_wake_detections_total{phrase="hey jarvis",engine="micro"} 1' in metrics
+        assert 'edge_wake_detections_total{engine="micro",phrase="hey jarvis"} 1.0' in metrics
         cpu = float(metrics.split("\nedge_wake_cpu_per_audio_second ")[1].split()[0])
         assert 0 < cpu < 0.5
 
@@ -50,11 +57,15 @@ def test_wake_word_then_command_and_listen_request(tmp_path):
         # made first: under CPU emulation (script/test-aarch64) flite alone outlasts the no-speech timeout.
         command = speak("what time is it", "awb", tmp_path)
         answer: dict = {}
-        thread = threading.Thread(target=lambda: answer.update(zip(("status", "body"),
-                                                                    daemon.request("POST", "/v1/listen"))))
+        thread = threading.Thread(
+            target=lambda: answer.update(zip(("status", "body"), daemon.request("POST", "/v1/listen")))
+        )
         thread.start()
-        wait_for(lambda: daemon.request("GET", "/healthz")[1]["loop"]["state"] == "capturing", 10,
-                 "the loop to start capturing for the listen request")
+        wait_for(
+            lambda: daemon.request("GET", "/healthz")[1]["loop"]["state"] == "capturing",
+            10,
+            "the loop to start capturing for the listen request",
+        )
         mic.say(command)
         thread.join(30)
         assert answer["status"] == 200 and answer["body"]["intent"] == "datetime_query", answer

@@ -223,7 +223,7 @@ def test_rapl_permission_denied_is_a_normal_fallback(tmp_path):
     try:
         os.chmod(base, 0o755)
         root = copy_tree("rapl-intel", base / "root")
-        for dirpath, dirnames, filenames in os.walk(root):
+        for dirpath, _dirnames, filenames in os.walk(root):
             os.chmod(dirpath, 0o755)
             for f in filenames:
                 os.chmod(os.path.join(dirpath, f), 0o400 if f == "energy_uj" else 0o444)
@@ -309,8 +309,11 @@ def test_selection_on_a_machine_without_sensors_tries_all_and_falls_back(tmp_pat
 
 def test_pi5_selection_uses_pmic(monkeypatch):
     monkeypatch.delenv("VCGENCMD_FAIL", raising=False)
-    sel = energy.select_source(FIXTURES / "rpi5", power=Power(idle_w=2.7, active_w_per_core=1.3, sensor="pi5_pmic"),
-                               pmic_command=(str(VCGENCMD), "pmic_read_adc"))
+    sel = energy.select_source(
+        FIXTURES / "rpi5",
+        power=Power(idle_w=2.7, active_w_per_core=1.3, sensor="pi5_pmic"),
+        pmic_command=(str(VCGENCMD), "pmic_read_adc"),
+    )
     try:
         assert sel.source.name == "pi5_pmic" and sel.tried == []
     finally:
@@ -320,12 +323,15 @@ def test_pi5_selection_uses_pmic(monkeypatch):
 # --- thermal ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tree, zone_type, celsius, mhz", [
-    ("jetson-nano-jp4", "CPU-therm", 38.5, 1479.0),    # PMIC-Die (always 100 °C) is never chosen
-    ("jetson-orin-nano-jp6", "cpu-thermal", 45.5, 1510.4),
-    ("rpi5", "cpu-thermal", 52.1, 2400.0),
-    ("rapl-intel", "x86_pkg_temp", 48.0, 3400.0),     # the highest policy's frequency
-])
+@pytest.mark.parametrize(
+    "tree, zone_type, celsius, mhz",
+    [
+        ("jetson-nano-jp4", "CPU-therm", 38.5, 1479.0),  # PMIC-Die (always 100 °C) is never chosen
+        ("jetson-orin-nano-jp6", "cpu-thermal", 45.5, 1510.4),
+        ("rpi5", "cpu-thermal", 52.1, 2400.0),
+        ("rapl-intel", "x86_pkg_temp", 48.0, 3400.0),  # the highest policy's frequency
+    ],
+)
 def test_thermal_reader_picks_cpu_zone(tree, zone_type, celsius, mhz):
     reader = thermal.ThermalReader(FIXTURES / tree, vcgencmd=("absent-vcgencmd",))
     assert reader.zone_type == zone_type

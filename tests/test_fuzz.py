@@ -12,18 +12,22 @@ import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from test_outputs import wait_for
 
 import fuzz_inputs as fz
-from test_outputs import wait_for
 
 EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "0")) or None
 
 
 def fuzz(default: int):
     """Hypothesis settings for one target: derandomised (CI sees the same inputs each run), no database."""
-    return settings(max_examples=EXAMPLES or default, deadline=None, derandomize=EXAMPLES is None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])
+    return settings(
+        max_examples=EXAMPLES or default,
+        deadline=None,
+        derandomize=EXAMPLES is None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    )
 
 
 @pytest.fixture(scope="module")

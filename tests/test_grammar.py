@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
 from edge.grammar import Grammar
+
+from conftest import REPO
 
 RHASSPY = REPO / "tests" / "fixtures" / "grammars" / "rhasspy_speech_en.yaml"
 TEA = REPO / "examples" / "tea_order.yaml"
@@ -39,31 +39,37 @@ def test_exact_sentences_parse_as_hassil_parses_them(rhasspy):
         ours = rhasspy.match(text, max_distance=0.0)
         assert ours is not None and ours.cost == 0.0, text
         assert ours.intent == theirs.intent.name, text
-        assert {s.name: s.value for s in ours.slots} == {k: (int(v.value) if isinstance(v.value, float) and
-                                                            v.value.is_integer() else v.value)
-                                                        for k, v in theirs.entities.items()}, text
+        assert {s.name: s.value for s in ours.slots} == {
+            k: (int(v.value) if isinstance(v.value, float) and v.value.is_integer() else v.value)
+            for k, v in theirs.entities.items()
+        }, text
         checked += 1
     assert checked >= 100
 
 
-@pytest.mark.parametrize("heard, want", [
-    # transcripts Whisper tiny.en gave for real recordings of these commands
-    ("Set kitchen lights from red.", ("SetColor", {"area": "kitchen", "color": "red"})),
-    ("Turn on weights in the office.", ("TurnOn", {"area": "office"})),
-    ("turn off standing leg.", ("TurnOff", {"light": "standing light"})),
-    ("Once the date.", ("GetDate", {})),
-    ("Never mind.", ("Nevermind", {})),
-    ("nevermind", ("Nevermind", {})),
-    ("Set bed light brightness to 50%", ("SetBrightness", {"light": "bed light", "brightness": 50})),
-    ("set a timer for 5 minutes and 30 seconds", ("StartTimer", {"minutes": 5, "seconds": 30})),
-    ("um open all the windows please", ("Open", {"opening": "windows"})),
-])
+@pytest.mark.parametrize(
+    "heard, want",
+    [
+        # transcripts Whisper tiny.en gave for real recordings of these commands
+        ("Set kitchen lights from red.", ("SetColor", {"area": "kitchen", "color": "red"})),
+        ("Turn on weights in the office.", ("TurnOn", {"area": "office"})),
+        ("turn off standing leg.", ("TurnOff", {"light": "standing light"})),
+        ("Once the date.", ("GetDate", {})),
+        ("Never mind.", ("Nevermind", {})),
+        ("nevermind", ("Nevermind", {})),
+        ("Set bed light brightness to 50%", ("SetBrightness", {"light": "bed light", "brightness": 50})),
+        ("set a timer for 5 minutes and 30 seconds", ("StartTimer", {"minutes": 5, "seconds": 30})),
+        ("um open all the windows please", ("Open", {"opening": "windows"})),
+    ],
+)
 def test_near_misses_land_on_their_sentence(rhasspy, heard, want):
     assert parse(rhasspy, heard) == want
 
 
-@pytest.mark.parametrize("heard", ["what is the capital of france", "porcupine", "thank you very much",
-                                   "I bought it about.", "this is a test"])
+@pytest.mark.parametrize(
+    "heard",
+    ["what is the capital of france", "porcupine", "thank you very much", "I bought it about.", "this is a test"],
+)
 def test_unrelated_speech_is_not_forced_onto_a_command(rhasspy, heard):
     assert parse(rhasspy, heard, max_distance=0.25) is None
 
@@ -72,27 +78,48 @@ def test_slot_spans_leave_out_added_words(rhasspy):
     m = rhasspy.match("turn on the standing light please")
     (slot,) = m.slots
     assert (slot.name, slot.value, slot.text) == ("light", "standing light", "standing light")
-    assert m.text[slot.start:slot.end] == "standing light"
+    assert m.text[slot.start : slot.end] == "standing light"
 
 
 def test_contexts_filter_list_values():
-    data = {"language": "en", "intents": {
-        "TurnOn": {"data": [{"sentences": ["turn on {name}"], "requires_context": {"domain": "light"}}]},
-        "Open": {"data": [{"sentences": ["turn on {name}", "open {name}"], "requires_context": {"domain": "cover"}}]}},
-        "lists": {"name": {"values": [{"in": "porch light", "out": "Porch Light", "context": {"domain": "light"}},
-                                      {"in": "garage door", "out": "Garage Door", "context": {"domain": "cover"}}]}}}
+    data = {
+        "language": "en",
+        "intents": {
+            "TurnOn": {"data": [{"sentences": ["turn on {name}"], "requires_context": {"domain": "light"}}]},
+            "Open": {
+                "data": [{"sentences": ["turn on {name}", "open {name}"], "requires_context": {"domain": "cover"}}]
+            },
+        },
+        "lists": {
+            "name": {
+                "values": [
+                    {"in": "porch light", "out": "Porch Light", "context": {"domain": "light"}},
+                    {"in": "garage door", "out": "Garage Door", "context": {"domain": "cover"}},
+                ]
+            }
+        },
+    }
     g = Grammar.from_dict(data)
     assert parse(g, "turn on porch light") == ("TurnOn", {"name": "Porch Light"})
     assert parse(g, "turn on garage door") == ("Open", {"name": "Garage Door"})
 
 
 def test_word_internal_alternatives_ranges_wildcards_and_fixed_slots():
-    data = {"language": "en", "intents": {
-        "Light": {"data": [{"sentences": ["dim the light[s] to {level}[%| percent]"], "slots": {"domain": "light"}}]},
-        "Add": {"data": [{"sentences": ["add {item} to [my] shopping list"]}]},
-        "Temp": {"data": [{"sentences": ["set [the] temperature to {temp} degrees"]}]}},
-        "lists": {"level": {"range": {"from": 0, "to": 100}}, "item": {"wildcard": True},
-                  "temp": {"range": {"from": 10, "to": 30, "fractions": "halves"}}}}
+    data = {
+        "language": "en",
+        "intents": {
+            "Light": {
+                "data": [{"sentences": ["dim the light[s] to {level}[%| percent]"], "slots": {"domain": "light"}}]
+            },
+            "Add": {"data": [{"sentences": ["add {item} to [my] shopping list"]}]},
+            "Temp": {"data": [{"sentences": ["set [the] temperature to {temp} degrees"]}]},
+        },
+        "lists": {
+            "level": {"range": {"from": 0, "to": 100}},
+            "item": {"wildcard": True},
+            "temp": {"range": {"from": 10, "to": 30, "fractions": "halves"}},
+        },
+    }
     g = Grammar.from_dict(data)
     m = g.match("dim the lights to 50 %", max_distance=0.0)
     assert (m.intent, m.slots[0].value, m.fixed_slots) == ("Light", 50, {"domain": "light"})
@@ -102,8 +129,13 @@ def test_word_internal_alternatives_ranges_wildcards_and_fixed_slots():
 
 
 def test_large_ranges_are_matched_without_listing_them():
-    g = Grammar.from_dict({"language": "en", "intents": {"Call": {"data": [{"sentences": ["call extension {n}"]}]}},
-                           "lists": {"n": {"range": {"from": 0, "to": 10**12, "fractions": "tenths"}}}})
+    g = Grammar.from_dict(
+        {
+            "language": "en",
+            "intents": {"Call": {"data": [{"sentences": ["call extension {n}"]}]}},
+            "lists": {"n": {"range": {"from": 0, "to": 10**12, "fractions": "tenths"}}},
+        }
+    )
     assert parse(g, "call extension 4711") == ("Call", {"n": 4711})
     assert parse(g, "call extension 12.5") == ("Call", {"n": 12.5})
     assert parse(g, "call extension forty seven eleven", max_distance=0.0) is None
@@ -122,9 +154,15 @@ def test_one_intent_context_with_permuted_modifiers():
     g = Grammar.from_dict(yaml.safe_load(TEA.read_text()))
     assert len(g.templates) == 80
     assert parse(g, "can I get a large iced green tea with oat milk and honey", 0.0) == (
-        "OrderTea", {"size": "large", "temperature": "iced", "tea": "green tea", "milk": "oat milk", "sweetener": "honey"})
+        "OrderTea",
+        {"size": "large", "temperature": "iced", "tea": "green tea", "milk": "oat milk", "sweetener": "honey"},
+    )
     assert parse(g, "I'd like a 12 ounce strong chai latte with 2 sugars") == (
-        "OrderTea", {"size": "twelve ounce", "strength": "strong", "tea": "chai latte", "sweetener": "two sugars"})
+        "OrderTea",
+        {"size": "twelve ounce", "strength": "strong", "tea": "chai latte", "sweetener": "two sugars"},
+    )
     # a recogniser's near misses
     assert parse(g, "give me an ice earl gray with almond milk") == (
-        "OrderTea", {"temperature": "iced", "tea": "earl grey", "milk": "almond milk"})
+        "OrderTea",
+        {"temperature": "iced", "tea": "earl grey", "milk": "almond milk"},
+    )

@@ -15,11 +15,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from test_outputs import Broker, Subscriber, wait_for
+from test_wyoming import words
 
 from speech_helpers import speak, write_wav
 from test_daemon import ROOT, Daemon
-from test_outputs import Broker, Subscriber, wait_for
-from test_wyoming import words
 
 CLIENTS_PYTHON = ROOT / ".venv-clients" / "bin" / "python"
 
@@ -30,14 +30,22 @@ class HermesClient:
     def __init__(self, port: int) -> None:
         if not CLIENTS_PYTHON.exists():
             pytest.skip(f"{CLIENTS_PYTHON} is missing (script/setup --dev creates it)")
-        self.proc = subprocess.Popen([str(CLIENTS_PYTHON), str(Path(__file__).parent / "hermes_client.py"), str(port)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [str(CLIENTS_PYTHON), str(Path(__file__).parent / "hermes_client.py"), str(port)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[dict] = []
         self.errors: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=lambda: self.errors.extend(self.proc.stderr), daemon=True).start()
-        wait_for(lambda: any(line.get("ready") for line in self.lines) or self.proc.poll() is not None, 20,
-                 "the Hermes client to subscribe")
+        wait_for(
+            lambda: any(line.get("ready") for line in self.lines) or self.proc.poll() is not None,
+            20,
+            "the Hermes client to subscribe",
+        )
         assert self.proc.poll() is None, "".join(self.errors)
 
     def _read(self) -> None:
@@ -67,13 +75,22 @@ def check_intent(message: dict, event: dict, site_id: str = "kitchen") -> None:
     assert message["input"] == event["text"] and message["rawInput"] == event["text"]
     assert message["intent"] == {"intentName": event["intent"], "confidenceScore": event["confidence"]}
     assert (message["siteId"], message["sessionId"]) == (site_id, event["id"])
-    slots = [(s["entity"], s["slotName"], s["value"], s["rawValue"], s["confidence"], s["range"])
-             for s in message["slots"]]
-    assert slots == [(s["name"], s["name"], {"kind": "Custom", "value": s["value"]}, s["text"], s["confidence"],
-                      {"start": s["start"], "end": s["end"], "rawStart": s["start"], "rawEnd": s["end"]})
-                     for s in event["slot_spans"]]
+    slots = [
+        (s["entity"], s["slotName"], s["value"], s["rawValue"], s["confidence"], s["range"]) for s in message["slots"]
+    ]
+    assert slots == [
+        (
+            s["name"],
+            s["name"],
+            {"kind": "Custom", "value": s["value"]},
+            s["text"],
+            s["confidence"],
+            {"start": s["start"], "end": s["end"], "rawStart": s["start"], "rawEnd": s["end"]},
+        )
+        for s in event["slot_spans"]
+    ]
     for s in message["slots"]:  # the range picks out the raw value in the input
-        assert message["input"][s["range"]["start"]:s["range"]["end"]] == s["rawValue"]
+        assert message["input"][s["range"]["start"] : s["range"]["end"]] == s["rawValue"]
 
 
 @pytest.mark.slow
@@ -91,17 +108,21 @@ http: {{listen: "127.0.0.1:0"}}
         wait_for(lambda: daemon.request("GET", "/healthz")[1]["outputs"]["mqtt"]["connected"], 20, "MQTT to connect")
         events = []
         for text in ("turn off the lights in the kitchen", "set an alarm for seven am tomorrow", "banana seventeen"):
-            status, body = daemon.request("POST", "/v1/intent", json.dumps({"text": text}).encode(),
-                                          {"Content-Type": "application/json"})
+            status, body = daemon.request(
+                "POST", "/v1/intent", json.dumps({"text": text}).encode(), {"Content-Type": "application/json"}
+            )
             assert status == 200, body
             events.append(body)
-        wav = write_wav(tmp_path / "weather.wav", speak("what is the weather like in london", "slt", tmp_path) / 32768, 16000)
+        wav = write_wav(
+            tmp_path / "weather.wav", speak("what is the weather like in london", "slt", tmp_path) / 32768, 16000
+        )
         status, body = daemon.request("POST", "/v1/recognize", wav.read_bytes(), {"Content-Type": "audio/wav"})
         assert status == 200 and body["events"][0]["intent"] == "weather_query", body
         spoken = body["events"][0]
         events.append(spoken)
-        hermes.send({"input": "play some jazz music", "id": "q-1", "siteId": "livingroom", "sessionId": "s-9",
-                     "lang": "en"})
+        hermes.send(
+            {"input": "play some jazz music", "id": "q-1", "siteId": "livingroom", "sessionId": "s-9", "lang": "en"}
+        )
         hermes.send({"input": "play some jazz music", "id": "q-2", "intentFilter": ["alarm_set", "alarm_query"]})
         hermes.send({"raw": "this is not json"})
         hermes.send({"input": "   ", "id": "q-3", "siteId": "livingroom"})
@@ -117,7 +138,11 @@ http: {{listen: "127.0.0.1:0"}}
         for m in messages:
             by_class.setdefault(m["class"], []).append(m)
         assert sorted((k, len(v)) for k, v in by_class.items()) == [
-            ("NluError", 2), ("NluIntent", 4), ("NluIntentNotRecognized", 2), ("NluIntentParsed", 1)]
+            ("NluError", 2),
+            ("NluIntent", 4),
+            ("NluIntentNotRecognized", 2),
+            ("NluIntentParsed", 1),
+        ]
 
         intents = {m["message"]["sessionId"]: m for m in by_class["NluIntent"]}
         for event in (events[0], events[1], spoken):
@@ -129,14 +154,19 @@ http: {{listen: "127.0.0.1:0"}}
         tokens = intents[spoken["id"]]["message"]["asrTokens"][0]  # from speech: the recogniser's words
         bare = ["".join(c for c in t["value"].lower() if c.isalnum()) for t in tokens]
         assert " ".join(bare) == words(spoken["text"])  # the recogniser's words, as it wrote them
-        assert all(spoken["text"].lower()[t["rangeStart"]:t["rangeEnd"]] == b for t, b in zip(tokens, bare))
+        assert all(spoken["text"].lower()[t["rangeStart"] : t["rangeEnd"]] == b for t, b in zip(tokens, bare))
         known = [w["confidence"] for w in spoken["transcript"]["words"] if w["confidence"] is not None]
         expected = round(sum(known) / len(known), 4) if known else None  # Whisper gives no word confidences
         assert intents[spoken["id"]]["message"]["asrConfidence"] == expected
 
         not_recognized = {m["message"]["sessionId"]: m["message"] for m in by_class["NluIntentNotRecognized"]}
-        assert not_recognized[events[2]["id"]] == {"input": "banana seventeen", "siteId": "kitchen", "id": None,
-                                                   "customData": None, "sessionId": events[2]["id"]}
+        assert not_recognized[events[2]["id"]] == {
+            "input": "banana seventeen",
+            "siteId": "kitchen",
+            "id": None,
+            "customData": None,
+            "sessionId": events[2]["id"],
+        }
         assert all(m["topic"] == "hermes/nlu/intentNotRecognized" for m in by_class["NluIntentNotRecognized"])
 
         # the query's answers carry its ids back; intentParsed first, as Rhasspy's NLU service does
@@ -144,7 +174,10 @@ http: {{listen: "127.0.0.1:0"}}
         parsed = by_class["NluIntentParsed"][0]
         assert messages.index(parsed) < messages.index(answer) and parsed["topic"] == "hermes/nlu/intentParsed"
         assert (answer["message"]["siteId"], answer["message"]["sessionId"], answer["message"]["lang"]) == (
-            "livingroom", "s-9", "en")
+            "livingroom",
+            "s-9",
+            "en",
+        )
         assert answer["topic"] == "hermes/intent/play_music" and answer["site_id"] == "livingroom"
         assert answer["message"]["slots"][0]["value"] == {"kind": "Custom", "value": "jazz"}
         assert parsed["message"]["intent"] == answer["message"]["intent"] and parsed["message"]["id"] == "q-1"

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from speech_helpers import speak, write_wav
-from test_daemon import Daemon as ServeProcess
 from test_outputs import wait_for
 
 from edge.config import Config, HttpSettings, StdoutSettings, check
-from edge.daemon import Daemon
+from edge.service import lifecycle
+from edge.service.reload import Overrides
+
+from speech_helpers import speak, write_wav
+from test_daemon import Daemon as ServeProcess
 
 
 class Service:
@@ -33,15 +34,16 @@ class Service:
 
     def __init__(self, **http: object) -> None:
         settings = HttpSettings(listen="127.0.0.1:0", **http)
-        self.daemon = Daemon(check(Config(http=settings, stdout=StdoutSettings(enabled=False)), "test"), None,
-                             no_mic=True)
+        config = check(Config(http=settings, stdout=StdoutSettings(enabled=False)), "test")
+        self.daemon = lifecycle.Service(Overrides(no_mic=True).apply(config), None, overrides=Overrides(no_mic=True))
         self.daemon.start()
         assert self.daemon.http is not None
         host, port = self.daemon.http.url.removeprefix("http://").rsplit(":", 1)
         self.address = (host, int(port))
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-                timeout: float = 30) -> tuple[int, dict]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 30
+    ) -> tuple[int, dict]:
         conn = http.client.HTTPConnection(*self.address, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -60,7 +62,7 @@ class Service:
                     received += chunk
                     if _complete(received):
                         break
-            except socket.timeout:
+            except TimeoutError:
                 pass
         return received
 
@@ -94,8 +96,10 @@ def parse(response: bytes) -> tuple[int, dict]:
 
 
 def post_json(body: bytes) -> bytes:
-    return (b"POST /v1/intent HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    return (
+        b"POST /v1/intent HTTP/1.1\r\nHost: edge\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
 
 
 @pytest.fixture
@@ -114,26 +118,51 @@ def long_lowrate_wav(seconds: float = 599.0, rate: int = 7000) -> bytes:
     """8-bit mono at 7 kHz: ten minutes of audio in 4 MiB, under the byte limit."""
     frames = int(seconds * rate)
     fmt = struct.pack("<HHIIHH", 1, 1, rate, rate, 1, 8)
-    return (b"RIFF" + struct.pack("<I", 36 + frames) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt
-            + b"data" + struct.pack("<I", frames) + bytes([128]) * frames)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + frames)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", frames)
+        + bytes([128]) * frames
+    )
 
 
 # --------------------------------------------------------------------------- malformed requests
 
 
 REPRODUCTIONS = [
-    ("non-ASCII Content-Length", "POST /v1/intent HTTP/1.1\r\nHost: x\r\nContent-Length: ²\r\n\r\n".encode(),
-     400, "Content-Length"),
-    ("two Content-Length headers", b"POST /v1/intent HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
-                                   b"Content-Length: 4\r\n\r\n{\"a\"", 400, "Content-Length is given 2 times"),
-    ("a Content-Length list", b"POST /v1/intent HTTP/1.1\r\nHost: x\r\nContent-Length: 4, 4\r\n\r\n{\"a\"", 400,
-     "allowed: exactly one"),
+    (
+        "non-ASCII Content-Length",
+        "POST /v1/intent HTTP/1.1\r\nHost: x\r\nContent-Length: ²\r\n\r\n".encode(),
+        400,
+        "Content-Length",
+    ),
+    (
+        "two Content-Length headers",
+        b'POST /v1/intent HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n{"a"',
+        400,
+        "Content-Length is given 2 times",
+    ),
+    (
+        "a Content-Length list",
+        b'POST /v1/intent HTTP/1.1\r\nHost: x\r\nContent-Length: 4, 4\r\n\r\n{"a"',
+        400,
+        "allowed: exactly one",
+    ),
     ("a lone surrogate", post_json(b'{"text": "\\ud800"}'), 400, "lone surrogate U+D800"),
     ("JSON nested 5,000 deep", post_json(b'{"text": ' + b"[" * 5000 + b"]" * 5000 + b"}"), 400, "nested too deeply"),
     ("an integer of 5,000 digits", post_json(b'{"text": ' + b"7" * 5000 + b"}"), 400, "4300 digits"),
     ("zero-width text only", post_json('{"text": "\u200b\ufeff"}'.encode()), 400, "input is empty"),
-    ("headers of 20 kB", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431,
-     "larger than 16384 bytes"),
+    (
+        "headers of 20 kB",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+        431,
+        "larger than 16384 bytes",
+    ),
     ("not HTTP", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400, "malformed request"),
     ("a body on GET", b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", 400, "takes no body"),
 ]
@@ -155,8 +184,10 @@ def test_keep_alive_and_pipelined_requests_are_answered_in_order(service):
             chunk = sock.recv(65536)
             assert chunk, received
             received += chunk
-    intents = [json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])["intent"]
-               for part in received.split(b"HTTP/1.1 200 OK")[1:]]
+    intents = [
+        json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])["intent"]
+        for part in received.split(b"HTTP/1.1 200 OK")[1:]
+    ]
     assert intents == ["iot_hue_lightoff", "play_music"]
 
 
@@ -174,7 +205,9 @@ def test_slow_clients_are_cut_off_by_one_deadline_and_starve_nobody(service):
         for sock in slow:
             sock.sendall(b"X-Slow: 1\r\n")
         answered.append(service.request("GET", "/healthz")[0])
-        answered.append(service.request("POST", "/v1/intent", b"turn off the lights", {"Content-Type": "text/plain"})[0])
+        answered.append(
+            service.request("POST", "/v1/intent", b"turn off the lights", {"Content-Type": "text/plain"})[0]
+        )
         time.sleep(0.5)
     assert answered and set(answered) == {200}
     for sock in slow:  # then each gets 408 naming the setting, whatever it kept sending
@@ -254,15 +287,21 @@ def test_a_long_recognition_holds_neither_the_workers_nor_other_clients(tmp_path
     long_wav, short_wav = command_wav(tmp_path, repeats=20), command_wav(tmp_path)
     try:
         answers: list = []
-        long_request = threading.Thread(target=lambda: answers.append(
-            service.request("POST", "/v1/recognize", long_wav, {"Content-Type": "audio/wav"}, timeout=120)))
+        long_request = threading.Thread(
+            target=lambda: answers.append(
+                service.request("POST", "/v1/recognize", long_wav, {"Content-Type": "audio/wav"}, timeout=120)
+            )
+        )
         long_request.start()
-        wait_for(lambda: service.daemon._speech_lock.locked(), 10, "the long recognition to start")
+        wait_for(lambda: service.daemon.assistant._request_lock.locked(), 10, "the long recognition to start")
         status, answer = service.request("POST", "/v1/recognize", short_wav, {"Content-Type": "audio/wav"})
         assert status == 503 and "another POST /v1/recognize" in answer["error"]
         assert service.request("GET", "/healthz")[0] == 200
-        assert service.request("POST", "/v1/intent", b"set an alarm for seven am", {"Content-Type": "text/plain"})[0] == 200
-        assert service.daemon._speech_lock.locked()  # all of the above happened during the long recognition
+        assert (
+            service.request("POST", "/v1/intent", b"set an alarm for seven am", {"Content-Type": "text/plain"})[0]
+            == 200
+        )
+        assert service.daemon.assistant._request_lock.locked()  # all of the above happened during the long recognition
         long_request.join()
         status, answer = answers[0]
         assert status == 200 and [e["intent"] for e in answer["events"]] == ["play_music"] * 20
@@ -273,11 +312,14 @@ def test_a_long_recognition_holds_neither_the_workers_nor_other_clients(tmp_path
 def test_recognition_past_its_time_limit_is_stopped_with_413_and_the_recogniser_recovers(tmp_path):
     service = Service(recognize_timeout_s=0.5)
     try:
-        status, answer = service.request("POST", "/v1/recognize", command_wav(tmp_path, repeats=20),
-                                         {"Content-Type": "audio/wav"})
+        status, answer = service.request(
+            "POST", "/v1/recognize", command_wav(tmp_path, repeats=20), {"Content-Type": "audio/wav"}
+        )
         assert status == 413 and "longer than 0.5 s (http.recognize_timeout_s)" in answer["error"]
         config = service.daemon.config
-        service.daemon.config = dataclasses.replace(config, http=dataclasses.replace(config.http, recognize_timeout_s=60))
+        service.daemon.config = dataclasses.replace(
+            config, http=dataclasses.replace(config.http, recognize_timeout_s=60)
+        )
         status, answer = service.request("POST", "/v1/recognize", command_wav(tmp_path), {"Content-Type": "audio/wav"})
         assert status == 200 and [e["intent"] for e in answer["events"]] == ["play_music"]
     finally:
@@ -294,8 +336,9 @@ def test_sigterm_during_a_long_recognition_still_answers_the_client(tmp_path):
     try:
         serve.wait_note("READY=1")
         answers: list = []
-        client = threading.Thread(target=lambda: answers.append(
-            serve.request("POST", "/v1/recognize", wav, {"Content-Type": "audio/wav"})))
+        client = threading.Thread(
+            target=lambda: answers.append(serve.request("POST", "/v1/recognize", wav, {"Content-Type": "audio/wav"}))
+        )
         client.start()
         wait_for(lambda: _recognising(serve), 20, "the recognition to be under way")
         assert serve.stop() == 0, serve.log

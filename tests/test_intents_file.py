@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import REPO, data_file
 
 pytest.importorskip("hassil", reason="intents files need hassil: script/setup --dev")
 
 from hassil.expression import INLINE_RANGE_PATTERN  # noqa: E402
-from hassil.intents import Intents, RangeSlotList, TextSlotList  # noqa: E402
+from hassil.intents import Intents, RangeSlotList  # noqa: E402
 from hassil.numbers import get_rbnf_engine  # noqa: E402
 from hassil.sample import sample_expression  # noqa: E402
 
@@ -82,15 +83,19 @@ def test_home_assistant_english_loads_with_speech_to_phrase_fixtures():
     names = f.intents.slot_lists["name"]
     bed = next(v for v in names.values if v.value_out == "Bed Light")
     assert bed.context["domain"] == "light" and bed.context["light_supports_brightness"] is True
-    assert f.intents.slot_lists["floor"].values == []  # the fixtures have no floors, as Home Assistant's tests read them
+    assert (
+        f.intents.slot_lists["floor"].values == []
+    )  # the fixtures have no floors, as Home Assistant's tests read them
     # the loaded objects carry what the matcher needs: value context against the block's requires_context
     assert recognize("turn on Bed Light", f.intents).intent.name == "HassTurnOn"
     assert recognize("is the Front Door locked", f.intents).intent.name == "HassGetState"
     result = recognize("lock the Front Door", f.intents)
     assert result.intent.name == "HassLockAll" or result.intent.name == "HassTurnOn"
     assert any(d.requires_context.get("domain") for i in f.intents.intents.values() for d in i.data)
-    assert recognize("lock the Bed Light", f.intents) is None or \
-        recognize("lock the Bed Light", f.intents).intent.name != "HassTurnOn"
+    assert (
+        recognize("lock the Bed Light", f.intents) is None
+        or recognize("lock the Bed Light", f.intents).intent.name != "HassTurnOn"
+    )
 
 
 def test_ha_language_that_the_package_does_not_have():
@@ -104,8 +109,16 @@ def test_json_file_by_path(tmp_path):
     import json
 
     path = tmp_path / "intents.json"
-    path.write_text(json.dumps({"language": "en", "intents": {"A": {"data": [{"sentences": ["turn on {x}"]}]}},
-                                "lists": {"x": {"values": ["a"]}}}, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "language": "en",
+                "intents": {"A": {"data": [{"sentences": ["turn on {x}"]}]}},
+                "lists": {"x": {"values": ["a"]}},
+            },
+            indent=2,
+        )
+    )
     assert set(load(path).intents.intents) == {"A"}
     path.write_text(path.read_text().replace('"turn on {x}"', '"turn on {y}"'))
     with pytest.raises(TemplateError, match=r"line 8: intents\.A\.data\[0\]\.sentences\[0\]: uses \{y\}"):
@@ -114,9 +127,10 @@ def test_json_file_by_path(tmp_path):
 
 def test_templates_cli_names_the_missing_lists_without_a_traceback(tmp_path):
     path = tmp_path / "intents.yaml"
-    path.write_text("language: en\nintents:\n  A:\n    data: [{sentences: [\"turn on {name}\"]}]\n")
-    proc = subprocess.run([sys.executable, "-m", "tools.templates", str(path)], capture_output=True, text=True,
-                          cwd=REPO, timeout=120)
+    path.write_text('language: en\nintents:\n  A:\n    data: [{sentences: ["turn on {name}"]}]\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.templates", str(path)], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "line 4: intents.A.data[0].sentences[0]: 1 template(s) use {name}" in proc.stderr
     assert "--lists FILE" in proc.stderr
@@ -152,13 +166,17 @@ def test_file_rule_uses_a_rule_each_block_defines(tmp_path):
     assert recognize("what is the humidity of the sensor", f.intents).intent.name == "HassGetState"
     assert recognize("what is the moisture of sensor now", f.intents) is not None
     # a block that uses the rule without defining <class>: refused where it is used, naming the chain
-    text = CLASS_RULE.replace("      - sentences: [\"<what_is_the_class_of_name> now\"]\n"
-                              "        expansion_rules:\n          class: \"moisture\"\n",
-                              "      - sentences: [\"<what_is_the_class_of_name> now\"]\n")
+    text = CLASS_RULE.replace(
+        '      - sentences: ["<what_is_the_class_of_name> now"]\n'
+        '        expansion_rules:\n          class: "moisture"\n',
+        '      - sentences: ["<what_is_the_class_of_name> now"]\n',
+    )
     msg = refused(text, tmp_path)
     assert "1 problem(s)" in msg
-    assert ("line 8: intents.HassGetState.data[1].sentences[0]: uses <class> (through <what_is_the_class_of_name>), "
-            "which is not defined under expansion_rules") in msg
+    assert (
+        "line 8: intents.HassGetState.data[1].sentences[0]: uses <class> (through <what_is_the_class_of_name>), "
+        "which is not defined under expansion_rules"
+    ) in msg
 
 
 def test_block_rules_and_lists_mix_with_the_files(tmp_path):
@@ -189,14 +207,17 @@ lists:
     text = path.read_text().replace('thing: {values: ["{colour} lamp"]}', 'thing: {values: ["<local> lamp"]}')
     path.write_text(text)
     load(path)
-    msg = refused(path.read_text().replace("      - sentences: [\"{thing}\"]\n", "      - sentences: [\"<local>\"]\n"),
-                  tmp_path)
+    msg = refused(
+        path.read_text().replace('      - sentences: ["{thing}"]\n', '      - sentences: ["<local>"]\n'), tmp_path
+    )
     assert "line 10: intents.A.data[1].sentences[0]: uses <local>, which is not defined under expansion_rules" in msg
 
 
 def test_lists_file_in_hassil_syntax_and_as_fixtures(tmp_path):
-    intents = ("language: en\nintents:\n  A:\n    data:\n      - sentences: [\"turn on [the] {name} in [the] {area}\"]\n"
-               "        requires_context: {domain: light}\n      - sentences: [\"{floor}\"]\n")
+    intents = (
+        'language: en\nintents:\n  A:\n    data:\n      - sentences: ["turn on [the] {name} in [the] {area}"]\n'
+        '        requires_context: {domain: light}\n      - sentences: ["{floor}"]\n'
+    )
     path = tmp_path / "intents.yaml"
     path.write_text(intents)
     lists = tmp_path / "home.yaml"
@@ -215,8 +236,10 @@ entities:
 """)
     got = load_lists(lists)
     assert [(v.value_out, v.context) for v in got["name"].values] == [
-        ("TV", {"domain": "media_player", "device_class": "tv"}), ("telly", {"domain": "media_player", "device_class": "tv"}),
-        ("Ceiling", {"domain": "light"})]
+        ("TV", {"domain": "media_player", "device_class": "tv"}),
+        ("telly", {"domain": "media_player", "device_class": "tv"}),
+        ("Ceiling", {"domain": "light"}),
+    ]
     assert [v.value_out for v in got["area"].values] == ["living room", "lounge"]
     from hassil import recognize
 
@@ -237,39 +260,45 @@ entities:
 
 REFUSED = [
     # (file, line, key, words)
-    ("lists:\n  n:\n    range: {from: \"5\", to: 9}\n", 8, "lists.n.range.from", "expected a whole number, got text"),
-    ("lists:\n  n:\n    range: {from: 1, to: 9, words: \"no\"}\n", 8, "lists.n.range.words", "expected true or false"),
+    ('lists:\n  n:\n    range: {from: "5", to: 9}\n', 8, "lists.n.range.from", "expected a whole number, got text"),
+    ('lists:\n  n:\n    range: {from: 1, to: 9, words: "no"}\n', 8, "lists.n.range.words", "expected true or false"),
     ("lists:\n  n:\n    range: {from: 1, to: 9, step: 0}\n", 8, "lists.n.range.step", "must be a positive"),
     ("lists:\n  n:\n    range: {from: 1, to: 2, fractions: thirds}\n", 8, "lists.n.range.fractions", "allowed: halves"),
     ("lists:\n  n:\n    range: {from: 1, to: 2, digits: false, words: false}\n", 8, "lists.n.range", "no way to say"),
-    ("lists:\n  n:\n    values: \"abc\"\n", 8, "lists.n.values", "expected a list, got text"),
-    ("lists:\n  n:\n    values: [a]\n    wildcard: \"yes\"\n", 9, "lists.n.wildcard", "expected true or false"),
+    ('lists:\n  n:\n    values: "abc"\n', 8, "lists.n.values", "expected a list, got text"),
+    ('lists:\n  n:\n    values: [a]\n    wildcard: "yes"\n', 9, "lists.n.wildcard", "expected true or false"),
     ("lists:\n  n:\n    values: [{in: a, out: [1, 2]}]\n", 8, "lists.n.values[0].out", "expected a value"),
-    ("lists:\n  n:\n    values: [\"(a|{n})\"]\n", 8, "lists.n", "refers to itself: {n} -> {n}"),
+    ('lists:\n  n:\n    values: ["(a|{n})"]\n', 8, "lists.n", "refers to itself: {n} -> {n}"),
 ]
 
 
 @pytest.mark.parametrize("tail, line, key, words", REFUSED, ids=[r[2] + ":" + r[3][:20] for r in REFUSED])
 def test_refusal_names_line_and_key(tmp_path, tail, line, key, words):
-    head = "language: en\nintents:\n  A:\n    data:\n      - sentences: [\"x {n}\"]\n"
+    head = 'language: en\nintents:\n  A:\n    data:\n      - sentences: ["x {n}"]\n'
     msg = refused(head + tail, tmp_path)
     assert f"line {line}: {key}: " in msg and words in msg, msg
 
 
 BLOCK_REFUSED = [
-    ("      - sentences: \"turn on\"\n", 5, "intents.A.data[0].sentences", "expected a list, got text"),
+    ('      - sentences: "turn on"\n', 5, "intents.A.data[0].sentences", "expected a list, got text"),
     ("      - sentences: [a]\n        slots: [x]\n", 6, "intents.A.data[0].slots", "expected a mapping, got a list"),
-    ("      - sentences: [a]\n        requires_context: domain\n", 6, "intents.A.data[0].requires_context",
-     "expected a mapping"),
+    (
+        "      - sentences: [a]\n        requires_context: domain\n",
+        6,
+        "intents.A.data[0].requires_context",
+        "expected a mapping",
+    ),
     ("      - sentences: [a]\n        response: [x]\n", 6, "intents.A.data[0].response", "expected non-empty text"),
     ("      - sentences: [a]\n        expansion_rule: {x: y}\n", 6, "intents.A.data[0].expansion_rule", "unknown key"),
-    ("      - sentences: [\"{1..10:n}\"]\n", None, None, None),  # inline range: accepted
-    ("      - sentences: [\"{9..1:n}\"]\n", 5, "intents.A.data[0].sentences[0]", "the start must not exceed the end"),
+    ('      - sentences: ["{1..10:n}"]\n', None, None, None),  # inline range: accepted
+    ('      - sentences: ["{9..1:n}"]\n', 5, "intents.A.data[0].sentences[0]", "the start must not exceed the end"),
     ("      - sentences: []\n", 5, "intents.A.data", "no templates in any block"),
 ]
 
 
-@pytest.mark.parametrize("block, line, key, words", BLOCK_REFUSED, ids=[str(r[2]) + ":" + str(r[3])[:20] for r in BLOCK_REFUSED])
+@pytest.mark.parametrize(
+    "block, line, key, words", BLOCK_REFUSED, ids=[str(r[2]) + ":" + str(r[3])[:20] for r in BLOCK_REFUSED]
+)
 def test_block_refusal_names_line_and_key(tmp_path, block, line, key, words):
     text = "language: en\nintents:\n  A:\n    data:\n" + block
     if line is None:
@@ -282,8 +311,10 @@ def test_block_refusal_names_line_and_key(tmp_path, block, line, key, words):
 
 
 def test_number_words_need_a_language_hassil_can_say_numbers_in(tmp_path):
-    text = ("language: zz\nintents:\n  A:\n    data:\n      - sentences: [\"{n}\"]\nlists:\n  n:\n"
-            "    range: {from: 1, to: 3}\n")
+    text = (
+        'language: zz\nintents:\n  A:\n    data:\n      - sentences: ["{n}"]\nlists:\n  n:\n'
+        "    range: {from: 1, to: 3}\n"
+    )
     msg = refused(text, tmp_path)
     assert "line 8: lists.n.range: no number words for language 'zz'" in msg
     path = tmp_path / "intents.yaml"
@@ -295,9 +326,10 @@ def test_number_words_need_a_language_hassil_can_say_numbers_in(tmp_path):
 
 
 def chain(n: int, body: str) -> str:
-    rules = "".join(f"  r{i}: \"{body.format(p=f'<r{i - 1}>')}\"\n" for i in range(1, n + 1))
-    return ("language: en\nintents:\n  A:\n    data:\n      - sentences: [\"<r%d>\"]\nexpansion_rules:\n  r0: \"a\"\n" % n
-            + rules)
+    rules = "".join(f'  r{i}: "{body.format(p=f"<r{i - 1}>")}"\n' for i in range(1, n + 1))
+    return (
+        f'language: en\nintents:\n  A:\n    data:\n      - sentences: ["<r{n}>"]\nexpansion_rules:\n  r0: "a"\n' + rules
+    )
 
 
 @pytest.mark.parametrize("body", ["({p}|{p})", "{p} {p}"])
@@ -307,7 +339,9 @@ def test_rule_chains_are_walked_once_per_rule(tmp_path, body):
     path.write_text(chain(25, body))
     load(path)
     path.write_text(chain(25, body).replace('r0: "a"', 'r0: "<r25>"'))
-    with pytest.raises(TemplateError, match=r"line 32: expansion_rules\.r25: refers to itself: <r25> -> <r24> -> .* -> <r0> -> <r25>$"):
+    with pytest.raises(
+        TemplateError, match=r"line 32: expansion_rules\.r25: refers to itself: <r25> -> <r24> -> .* -> <r0> -> <r25>$"
+    ):
         load(path)
     path.write_text(chain(MAX_REFERENCE_DEPTH + 20, body))
     with pytest.raises(TemplateError, match=f"used within each other more than {MAX_REFERENCE_DEPTH} deep"):
@@ -320,11 +354,14 @@ def test_deep_nesting_and_alias_bombs_are_refused_clearly(tmp_path):
     with pytest.raises(TemplateError, match=r"intents.yaml:2: nested too deep \(more than 64 levels"):
         load(path)
     bomb = "language: en\nlists:\n  a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"  {chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8))
+        f"  {chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 9)}]\n" for i in range(8)
+    )
     path.write_text(bomb + "intents:\n  A:\n    data: [{sentences: [x]}]\n")
     with pytest.raises(TemplateError, match=r"aliases \(\*name\) expand to more than 1,000,000 values"):
         load(path)
-    path.write_text("language: en\nintents:\n  A:\n    data: [{sentences: [\"" + "(" * 3000 + "a" + ")" * 3000 + "\"]}]\n")
+    path.write_text(
+        'language: en\nintents:\n  A:\n    data: [{sentences: ["' + "(" * 3000 + "a" + ")" * 3000 + '"]}]\n'
+    )
     with pytest.raises(TemplateError, match="brackets nested too deep"):
         load(path)
 
@@ -388,6 +425,7 @@ def hassil_accepts(data) -> bool:
 # The format's own rules (docs/intents-files.md), written out separately from the checker: what a
 # hassil-loadable file must also satisfy here (types hassil would misread, unknown keys, empty text).
 
+
 def text(v) -> bool:
     return isinstance(v, str) and bool(v.strip())
 
@@ -432,7 +470,9 @@ def slot_list_ok(spec) -> bool:
                 return False
     if "range" in spec:
         r = spec["range"]
-        if not mapping(r, ("from", "to", "step", "type", "fractions", "multiplier", "digits", "words", "words_language")):
+        if not mapping(
+            r, ("from", "to", "step", "type", "fractions", "multiplier", "digits", "words", "words_language")
+        ):
             return False
         if not (whole(r.get("from")) and whole(r.get("to")) and r["from"] <= r["to"]):
             return False
@@ -442,7 +482,9 @@ def slot_list_ok(spec) -> bool:
             return False
         if r.get("fractions") is not None and r["fractions"] not in ("halves", "tenths"):
             return False
-        if r.get("multiplier") is not None and not (isinstance(r["multiplier"], (int, float)) and not boolean(r["multiplier"])):
+        if r.get("multiplier") is not None and not (
+            isinstance(r["multiplier"], (int, float)) and not boolean(r["multiplier"])
+        ):
             return False
         if any(k in r and not boolean(r[k]) for k in ("digits", "words")):
             return False
@@ -454,13 +496,26 @@ def slot_list_ok(spec) -> bool:
 
 
 def definitions_ok(lists, rules) -> bool:
-    return ((lists is None or (mapping(lists) and all(slot_list_ok(s) for s in lists.values())))
-            and (rules is None or (mapping(rules) and all(text(r) for r in rules.values()))))
+    return (lists is None or (mapping(lists) and all(slot_list_ok(s) for s in lists.values()))) and (
+        rules is None or (mapping(rules) and all(text(r) for r in rules.values()))
+    )
 
 
 def block_ok(b) -> bool:
-    keys = ("sentences", "slots", "requires_context", "excludes_context", "expansion_rules", "lists", "response",
-            "metadata", "required_keywords", "inferred_domain", "name_domains", "settings")
+    keys = (
+        "sentences",
+        "slots",
+        "requires_context",
+        "excludes_context",
+        "expansion_rules",
+        "lists",
+        "response",
+        "metadata",
+        "required_keywords",
+        "inferred_domain",
+        "name_domains",
+        "settings",
+    )
     if not (mapping(b, keys) and texts(b.get("sentences"))):
         return False
     if any(k in b and not mapping(b[k]) for k in ("slots", "requires_context", "excludes_context")):
@@ -471,21 +526,35 @@ def block_ok(b) -> bool:
         return False
     if any(k in b and not texts(b[k]) for k in ("required_keywords", "name_domains")):
         return False
-    if "settings" in b and not (mapping(b["settings"], ("filter_with_regex",)) and all(map(boolean, b["settings"].values()))):
+    if "settings" in b and not (
+        mapping(b["settings"], ("filter_with_regex",)) and all(map(boolean, b["settings"].values()))
+    ):
         return False
     return definitions_ok(b.get("lists", {}), b.get("expansion_rules", {}))
 
 
 def format_ok(data) -> bool:
-    top = ("language", "intents", "lists", "expansion_rules", "skip_words", "settings", "responses", "out_of_scope", "tests")
+    top = (
+        "language",
+        "intents",
+        "lists",
+        "expansion_rules",
+        "skip_words",
+        "settings",
+        "responses",
+        "out_of_scope",
+        "tests",
+    )
     if not (mapping(data, top) and text(data.get("language")) and mapping(data.get("intents")) and data["intents"]):
         return False
     if not definitions_ok(data.get("lists", {}), data.get("expansion_rules", {})):
         return False
     if "skip_words" in data and not texts(data["skip_words"]):
         return False
-    if "settings" in data and not (mapping(data["settings"], ("ignore_whitespace", "filter_with_regex"))
-                                   and all(map(boolean, data["settings"].values()))):
+    if "settings" in data and not (
+        mapping(data["settings"], ("ignore_whitespace", "filter_with_regex"))
+        and all(map(boolean, data["settings"].values()))
+    ):
         return False
     if "responses" in data and not mapping(data["responses"]):
         return False
@@ -495,8 +564,12 @@ def format_ok(data) -> bool:
         if not all(block_ok(b) for b in intent["data"]) or not any(b["sentences"] for b in intent["data"]):
             return False
     for t in data.get("tests", []):
-        if not (mapping(t, ("sentences", "intent", "response", "context", "metadata")) and texts(t.get("sentences"))
-                and mapping(t.get("intent"), ("name", "slots", "context")) and t["intent"].get("name") in data["intents"]):
+        if not (
+            mapping(t, ("sentences", "intent", "response", "context", "metadata"))
+            and texts(t.get("sentences"))
+            and mapping(t.get("intent"), ("name", "slots", "context"))
+            and t["intent"].get("name") in data["intents"]
+        ):
             return False
     return True
 
@@ -506,14 +579,21 @@ def templates(draw, lists, rules, depth=0):
     """A template using the given list and rule names (and sometimes others)."""
     parts = []
     for _ in range(draw(st.integers(1, 3 - depth))):
-        kind = draw(st.sampled_from(["word", "word", "opt", "alt", "perm", "list", "rule", "inline"] if depth < 2
-                                    else ["word", "list", "rule"]))
+        kind = draw(
+            st.sampled_from(
+                ["word", "word", "opt", "alt", "perm", "list", "rule", "inline"]
+                if depth < 2
+                else ["word", "list", "rule"]
+            )
+        )
         if kind == "word":
             parts.append(draw(st.sampled_from(WORDS)))
         elif kind == "opt":
             parts.append("[" + draw(templates(lists, rules, depth + 1)) + "]")
         elif kind == "alt":
-            parts.append("(" + draw(templates(lists, rules, depth + 1)) + "|" + draw(templates(lists, rules, depth + 1)) + ")")
+            parts.append(
+                "(" + draw(templates(lists, rules, depth + 1)) + "|" + draw(templates(lists, rules, depth + 1)) + ")"
+            )
         elif kind == "perm":
             parts.append("(" + draw(st.sampled_from(WORDS)) + ";" + draw(st.sampled_from(WORDS)) + ")")
         elif kind == "list" and lists:
@@ -523,7 +603,7 @@ def templates(draw, lists, rules, depth=0):
             parts.append("<" + draw(st.sampled_from(rules)) + ">")
         elif kind == "inline":
             lo = draw(st.integers(0, 3))
-            parts.append("{%d..%d:n}" % (lo, lo + draw(st.integers(0, 2))))
+            parts.append(f"{{{lo}..{lo + draw(st.integers(0, 2))}:n}}")
         else:
             parts.append(draw(st.sampled_from(WORDS)))
     return " ".join(parts)
@@ -540,8 +620,10 @@ def slot_lists(draw, names, rules):
                 if draw(st.booleans()):
                     values.append(draw(st.sampled_from(WORDS)))
                 else:
-                    value = {"in": draw(templates(names[:i][-1:], rules, depth=2)),  # earlier lists only: no cycle
-                             "out": draw(st.sampled_from(WORDS + [1, 2.5]))}
+                    value = {
+                        "in": draw(templates(names[:i][-1:], rules, depth=2)),  # earlier lists only: no cycle
+                        "out": draw(st.sampled_from(WORDS + [1, 2.5])),
+                    }
                     if draw(st.booleans()):
                         value["context"] = {"domain": draw(st.sampled_from(["light", "fan"]))}
                     values.append(value)
@@ -549,10 +631,13 @@ def slot_lists(draw, names, rules):
         elif kind == "range":
             lo = draw(st.integers(0, 3))
             r = {"from": lo, "to": lo + draw(st.integers(0, 2))}
-            for key, strategy in (("step", st.integers(1, 2)), ("fractions", st.sampled_from(["halves", "tenths"])),
-                                  ("multiplier", st.sampled_from([-1, 0.5, 10])),
-                                  ("type", st.sampled_from(["number", "percentage", "temperature"])),
-                                  ("words", st.booleans())):
+            for key, strategy in (
+                ("step", st.integers(1, 2)),
+                ("fractions", st.sampled_from(["halves", "tenths"])),
+                ("multiplier", st.sampled_from([-1, 0.5, 10])),
+                ("type", st.sampled_from(["number", "percentage", "temperature"])),
+                ("words", st.booleans()),
+            ):
                 if draw(st.integers(0, 3)) == 0:
                     r[key] = draw(strategy)
             out[name] = {"range": r}
@@ -578,25 +663,38 @@ def intents_files(draw):
         blocks = []
         for _ in range(draw(st.integers(1, 2))):
             local_lists = draw(st.lists(st.sampled_from(LIST_NAMES), max_size=1, unique=True))
-            local_rules = draw(st.lists(st.sampled_from([r for r in RULE_NAMES if r not in global_rules] or ["r9"]),
-                                        max_size=1, unique=True))
+            local_rules = draw(
+                st.lists(
+                    st.sampled_from([r for r in RULE_NAMES if r not in global_rules] or ["r9"]), max_size=1, unique=True
+                )
+            )
             lists = sorted(set(global_lists) | set(local_lists))
-            block = {"sentences": [draw(templates(lists, global_rules + local_rules)) for _ in range(draw(st.integers(1, 2)))]}
+            block = {
+                "sentences": [
+                    draw(templates(lists, global_rules + local_rules)) for _ in range(draw(st.integers(1, 2)))
+                ]
+            }
             if local_lists:
                 block["lists"] = draw(slot_lists(local_lists, []))
             if local_rules:
                 block["expansion_rules"] = {r: draw(templates(lists, global_rules, depth=1)) for r in local_rules}
-            for key, strategy in (("requires_context", st.just({"domain": "light"})),
-                                  ("excludes_context", st.just({"domain": ["fan"]})),
-                                  ("slots", st.just({"domain": "light"})), ("response", st.just("default")),
-                                  ("metadata", st.just({"slot_combination": "name_only"}))):
+            for key, strategy in (
+                ("requires_context", st.just({"domain": "light"})),
+                ("excludes_context", st.just({"domain": ["fan"]})),
+                ("slots", st.just({"domain": "light"})),
+                ("response", st.just("default")),
+                ("metadata", st.just({"slot_combination": "name_only"})),
+            ):
                 if draw(st.integers(0, 3)) == 0:
                     block[key] = draw(strategy)
             blocks.append(block)
         data["intents"][f"Intent{n}"] = {"data": blocks}
-    for key, strategy in (("skip_words", st.just(["please"])), ("settings", st.just({"ignore_whitespace": False})),
-                          ("responses", st.just({"errors": {"no_intent": "Sorry"}})),
-                          ("tests", st.just([{"sentences": ["turn on"], "intent": {"name": "Intent0"}}]))):
+    for key, strategy in (
+        ("skip_words", st.just(["please"])),
+        ("settings", st.just({"ignore_whitespace": False})),
+        ("responses", st.just({"errors": {"no_intent": "Sorry"}})),
+        ("tests", st.just([{"sentences": ["turn on"], "intent": {"name": "Intent0"}}])),
+    ):
         if draw(st.integers(0, 3)) == 0:
             data[key] = draw(strategy)
     return data
@@ -616,18 +714,42 @@ def nodes(data, path=()):
 
 def blocks_of(data):
     intents = data.get("intents")
-    return [b for i in (intents.values() if isinstance(intents, dict) else []) if isinstance(i, dict)
-            and isinstance(i.get("data"), list) for b in i["data"] if isinstance(b, dict)]
+    return [
+        b
+        for i in (intents.values() if isinstance(intents, dict) else [])
+        if isinstance(i, dict) and isinstance(i.get("data"), list)
+        for b in i["data"]
+        if isinstance(b, dict)
+    ]
 
 
 @st.composite
 def mutated(draw, data):
     """0-3 mutations of the kinds that break files (or, moving definitions, may not)."""
     for _ in range(draw(st.sampled_from([0, 1, 1, 2, 2, 3]))):
-        kind = draw(st.sampled_from(["drop_list", "drop_rule", "misspell", "move_rule", "move_list", "wrong_type",
-                                     "syntax", "unknown_key", "cycle", "range", "inline_reversed"]))
-        sections = [(d, s) for d in [data] + blocks_of(data) for s in ("lists", "expansion_rules")
-                    if isinstance(d.get(s), dict) and d[s]]
+        kind = draw(
+            st.sampled_from(
+                [
+                    "drop_list",
+                    "drop_rule",
+                    "misspell",
+                    "move_rule",
+                    "move_list",
+                    "wrong_type",
+                    "syntax",
+                    "unknown_key",
+                    "cycle",
+                    "range",
+                    "inline_reversed",
+                ]
+            )
+        )
+        sections = [
+            (d, s)
+            for d in [data] + blocks_of(data)
+            for s in ("lists", "expansion_rules")
+            if isinstance(d.get(s), dict) and d[s]
+        ]
         if kind in ("drop_list", "drop_rule", "move_list", "move_rule"):
             want = "lists" if kind.endswith("list") else "expansion_rules"
             owners = [d for d, s in sections if s == want]
@@ -642,15 +764,25 @@ def mutated(draw, data):
                 target = draw(st.sampled_from([data] + blocks_of(data)))
                 target.setdefault(want, {})[name] = body
         elif kind in ("misspell", "syntax", "cycle", "inline_reversed"):
-            spots = [(c, k) for c, k in nodes(data) if isinstance(c[k], str) and
-                     (isinstance(c, list) or k in ("in",) or c is data.get("expansion_rules") or
-                      any(c is b.get("expansion_rules") for b in blocks_of(data)))]
+            spots = [
+                (c, k)
+                for c, k in nodes(data)
+                if isinstance(c[k], str)
+                and (
+                    isinstance(c, list)
+                    or k in ("in",)
+                    or c is data.get("expansion_rules")
+                    or any(c is b.get("expansion_rules") for b in blocks_of(data))
+                )
+            ]
             if not spots:
                 continue
             container, key = draw(st.sampled_from(spots))
             value = container[key]
             if kind == "misspell":
-                value = value.replace("{", "{x", 1) if "{" in value and draw(st.booleans()) else value.replace("<", "<x", 1)
+                value = (
+                    value.replace("{", "{x", 1) if "{" in value and draw(st.booleans()) else value.replace("<", "<x", 1)
+                )
             elif kind == "syntax":
                 value = draw(st.sampled_from(["(", "[", "<", "{", ")", "|", "(a|b;c)"])) + value
             elif kind == "cycle":
@@ -662,23 +794,53 @@ def mutated(draw, data):
             container, key = draw(st.sampled_from(list(nodes(data))))
             container[key] = draw(st.sampled_from([7, 2.5, True, None, "text", "", [], ["a"], {}, {"a": 1}]))
         elif kind == "unknown_key":
-            target = draw(st.sampled_from([data] + blocks_of(data) + [d["lists"][n] for d, sec in sections if sec == "lists" for n in d["lists"]]))
+            target = draw(
+                st.sampled_from(
+                    [data]
+                    + blocks_of(data)
+                    + [d["lists"][n] for d, sec in sections if sec == "lists" for n in d["lists"]]
+                )
+            )
             if isinstance(target, dict):
                 target[draw(st.sampled_from(["expansion_rule", "list", "sentence", "valuez"]))] = {}
         elif kind == "range":
-            ranges = [s["range"] for d, sec in sections if sec == "lists" for s in d["lists"].values()
-                      if isinstance(s, dict) and isinstance(s.get("range"), dict)]
+            ranges = [
+                s["range"]
+                for d, sec in sections
+                if sec == "lists"
+                for s in d["lists"].values()
+                if isinstance(s, dict) and isinstance(s.get("range"), dict)
+            ]
             if ranges:
                 r = draw(st.sampled_from(ranges))
-                r.update(draw(st.sampled_from([{"from": 5, "to": 1}, {"step": 0}, {"fractions": "thirds"},
-                                               {"digits": False, "words": False}, {"from": "1"}, {"words": "no"},
-                                               {"multiplier": "x"}, {"fractions": None}, {"to": 1.5}])))
+                r.update(
+                    draw(
+                        st.sampled_from(
+                            [
+                                {"from": 5, "to": 1},
+                                {"step": 0},
+                                {"fractions": "thirds"},
+                                {"digits": False, "words": False},
+                                {"from": "1"},
+                                {"words": "no"},
+                                {"multiplier": "x"},
+                                {"fractions": None},
+                                {"to": 1.5},
+                            ]
+                        )
+                    )
+                )
     return data
 
 
 @pytest.mark.slow
-@hypothesis.settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=EXAMPLES <= 1000,
-                     suppress_health_check=list(hypothesis.HealthCheck))
+@hypothesis.settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=EXAMPLES <= 1000,
+    suppress_health_check=list(hypothesis.HealthCheck),
+)
 @hypothesis.given(st.data())
 def test_checker_agrees_with_hassil(data):
     original = data.draw(intents_files())
@@ -694,21 +856,52 @@ def test_checker_agrees_with_hassil(data):
         for line in problems(exc):
             assert PROBLEM_LINE.match(line), (line, text)
     hypothesis.event("accepted" if accepted else "refused")
-    assert accepted == expected, f"checker {'accepts' if accepted else 'refuses'}, hassil and the format " \
-                                 f"{'accept' if expected else 'refuse'}:\n{text}\n{message}"
+    assert accepted == expected, (
+        f"checker {'accepts' if accepted else 'refuses'}, hassil and the format "
+        f"{'accept' if expected else 'refuse'}:\n{text}\n{message}"
+    )
 
 
-JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) |
-                       st.sampled_from(WORDS + ["{area}", "<r0>", "(a|", "{1..3:n}", ""]),
-                       lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-                           st.sampled_from(["language", "intents", "data", "sentences", "lists", "values", "range",
-                                            "from", "to", "in", "out", "expansion_rules", "A", "r0", "area"]),
-                           inner, max_size=4), max_leaves=30)
+JSONISH = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True)
+    | st.sampled_from(WORDS + ["{area}", "<r0>", "(a|", "{1..3:n}", ""]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "language",
+                    "intents",
+                    "data",
+                    "sentences",
+                    "lists",
+                    "values",
+                    "range",
+                    "from",
+                    "to",
+                    "in",
+                    "out",
+                    "expansion_rules",
+                    "A",
+                    "r0",
+                    "area",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=30,
+)
 YAMLISH = st.text(alphabet="ab:-[]{}()<>|;&*!%#'\"\n \t?,.0", max_size=200)
 
 
-@hypothesis.settings(max_examples=300, deadline=None, database=None, derandomize=True,
-                     suppress_health_check=list(hypothesis.HealthCheck))
+@hypothesis.settings(
+    max_examples=300, deadline=None, database=None, derandomize=True, suppress_health_check=list(hypothesis.HealthCheck)
+)
 @hypothesis.given(st.one_of(JSONISH.map(lambda d: yaml.safe_dump(d, allow_unicode=True)), YAMLISH))
 def test_any_text_is_loaded_or_refused_with_a_template_error(text):
     """No input makes the checker raise anything but its documented error (issue 21)."""

@@ -20,14 +20,17 @@ from edge.liveloop import FeedbackSettings, LiveLoop, LiveLoopSettings, State
 from edge.pipeline import Pipeline
 from edge.settings import SettingsError, from_mapping
 from edge.vad import Endpointer
+
 from speech_helpers import silence, speak, write_wav
 
 UNRELATED = ["i think we should buy more bread tomorrow", "the game starts at eight tonight"]
 # Continuous speech like a TV's: sentences joined by pauses shorter than the endpointer's 480 ms.
-TV = [("and now the news at nine o clock tonight", "rms"),
-      ("the minister said that the budget would be announced next week", "awb"),
-      ("meanwhile in sports the local team won again by three goals", "kal"),
-      ("the weather tomorrow will be cloudy with some rain in the north", "rms")]
+TV = [
+    ("and now the news at nine o clock tonight", "rms"),
+    ("the minister said that the budget would be announced next week", "awb"),
+    ("meanwhile in sports the local team won again by three goals", "kal"),
+    ("the weather tomorrow will be cloudy with some rain in the north", "rms"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +41,10 @@ def tmp(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def parts(tmp):
     """Speech without flite's padding, so the test decides every pause."""
+
     def say(text: str, voice: str = "rms") -> np.ndarray:
         return speak(text, voice, tmp, lead_s=0.0, tail_s=0.0)
+
     return say
 
 
@@ -58,7 +63,7 @@ def stt(classifier):
 def trimmed(samples: np.ndarray) -> np.ndarray:
     """Without the silence flite puts around a sentence."""
     loud = np.flatnonzero(np.abs(samples) > 300)
-    return samples[loud[0]:loud[-1] + 1]
+    return samples[loud[0] : loud[-1] + 1]
 
 
 def tv_speech(parts) -> np.ndarray:
@@ -71,9 +76,14 @@ def wake_engine(phrase: str = "hey jarvis"):
     return create_engine(WakeSettings(phrases=(phrase,)))
 
 
+def live_loop(source, stt, classifier, wake, settings, **kwargs):
+    """The loop over one stream, its endpointer the pipeline's own (as edge.assistant builds it)."""
+    vad = Endpointer()
+    return LiveLoop(source, vad, Pipeline(source, vad, stt, classifier), wake, settings, **kwargs)
+
+
 def run(audio, stt, classifier, activation="wake", wake=None, **settings):
-    loop = LiveLoop(Pipeline(SamplesSource(audio), Endpointer(), stt, classifier), wake,
-                    LiveLoopSettings(activation=activation, **settings))
+    loop = live_loop(SamplesSource(audio), stt, classifier, wake, LiveLoopSettings(activation=activation, **settings))
     events = list(loop.run())
     return events, loop
 
@@ -89,9 +99,19 @@ def seconds(*pieces: np.ndarray) -> list[float]:
 
 @pytest.mark.slow
 def test_wake_then_command_in_one_breath_and_nothing_for_other_speech(parts, stt, classifier):
-    pieces = [silence(0.5), parts(UNRELATED[0]), silence(1.5), parts("hey jarvis, turn off the kitchen lights"),
-              silence(1.5), parts(UNRELATED[1]), silence(1.0), parts("hey jarvis"), silence(0.8),
-              parts("wake me up at seven am"), silence(1.5)]
+    pieces = [
+        silence(0.5),
+        parts(UNRELATED[0]),
+        silence(1.5),
+        parts("hey jarvis, turn off the kitchen lights"),
+        silence(1.5),
+        parts(UNRELATED[1]),
+        silence(1.0),
+        parts("hey jarvis"),
+        silence(0.8),
+        parts("wake me up at seven am"),
+        silence(1.5),
+    ]
     events, loop = run(np.concatenate(pieces), stt, classifier, wake=wake_engine())
     assert summary(events) == [("wake", None), ("intent", "iot_hue_lightoff"), ("wake", None), ("intent", "alarm_set")]
     starts = seconds(*pieces)
@@ -109,12 +129,26 @@ def test_wake_then_command_in_one_breath_and_nothing_for_other_speech(parts, stt
 def test_tv_after_the_wake_word_is_cut_at_the_cap_then_no_speech_times_out(parts, stt, classifier):
     tv = tv_speech(parts)
     assert len(tv) > 11 * SAMPLE_RATE
-    pieces = [silence(0.5), parts("hey jarvis"), silence(0.3), tv, silence(1.5),
-              parts("hey jarvis"), silence(6.0),
-              parts("hey jarvis, turn off the kitchen lights"), silence(1.5)]
+    pieces = [
+        silence(0.5),
+        parts("hey jarvis"),
+        silence(0.3),
+        tv,
+        silence(1.5),
+        parts("hey jarvis"),
+        silence(6.0),
+        parts("hey jarvis, turn off the kitchen lights"),
+        silence(1.5),
+    ]
     events, loop = run(np.concatenate(pieces), stt, classifier, wake=wake_engine())
-    assert summary(events) == [("wake", None), ("timeout", "command_too_long"), ("wake", None),
-                               ("timeout", "no_speech"), ("wake", None), ("intent", "iot_hue_lightoff")]
+    assert summary(events) == [
+        ("wake", None),
+        ("timeout", "command_too_long"),
+        ("wake", None),
+        ("timeout", "no_speech"),
+        ("wake", None),
+        ("intent", "iot_hue_lightoff"),
+    ]
     starts = seconds(*pieces)
     cut = events[1].data
     assert cut["state"] == "capturing" and cut["after_s"] == 8.0 and cut["text"]  # what the TV said, for the log
@@ -127,8 +161,13 @@ def test_tv_after_the_wake_word_is_cut_at_the_cap_then_no_speech_times_out(parts
 
 @pytest.mark.slow
 def test_vad_mode_every_utterance_is_a_command(parts, stt, classifier):
-    pieces = [silence(0.5), parts("play some jazz music", "slt"), silence(1.0),
-              parts("what is the weather like in london", "awb"), silence(1.0)]
+    pieces = [
+        silence(0.5),
+        parts("play some jazz music", "slt"),
+        silence(1.0),
+        parts("what is the weather like in london", "awb"),
+        silence(1.0),
+    ]
     events, _ = run(np.concatenate(pieces), stt, classifier, activation="vad")
     assert summary(events) == [("intent", "play_music"), ("intent", "weather_query")]
     assert all(set(e.result.latency_ms) >= {"vad", "stt", "classify", "total"} for e in events)
@@ -136,8 +175,13 @@ def test_vad_mode_every_utterance_is_a_command(parts, stt, classifier):
 
 @pytest.mark.slow
 def test_keyphrase_wake_word(parts, stt, classifier):
-    pieces = [silence(0.5), parts(UNRELATED[1], "awb"), silence(1.0), parts("hey computer, turn off the kitchen lights", "awb"),
-              silence(1.5)]
+    pieces = [
+        silence(0.5),
+        parts(UNRELATED[1], "awb"),
+        silence(1.0),
+        parts("hey computer, turn off the kitchen lights", "awb"),
+        silence(1.5),
+    ]
     events, _ = run(np.concatenate(pieces), stt, classifier, wake=wake_engine("hey computer"))
     assert summary(events) == [("wake", None), ("intent", "iot_hue_lightoff")]
     assert events[0].data["engine"] == "pocketsphinx"
@@ -157,8 +201,7 @@ def test_listen_once_takes_one_command_on_request(parts, stt, classifier):
         second.wait(30)
         yield silence(5.0)  # asked, but nobody speaks
 
-    loop = LiveLoop(Pipeline(StreamSource(audio()), Endpointer(), stt, classifier), None,
-                    LiveLoopSettings(activation="api"))
+    loop = live_loop(StreamSource(audio()), stt, classifier, None, LiveLoopSettings(activation="api"))
     emitted = []
     runner = threading.Thread(target=lambda: emitted.extend(loop.run()))
     runner.start()
@@ -180,8 +223,13 @@ def test_listen_once_takes_one_command_on_request(parts, stt, classifier):
 
 @pytest.mark.slow
 def test_recognition_over_its_limit_times_out_and_the_loop_carries_on(parts, stt, classifier):
-    pieces = [silence(0.5), parts("turn off the kitchen lights"), silence(1.0), parts("play some jazz music"),
-              silence(1.0)]
+    pieces = [
+        silence(0.5),
+        parts("turn off the kitchen lights"),
+        silence(1.0),
+        parts("play some jazz music"),
+        silence(1.0),
+    ]
     events, loop = run(np.concatenate(pieces), stt, classifier, activation="vad", recognise_timeout_s=1e-4)
     # The first recognition cannot finish in 0.1 ms: timed out. The recogniser may still be busy
     # with it when the next command starts (skipped, reported) or done (recognised, timed out too).
@@ -200,10 +248,21 @@ def test_on_event_runs_while_acting_and_stop_finishes_the_command_in_flight(part
         states.append((event.type, loop.status().state))
         loop.stop()  # asked to stop mid-stream: the loop returns at the next waiting state
 
-    pieces = [silence(0.5), parts("turn off the kitchen lights"), silence(1.0), parts("play some jazz music"),
-              silence(1.0)]
-    loop = LiveLoop(Pipeline(SamplesSource(np.concatenate(pieces)), Endpointer(), stt, classifier), None,
-                    LiveLoopSettings(activation="vad"), on_event=on_event)
+    pieces = [
+        silence(0.5),
+        parts("turn off the kitchen lights"),
+        silence(1.0),
+        parts("play some jazz music"),
+        silence(1.0),
+    ]
+    loop = live_loop(
+        SamplesSource(np.concatenate(pieces)),
+        stt,
+        classifier,
+        None,
+        LiveLoopSettings(activation="vad"),
+        on_event=on_event,
+    )
     events = list(loop.run())
     assert states == [("intent", "acting")]
     assert [e.result.intent for e in events] == ["iot_hue_lightoff"]
@@ -217,32 +276,46 @@ def test_feedback_without_an_output_device_is_skipped_with_one_log_line(parts, s
     if list_devices(output=True):
         pytest.skip("this machine has an audio output; the capture tests play through a file device instead")
     sound = write_wav(tmp / "ding.wav", np.sin(np.arange(4000) / 5.0) * 0.3, 16000)
-    pieces = [silence(0.5), parts("hey jarvis, turn off the kitchen lights"), silence(1.0), parts("hey jarvis"),
-              silence(0.7), parts("play some jazz music"), silence(1.0)]
+    pieces = [
+        silence(0.5),
+        parts("hey jarvis, turn off the kitchen lights"),
+        silence(1.0),
+        parts("hey jarvis"),
+        silence(0.7),
+        parts("play some jazz music"),
+        silence(1.0),
+    ]
     feedback = FeedbackSettings(wake=str(sound), intent=str(sound))
     with caplog.at_level(logging.WARNING, logger="edge.playback"):
         events, loop = run(np.concatenate(pieces), stt, classifier, wake=wake_engine(), feedback=feedback)
     assert summary(events) == [("wake", None), ("intent", "iot_hue_lightoff"), ("wake", None), ("intent", "play_music")]
-    assert [r.getMessage() for r in caplog.records] == ["playback: no audio output device found (PortAudio lists no "
-                                                        "device with output channels); feedback sounds are skipped"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "playback: no audio output device found (PortAudio lists no "
+        "device with output channels); feedback sounds are skipped"
+    ]
     assert loop.player.skipped == 4 and loop.status().suppressed_seconds == 0
 
 
 def test_settings_are_checked_with_the_key_named(tmp):
-    with pytest.raises(SettingsError, match=r"cfg.yaml: liveloop: command_max_s: 0 is out of range; allowed \(0, 600\]"):
+    with pytest.raises(
+        SettingsError, match=r"cfg.yaml: liveloop: command_max_s: 0 is out of range; allowed \(0, 600\]"
+    ):
         from_mapping(LiveLoopSettings, {"command_max_s": 0}, source="cfg.yaml", key="liveloop")
     with pytest.raises(SettingsError, match=r"liveloop.activation: got 'push'; allowed: 'wake', 'vad', 'api'"):
         from_mapping(LiveLoopSettings, {"activation": "push"}, source="cfg.yaml", key="liveloop")
-    with pytest.raises(SettingsError, match=r"liveloop.feedback.beep: unknown key; allowed keys: device, intent, not_understood, wake"):
+    with pytest.raises(
+        SettingsError, match=r"liveloop.feedback.beep: unknown key; allowed keys: device, intent, not_understood, wake"
+    ):
         from_mapping(LiveLoopSettings, {"feedback": {"beep": "x.wav"}}, source="cfg.yaml", key="liveloop")
-    settings = from_mapping(LiveLoopSettings, {"activation": "vad", "feedback": {"intent": str(tmp / "none.wav")}},
-                            source="cfg.yaml")
+    settings = from_mapping(
+        LiveLoopSettings, {"activation": "vad", "feedback": {"intent": str(tmp / "none.wav")}}, source="cfg.yaml"
+    )
     from edge.audio import AudioError
 
     with pytest.raises(AudioError, match=r"feedback.intent: .*none.wav: no such file \(expected a short WAV file"):
-        LiveLoop(Pipeline(SamplesSource(silence(1)), Endpointer(), None), None, settings)
+        live_loop(SamplesSource(silence(1)), None, None, None, settings)
     with pytest.raises(ValueError, match="activation 'wake' needs a wake engine"):
-        LiveLoop(Pipeline(SamplesSource(silence(1)), Endpointer(), None), None, LiveLoopSettings())
+        live_loop(SamplesSource(silence(1)), None, None, None, LiveLoopSettings())
 
 
 def test_status_turns_unhealthy_while_the_audio_stalls():
@@ -254,7 +327,7 @@ def test_status_turns_unhealthy_while_the_audio_stalls():
         resume.wait(10)  # a microphone that stops delivering
         yield silence(1.0)
 
-    loop = LiveLoop(Pipeline(StreamSource(audio()), Endpointer(), None), None, LiveLoopSettings(activation="api"))
+    loop = live_loop(StreamSource(audio()), None, None, None, LiveLoopSettings(activation="api"))
     runner = threading.Thread(target=lambda: list(loop.run()))
     runner.start()
     assert stalled.wait(10)
@@ -265,9 +338,13 @@ def test_status_turns_unhealthy_while_the_audio_stalls():
     (problem,) = status.problems(max_frame_age_s=0.2)
     assert problem.startswith("no audio frame for ") and problem.endswith("s (limit 0.2 s)")
     metrics = status.metrics_text()
-    assert 'edge_liveloop_state{state="waiting"} 1' in metrics and 'edge_liveloop_state{state="capturing"} 0' in metrics
-    (age,) = [float(line.split()[1]) for line in metrics.splitlines()
-              if line.startswith("edge_audio_last_frame_age_seconds ")]
+    assert (
+        'edge_liveloop_state{state="waiting"} 1.0' in metrics
+        and 'edge_liveloop_state{state="capturing"} 0.0' in metrics
+    )
+    (age,) = [
+        float(line.split()[1]) for line in metrics.splitlines() if line.startswith("edge_audio_last_frame_age_seconds ")
+    ]
     assert age >= 0.3
     resume.set()
     runner.join(10)

@@ -53,14 +53,28 @@ def kinds(events: list[dict]) -> list[tuple[str, str | None]]:
 
 @pytest.mark.parametrize("phrase,engine", [("hey jarvis", "micro"), ("hey computer", "pocketsphinx")])
 def test_one_wake_and_one_command_among_other_speech(tmp_path, phrase, engine):
-    audio = np.concatenate([silence(0.5), say(tmp_path, UNRELATED[0]), silence(1.5),
-                            say(tmp_path, f"{phrase}, turn off the kitchen lights"), silence(1.5),
-                            say(tmp_path, UNRELATED[1]), silence(1.5),
-                            # a second command, so the program stops (--utterances 2) only after
-                            # everything before it has been heard
-                            say(tmp_path, f"{phrase}, what time is it"), silence(1.5)])
+    audio = np.concatenate(
+        [
+            silence(0.5),
+            say(tmp_path, UNRELATED[0]),
+            silence(1.5),
+            say(tmp_path, f"{phrase}, turn off the kitchen lights"),
+            silence(1.5),
+            say(tmp_path, UNRELATED[1]),
+            silence(1.5),
+            # a second command, so the program stops (--utterances 2) only after
+            # everything before it has been heard
+            say(tmp_path, f"{phrase}, what time is it"),
+            silence(1.5),
+        ]
+    )
     events, err = listen(tmp_path, [(audio, 0.0)], "--wake", phrase, "--utterances", "2")
-    assert kinds(events) == [("wake", None), ("intent", "iot_hue_lightoff"), ("wake", None), ("intent", "datetime_query")], [e.get("text") for e in events]
+    assert kinds(events) == [
+        ("wake", None),
+        ("intent", "iot_hue_lightoff"),
+        ("wake", None),
+        ("intent", "datetime_query"),
+    ], [e.get("text") for e in events]
     assert {e["engine"] for e in events if e["type"] == "wake"} == {engine}
     assert events[1]["slots"].get("house_place") == "kitchen"
     assert f"say '{phrase}', then a command" in err and "stopped after 2 utterance(s)" in err
@@ -71,8 +85,9 @@ def test_stalled_microphone_is_reopened_and_the_next_command_recognised(tmp_path
     first = np.concatenate([silence(0.5), say(tmp_path, "turn off the kitchen lights"), silence(1.0)])
     second = np.concatenate([silence(0.3), say(tmp_path, "wake me up at seven am", "awb"), silence(1.5)])
     # The device delivers nothing for 2.5 s between the commands, its stream stuck in a read.
-    events, err = listen(tmp_path, [(first, 2.5), (second, 0.0)], "--device", "edgefile", "--stale-audio", "0.5",
-                         "--utterances", "2")
+    events, err = listen(
+        tmp_path, [(first, 2.5), (second, 0.0)], "--device", "edgefile", "--stale-audio", "0.5", "--utterances", "2"
+    )
     assert kinds(events) == [("intent", "iot_hue_lightoff"), ("intent", "alarm_set")]
     assert "no audio for 0.5 s from 'edgefile'; reopening it (attempt 1)" in err
     assert "capture resumed on edgefile" in err
@@ -83,20 +98,44 @@ def test_stalled_microphone_is_reopened_and_the_next_command_recognised(tmp_path
 def test_own_feedback_sound_with_the_wake_word_does_not_wake_it(tmp_path):
     ding = say(tmp_path, "hey jarvis")  # the worst case: the feedback sound says the wake word itself
     loud = np.flatnonzero(np.abs(ding) > 300)
-    ding = ding[loud[0]:loud[-1] + 1]
+    ding = ding[loud[0] : loud[-1] + 1]
     sound = write_wav(tmp_path / "ding.wav", ding.astype(np.float32) / 32768, 16000)
     played = tmp_path / "played.raw"
     # The program plays the sound as it detects the wake word and after the command; the
     # microphone hears it back from the room a moment later (the endpointer closes a command
     # 480 ms after its last word).
-    pieces = [silence(0.5), say(tmp_path, "hey jarvis"), silence(0.25), ding, silence(1.2),
-              say(tmp_path, "turn off the kitchen lights"), silence(0.7), ding, silence(1.5),
-              say(tmp_path, UNRELATED[1]), silence(1.0),
-              # The same sound when nothing is playing: it does wake the engine (and the command
-              # follows the sound it plays then).
-              ding, silence(2.5), say(tmp_path, "wake me up at seven am", "awb"), silence(1.5)]
-    events, err = listen(tmp_path, [(np.concatenate(pieces), 0.0)], "--wake", "hey jarvis", "--feedback", str(sound),
-                         "--feedback-done", str(sound), "--utterances", "2", playback=played)
+    pieces = [
+        silence(0.5),
+        say(tmp_path, "hey jarvis"),
+        silence(0.25),
+        ding,
+        silence(1.2),
+        say(tmp_path, "turn off the kitchen lights"),
+        silence(0.7),
+        ding,
+        silence(1.5),
+        say(tmp_path, UNRELATED[1]),
+        silence(1.0),
+        # The same sound when nothing is playing: it does wake the engine (and the command
+        # follows the sound it plays then).
+        ding,
+        silence(2.5),
+        say(tmp_path, "wake me up at seven am", "awb"),
+        silence(1.5),
+    ]
+    events, err = listen(
+        tmp_path,
+        [(np.concatenate(pieces), 0.0)],
+        "--wake",
+        "hey jarvis",
+        "--feedback",
+        str(sound),
+        "--feedback-done",
+        str(sound),
+        "--utterances",
+        "2",
+        playback=played,
+    )
     assert kinds(events) == [("wake", None), ("intent", "iot_hue_lightoff"), ("wake", None), ("intent", "alarm_set")]
     starts = np.cumsum([0] + [len(p) for p in pieces]) / 16000
     wakes = [e["audio_s"] for e in events if e["type"] == "wake"]

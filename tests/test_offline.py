@@ -42,34 +42,49 @@ def _no_network_namespace() -> list[str]:
 
 def _in_namespace(argv: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "EDGE_PROFILE": "generic-x86_64", "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run(_no_network_namespace() + argv, capture_output=True, text=True, env=full_env, cwd=ROOT,
-                          timeout=timeout)
+    return subprocess.run(
+        _no_network_namespace() + argv, capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=timeout
+    )
 
 
 def test_text_wav_and_live_loop_work_without_any_network(speech, tmp_path):
     wav, audio = speech
     # The namespace really has no network: not even a route to a documentation address.
-    probe = _in_namespace([sys.executable, "-c", "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), 2)"
-                           "\nexcept OSError as e:\n    print(e.errno)"])
+    probe = _in_namespace(
+        [
+            sys.executable,
+            "-c",
+            "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), 2)"
+            "\nexcept OSError as e:\n    print(e.errno)",
+        ]
+    )
     assert probe.stdout.strip() in ("101", "99"), probe  # ENETUNREACH (or EADDRNOTAVAIL)
 
-    text = _in_namespace([sys.executable, "-m", "edge.cli.intent", "--text", "turn off the lights in the kitchen", "--json"])
+    text = _in_namespace(
+        [sys.executable, "-m", "edge.cli.intent", "--text", "turn off the lights in the kitchen", "--json"]
+    )
     assert text.returncode == 0, text.stderr
     assert json.loads(text.stdout)["intent"] == "iot_hue_lightoff"
 
-    files = _in_namespace([sys.executable, "-m", "edge.cli.intent", "--wav", str(wav), "--wake", "hey jarvis", "--json"])
+    files = _in_namespace(
+        [sys.executable, "-m", "edge.cli.intent", "--wav", str(wav), "--wake", "hey jarvis", "--json"]
+    )
     assert files.returncode == 0, files.stderr
     lines = [json.loads(line) for line in files.stdout.splitlines()]
-    assert [(e["file"], e["type"], e.get("intent")) for e in lines] == [(str(wav), "wake", None),
-                                                                         (str(wav), "intent", "iot_hue_lightoff")]
+    assert [(e["file"], e["type"], e.get("intent")) for e in lines] == [
+        (str(wav), "wake", None),
+        (str(wav), "intent", "iot_hue_lightoff"),
+    ]
 
     pytest.importorskip("sounddevice")
     fifo = tmp_path / "mic.fifo"
     feeder = FifoFeeder(fifo, [(audio, 0.0)], speed=3.0)
     feeder.start()
     try:
-        live = _in_namespace([sys.executable, "-m", "edge.cli.intent", "--mic", "--wake", "hey jarvis", "--json",
-                              "--utterances", "1"], env={"ALSA_CONFIG_PATH": str(alsa_capture_config(tmp_path, fifo))})
+        live = _in_namespace(
+            [sys.executable, "-m", "edge.cli.intent", "--mic", "--wake", "hey jarvis", "--json", "--utterances", "1"],
+            env={"ALSA_CONFIG_PATH": str(alsa_capture_config(tmp_path, fifo))},
+        )
     finally:
         feeder.finish()
     assert live.returncode == 0, live.stderr
@@ -108,7 +123,8 @@ classifier = IntentClassifier.load()
 stt = create_engine(SttSettings(), package=classifier.package)
 out["wav"] = [r.intent for r in Pipeline(WavSource(sys.argv[1]), Endpointer(), stt, classifier).run()]
 samples = WavSource(sys.argv[1]).samples
-loop = LiveLoop(Pipeline(SamplesSource(samples), Endpointer(), stt, classifier), wake_engine(WakeSettings()),
+source, vad = SamplesSource(samples), Endpointer()
+loop = LiveLoop(source, vad, Pipeline(source, vad, stt, classifier), wake_engine(WakeSettings()),
                 LiveLoopSettings(activation="wake"))
 out["live"] = [e.result.intent if e.result else e.type for e in loop.run()]
 out["attempts_by_edge"] = list(attempts)
@@ -125,8 +141,14 @@ print(json.dumps(out))
 
 def test_no_connection_is_attempted(speech):
     wav, _ = speech
-    proc = subprocess.run([sys.executable, "-c", AUDITED, str(wav)], capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, "EDGE_PROFILE": "generic-x86_64", "PYTHONPATH": str(ROOT)}, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", AUDITED, str(wav)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "EDGE_PROFILE": "generic-x86_64", "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.splitlines()[-1])
     assert out["cli_text"] == 0 and out["wav"] == ["iot_hue_lightoff"] and out["live"] == ["wake", "iot_hue_lightoff"]

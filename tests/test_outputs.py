@@ -31,13 +31,24 @@ from edge.settings import SettingsError
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_event(intent: str | None = "iot_hue_lightoff", text: str = "turn off the lights in the kitchen",
-               slots: tuple[Slot, ...] = (), **latency: float) -> Event:
+def make_event(
+    intent: str | None = "iot_hue_lightoff",
+    text: str = "turn off the lights in the kitchen",
+    slots: tuple[Slot, ...] = (),
+    **latency: float,
+) -> Event:
     """A classification as the classifier returns it (outputs only serialise it)."""
-    result = Result(text=text, intent=intent, confidence=0.93 if intent else None, guess=intent or "iot_hue_lightoff",
-                    guess_confidence=0.93 if intent else 0.2, slots=slots,
-                    latency_ms=latency or {"tokenize": 0.2, "infer": 2.0, "decode": 0.1, "total": 2.3},
-                    backend="onnx/int8", model="squeezebert-hwu64@1.0.0")
+    result = Result(
+        text=text,
+        intent=intent,
+        confidence=0.93 if intent else None,
+        guess=intent or "iot_hue_lightoff",
+        guess_confidence=0.93 if intent else 0.2,
+        slots=slots,
+        latency_ms=latency or {"tokenize": 0.2, "infer": 2.0, "decode": 0.1, "total": 2.3},
+        backend="onnx/int8",
+        model="squeezebert-hwu64@1.0.0",
+    )
     return Event.from_result(result)
 
 
@@ -71,14 +82,17 @@ class Broker:
         self.conf = tmp / "mosquitto.conf"
         # mosquitto started as root drops to the "mosquitto" user, which cannot write the session store in
         # this directory: the subscriber's session would then not survive the restart. Stay as whoever we are.
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {tmp}/\nautosave_interval 1\nuser {getpass.getuser()}\n")
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {tmp}/\nautosave_interval 1\nuser {getpass.getuser()}\n"
+        )
         self.log = tmp / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Broker":
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=self.log.open("ab"),
-                                     stderr=subprocess.STDOUT)
+    def start(self) -> Broker:
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", str(self.conf)], stdout=self.log.open("ab"), stderr=subprocess.STDOUT
+        )
         wait_for(self._listening, what=f"mosquitto on port {self.port}")
         return self
 
@@ -94,8 +108,9 @@ class Broker:
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
-            assert (self.conf.parent / "mosquitto.db").exists(), \
+            assert (self.conf.parent / "mosquitto.db").exists(), (
                 f"mosquitto did not save its sessions, so the restart would lose them: {self.log.read_text()[-500:]}"
+            )
 
 
 class Subscriber:
@@ -144,36 +159,69 @@ def broker(tmp_path):
 
 
 def mqtt_settings(port: int, **kw) -> MqttSettings:
-    return MqttSettings(enabled=True, host="127.0.0.1", port=port, reconnect_min_s=1, reconnect_max_s=1,
-                        keepalive_s=5, flush_timeout_s=5.0, **kw)
+    return MqttSettings(
+        enabled=True,
+        host="127.0.0.1",
+        port=port,
+        reconnect_min_s=1,
+        reconnect_max_s=1,
+        keepalive_s=5,
+        flush_timeout_s=5.0,
+        **kw,
+    )
 
 
 def test_mqtt_topics_payload_qos_retain(broker):
     """Hermes messages on the Hermes topics, edge's JSON for every event on edge/event/... (or its own topic)."""
     sub = Subscriber(broker.port)
     metrics = Metrics()
-    out = MqttOutput(mqtt_settings(broker.port, retain=True, site_id="kitchen", topics={"alarm_set": "home/alarm"}),
-                     metrics)
+    out = MqttOutput(
+        mqtt_settings(broker.port, retain=True, site_id="kitchen", topics={"alarm_set": "home/alarm"}), metrics
+    )
     try:
-        events = [make_event("iot_hue_lightoff", slots=(Slot("house_place", "kitchen", "kitchen", 28, 35, 0.91),)),
-                  make_event(None, text="banana seventeen"), make_event("alarm_set", text="wake me at 7"),
-                  Event(type="wake", data={"phrase": "hey jarvis", "engine": "micro", "score": 0.97})]
+        events = [
+            make_event("iot_hue_lightoff", slots=(Slot("house_place", "kitchen", "kitchen", 28, 35, 0.91),)),
+            make_event(None, text="banana seventeen"),
+            make_event("alarm_set", text="wake me at 7"),
+            Event(type="wake", data={"phrase": "hey jarvis", "engine": "micro", "score": 0.97}),
+        ]
         for event in events:
             out.publish(event)
         wait_for(lambda: len(sub.messages) == 7, what="7 MQTT messages")
         topics = [t for t, _, _ in sub.messages]
-        assert topics == ["hermes/intent/iot_hue_lightoff", "edge/event/intent", "hermes/nlu/intentNotRecognized",
-                          "edge/event/not_understood", "hermes/intent/alarm_set", "home/alarm", "edge/event/wake"]
+        assert topics == [
+            "hermes/intent/iot_hue_lightoff",
+            "edge/event/intent",
+            "hermes/nlu/intentNotRecognized",
+            "edge/event/not_understood",
+            "hermes/intent/alarm_set",
+            "home/alarm",
+            "edge/event/wake",
+        ]
         hermes, own = sub.messages[0][1], sub.messages[1][1]
         assert own == events[0].to_dict() and own["slots"] == {"house_place": "kitchen"}
         assert hermes["input"] == "turn off the lights in the kitchen" and hermes["intent"] == {
-            "intentName": "iot_hue_lightoff", "confidenceScore": 0.93}
+            "intentName": "iot_hue_lightoff",
+            "confidenceScore": 0.93,
+        }
         assert (hermes["siteId"], hermes["sessionId"], hermes["id"]) == ("kitchen", events[0].id, None)
-        assert hermes["slots"] == [{"entity": "house_place", "slotName": "house_place", "rawValue": "kitchen",
-                                    "value": {"kind": "Custom", "value": "kitchen"}, "confidence": 0.91,
-                                    "range": {"start": 28, "end": 35, "rawStart": 28, "rawEnd": 35}}]
-        assert sub.messages[2][1] == {"input": "banana seventeen", "siteId": "kitchen", "id": None, "customData": None,
-                                      "sessionId": events[1].id}
+        assert hermes["slots"] == [
+            {
+                "entity": "house_place",
+                "slotName": "house_place",
+                "rawValue": "kitchen",
+                "value": {"kind": "Custom", "value": "kitchen"},
+                "confidence": 0.91,
+                "range": {"start": 28, "end": 35, "rawStart": 28, "rawEnd": 35},
+            }
+        ]
+        assert sub.messages[2][1] == {
+            "input": "banana seventeen",
+            "siteId": "kitchen",
+            "id": None,
+            "customData": None,
+            "sessionId": events[1].id,
+        }
         assert sub.messages[6][1]["phrase"] == "hey jarvis"
         assert out.health()["published"] == 7 and out.health()["connected"] is True
     finally:
@@ -197,8 +245,10 @@ def test_mqtt_without_hermes_publishes_edge_json_only(broker):
         for event in events:
             out.publish(event)
         wait_for(lambda: len(sub.messages) == 2, what="2 MQTT messages")
-        assert [(t, p) for t, p, _ in sub.messages] == [("edge/event/intent", events[0].to_dict()),
-                                                       ("voice/huh", events[1].to_dict())]
+        assert [(t, p) for t, p, _ in sub.messages] == [
+            ("edge/event/intent", events[0].to_dict()),
+            ("voice/huh", events[1].to_dict()),
+        ]
     finally:
         out.close()
         sub.close()
@@ -287,8 +337,13 @@ def test_hook_gets_slots_as_inert_data(tmp_path, monkeypatch):
     hook = write_hook(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NOTIFY_SOCKET", "/run/systemd/notify")  # the daemon's, not the hook's
-    nasty = [f"; touch {tmp_path}/pwned1", f"$(touch {tmp_path}/pwned2)", f"`touch {tmp_path}/pwned3`",
-             "kitchen' && rm -rf ~ #", f'x"; echo 1 > {tmp_path}/pwned4; "']
+    nasty = [
+        f"; touch {tmp_path}/pwned1",
+        f"$(touch {tmp_path}/pwned2)",
+        f"`touch {tmp_path}/pwned3`",
+        "kitchen' && rm -rf ~ #",
+        f'x"; echo 1 > {tmp_path}/pwned4; "',
+    ]
     slots = tuple(Slot("house_place" if i == 0 else f"name_{i}", v, v, 0, len(v)) for i, v in enumerate(nasty))
     slots += (Slot("date", "today", "today", 0, 5), Slot("date", "tomorrow", "tomorrow", 0, 8))
     runner = HookRunner(HooksSettings(commands={"iot_hue_lightoff": [str(hook), "--room", "{house_place}", "; ls"]}))
@@ -332,8 +387,10 @@ def test_hook_timeout_kills_the_process_group_and_exit_status_is_logged(tmp_path
         del os.environ["HOOK_EXIT"]
     assert time.monotonic() - start < 5
     pid = int(child_pid.read_text())
-    wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
-             what="the hook's child to be killed")
+    wait_for(
+        lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+        what="the hook's child to be killed",
+    )
     assert f"hook alarm_set: {slow} killed after the 1 s timeout" in caplog.text
     assert f"hook weather_query: {failing} exited 3" in caplog.text
     assert len(hook_records(tmp_path)) == 1
@@ -393,8 +450,11 @@ def test_metrics_counts_intents_stages_errors_and_profiler_energy(shipped_packag
     text = metrics.text().decode()
     from prometheus_client.parser import text_string_to_metric_families
 
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for family in text_string_to_metric_families(text) for s in family.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
     assert samples[("edge_events_total", (("intent", "iot_hue_lightoff"), ("type", "intent")))] == 2
     assert samples[("edge_events_total", (("intent", "alarm_set"), ("type", "intent")))] == 1
     assert samples[("edge_events_total", (("intent", ""), ("type", "error")))] == 1
@@ -402,7 +462,7 @@ def test_metrics_counts_intents_stages_errors_and_profiler_energy(shipped_packag
     for stage in ("tokenize", "infer", "decode", "total"):
         assert samples[("edge_stage_latency_seconds_count", (("stage", stage),))] == 3
     assert samples[("edge_stage_latency_seconds_bucket", (("le", "+Inf"), ("stage", "infer")))] == 3
-    energy = [v for (name, labels), v in samples.items() if name == "edge_inference_energy_mj"]
+    energy = [v for (name, labels), v in samples.items() if name == "edge_inference_energy_joules"]
     assert energy and energy[0] > 0
     assert samples[("edge_inferences_profiled_total", ())] == 3
 
@@ -416,31 +476,54 @@ def write_config(tmp: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("text, message", [
-    ("mqtt:\n  hots: x\n", "mqtt.hots: unknown key; allowed keys: client_id, enabled, event_topic, flush_timeout_s, hermes, host"),
-    ("http:\n  max_text_bytes: big\n", "http.max_text_bytes: expected a whole number, got string 'big'"),
-    ("stt:\n  engine: kaldi\n", "stt.engine: got 'kaldi'; allowed: 'auto', 'pocketsphinx', 'vosk', 'whisper'"),
-    ("mqtt:\n  qos: 3\n", "mqtt: qos: 3 is out of range; allowed 0, 1, 2"),
-    ("mqtt:\n  topic: 'hermes/#/{name}'\n", "not a publishable MQTT topic; allowed: a topic without + or # wildcards"),
-    ("mqtt:\n  topic: 'x/{intent}'\n", "topic: 'x/{intent}' has an unknown placeholder; allowed: {name}"),
-    ("mqtt:\n  site_id: 'a/b'\n", "mqtt: site_id: 'a/b' is not a Hermes site id; allowed: a non-empty name"),
-    ("wyoming:\n  listen: 'http://0.0.0.0:10300'\n", "wyoming: listen: 'http://0.0.0.0:10300' is not a Wyoming "
-                                                      "address; allowed: tcp://HOST:PORT"),
-    ("wyoming:\n  listen: 'tcp://0.0.0.0'\n", "wyoming: listen: 'tcp://0.0.0.0': '0.0.0.0' is not an address; "
-                                               "allowed: tcp://HOST:PORT, e.g. tcp://0.0.0.0:10300"),
-    ("wyoming:\n  max_audio_bytes: 0\n", "wyoming: max_audio_bytes: 0 is out of range; allowed 1 or more"),
-    ("wyoming:\n  listen: 'unix:///run/edge.sock'\n  zeroconf: true\n", "wyoming: zeroconf: announces a TCP port"),
-    ("wyoming:\n  enable: true\n", "wyoming.enable: unknown key; allowed keys: enabled, listen, max_audio_bytes"),
-    ("http:\n  listen: 0.0.0.0:8765\n", "http.listen: 0.0.0.0:8765 is reachable from other machines, so the API needs a token"),
-    ("http:\n  listen: localhost\n", "http.listen: 'localhost' is not an address; allowed: HOST:PORT"),
-    ("hooks:\n  commands:\n    alarm_set: /bin/echo hi\n", "hooks.commands.alarm_set: expected a list of string, got string"),
-    ("hooks:\n  commands:\n    alarm_set: [/no/such/program]\n", "hooks.commands.alarm_set[0]: '/no/such/program' is not an executable"),
-    ("http:\n  token_file: /no/such/token\n", "http.token_file: /no/such/token cannot be read"),
-    ("audio:\n  retry_min_s: 5\n  retry_max_s: 1\n", "audio: retry_min_s (5.0) and retry_max_s (1.0)"),
-    ("vad:\n  threshold: 2\n", "vad: threshold 2.0 is outside (0, 1)"),
-    ("- just\n- a list\n", "expected a mapping of Config fields, got list"),
-    ("mqtt: {host: [\n", "invalid YAML: line 2"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "mqtt:\n  hots: x\n",
+            "mqtt.hots: unknown key; allowed keys: client_id, enabled, event_topic, flush_timeout_s, hermes, host",
+        ),
+        ("http:\n  max_text_bytes: big\n", "http.max_text_bytes: expected a whole number, got string 'big'"),
+        ("stt:\n  engine: kaldi\n", "stt.engine: got 'kaldi'; allowed: 'auto', 'pocketsphinx', 'vosk', 'whisper'"),
+        ("mqtt:\n  qos: 3\n", "mqtt: qos: 3 is out of range; allowed 0, 1, 2"),
+        (
+            "mqtt:\n  topic: 'hermes/#/{name}'\n",
+            "not a publishable MQTT topic; allowed: a topic without + or # wildcards",
+        ),
+        ("mqtt:\n  topic: 'x/{intent}'\n", "topic: 'x/{intent}' has an unknown placeholder; allowed: {name}"),
+        ("mqtt:\n  site_id: 'a/b'\n", "mqtt: site_id: 'a/b' is not a Hermes site id; allowed: a non-empty name"),
+        (
+            "wyoming:\n  listen: 'http://0.0.0.0:10300'\n",
+            "wyoming: listen: 'http://0.0.0.0:10300' is not a Wyoming address; allowed: tcp://HOST:PORT",
+        ),
+        (
+            "wyoming:\n  listen: 'tcp://0.0.0.0'\n",
+            "wyoming: listen: 'tcp://0.0.0.0': '0.0.0.0' is not an address; "
+            "allowed: tcp://HOST:PORT, e.g. tcp://0.0.0.0:10300",
+        ),
+        ("wyoming:\n  max_audio_bytes: 0\n", "wyoming: max_audio_bytes: 0 is out of range; allowed 1 or more"),
+        ("wyoming:\n  listen: 'unix:///run/edge.sock'\n  zeroconf: true\n", "wyoming: zeroconf: announces a TCP port"),
+        ("wyoming:\n  enable: true\n", "wyoming.enable: unknown key; allowed keys: enabled, listen, max_audio_bytes"),
+        (
+            "http:\n  listen: 0.0.0.0:8765\n",
+            "http.listen: 0.0.0.0:8765 is reachable from other machines, so the API needs a token",
+        ),
+        ("http:\n  listen: localhost\n", "http.listen: 'localhost' is not an address; allowed: HOST:PORT"),
+        (
+            "hooks:\n  commands:\n    alarm_set: /bin/echo hi\n",
+            "hooks.commands.alarm_set: expected a list of string, got string",
+        ),
+        (
+            "hooks:\n  commands:\n    alarm_set: [/no/such/program]\n",
+            "hooks.commands.alarm_set[0]: '/no/such/program' is not an executable",
+        ),
+        ("http:\n  token_file: /no/such/token\n", "http.token_file: /no/such/token cannot be read"),
+        ("audio:\n  retry_min_s: 5\n  retry_max_s: 1\n", "audio: retry_min_s (5.0) and retry_max_s (1.0)"),
+        ("vad:\n  threshold: 2\n", "vad: threshold 2.0 is outside (0, 1)"),
+        ("- just\n- a list\n", "expected a mapping of Config fields, got list"),
+        ("mqtt: {host: [\n", "invalid YAML: line 2"),
+    ],
+)
 def test_config_errors_name_file_key_and_allowed(tmp_path, text, message):
     path = write_config(tmp_path, text)
     with pytest.raises(SettingsError) as info:
@@ -452,11 +535,14 @@ def test_config_errors_name_file_key_and_allowed(tmp_path, text, message):
 def test_config_secrets_from_files_and_the_example(tmp_path):
     (tmp_path / "token").write_text("s3cret\n")
     (tmp_path / "pw").write_text("mqtt-pw\n")
-    path = write_config(tmp_path, f"""
+    path = write_config(
+        tmp_path,
+        f"""
         http: {{listen: "0.0.0.0:9000", token_file: {tmp_path}/token}}
         mqtt: {{enabled: true, username: edge, password_file: {tmp_path}/pw}}
         hooks: {{commands: {{"*": ["true"]}}}}
-    """)
+    """,
+    )
     c = config_mod.load(path)
     assert (c.http.address, c.http.token, c.http.token_file) == (("0.0.0.0", 9000), "s3cret", None)
     assert (c.mqtt.password, c.mqtt.password_file) == ("mqtt-pw", None)

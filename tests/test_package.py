@@ -4,10 +4,11 @@ import json
 import shutil
 
 import pytest
-from conftest import SHIPPED, run_cli
 
 from edge.classifier import IntentClassifier
 from edge.package import ModelPackage, PackageError
+
+from conftest import SHIPPED, run_cli
 
 
 @pytest.fixture

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 
 from edge.audio import SamplesSource
-from edge.textnorm import written_form
 from edge.cli import speech as speech_cli
 from edge.pipeline import Pipeline
 from edge.stt.pocketsphinx import PocketSphinxEngine
+from edge.textnorm import written_form
 from edge.vad import Endpointer
+
 from speech_helpers import alsa_capture_config, silence, speak, write_wav
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,7 +72,9 @@ def test_wav_files_json_lines(classifier, wavs, capsys, tmp_path):
     bad.write_text("not audio")
     quiet = write_wav(tmp_path / "quiet.wav", np.zeros(16000), 16000)
     files = [str(p) for p, _, _ in wavs]
-    status = speech_cli.run(args_for(["--json", "--wav", files[0], str(bad), *files[1:], str(quiet)]), lambda: classifier)
+    status = speech_cli.run(
+        args_for(["--json", "--wav", files[0], str(bad), *files[1:], str(quiet)]), lambda: classifier
+    )
     out, err = capsys.readouterr()
     lines = [json.loads(line) for line in out.splitlines()]
     assert status == 1 and f"{bad}: not a WAV file" in err  # the bad file is reported, the rest still run
@@ -109,8 +112,9 @@ def mic_process(tmp_path: Path, text: str, argv: list[str]) -> subprocess.Popen:
     raw.write_bytes(np.concatenate([silence(0.5), speak(text, "slt", tmp_path), silence(1.0)]).astype("<i2").tobytes())
     conf = alsa_capture_config(tmp_path, raw)
     env = {**os.environ, "ALSA_CONFIG_PATH": str(conf), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", MIC, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", MIC, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_mic_command_comes_out_as_its_intent(classifier, tmp_path):
@@ -138,10 +142,12 @@ def test_list_devices_and_missing_device(tmp_path):
     raw = tmp_path / "mic.raw"
     raw.write_bytes(b"\0" * 3200)
     env = {**os.environ, "ALSA_CONFIG_PATH": str(alsa_capture_config(tmp_path, raw)), "PYTHONPATH": str(ROOT)}
-    listing = subprocess.run([sys.executable, "-c", MIC, "--list-devices"], env=env, capture_output=True, text=True,
-                             timeout=60)
+    listing = subprocess.run(
+        [sys.executable, "-c", MIC, "--list-devices"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert listing.returncode == 0 and "edgefile" in listing.stdout and "* " in listing.stdout
-    missing = subprocess.run([sys.executable, "-c", MIC, "--mic", "--device", "usb-mic"], env=env, capture_output=True,
-                             text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-c", MIC, "--mic", "--device", "usb-mic"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert missing.returncode == 1 and "no input device matches 'usb-mic'" in missing.stderr
     assert "edgefile" in missing.stderr and "Traceback" not in missing.stderr

@@ -9,7 +9,16 @@ from edge.settings import SettingsError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "devices"
 BOARDS = sorted(p for p in FIXTURES.iterdir() if p.is_dir())
-REQUIRED = {"rpi-zero-2w", "rpi3", "rpi4", "rpi5", "jetson-nano", "jetson-orin-nano", "generic-aarch64", "generic-x86_64"}
+REQUIRED = {
+    "rpi-zero-2w",
+    "rpi3",
+    "rpi4",
+    "rpi5",
+    "jetson-nano",
+    "jetson-orin-nano",
+    "generic-aarch64",
+    "generic-x86_64",
+}
 
 
 def test_every_required_profile_ships_and_loads():

@@ -40,9 +40,25 @@ def recordings() -> list[dict]:
 def package(tmp_path_factory):
     recordings()
     out = tmp_path_factory.mktemp("rhasspy") / "pkg"
-    proc = run_cli("tools.train", str(GRAMMAR), "--out", str(out), "--work", str(out.parent / "work"),
-                   "--max-sentences", "600", "--epochs", "1", "--max-steps", "30", "--oos-train", "40",
-                   "--threads", "2", timeout=1500)
+    proc = run_cli(
+        "tools.train",
+        str(GRAMMAR),
+        "--out",
+        str(out),
+        "--work",
+        str(out.parent / "work"),
+        "--max-sentences",
+        "600",
+        "--epochs",
+        "1",
+        "--max-steps",
+        "30",
+        "--oos-train",
+        "40",
+        "--threads",
+        "2",
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     return out
 
@@ -59,8 +75,16 @@ def expected(text: str | None):
 
 def run(package: Path, *stt: str) -> dict[str, dict | None]:
     rows = recordings()
-    proc = run_cli("edge.cli.intent", "--model", str(package), *stt, "--json",
-                   "--wav", *[str(real() / r["file"]) for r in rows], timeout=900)
+    proc = run_cli(
+        "edge.cli.intent",
+        "--model",
+        str(package),
+        *stt,
+        "--json",
+        "--wav",
+        *[str(real() / r["file"]) for r in rows],
+        timeout=900,
+    )
     assert proc.returncode in (0, 1), proc.stderr.decode()[-2000:]
     got: dict[str, dict | None] = {}
     for line in proc.stdout.decode().splitlines():
@@ -98,8 +122,18 @@ def test_pocketsphinx_with_the_package_language_model(package):
 def test_json_of_a_grammar_match(package):
     rows = recordings()
     clip = next(r for r in rows if r["file"].endswith("set-office-lights-to-blue.wav"))
-    proc = run_cli("edge.cli.intent", "--model", str(package), "--stt", "whisper", "--stt-model", "tiny.en",
-                   "--json", "--wav", str(real() / clip["file"]))
+    proc = run_cli(
+        "edge.cli.intent",
+        "--model",
+        str(package),
+        "--stt",
+        "whisper",
+        "--stt-model",
+        "tiny.en",
+        "--json",
+        "--wav",
+        str(real() / clip["file"]),
+    )
     out = json.loads(proc.stdout.decode().splitlines()[0])
     assert (out["intent"], out["slots"], out["source"]) == ("SetColor", {"area": "office", "color": "blue"}, "grammar")
     assert out["transcript"]["engine"].startswith("whisper-tiny.en")

@@ -3,7 +3,6 @@ the adaptation builder, and the model download against a local HTTP server."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import http.server
 import io
@@ -18,8 +17,8 @@ import numpy as np
 import pytest
 
 from edge.audio import read_wav
-from edge.stt import SttError, SttSettings, create_engine, word_errors
-from edge.stt import adapt, vosk_fetch
+from edge.stt import SttError, SttSettings, adapt, create_engine, vosk_fetch, word_errors
+
 from conftest import data_file
 from speech_helpers import silence, speak, write_wav
 
@@ -35,8 +34,9 @@ COMMANDS = [
 
 
 def _profile_preferring(engine: str):
-    from edge.profiles import load_profile
     import dataclasses
+
+    from edge.profiles import load_profile
 
     return dataclasses.replace(load_profile("generic-x86_64"), stt=engine)
 
@@ -61,7 +61,7 @@ def speech(tmp_path_factory):
 
 def recognise(engine, samples, chunk=512):
     for i in range(0, len(samples), chunk):
-        engine.accept(samples[i:i + chunk])
+        engine.accept(samples[i : i + chunk])
     return engine.final()
 
 
@@ -140,8 +140,16 @@ def test_spoken_form():
 
 
 def test_language_models_are_normalised():
-    sentences = [s.split() for s in ["turn on the lights", "turn off the lights", "what time is it",
-                                     "set an alarm for seven", "turn the music up"]]
+    sentences = [
+        s.split()
+        for s in [
+            "turn on the lights",
+            "turn off the lights",
+            "what time is it",
+            "set an alarm for seven",
+            "turn the music up",
+        ]
+    ]
     vocab = {w for s in sentences for w in s} | {"zebra", "quantum"}
     kn = adapt.KneserNey(sentences, vocab)
     for history in [(), ("turn",), ("<s>", "turn"), ("the", "lights"), ("zebra",)]:
@@ -180,7 +188,7 @@ def test_vosk_streams_and_the_grammar_steers_it(korean_model, tmp_path):
     assert engine.name == "vosk+grammar"
     engine.accept(hello[: len(hello) * 3 // 4])
     assert engine.partial() == "안녕하세요"
-    engine.accept(hello[len(hello) * 3 // 4:])
+    engine.accept(hello[len(hello) * 3 // 4 :])
     transcript = engine.final()
     assert transcript.text == "안녕하세요" and transcript.engine == "vosk+grammar"
     (word,) = transcript.words
@@ -211,7 +219,12 @@ def test_create_engine_and_its_errors(korean_model, monkeypatch, tmp_path):
 def fake_model_zip(root: str = "vosk-model-small-en-us-0.15", extra: dict[str, bytes] | None = None) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in {"am/final.mdl": b"model", "conf/model.conf": b"--x", "README": b"hi", **(extra or {})}.items():
+        for name, data in {
+            "am/final.mdl": b"model",
+            "conf/model.conf": b"--x",
+            "README": b"hi",
+            **(extra or {}),
+        }.items():
             zf.writestr(f"{root}/{name}" if not name.startswith(("/", "..")) else name, data)
     return buf.getvalue()
 
@@ -261,10 +274,13 @@ def test_fetch_verifies_unpacks_and_installs_atomically(server, tmp_path):
     assert (dest / "am" / "final.mdl").read_bytes() == b"model v2"
 
 
-@pytest.mark.parametrize("extra,message", [
-    ({"../../escaped.txt": b"x"}, "outside the model directory"),
-    ({"/etc/evil": b"x"}, "outside the model directory"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ({"../../escaped.txt": b"x"}, "outside the model directory"),
+        ({"/etc/evil": b"x"}, "outside the model directory"),
+    ],
+)
 def test_fetch_refuses_escaping_archives(server, tmp_path, extra, message):
     files, base = server
     archive = fake_model_zip(extra=extra)
@@ -272,7 +288,9 @@ def test_fetch_refuses_escaping_archives(server, tmp_path, extra, message):
     dest = tmp_path / "a" / "b" / "model"
     with pytest.raises(vosk_fetch.FetchError, match=message):
         vosk_fetch.fetch("vosk-small-en-us", dest, url=base + "/evil.zip", sha256=hashlib.sha256(archive).hexdigest())
-    assert not dest.exists() and not (tmp_path / "escaped.txt").exists() and not (tmp_path / "a" / "escaped.txt").exists()
+    assert (
+        not dest.exists() and not (tmp_path / "escaped.txt").exists() and not (tmp_path / "a" / "escaped.txt").exists()
+    )
 
 
 def test_fetch_errors(server, tmp_path):
@@ -282,11 +300,19 @@ def test_fetch_errors(server, tmp_path):
     with pytest.raises(vosk_fetch.FetchError, match="404"):
         vosk_fetch.fetch("vosk-small-en-us", tmp_path / "m", url=base + "/missing.zip")
     with pytest.raises(vosk_fetch.FetchError, match="not a valid zip"):
-        vosk_fetch.fetch("vosk-small-en-us", tmp_path / "m", url=base + "/notzip",
-                         sha256=hashlib.sha256(files["/notzip"]).hexdigest())
+        vosk_fetch.fetch(
+            "vosk-small-en-us",
+            tmp_path / "m",
+            url=base + "/notzip",
+            sha256=hashlib.sha256(files["/notzip"]).hexdigest(),
+        )
     with pytest.raises(vosk_fetch.FetchError, match="holds no Vosk model"):
-        vosk_fetch.fetch("vosk-small-en-us", tmp_path / "m", url=base + "/empty.zip",
-                         sha256=hashlib.sha256(files["/empty.zip"]).hexdigest())
+        vosk_fetch.fetch(
+            "vosk-small-en-us",
+            tmp_path / "m",
+            url=base + "/empty.zip",
+            sha256=hashlib.sha256(files["/empty.zip"]).hexdigest(),
+        )
     with pytest.raises(vosk_fetch.FetchError, match="unknown model 'vosk-huge'"):
         vosk_fetch.fetch("vosk-huge", tmp_path / "m")
     assert not (tmp_path / "m").exists()
@@ -300,8 +326,22 @@ def test_edge_models_fetch_cli_refuses_a_mismatching_archive(server, tmp_path):
     files, base = server
     files["/model.zip"] = fake_model_zip()
     dest = tmp_path / "vosk"
-    proc = subprocess.run([sys.executable, "-m", "edge.cli.models", "fetch", "vosk-small-en-us", "--dest", str(dest),
-                           "--url", f"{base}/model.zip"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edge.cli.models",
+            "fetch",
+            "vosk-small-en-us",
+            "--dest",
+            str(dest),
+            "--url",
+            f"{base}/model.zip",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1 and "sha256" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert not dest.exists() or not any(dest.iterdir())
     proc = subprocess.run([sys.executable, "-m", "edge.cli.models", "fetch", "nope"], capture_output=True, text=True)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+
 from conftest import REPO
 
 pytest.importorskip("hassil", reason="intents files need hassil: script/setup --dev")
@@ -33,31 +34,85 @@ lists:
 BAD = [
     ("language: en\nintentz: {}\nintents:\n  A:\n    data: [{sentences: [a]}]\n", 2, "intentz", "unknown key"),
     ("intents:\n  A:\n    data: [{sentences: [a]}]\n", 1, "(top level)", "missing required key 'language'"),
-    ("language: en\nintents:\n  A:\n    data:\n      - sentences:\n          - \"turn (on the light\"\n",
-     6, "intents.A.data[0].sentences[0]", "cannot parse template"),
-    ("language: en\nintents:\n  A:\n    data:\n      - sentences:\n          - \"x [y\"\n", 6, "intents.A.data[0].sentences[0]", "cannot parse"),
-    ("language: en\nintents:\n  A:\n    data:\n      - sentences:\n          - ok\n          - \"turn on {room}\"\n",
-     7, "intents.A.data[0].sentences[1]", "{room}, which is not defined under lists"),
-    ("language: en\nintents:\n  A:\n    data:\n      - sentences: [\"<on> it\"]\n", 5, "intents.A.data[0].sentences[0]",
-     "<on>, which is not defined under expansion_rules"),
-    ("language: en\nintents:\n  A:\n    data:\n      - sentences: [a]\n        slotz: {}\n", 6,
-     "intents.A.data[0].slotz", "unknown key"),
-    ("language: en\nintents:\n  A:\n    data:\n      - sentences:\n          - 42\n", 6, "intents.A.data[0].sentences[0]",
-     "expected non-empty text, got a number"),
+    (
+        'language: en\nintents:\n  A:\n    data:\n      - sentences:\n          - "turn (on the light"\n',
+        6,
+        "intents.A.data[0].sentences[0]",
+        "cannot parse template",
+    ),
+    (
+        'language: en\nintents:\n  A:\n    data:\n      - sentences:\n          - "x [y"\n',
+        6,
+        "intents.A.data[0].sentences[0]",
+        "cannot parse",
+    ),
+    (
+        'language: en\nintents:\n  A:\n    data:\n      - sentences:\n          - ok\n          - "turn on {room}"\n',
+        7,
+        "intents.A.data[0].sentences[1]",
+        "{room}, which is not defined under lists",
+    ),
+    (
+        'language: en\nintents:\n  A:\n    data:\n      - sentences: ["<on> it"]\n',
+        5,
+        "intents.A.data[0].sentences[0]",
+        "<on>, which is not defined under expansion_rules",
+    ),
+    (
+        "language: en\nintents:\n  A:\n    data:\n      - sentences: [a]\n        slotz: {}\n",
+        6,
+        "intents.A.data[0].slotz",
+        "unknown key",
+    ),
+    (
+        "language: en\nintents:\n  A:\n    data:\n      - sentences:\n          - 42\n",
+        6,
+        "intents.A.data[0].sentences[0]",
+        "expected non-empty text, got a number",
+    ),
     ("language: en\nintents:\n  A:\n    data: []\n", 4, "intents.A.data", "empty"),
-    ("language: en\nintents:\n  A:\n    data: [{sentences: [\"{n}\"]}]\nlists:\n  n:\n    range:\n      from: 9\n      to: 1\n",
-     8, "lists.n.range", "from (9) is greater than to (1)"),
-    ("language: en\nintents:\n  A:\n    data: [{sentences: [\"{v}\"]}]\nlists:\n  v:\n    values:\n      - out: x\n",
-     8, "lists.v.values[0]", "missing required key 'in'"),
-    ("language: en\nintents:\n  A:\n    data: [{sentences: [\"{v}\"]}]\nlists:\n  v:\n    values: [a]\n    range: {from: 1, to: 2}\n",
-     7, "lists.v", "exactly one of values"),
-    ("language: en\nintents:\n  A:\n    data: [{sentences: [\"<a>\"]}]\nexpansion_rules:\n  a: \"<b> x\"\n  b: \"<a> y\"\n",
-     6, "expansion_rules.a", "refers to itself"),
-    ("language: en\nintents:\n  A:\n    data: [{sentences: [a]}]\n  A:\n    data: [{sentences: [b]}]\n",
-     5, "intents.A", "duplicate key"),
-    ("language: en\nintents:\n  A:\n    data: [{sentences: [a]}]\ntests:\n  - sentences: [a]\n    intent: {name: B}\n",
-     7, "tests[0].intent.name", "'B' is not an intent of this file"),
-    ("language: en\nintents:\n  A:\n    data:\n      - sentences:\n          - a\n    \t- b\n", 7, "", "not valid YAML"),
+    (
+        'language: en\nintents:\n  A:\n    data: [{sentences: ["{n}"]}]\nlists:\n  n:\n    range:\n      from: 9\n      to: 1\n',
+        8,
+        "lists.n.range",
+        "from (9) is greater than to (1)",
+    ),
+    (
+        'language: en\nintents:\n  A:\n    data: [{sentences: ["{v}"]}]\nlists:\n  v:\n    values:\n      - out: x\n',
+        8,
+        "lists.v.values[0]",
+        "missing required key 'in'",
+    ),
+    (
+        'language: en\nintents:\n  A:\n    data: [{sentences: ["{v}"]}]\nlists:\n  v:\n    values: [a]\n    range: {from: 1, to: 2}\n',
+        7,
+        "lists.v",
+        "exactly one of values",
+    ),
+    (
+        'language: en\nintents:\n  A:\n    data: [{sentences: ["<a>"]}]\nexpansion_rules:\n  a: "<b> x"\n  b: "<a> y"\n',
+        6,
+        "expansion_rules.a",
+        "refers to itself",
+    ),
+    (
+        "language: en\nintents:\n  A:\n    data: [{sentences: [a]}]\n  A:\n    data: [{sentences: [b]}]\n",
+        5,
+        "intents.A",
+        "duplicate key",
+    ),
+    (
+        "language: en\nintents:\n  A:\n    data: [{sentences: [a]}]\ntests:\n  - sentences: [a]\n    intent: {name: B}\n",
+        7,
+        "tests[0].intent.name",
+        "'B' is not an intent of this file",
+    ),
+    (
+        "language: en\nintents:\n  A:\n    data:\n      - sentences:\n          - a\n    \t- b\n",
+        7,
+        "",
+        "not valid YAML",
+    ),
 ]
 
 
@@ -99,8 +154,13 @@ def test_every_problem_is_reported_at_once(tmp_path):
 def test_edge_train_reports_a_bad_file_without_a_traceback(tmp_path):
     path = tmp_path / "intents.yaml"
     path.write_text(GOOD.replace("{area}", "{room}"))
-    proc = subprocess.run([sys.executable, "-m", "tools.train", str(path), "--out", str(tmp_path / "pkg")],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tools.train", str(path), "--out", str(tmp_path / "pkg")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "line 6: intents.LightOn.data[0].sentences[0]: uses {room}" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -129,8 +189,10 @@ def test_every_template_and_every_list_value_is_trained_on(expansion):
     for t in grammar.templates:
         said_by_it = (words for words in by_intent[t.intent] if t.required <= set(words))
         # exactly this template's words (a wildcard's words cost a little each, by design)
-        assert any(grammar._scorer(words).matrix(t.node)[0, len(words)] <= WILDCARD_WORD_COST * len(words) + 1e-9
-                   for words in said_by_it), t.text
+        assert any(
+            grammar._scorer(words).matrix(t.node)[0, len(words)] <= WILDCARD_WORD_COST * len(words) + 1e-9
+            for words in said_by_it
+        ), t.text
     labelled = {(x.entity, x.value) for e in expansion.train for x in e.entities}
     for name, slot in grammar.slots.items():
         if slot.kind != "list":
@@ -147,7 +209,7 @@ def test_training_text_is_the_spoken_form_the_runtime_reads(expansion):
     for e in expansion.train + expansion.dev + expansion.heldout:
         assert e.text == spoken_form(e.text), e
         for ent in e.entities:
-            said = e.text[ent.start:ent.end]
+            said = e.text[ent.start : ent.end]
             assert said == said.strip() and said, e
             assert ent.start == 0 or e.text[ent.start - 1] == " ", e
 
@@ -166,10 +228,12 @@ def test_tests_section_becomes_labelled_examples(expansion):
     by_text = {e.text: e for e in expansion.tests}
     e = by_text["switch on the lounge lamp"]
     assert e.intent == "HassTurnOn"
-    assert {(x.entity, e.text[x.start:x.end], x.value) for x in e.entities} == {
-        ("area", "lounge", "living_room"), ("device", "lamp", "light")}
+    assert {(x.entity, e.text[x.start : x.end], x.value) for x in e.entities} == {
+        ("area", "lounge", "living_room"),
+        ("device", "lamp", "light"),
+    }
     e = by_text["dim the kitchen lights to thirty percent"]
-    assert ("brightness", "thirty", "30") in {(x.entity, e.text[x.start:x.end], x.value) for x in e.entities}
+    assert ("brightness", "thirty", "30") in {(x.entity, e.text[x.start : x.end], x.value) for x in e.entities}
 
 
 def test_paraphrases_are_not_produced_by_the_templates():
@@ -203,7 +267,7 @@ def test_recogniser_and_synonym_variation_keep_slots(expansion):
             assert a.intent == e.intent
             assert [x.entity for x in a.entities] == [x.entity for x in e.entities]
             for x, y in zip(e.entities, a.entities):
-                assert x.value == y.value and a.text[y.start:y.end].strip() == a.text[y.start:y.end]
+                assert x.value == y.value and a.text[y.start : y.end].strip() == a.text[y.start : y.end]
             assert a.text == a.text.lower() and not any(c in a.text for c in ",.?!%")
         changed += aug.recogniser(e, strength=1.5).text != e.text
         synonyms += aug.synonyms(e).text != e.text
@@ -216,10 +280,15 @@ def test_jsonl_with_out_of_scope_lines_and_canonical_values(tmp_path):
     from tools.data import DataError
     from tools.train import parse_args, prepare_data
 
-    rows = [{"text": "lights on in the lounge", "intent": "on", "entities": [
-                {"start": 17, "end": 23, "entity": "area", "value": "living_room"}]},
-            {"text": "lights off", "intent": "off", "entities": []},
-            {"text": "what is the capital of peru", "intent": None, "entities": []}] * 5
+    rows = [
+        {
+            "text": "lights on in the lounge",
+            "intent": "on",
+            "entities": [{"start": 17, "end": 23, "entity": "area", "value": "living_room"}],
+        },
+        {"text": "lights off", "intent": "off", "entities": []},
+        {"text": "what is the capital of peru", "intent": None, "entities": []},
+    ] * 5
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     d = prepare_data(parse_args([str(data), "--dev", str(data), "--out", str(tmp_path / "pkg")]))

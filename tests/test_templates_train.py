@@ -9,7 +9,8 @@ Slow (about two minutes: two TFLite conversions) and needs the [train] extra.
 import json
 
 import pytest
-from conftest import REPO, run_cli
+
+from conftest import run_cli
 from speech_helpers import need_flite, speak, write_wav
 
 pytest.importorskip("torch", reason="the toolchain needs the [train] extra: script/setup --train")
@@ -65,15 +66,38 @@ tests:
 def package(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tiny")
     (tmp / "tiny.yaml").write_text(TINY)
-    held_out = [{"text": "lights on in the office please", "intent": "LightOn",
-                 "entities": [{"start": 17, "end": 23, "entity": "area", "value": "office"}]},
-                {"text": "what is the capital of peru", "intent": None, "entities": []}]
+    held_out = [
+        {
+            "text": "lights on in the office please",
+            "intent": "LightOn",
+            "entities": [{"start": 17, "end": 23, "entity": "area", "value": "office"}],
+        },
+        {"text": "what is the capital of peru", "intent": None, "entities": []},
+    ]
     (tmp / "held_out.jsonl").write_text("".join(json.dumps(r) + "\n" for r in held_out))
     out = tmp / "tiny-pkg"
     # In a child process, as a user runs it (and so that edge-train sets up torch's threads itself).
-    proc = run_cli("tools.train", str(tmp / "tiny.yaml"), "--eval", str(tmp / "held_out.jsonl"), "--out", str(out),
-                   "--work", str(tmp / "work"), "--max-sentences", "400", "--epochs", "2", "--max-steps", "40",
-                   "--oos-train", "40", "--threads", "2", timeout=1200)
+    proc = run_cli(
+        "tools.train",
+        str(tmp / "tiny.yaml"),
+        "--eval",
+        str(tmp / "held_out.jsonl"),
+        "--out",
+        str(out),
+        "--work",
+        str(tmp / "work"),
+        "--max-sentences",
+        "400",
+        "--epochs",
+        "2",
+        "--max-steps",
+        "40",
+        "--oos-train",
+        "40",
+        "--threads",
+        "2",
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stderr.decode()[-3000:]
     assert b"model package" in proc.stdout and b"tests" in proc.stdout  # the summary at the end
     return out
@@ -95,12 +119,17 @@ def test_package_is_complete(package):
     assert evaluations["held_out.jsonl"]["shipped"]["onnx/int8"]["oos_n"] >= 1  # the "intent": null line
     assert {"pocketsphinx", "vosk", "whisper"} <= set(pkg.manifest["stt"])
     prompt = (package / "stt" / "whisper-prompt.txt").read_text().lower()
-    assert sum(area in prompt for area in ("kitchen", "living room", "lounge", "front room", "bedroom", "study", "office")) >= 2
+    assert (
+        sum(area in prompt for area in ("kitchen", "living room", "lounge", "front room", "bedroom", "study", "office"))
+        >= 2
+    )
     sentences = (package / "training_sentences.txt").read_text()  # generated from the templates, so carried
     assert "front room" in sentences and "{area}" not in sentences
     sample = pkg.evaluation_sample()  # drawn from the held-out expansions at build time
     assert sample and {r["intent"] for r in sample} <= set(pkg.labels)
-    assert pkg.manifest["evaluation_sample"]["source"].endswith("held-out expansions, generated at build time (seed 13)")
+    assert pkg.manifest["evaluation_sample"]["source"].endswith(
+        "held-out expansions, generated at build time (seed 13)"
+    )
 
 
 @pytest.mark.parametrize("backend", ["onnx", "tflite"])

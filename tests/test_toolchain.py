@@ -7,6 +7,7 @@ four TFLite conversions) and needs the [train] extra.
 import json
 
 import pytest
+
 from conftest import REPO, data_file
 
 pytest.importorskip("torch", reason="the toolchain needs the [train] extra: script/setup --train")
@@ -21,15 +22,45 @@ def test_tiny_end_to_end(tmp_path):
     lines = data_file("hwu64", "train.jsonl").read_text().splitlines()
     intents = sorted({json.loads(line)["intent"] for line in lines})[:4]
     train = [line for line in lines if json.loads(line)["intent"] in intents][:160]
-    dev = [line for line in data_file("hwu64", "dev.jsonl").read_text().splitlines() if json.loads(line)["intent"] in intents]
+    dev = [
+        line
+        for line in data_file("hwu64", "dev.jsonl").read_text().splitlines()
+        if json.loads(line)["intent"] in intents
+    ]
     (tmp_path / "train.jsonl").write_text("\n".join(train) + "\n")
     (tmp_path / "dev.jsonl").write_text("\n".join(dev[:40]) + "\n")
     out = tmp_path / "pkg"
-    rc = main([str(tmp_path / "train.jsonl"), "--dev", str(tmp_path / "dev.jsonl"), "--eval", str(tmp_path / "dev.jsonl"),
-               "--eval-sample", str(tmp_path / "dev.jsonl"),
-               "--out", str(out), "--work", str(tmp_path / "work"), "--teacher-epochs", "2", "--student-epochs", "1",
-               "--max-steps", "12", "--oos-train", "20", "--eval-limit", "20", "--vocab-size", "2500",
-               "--max-seq-len", "64", "--threads", "2"])
+    rc = main(
+        [
+            str(tmp_path / "train.jsonl"),
+            "--dev",
+            str(tmp_path / "dev.jsonl"),
+            "--eval",
+            str(tmp_path / "dev.jsonl"),
+            "--eval-sample",
+            str(tmp_path / "dev.jsonl"),
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+            "--teacher-epochs",
+            "2",
+            "--student-epochs",
+            "1",
+            "--max-steps",
+            "12",
+            "--oos-train",
+            "20",
+            "--eval-limit",
+            "20",
+            "--vocab-size",
+            "2500",
+            "--max-seq-len",
+            "64",
+            "--threads",
+            "2",
+        ]
+    )
     assert rc == 0
     from edge.classifier import IntentClassifier
     from edge.package import ModelPackage
@@ -39,7 +70,9 @@ def test_tiny_end_to_end(tmp_path):
     assert package.labels == intents
     for backend in ("onnx", "tflite"):
         for precision in ("int8", "fp32"):
-            result = IntentClassifier.load(str(out), backend=backend, precision=precision).classify(json.loads(train[0])["text"])
+            result = IntentClassifier.load(str(out), backend=backend, precision=precision).classify(
+                json.loads(train[0])["text"]
+            )
             assert result.guess in intents
     m = package.manifest
     assert set(m["selection"]["dev_intent_accuracy_int8"]) == {"dense", "g4"}
@@ -49,7 +82,8 @@ def test_tiny_end_to_end(tmp_path):
     # artefacts built from them, and the evaluation sample it was given.
     assert not (out / "training_sentences.txt").exists() and "sentences_file" not in m["training"]
     assert m["stt"]["pocketsphinx"] and package.evaluation_sample() == [
-        {"text": json.loads(line)["text"], "intent": json.loads(line)["intent"]} for line in dev[:40]]
+        {"text": json.loads(line)["text"], "intent": json.loads(line)["intent"]} for line in dev[:40]
+    ]
 
 
 def test_teacher_ceiling_runs_and_selects_on_dev(tmp_path):
@@ -63,8 +97,23 @@ def test_teacher_ceiling_runs_and_selects_on_dev(tmp_path):
         lines = data_file("hwu64", f"{split}.jsonl").read_text().splitlines()
         (data / f"{split}.jsonl").write_text("\n".join(lines[::100]) + "\n")
     out = tmp_path / "ceiling.json"
-    assert main(["--data", str(data), "--model-dir", str(minilm_dir()), "--epochs", "2",
-                 "--threads", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                str(data),
+                "--model-dir",
+                str(minilm_dir()),
+                "--epochs",
+                "2",
+                "--threads",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
     assert [row["epoch"] for row in result["history"]] == [1, 2]
     best = max(result["history"], key=lambda row: row["dev_score"])
@@ -77,9 +126,8 @@ def test_restore_gives_the_shipped_model_back_in_pytorch():
     import torch
 
     from edge.classifier import IntentClassifier
-    from tools.from_package import load_from_package, restore
-
     from edge.package import ModelPackage
+    from tools.from_package import load_from_package, restore
 
     package = REPO / "models/squeezebert-hwu64"
     model = restore(package)

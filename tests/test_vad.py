@@ -8,6 +8,7 @@ import pytest
 from edge.audio import FRAME_SAMPLES, SAMPLE_RATE, SamplesSource
 from edge.settings import SettingsError, from_mapping
 from edge.vad import Endpointer, SileroModel, VadSettings, utterances
+
 from speech_helpers import silence, speak
 
 FRAME_MS = FRAME_SAMPLES * 1000 / SAMPLE_RATE

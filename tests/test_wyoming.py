@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_outputs import free_port, wait_for
 
 from speech_helpers import FifoMic, silence, speak, write_wav
 from test_daemon import ROOT, Daemon
-from test_outputs import free_port, wait_for
 
 wyoming = pytest.importorskip("wyoming")
 
@@ -182,7 +182,11 @@ http: {enabled: false}
         errors = [Error.from_event(e) if Error.is_type(e.type) else e for e in answers]
         assert errors[0].code == "bad-event" and errors[0].text == "audio-chunk: missing field 'rate'"
         assert errors[1].code == "bad-event" and "not JSON" in errors[1].text
-        assert errors[2].code == "unsupported-event" and "'synthesize'" in errors[2].text and "transcribe" in errors[2].text
+        assert (
+            errors[2].code == "unsupported-event"
+            and "'synthesize'" in errors[2].text
+            and "transcribe" in errors[2].text
+        )
         assert errors[3].code == "no-request" and "send transcribe or detect" in errors[3].text
         assert errors[4].code == "too-large" and "the limit is 300 bytes (wyoming.max_text_bytes)" in errors[4].text
         assert Transcript.is_type(answers[5].type) and Transcript.from_event(answers[5]).text == ""  # silence
@@ -216,8 +220,10 @@ http: {enabled: false}
             # an announced payload over the limit is refused before it is read
             huge = AsyncTcpClient(host, port)
             await huge.connect()
-            huge._writer.write(b'{"type": "audio-chunk", "data": {"rate": 16000, "width": 2, "channels": 1}, '
-                               b'"payload_length": 999999999}\n')
+            huge._writer.write(
+                b'{"type": "audio-chunk", "data": {"rate": 16000, "width": 2, "channels": 1}, '
+                b'"payload_length": 999999999}\n'
+            )
             too_large = await read_until(huge, "error")
             huge_closed = await asyncio.wait_for(huge.read_event(), 5)
             # connections over max_connections get "busy"; the others are served
@@ -233,7 +239,9 @@ http: {enabled: false}
             return timeout, closed, too_large, huge_closed, busy, served
 
         timeout, closed, too_large, huge_closed, busy, served = asyncio.run(limits())
-        assert Error.from_event(timeout).code == "timeout" and "1.5 s" in Error.from_event(timeout).text and closed is None
+        assert (
+            Error.from_event(timeout).code == "timeout" and "1.5 s" in Error.from_event(timeout).text and closed is None
+        )
         assert Error.from_event(too_large).code == "too-large" and "999999999 bytes" in Error.from_event(too_large).text
         assert huge_closed is None
         assert Error.from_event(busy).code == "busy" and Info.is_type(served.type)
@@ -263,23 +271,45 @@ def test_wyoming_satellite_uses_edge_as_its_wake_word_service(tmp_path):
     if shutil.which("arecord") is None:
         pytest.skip("arecord is not installed (Debian alsa-utils; script/setup --dev installs it)")
     mic = FifoMic(tmp_path, speed=2.0)
-    daemon = Daemon(tmp_path, 'wyoming: {enabled: true, listen: "tcp://127.0.0.1:0"}\nhttp: {listen: "127.0.0.1:0"}\n',
-                    "--no-mic")
+    daemon = Daemon(
+        tmp_path, 'wyoming: {enabled: true, listen: "tcp://127.0.0.1:0"}\nhttp: {listen: "127.0.0.1:0"}\n', "--no-mic"
+    )
     satellite = None
     detections = tmp_path / "detections.txt"
     try:
         host, port = wyoming_address(daemon)
         sat_port = free_port()
         satellite = subprocess.Popen(
-            [str(CLIENTS_PYTHON), "-m", "wyoming_satellite", "--uri", f"tcp://127.0.0.1:{sat_port}", "--name", "kitchen",
-             # Periods of FifoMic's frame size: the file plugin pads a short read of its FIFO with stale samples.
-             "--mic-command", "arecord -D edgefile -q -r 16000 -c 1 -f S16_LE -t raw --period-size=512 --buffer-size=2048",
-             "--wake-uri", f"tcp://{host}:{port}", "--wake-word-name", "hey_jarvis",
-             "--detection-command", f"sh -c 'cat >> {detections}'", "--no-zeroconf", "--debug"],
-            env={"PATH": "/usr/bin:/bin", "ALSA_CONFIG_PATH": str(mic.conf)}, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True)
-        wait_for(lambda: daemon.request("GET", "/healthz")[1]["wyoming"]["requests"].get("detect", 0) >= 1, 30,
-                 "the satellite to ask edge for wake word detection")
+            [
+                str(CLIENTS_PYTHON),
+                "-m",
+                "wyoming_satellite",
+                "--uri",
+                f"tcp://127.0.0.1:{sat_port}",
+                "--name",
+                "kitchen",
+                # Periods of FifoMic's frame size: the file plugin pads a short read of its FIFO with stale samples.
+                "--mic-command",
+                "arecord -D edgefile -q -r 16000 -c 1 -f S16_LE -t raw --period-size=512 --buffer-size=2048",
+                "--wake-uri",
+                f"tcp://{host}:{port}",
+                "--wake-word-name",
+                "hey_jarvis",
+                "--detection-command",
+                f"sh -c 'cat >> {detections}'",
+                "--no-zeroconf",
+                "--debug",
+            ],
+            env={"PATH": "/usr/bin:/bin", "ALSA_CONFIG_PATH": str(mic.conf)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        wait_for(
+            lambda: daemon.request("GET", "/healthz")[1]["wyoming"]["requests"].get("detect", 0) >= 1,
+            30,
+            "the satellite to ask edge for wake word detection",
+        )
 
         async def home_assistant() -> list[Event]:
             ha = AsyncTcpClient("127.0.0.1", sat_port)
@@ -291,8 +321,15 @@ def test_wyoming_satellite_uses_edge_as_its_wake_word_service(tmp_path):
             seen = []
             for sentence in ("hey jarvis", "hey jarvis"):
                 await asyncio.sleep(1.0)
-                mic.say(np.concatenate([speak("the game starts at eight tonight", "awb", tmp_path), silence(0.3),
-                                        speak(sentence, "rms", tmp_path)]))
+                mic.say(
+                    np.concatenate(
+                        [
+                            speak("the game starts at eight tonight", "awb", tmp_path),
+                            silence(0.3),
+                            speak(sentence, "rms", tmp_path),
+                        ]
+                    )
+                )
                 seen.append(await read_until(ha, "run-pipeline", timeout=30))
                 seen.append(await read_until(ha, "audio-chunk", timeout=10))  # the command's audio comes to us now
                 await ha.write_event(Transcript(text="turn off the lights").event())  # as Home Assistant ends the turn
@@ -303,8 +340,11 @@ def test_wyoming_satellite_uses_edge_as_its_wake_word_service(tmp_path):
         pipelines = [RunPipeline.from_event(e) for e in seen if RunPipeline.is_type(e.type)]
         assert [p.start_stage.value for p in pipelines] == ["asr", "asr"]  # wake word done: edge heard it
         assert AudioChunk.from_event(seen[1]).rate == 16000
-        wait_for(lambda: detections.exists() and detections.read_text().count("hey_jarvis") == 2, 10,
-                 "the satellite's detection command")
+        wait_for(
+            lambda: detections.exists() and detections.read_text().count("hey_jarvis") == 2,
+            10,
+            "the satellite's detection command",
+        )
         _, health = daemon.request("GET", "/healthz")
         assert health["wyoming"]["requests"]["detection"] == 2 and health["wyoming"]["requests"]["detect"] >= 3
         assert health["wyoming"]["errors"] == 0
@@ -336,8 +376,9 @@ async def wait_connect(client: AsyncTcpClient, timeout: float = 20) -> None:
             await asyncio.sleep(0.1)
 
 
-@pytest.mark.parametrize("rate, width, channels", [(16000, 2, 1), (44100, 2, 2), (48000, 4, 2), (8000, 1, 1),
-                                                    (22050, 3, 1)])
+@pytest.mark.parametrize(
+    "rate, width, channels", [(16000, 2, 1), (44100, 2, 2), (48000, 4, 2), (8000, 1, 1), (22050, 3, 1)]
+)
 def test_pcm_converter_any_format_to_16k_mono(rate, width, channels):
     """A 440 Hz tone in any PCM format, cut into odd-sized chunks, comes out as the same tone at 16 kHz."""
     from edge.audio import PcmConverter
@@ -351,19 +392,22 @@ def test_pcm_converter_any_format_to_16k_mono(rate, width, channels):
     frames = np.repeat(ints[:, None], channels, axis=1).reshape(-1)
     raw = b"".join(int(v).to_bytes(width, "little", signed=width > 1) for v in frames)
     converter = PcmConverter(rate, width, channels)
-    out = np.concatenate([converter.convert(raw[i:i + 1001]) for i in range(0, len(raw), 1001)] + [converter.flush()])
+    out = np.concatenate([converter.convert(raw[i : i + 1001]) for i in range(0, len(raw), 1001)] + [converter.flush()])
     assert out.dtype == np.int16 and abs(len(out) - 16000) <= 1
     spectrum = np.abs(np.fft.rfft(out[1000:15000].astype(np.float64)))
     assert abs(np.argmax(spectrum) * 16000 / 14000 - 440) < 2
     assert 0.45 < np.abs(out[1000:15000]).max() / 32768 < 0.55
 
 
-@pytest.mark.parametrize("args, message", [
-    ((16000, 5, 1), "audio width 5 bytes is not supported; allowed 1, 2, 3 or 4"),
-    ((16000, 2, 0), "audio channels 0 is out of range; allowed 1..32"),
-    ((100, 2, 1), "audio rate 100 Hz is out of range; allowed 1000..768000"),
-    (("16000", 2, 1), "audio rate '16000' is not a whole number"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((16000, 5, 1), "audio width 5 bytes is not supported; allowed 1, 2, 3 or 4"),
+        ((16000, 2, 0), "audio channels 0 is out of range; allowed 1..32"),
+        ((100, 2, 1), "audio rate 100 Hz is out of range; allowed 1000..768000"),
+        (("16000", 2, 1), "audio rate '16000' is not a whole number"),
+    ],
+)
 def test_pcm_converter_refuses_what_it_cannot_read(args, message):
     from edge.audio import AudioError, PcmConverter
 

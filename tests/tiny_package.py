@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import data_file
-
 from edge.package import write_manifest
+
+from conftest import data_file
 
 
 def train_tokenizer(texts: list[str], path: Path) -> Path:
@@ -27,9 +27,13 @@ def train_tokenizer(texts: list[str], path: Path) -> Path:
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=3000, special_tokens=specials, show_progress=False))
+    tok.train_from_iterator(
+        texts, trainers.WordPieceTrainer(vocab_size=3000, special_tokens=specials, show_progress=False)
+    )
     tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
+    )
     tok.save(str(path))
     return path
 
@@ -63,22 +67,38 @@ def build_tiny_package(dest: Path) -> Path:
             helper.make_node("MatMul", ["emb", "slot_w"], ["slot_logits"]),
         ],
         "tiny",
-        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "L"]),
-         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [1, "L"])],
-        [helper.make_tensor_value_info("intent_logits", TensorProto.FLOAT, [1, len(labels)]),
-         helper.make_tensor_value_info("slot_logits", TensorProto.FLOAT, [1, "L", len(tags)])],
-        [numpy_helper.from_array(table, "table"),
-         numpy_helper.from_array(np.eye(len(labels), dtype=np.float32) * 50, "scale"),
-         numpy_helper.from_array(slot_w, "slot_w")],
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, "L"]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [1, "L"]),
+        ],
+        [
+            helper.make_tensor_value_info("intent_logits", TensorProto.FLOAT, [1, len(labels)]),
+            helper.make_tensor_value_info("slot_logits", TensorProto.FLOAT, [1, "L", len(tags)]),
+        ],
+        [
+            numpy_helper.from_array(table, "table"),
+            numpy_helper.from_array(np.eye(len(labels), dtype=np.float32) * 50, "scale"),
+            numpy_helper.from_array(slot_w, "slot_w"),
+        ],
     )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), dest / "model.fp32.onnx")
     quantize_dynamic(str(dest / "model.fp32.onnx"), str(dest / "model.int8.onnx"), weight_type=QuantType.QInt8)
     manifest = {
-        "name": "tiny-nb", "version": "0.0.1", "format": 1, "labels": labels, "slot_tags": tags, "max_seq_len": 64,
-        "tokenizer": "tokenizer.json", "inputs": {}, "outputs": {}, "oos": {"method": "max_softmax", "threshold": 0.0},
+        "name": "tiny-nb",
+        "version": "0.0.1",
+        "format": 1,
+        "labels": labels,
+        "slot_tags": tags,
+        "max_seq_len": 64,
+        "tokenizer": "tokenizer.json",
+        "inputs": {},
+        "outputs": {},
+        "oos": {"method": "max_softmax", "threshold": 0.0},
         "files": {"tokenizer.json": {}, "model.fp32.onnx": {}, "model.int8.onnx": {}},
-        "variants": [{"backend": "onnx", "precision": p, "file": f"model.{p}.onnx", "runtimes": ["onnxruntime"]}
-                     for p in ("int8", "fp32")],
+        "variants": [
+            {"backend": "onnx", "precision": p, "file": f"model.{p}.onnx", "runtimes": ["onnxruntime"]}
+            for p in ("int8", "fp32")
+        ],
     }
     write_manifest(dest, manifest)
     return dest

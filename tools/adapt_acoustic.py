@@ -55,9 +55,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.audio import SAMPLE_RATE  # noqa: E402
-from edge.denoise import DenoiseSettings, Denoiser  # noqa: E402
 from edge import datasets  # noqa: E402
+from edge.audio import SAMPLE_RATE  # noqa: E402
+from edge.denoise import Denoiser, DenoiseSettings  # noqa: E402
 from edge.wake import normalize  # noqa: E402
 from edge.wake.calibrate import CalibrationError, synthesize  # noqa: E402
 
@@ -107,7 +107,7 @@ def read_sendump(path: Path) -> np.ndarray:
         pos += 4
         if n == 0:
             return None
-        text = data[pos:pos + n - 1].decode("ascii", "replace")
+        text = data[pos : pos + n - 1].decode("ascii", "replace")
         pos += n
         return text
 
@@ -218,9 +218,9 @@ def mix(clip: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
     """``noise`` scaled to ``snr_db`` below the speech (active samples' power) and added to ``clip``."""
     speech = clip.astype(np.float64)
     active = speech[np.abs(speech) > 0.02 * np.abs(speech).max()]
-    p_speech = np.mean(active ** 2)
+    p_speech = np.mean(active**2)
     noise = noise[: len(clip)].astype(np.float64)
-    noise *= np.sqrt(p_speech / (np.mean(noise ** 2) * 10 ** (snr_db / 10)))
+    noise *= np.sqrt(p_speech / (np.mean(noise**2) * 10 ** (snr_db / 10)))
     return np.clip(speech + noise, -32768, 32767).astype(np.int16)
 
 
@@ -244,8 +244,15 @@ def make_noise(kind: str, n: int, rng: np.random.Generator, babble: list[np.ndar
     return out
 
 
-def corpus(work: Path, n: int, voices: tuple[str, ...], seed: int, noises: tuple[str, ...] = NOISES,
-           noise_suppression: int = 0, data_dir: str | Path | None = None) -> tuple[Path, list[dict]]:
+def corpus(
+    work: Path,
+    n: int,
+    voices: tuple[str, ...],
+    seed: int,
+    noises: tuple[str, ...] = NOISES,
+    noise_suppression: int = 0,
+    data_dir: str | Path | None = None,
+) -> tuple[Path, list[dict]]:
     """``n`` utterances as 16 kHz WAVs with their condition; each drawn from its own seeded generator,
     so a WAV already on disk is the one the same arguments would make again."""
     pool = adaptation_sentences(data_dir=data_dir)
@@ -259,8 +266,10 @@ def corpus(work: Path, n: int, voices: tuple[str, ...], seed: int, noises: tuple
         voice, rate = voices[i % len(voices)], rng.choice((0.8, 0.9, 1.0, 1.1, 1.25))
         clean = rng.random() < CLEAN_SHARE
         kind, snr = ("clean", None) if clean else (noises[i % len(noises)], rng.choice(SNRS))
-        talkers = [(babble_texts[(3 * i + k) % len(babble_texts)], rng.choice(voices), rng.choice((0.9, 1.0, 1.1)))
-                   for k in range(3)]
+        talkers = [
+            (babble_texts[(3 * i + k) % len(babble_texts)], rng.choice(voices), rng.choice((0.9, 1.0, 1.1)))
+            for k in range(3)
+        ]
         lead, tail = rng.uniform(0.2, 0.6), rng.uniform(0.2, 0.6)
         uid = f"a{i:05d}"
         rows.append({"id": uid, "text": text, "voice": voice, "rate": rate, "noise": kind, "snr_db": snr})
@@ -268,7 +277,9 @@ def corpus(work: Path, n: int, voices: tuple[str, ...], seed: int, noises: tuple
         if path.exists():
             continue
         speech = synthesize(text, voice, rate)
-        clip = np.concatenate([np.zeros(int(lead * SAMPLE_RATE), np.int16), speech, np.zeros(int(tail * SAMPLE_RATE), np.int16)])
+        clip = np.concatenate(
+            [np.zeros(int(lead * SAMPLE_RATE), np.int16), speech, np.zeros(int(tail * SAMPLE_RATE), np.int16)]
+        )
         if not clean:
             babble = [synthesize(t, v, r) for t, v, r in talkers] if kind == "babble" else []
             clip = mix(clip, make_noise(kind, len(clip), nrng, babble), snr)
@@ -314,55 +325,161 @@ def transcripts(rows: list[dict], work: Path) -> tuple[Path, Path, Path, list[di
 
 def features(work: Path, base: Path, fileids: Path, wav_dir: Path) -> None:
     (work / "feat").mkdir(exist_ok=True)
-    run(["sphinx_fe", "-argfile", str(base / "feat.params"), "-samprate", str(SAMPLE_RATE), "-c", str(fileids),
-         "-di", str(wav_dir), "-do", str(work / "feat"), "-ei", "wav", "-eo", "mfc", "-mswav", "yes",
-         # sphinx_fe drops what its VAD calls silence by default; the decoder sees every frame, so must bw
-         "-remove_silence", "no"],
-        "sphinxbase-utils")
+    run(
+        [
+            "sphinx_fe",
+            "-argfile",
+            str(base / "feat.params"),
+            "-samprate",
+            str(SAMPLE_RATE),
+            "-c",
+            str(fileids),
+            "-di",
+            str(wav_dir),
+            "-do",
+            str(work / "feat"),
+            "-ei",
+            "wav",
+            "-eo",
+            "mfc",
+            "-mswav",
+            "yes",
+            # sphinx_fe drops what its VAD calls silence by default; the decoder sees every frame, so must bw
+            "-remove_silence",
+            "no",
+        ],
+        "sphinxbase-utils",
+    )
 
 
 def feat_args(base: Path, cmn: str) -> list[str]:
     params = dict(line.split(None, 1) for line in (base / "feat.params").read_text().splitlines() if line.strip())
-    return ["-feat", params["-feat"].strip(), "-svspec", params["-svspec"].strip(), "-agc", params["-agc"].strip(),
-            "-cmn", cmn]
+    return [
+        "-feat",
+        params["-feat"].strip(),
+        "-svspec",
+        params["-svspec"].strip(),
+        "-agc",
+        params["-agc"].strip(),
+        "-cmn",
+        cmn,
+    ]
 
 
-def baum_welch(work: Path, base: Path, fileids: Path, trans: Path, dic: Path, cmn: str, means: Path | None = None) -> Path:
+def baum_welch(
+    work: Path, base: Path, fileids: Path, trans: Path, dic: Path, cmn: str, means: Path | None = None
+) -> Path:
     """Accumulate statistics (``bw``) over the corpus, from the base model (or other ``means``)."""
     acc = work / "acc"
     shutil.rmtree(acc, ignore_errors=True)
     acc.mkdir()
-    log = run([str(SPHINXTRAIN / "bw"), "-hmmdir", str(base), "-moddeffn", str(base / "mdef.txt"), "-ts2cbfn", ".ptm.",
-         *feat_args(base, cmn), "-meanfn", str(means or base / "means"), "-varfn", str(base / "variances"),
-         "-mixwfn", str(base / "mixture_weights"), "-tmatfn", str(base / "transition_matrices"),
-         "-dictfn", str(dic), "-fdictfn", str(base / "noisedict"), "-ctlfn", str(fileids), "-lsnfn", str(trans),
-         "-cepdir", str(work / "feat"), "-cepext", "mfc", "-accumdir", str(acc), "-timing", "no"], "sphinxtrain")
+    log = run(
+        [
+            str(SPHINXTRAIN / "bw"),
+            "-hmmdir",
+            str(base),
+            "-moddeffn",
+            str(base / "mdef.txt"),
+            "-ts2cbfn",
+            ".ptm.",
+            *feat_args(base, cmn),
+            "-meanfn",
+            str(means or base / "means"),
+            "-varfn",
+            str(base / "variances"),
+            "-mixwfn",
+            str(base / "mixture_weights"),
+            "-tmatfn",
+            str(base / "transition_matrices"),
+            "-dictfn",
+            str(dic),
+            "-fdictfn",
+            str(base / "noisedict"),
+            "-ctlfn",
+            str(fileids),
+            "-lsnfn",
+            str(trans),
+            "-cepdir",
+            str(work / "feat"),
+            "-cepext",
+            "mfc",
+            "-accumdir",
+            str(acc),
+            "-timing",
+            "no",
+        ],
+        "sphinxtrain",
+    )
     (work / "bw.log").write_text(log, encoding="utf-8")
     return acc
 
 
 def solve_mllr(acc: Path, base: Path, out: Path) -> None:
-    run([str(SPHINXTRAIN / "mllr_solve"), "-meanfn", str(base / "means"), "-varfn", str(base / "variances"),
-         "-outmllrfn", str(out), "-accumdir", str(acc)], "sphinxtrain")
+    run(
+        [
+            str(SPHINXTRAIN / "mllr_solve"),
+            "-meanfn",
+            str(base / "means"),
+            "-varfn",
+            str(base / "variances"),
+            "-outmllrfn",
+            str(out),
+            "-accumdir",
+            str(acc),
+        ],
+        "sphinxtrain",
+    )
 
 
 def solve_map(acc: Path, base: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     scratch = acc.parent / "map-scratch"
     scratch.mkdir(exist_ok=True)
-    run([str(SPHINXTRAIN / "map_adapt"), "-moddeffn", str(base / "mdef.txt"), "-ts2cbfn", ".ptm.",
-         "-meanfn", str(base / "means"), "-varfn", str(base / "variances"), "-mixwfn", str(base / "mixture_weights"),
-         "-tmatfn", str(base / "transition_matrices"), "-accumdir", str(acc),
-         "-mapmeanfn", str(out / "means"), "-mapvarfn", str(out / "variances"),
-         "-mapmixwfn", str(scratch / "mixture_weights"), "-maptmatfn", str(scratch / "transition_matrices")],
-        "sphinxtrain")
+    run(
+        [
+            str(SPHINXTRAIN / "map_adapt"),
+            "-moddeffn",
+            str(base / "mdef.txt"),
+            "-ts2cbfn",
+            ".ptm.",
+            "-meanfn",
+            str(base / "means"),
+            "-varfn",
+            str(base / "variances"),
+            "-mixwfn",
+            str(base / "mixture_weights"),
+            "-tmatfn",
+            str(base / "transition_matrices"),
+            "-accumdir",
+            str(acc),
+            "-mapmeanfn",
+            str(out / "means"),
+            "-mapvarfn",
+            str(out / "variances"),
+            "-mapmixwfn",
+            str(scratch / "mixture_weights"),
+            "-maptmatfn",
+            str(scratch / "transition_matrices"),
+        ],
+        "sphinxtrain",
+    )
 
 
 # --------------------------------------------------------------------------- main
 
 
-def adapt(out: Path, work: Path, n: int, method: str, voices: tuple[str, ...], seed: int, cmn: str = "batch",
-          noises: tuple[str, ...] = NOISES, noise_suppression: int = 0, data_dir: str | Path | None = None) -> dict:
+def adapt(
+    out: Path,
+    work: Path,
+    n: int,
+    method: str,
+    voices: tuple[str, ...],
+    seed: int,
+    cmn: str = "batch",
+    noises: tuple[str, ...] = NOISES,
+    noise_suppression: int = 0,
+    data_dir: str | Path | None = None,
+) -> dict:
     t0 = time.time()
     timings = {}
     base = prepare_base(work)
@@ -391,12 +508,21 @@ def adapt(out: Path, work: Path, n: int, method: str, voices: tuple[str, ...], s
         key = r["noise"] if r["snr_db"] is None else f"{r['noise']} {r['snr_db']:g} dB"
         conditions[key] = conditions.get(key, 0) + 1
     summary = {
-        "base_model": "pocketsphinx wheel en-us (PTM, 5126 senones)", "method": method, "seed": seed,
-        "utterances": len(kept), "skipped": n - len(kept), "audio_s": round(audio_s, 1), "voices": list(voices),
+        "base_model": "pocketsphinx wheel en-us (PTM, 5126 senones)",
+        "method": method,
+        "seed": seed,
+        "utterances": len(kept),
+        "skipped": n - len(kept),
+        "audio_s": round(audio_s, 1),
+        "voices": list(voices),
         "held_out_voices": [v for v in BENCH_VOICES if v not in voices],
         "sentences": "HWU64 train, excluding those bench_wake.py uses and any with hey/computer/jarvis",
-        "cmn": cmn, "noise_suppression": noise_suppression, "noises": list(noises), "snrs_db": list(SNRS),
-        "clean_share": CLEAN_SHARE, "conditions": dict(sorted(conditions.items())),
+        "cmn": cmn,
+        "noise_suppression": noise_suppression,
+        "noises": list(noises),
+        "snrs_db": list(SNRS),
+        "clean_share": CLEAN_SHARE,
+        "conditions": dict(sorted(conditions.items())),
         "timings": timings,
     }
     (out / "adaptation.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -405,18 +531,36 @@ def adapt(out: Path, work: Path, n: int, method: str, voices: tuple[str, ...], s
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, required=True, help="model directory to write (mllr_matrix, or means + variances)")
-    p.add_argument("--work", type=Path, default=ROOT / "runs" / "adapt-acoustic", help="corpus, features and statistics")
+    p.add_argument(
+        "--out", type=Path, required=True, help="model directory to write (mllr_matrix, or means + variances)"
+    )
+    p.add_argument(
+        "--work", type=Path, default=ROOT / "runs" / "adapt-acoustic", help="corpus, features and statistics"
+    )
     p.add_argument("--utterances", type=int, default=1200)
-    p.add_argument("--method", choices=("mllr", "map"), default="mllr",
-                   help="mllr: one global transform (mllr_matrix, 5 KB); map: re-estimated means + variances (1.7 MB)")
+    p.add_argument(
+        "--method",
+        choices=("mllr", "map"),
+        default="mllr",
+        help="mllr: one global transform (mllr_matrix, 5 KB); map: re-estimated means + variances (1.7 MB)",
+    )
     p.add_argument("--voices", default=",".join(VOICES), help="flite voices to adapt on (the others are held out)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--noise-suppression", type=int, default=0, choices=range(5), metavar="0..4",
-                   help="run the adaptation audio through edge.denoise first (for audio.noise_suppression)")
+    p.add_argument(
+        "--noise-suppression",
+        type=int,
+        default=0,
+        choices=range(5),
+        metavar="0..4",
+        help="run the adaptation audio through edge.denoise first (for audio.noise_suppression)",
+    )
     p.add_argument("--noises", default=",".join(NOISES), help=f"noise types to mix in, of {', '.join(KNOWN_NOISES)}")
-    p.add_argument("--cmn", choices=("live", "batch"), default="batch",
-                   help="cepstral mean normalisation in bw: live (as the streaming decoder does it) or batch (per utterance)")
+    p.add_argument(
+        "--cmn",
+        choices=("live", "batch"),
+        default="batch",
+        help="cepstral mean normalisation in bw: live (as the streaming decoder does it) or batch (per utterance)",
+    )
     datasets.add_argument(p)
     args = p.parse_args(argv)
     noises = tuple(args.noises.split(","))
@@ -424,8 +568,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in noises if n not in KNOWN_NOISES]
     if unknown:
         p.error(f"--noises: {', '.join(unknown)} unknown; allowed {', '.join(KNOWN_NOISES)}")
-    flite = set(subprocess.run(["flite", "-lv"], capture_output=True, text=True).stdout.split(":")[-1].split()) \
-        if shutil.which("flite") else set()
+    flite = (
+        set(subprocess.run(["flite", "-lv"], capture_output=True, text=True).stdout.split(":")[-1].split())
+        if shutil.which("flite")
+        else set()
+    )
     if not flite:
         p.error("flite is not installed (apt-get install flite); it speaks the adaptation sentences")
     if set(voices) - flite:
@@ -433,8 +580,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.utterances < 1:
         p.error(f"--utterances: {args.utterances}; expected at least 1")
     try:
-        summary = adapt(args.out, args.work, args.utterances, args.method, voices, args.seed, args.cmn,
-                        noises, args.noise_suppression, args.data)
+        summary = adapt(
+            args.out,
+            args.work,
+            args.utterances,
+            args.method,
+            voices,
+            args.seed,
+            args.cmn,
+            noises,
+            args.noise_suppression,
+            args.data,
+        )
     except (AdaptError, CalibrationError, datasets.DataSetMissing) as exc:
         print(f"adapt_acoustic: {exc}", file=sys.stderr)
         return 1

@@ -22,7 +22,8 @@ import re
 import numpy as np
 
 from edge.textnorm import spoken_form
-from tools.data import Entity, Example
+
+from .data import Entity, Example
 
 FILLERS = ("um", "uh", "please", "okay", "so", "hey", "could you", "can you", "i want to", "i'd like to", "just")
 """Said before a command; the intents file's ``skip_words`` are added to these."""
@@ -31,11 +32,31 @@ HESITATIONS = ("um", "uh", "er")
 CLOSINGS = ("please", "thanks", "thank you", "now")
 """Said after a command."""
 CONFUSIONS = {
-    "to": ("two", "too"), "two": ("to",), "too": ("to",), "for": ("four",), "four": ("for",),
-    "the": ("a", "uh"), "a": ("the",), "an": ("and",), "and": ("an", "in"), "in": ("and", "an"), "on": ("an", "and"),
-    "off": ("of",), "of": ("off",), "lights": ("light",), "light": ("lights", "like"), "set": ("said", "sat"),
-    "my": ("by", "might"), "what's": ("what", "what is"), "it's": ("it", "its"), "is": ("his", "as"),
-    "up": ("app",), "down": ("don",), "turn": ("turned", "tone"), "timer": ("time",), "minutes": ("minute",),
+    "to": ("two", "too"),
+    "two": ("to",),
+    "too": ("to",),
+    "for": ("four",),
+    "four": ("for",),
+    "the": ("a", "uh"),
+    "a": ("the",),
+    "an": ("and",),
+    "and": ("an", "in"),
+    "in": ("and", "an"),
+    "on": ("an", "and"),
+    "off": ("of",),
+    "of": ("off",),
+    "lights": ("light",),
+    "light": ("lights", "like"),
+    "set": ("said", "sat"),
+    "my": ("by", "might"),
+    "what's": ("what", "what is"),
+    "it's": ("it", "its"),
+    "is": ("his", "as"),
+    "up": ("app",),
+    "down": ("don",),
+    "turn": ("turned", "tone"),
+    "timer": ("time",),
+    "minutes": ("minute",),
 }
 DROPPABLE = frozenset({"the", "a", "to", "my", "please", "in", "for", "is", "it"})
 """Words a recogniser may miss without changing the command ("on"/"off" are never dropped)."""
@@ -70,8 +91,9 @@ def from_tokens(toks: list[Token], ex: Example) -> Example:
         if k is not None:
             s, _ = spans.get(k, (start, start))
             spans[k] = (s, len(text))
-    ents = tuple(Entity(s, e, ex.entities[k].entity, ex.entities[k].value) for k, (s, e) in sorted(spans.items())
-                 if e > s)
+    ents = tuple(
+        Entity(s, e, ex.entities[k].entity, ex.entities[k].value) for k, (s, e) in sorted(spans.items()) if e > s
+    )
     return Example(text, ex.intent, ents)
 
 
@@ -96,8 +118,13 @@ class Augmenter:
     SOUND_ALIKES = 4
     MIN_SOUND_SIMILARITY = 0.6
 
-    def __init__(self, vocabulary: list[str], skip_words: list[str] | tuple[str, ...] = (),
-                 rng: random.Random | None = None, general_words: int = 20000) -> None:
+    def __init__(
+        self,
+        vocabulary: list[str],
+        skip_words: list[str] | tuple[str, ...] = (),
+        rng: random.Random | None = None,
+        general_words: int = 20000,
+    ) -> None:
         from edge.phonetics import pronunciations, similarity, sound
 
         self.rng = rng or random.Random(0)
@@ -116,11 +143,14 @@ class Augmenter:
             sim = similarity(words, common, sound(words), sound(common))
             for i, w in enumerate(words):
                 order = np.argsort(-sim[i])
-                found = [common[j] for j in order[: self.SOUND_ALIKES * 3]
-                         if common[j] != w and sim[i, j] >= self.MIN_SOUND_SIMILARITY][: self.SOUND_ALIKES]
+                found = [
+                    common[j]
+                    for j in order[: self.SOUND_ALIKES * 3]
+                    if common[j] != w and sim[i, j] >= self.MIN_SOUND_SIMILARITY
+                ][: self.SOUND_ALIKES]
                 if found:
                     self.alikes[w] = list(dict.fromkeys(self.alikes.get(w, []) + found))
-        from tools.lexicon import wordnet
+        from .lexicon import wordnet
 
         self.wordnet = wordnet()
         self._synonyms: dict[str, list[str]] = {}
@@ -160,9 +190,9 @@ class Augmenter:
         if not spots:
             return from_tokens(toks, ex)
         i, n = self.rng.choice(spots)
-        phrase = " ".join(w for w, _ in toks[i:i + n])
+        phrase = " ".join(w for w, _ in toks[i : i + n])
         replacement = self.rng.choice(self._synonyms_of(phrase))
-        toks[i:i + n] = [(w, None) for w in spoken_form(replacement).split()]
+        toks[i : i + n] = [(w, None) for w in spoken_form(replacement).split()]
         return from_tokens(toks, ex)
 
     def _synonyms_of(self, phrase: str) -> list[str]:

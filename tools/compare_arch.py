@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from edge import datasets
-from tools.data import read_jsonl
+
+from .data import read_jsonl
 
 FORMAT = "edge-compare-arch/1"
 
@@ -59,7 +60,9 @@ def parse_sample(spec: str | None) -> dict[str, int]:
     for item in spec.split(","):
         key, _, n = item.rpartition("=")
         if not n.isdigit() or int(n) < 1:
-            raise ValueError(f"--sample {spec!r}: {item!r} is not N or KEY=N with N >= 1 (KEY: int8, fp32, onnx, tflite, onnx/int8, ...)")
+            raise ValueError(
+                f"--sample {spec!r}: {item!r} is not N or KEY=N with N >= 1 (KEY: int8, fp32, onnx, tflite, onnx/int8, ...)"
+            )
         out[key or "*"] = int(n)
     return out
 
@@ -81,10 +84,17 @@ def dump(data: Path, out: Path, model: str | None = None, sample: dict[str, int]
     examples = read_jsonl(data)
     texts = [e.text for e in examples]
     package = find_package(model)
-    meta: dict = {"format": FORMAT, "machine": platform.machine(), "python": platform.python_version(),
-                  "data": str(data), "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
-                  "model": f"{package.name}@{package.version}", "texts": texts,
-                  "gold": [e.intent for e in examples], "variants": {}}
+    meta: dict = {
+        "format": FORMAT,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "data": str(data),
+        "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+        "model": f"{package.name}@{package.version}",
+        "texts": texts,
+        "gold": [e.intent for e in examples],
+        "variants": {},
+    }
     arrays: dict[str, np.ndarray] = {}
     for variant in package.variants:
         key = f"{variant.backend}/{variant.precision}"
@@ -110,8 +120,11 @@ def dump(data: Path, out: Path, model: str | None = None, sample: dict[str, int]
         arrays[f"{key}/slot_logits"] = np.concatenate(slot_logits)
         arrays[f"{key}/slot_lengths"] = np.asarray(lengths, dtype=np.int32)
         meta["variants"][key] = {"runtime": clf.backend.describe(), "answers": answers}
-        print(f"compare_arch: {key}: {len(indices)} of {len(texts)} sentences on {meta['machine']} "
-              f"({clf.backend.describe()})", file=sys.stderr)
+        print(
+            f"compare_arch: {key}: {len(indices)} of {len(texts)} sentences on {meta['machine']} "
+            f"({clf.backend.describe()})",
+            file=sys.stderr,
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, meta=np.array(json.dumps(meta)), **arrays)
     return meta
@@ -134,8 +147,10 @@ def _per_sentence(meta: dict, arrays: dict[str, np.ndarray], key: str) -> dict[i
     lengths = arrays[f"{key}/slot_lengths"]
     starts = np.concatenate([[0], np.cumsum(lengths)])
     slots = arrays[f"{key}/slot_logits"]
-    return {int(i): (answer, arrays[f"{key}/intent_logits"][j], slots[starts[j]:starts[j + 1]])
-            for j, (i, answer) in enumerate(zip(arrays[f"{key}/indices"], meta["variants"][key]["answers"]))}
+    return {
+        int(i): (answer, arrays[f"{key}/intent_logits"][j], slots[starts[j] : starts[j + 1]])
+        for j, (i, answer) in enumerate(zip(arrays[f"{key}/indices"], meta["variants"][key]["answers"]))
+    }
 
 
 def compare(a_path: Path, b_path: Path, min_agreement: float) -> tuple[list[dict], list[str], tuple[str, str]]:
@@ -145,7 +160,9 @@ def compare(a_path: Path, b_path: Path, min_agreement: float) -> tuple[list[dict
     machines = (a["machine"], b["machine"])
     problems = []
     if a["texts"] != b["texts"]:
-        problems.append(f"the inputs differ: {a['data']} ({a['data_sha256'][:12]}) vs {b['data']} ({b['data_sha256'][:12]})")
+        problems.append(
+            f"the inputs differ: {a['data']} ({a['data_sha256'][:12]}) vs {b['data']} ({b['data_sha256'][:12]})"
+        )
         return [], problems, machines
     if a["model"] != b["model"]:
         problems.append(f"the models differ: {a['model']} vs {b['model']}")
@@ -153,7 +170,9 @@ def compare(a_path: Path, b_path: Path, min_agreement: float) -> tuple[list[dict
     rows = []
     for key in sorted(set(a["variants"]) | set(b["variants"])):
         va, vb = a["variants"].get(key, {}), b["variants"].get(key, {})
-        missing = [(m["machine"], v.get("unavailable", "not in the dump")) for m, v in ((a, va), (b, vb)) if "answers" not in v]
+        missing = [
+            (m["machine"], v.get("unavailable", "not in the dump")) for m, v in ((a, va), (b, vb)) if "answers" not in v
+        ]
         if missing:
             problems.append(f"{key}: " + "; ".join(f"not run on {machine}: {why}" for machine, why in missing))
             continue
@@ -173,7 +192,8 @@ def compare(a_path: Path, b_path: Path, min_agreement: float) -> tuple[list[dict
             return sum(side[i][0]["intent"] == gold[i] for i in in_scope) / max(1, len(in_scope))
 
         row = {
-            "variant": key, "n": n,
+            "variant": key,
+            "n": n,
             "guess_agreement": sum(x[0]["guess"] == y[0]["guess"] for x, y in pairs) / n,
             "intent_agreement": sum(x[0]["intent"] == y[0]["intent"] for x, y in pairs) / n,
             "slot_agreement": sum(x[0]["slots"] == y[0]["slots"] for x, y in pairs) / n,
@@ -184,7 +204,9 @@ def compare(a_path: Path, b_path: Path, min_agreement: float) -> tuple[list[dict
         }
         rows.append(row)
         if row["guess_agreement"] < min_agreement:
-            problems.append(f"{key}: intents agree on {row['guess_agreement']:.2%} of sentences, below {min_agreement:.2%}")
+            problems.append(
+                f"{key}: intents agree on {row['guess_agreement']:.2%} of sentences, below {min_agreement:.2%}"
+            )
     return rows, problems, machines
 
 
@@ -193,6 +215,7 @@ RESULT_FIELDS = ("text", "intent", "guess", "slots")
 
 def compare_results(a_path: Path, b_path: Path) -> list[str]:
     """Differences between two ``edge-intent --wav ... --json`` outputs, file by file."""
+
     def by_file(path: Path) -> dict[str, dict]:
         out = {}
         for number, line in enumerate(path.read_text().splitlines(), 1):
@@ -204,24 +227,33 @@ def compare_results(a_path: Path, b_path: Path) -> list[str]:
         return out
 
     a, b = by_file(a_path), by_file(b_path)
-    problems = [f"{name}: only in {path}" for name, path in
-                [(n, a_path) for n in sorted(set(a) - set(b))] + [(n, b_path) for n in sorted(set(b) - set(a))]]
+    problems = [
+        f"{name}: only in {path}"
+        for name, path in [(n, a_path) for n in sorted(set(a) - set(b))]
+        + [(n, b_path) for n in sorted(set(b) - set(a))]
+    ]
     for name in sorted(set(a) & set(b)):
         diff = {k: (a[name].get(k), b[name].get(k)) for k in RESULT_FIELDS if a[name].get(k) != b[name].get(k)}
-        print(f"{name}: {b[name].get('text')!r} -> {b[name].get('intent')} {b[name].get('slots')}  "
-              f"{'same on both' if not diff else 'DIFFERENT'}")
+        print(
+            f"{name}: {b[name].get('text')!r} -> {b[name].get('intent')} {b[name].get('slots')}  "
+            f"{'same on both' if not diff else 'DIFFERENT'}"
+        )
         problems += [f"{name}: {k} {x!r} vs {y!r}" for k, (x, y) in diff.items()]
     return problems
 
 
 def markdown(rows: list[dict], a_machine: str, b_machine: str) -> str:
-    lines = [f"| backend/precision | sentences | intent agreement (best guess) | after out-of-scope rule | slots agree | "
-             f"max \\|Δ\\| intent logit | max \\|Δ\\| slot logit | intent accuracy {a_machine} / {b_machine} |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| backend/precision | sentences | intent agreement (best guess) | after out-of-scope rule | slots agree | "
+        f"max \\|Δ\\| intent logit | max \\|Δ\\| slot logit | intent accuracy {a_machine} / {b_machine} |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['n']} | {r['guess_agreement']:.2%} | {r['intent_agreement']:.2%} | "
-                     f"{r['slot_agreement']:.2%} | {r['max_intent_logit_diff']:.3g} | {r['max_slot_logit_diff']:.3g} | "
-                     f"{r['accuracy'][0]:.4f} / {r['accuracy'][1]:.4f} |")
+        lines.append(
+            f"| {r['variant']} | {r['n']} | {r['guess_agreement']:.2%} | {r['intent_agreement']:.2%} | "
+            f"{r['slot_agreement']:.2%} | {r['max_intent_logit_diff']:.3g} | {r['max_slot_logit_diff']:.3g} | "
+            f"{r['accuracy'][0]:.4f} / {r['accuracy'][1]:.4f} |"
+        )
     return "\n".join(lines)
 
 
@@ -230,18 +262,30 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("dump", help="run every variant on this machine and write its logits and answers")
     d.add_argument("--out", type=Path, required=True, help="the .npz file to write")
-    d.add_argument("--data", type=Path, metavar="FILE", help="labelled JSONL (default: HWU64 test from $EDGE_DATA or "
-                   "../shared/data, edge/datasets.py)")
+    d.add_argument(
+        "--data",
+        type=Path,
+        metavar="FILE",
+        help="labelled JSONL (default: HWU64 test from $EDGE_DATA or ../shared/data, edge/datasets.py)",
+    )
     d.add_argument("--model", help="model package name or directory (default: the shipped one)")
-    d.add_argument("--sample", metavar="SPEC", help="run only this many evenly spaced sentences: N for every variant, or "
-                   "KEY=N,... with KEY a precision, backend or backend/precision (default: all; compare uses the "
-                   "sentences both dumps ran)")
+    d.add_argument(
+        "--sample",
+        metavar="SPEC",
+        help="run only this many evenly spaced sentences: N for every variant, or "
+        "KEY=N,... with KEY a precision, backend or backend/precision (default: all; compare uses the "
+        "sentences both dumps ran)",
+    )
     c = sub.add_parser("compare", help="compare two dumps")
     c.add_argument("first", type=Path)
     c.add_argument("second", type=Path)
     c.add_argument("--markdown", type=Path, help="also write the table to this file")
-    c.add_argument("--min-agreement", type=float, default=0.99,
-                   help="fail when best-guess intents agree on fewer sentences than this share (default 0.99)")
+    c.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.99,
+        help="fail when best-guess intents agree on fewer sentences than this share (default 0.99)",
+    )
     r = sub.add_parser("compare-results", help="compare two 'edge-intent --wav ... --json' outputs")
     r.add_argument("first", type=Path)
     r.add_argument("second", type=Path)
@@ -272,8 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     for r in rows:
         same = r["runtime"][0] == r["runtime"][1]
-        print(f"{r['variant']}: " + (f"{r['runtime'][0]} on both" if same else
-                                     f"{machines[0]}: {r['runtime'][0]}; {machines[1]}: {r['runtime'][1]}"))
+        print(
+            f"{r['variant']}: "
+            + (
+                f"{r['runtime'][0]} on both"
+                if same
+                else f"{machines[0]}: {r['runtime'][0]}; {machines[1]}: {r['runtime'][1]}"
+            )
+        )
     if args.markdown:
         args.markdown.write_text(table + "\n")
     for problem in problems:

@@ -80,8 +80,10 @@ def canonical_slot_values(examples: list[Example]) -> dict[str, dict[str, str]]:
             if ent.value and ent.value != ex.text[ent.start : ent.end]:
                 counts = seen.setdefault(ent.entity, {}).setdefault(said, {})
                 counts[ent.value] = counts.get(ent.value, 0) + 1
-    return {slot: {said: max(values, key=values.get) for said, values in table.items()}
-            for slot, table in sorted(seen.items())}
+    return {
+        slot: {said: max(values, key=values.get) for said, values in table.items()}
+        for slot, table in sorted(seen.items())
+    }
 
 
 def slot_tag_set(examples: list[Example]) -> list[str]:
@@ -96,9 +98,7 @@ class Encoded:
     intent: int  # -1 for out-of-scope
 
 
-def encode(
-    tokenizer: Tokenizer, ex: Example, intents: dict[str, int], tags: dict[str, int], max_len: int
-) -> Encoded:
+def encode(tokenizer: Tokenizer, ex: Example, intents: dict[str, int], tags: dict[str, int], max_len: int) -> Encoded:
     enc = tokenizer.encode(ex.text)
     ids = enc.ids[: max_len - 1] + ([enc.ids[-1]] if len(enc.ids) > max_len else [])
     offsets = enc.offsets[: len(ids)]

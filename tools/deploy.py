@@ -22,8 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tools.model import JointSqueezeBert
-
+from .model import JointSqueezeBert
 
 GROUPED_FORM = "split"
 
@@ -37,7 +36,8 @@ class GroupedLinear(nn.Module):
         w = conv.weight.detach()[:, :, 0]  # (out, in/groups)
         out_per = w.shape[0] // self.groups
         self.weights = nn.ParameterList(
-            nn.Parameter(w[g * out_per : (g + 1) * out_per].t().contiguous(), requires_grad=False) for g in range(self.groups)
+            nn.Parameter(w[g * out_per : (g + 1) * out_per].t().contiguous(), requires_grad=False)
+            for g in range(self.groups)
         )
         self.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
         self.in_per = w.shape[1]
@@ -51,7 +51,9 @@ class GroupedLinear(nn.Module):
             xg = x.reshape(b, n, self.groups, self.in_per).transpose(1, 2)  # (b, g, n, in/g)
             y = torch.matmul(xg, w).transpose(1, 2).reshape(b, n, -1)
             return y + self.bias
-        parts = [torch.matmul(x[..., g * self.in_per : (g + 1) * self.in_per], self.weights[g]) for g in range(self.groups)]
+        parts = [
+            torch.matmul(x[..., g * self.in_per : (g + 1) * self.in_per], self.weights[g]) for g in range(self.groups)
+        ]
         return torch.cat(parts, dim=-1) + self.bias
 
 
@@ -97,7 +99,9 @@ class DeployModel(nn.Module):
         b, n = input_ids.shape
         flat = input_ids.reshape(-1)
         if self.int8_embedding:
-            rows = torch.index_select(self.word_q, 0, flat).to(torch.float32) * torch.index_select(self.word_scale, 0, flat)
+            rows = torch.index_select(self.word_q, 0, flat).to(torch.float32) * torch.index_select(
+                self.word_scale, 0, flat
+            )
         else:
             rows = torch.index_select(self.word, 0, flat)
         x = rows.reshape(b, n, -1)
@@ -126,13 +130,21 @@ class DeployModel(nn.Module):
 
 
 def _ln(ln: nn.LayerNorm):
-    return nn.ParameterList([nn.Parameter(ln.weight.detach().clone(), requires_grad=False),
-                             nn.Parameter(ln.bias.detach().clone(), requires_grad=False)])
+    return nn.ParameterList(
+        [
+            nn.Parameter(ln.weight.detach().clone(), requires_grad=False),
+            nn.Parameter(ln.bias.detach().clone(), requires_grad=False),
+        ]
+    )
 
 
 def _linear(lin: nn.Linear):
-    return nn.ParameterList([nn.Parameter(lin.weight.detach().t().contiguous(), requires_grad=False),
-                             nn.Parameter(lin.bias.detach().clone(), requires_grad=False)])
+    return nn.ParameterList(
+        [
+            nn.Parameter(lin.weight.detach().t().contiguous(), requires_grad=False),
+            nn.Parameter(lin.bias.detach().clone(), requires_grad=False),
+        ]
+    )
 
 
 @torch.no_grad()

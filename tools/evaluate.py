@@ -14,8 +14,8 @@ import json
 import sys
 from pathlib import Path
 
-from tools.data import Example, read_jsonl
-from tools.scoring import span_f1
+from .data import Example, read_jsonl
+from .scoring import span_f1
 
 
 def predict(classifier, examples: list[Example]) -> list:
@@ -30,7 +30,12 @@ def score(results, examples: list[Example], oos_results=None) -> dict:
     gold, pred = [], []
     for r, e in in_scope:
         same_text = r.text == e.text
-        gold.append({(g.start, g.end, g.entity) if same_text else (e.text[g.start:g.end].lower(), g.entity) for g in e.entities})
+        gold.append(
+            {
+                (g.start, g.end, g.entity) if same_text else (e.text[g.start : g.end].lower(), g.entity)
+                for g in e.entities
+            }
+        )
         pred.append({(s.start, s.end, s.name) if same_text else (s.text.lower(), s.name) for s in r.slots if s.text})
     out = {
         "n": len(in_scope),
@@ -39,8 +44,11 @@ def score(results, examples: list[Example], oos_results=None) -> dict:
         "slot_f1": round(span_f1(gold, pred), 4),
         "in_scope_rejected": round(sum(r.intent is None for r, _ in in_scope) / max(1, len(in_scope)), 4),
         # The whole command right: intent and every slot's (canonical) value, as an action would use them.
-        "exact_match": round(sum(r.intent == e.intent and _values(r.slots, "name") == _values(e.entities, "entity")
-                                 for r, e in in_scope) / max(1, len(in_scope)), 4),
+        "exact_match": round(
+            sum(r.intent == e.intent and _values(r.slots, "name") == _values(e.entities, "entity") for r, e in in_scope)
+            / max(1, len(in_scope)),
+            4,
+        ),
     }
     labelled_oos = [r for r, e in zip(results, examples) if e.intent is None]
     if oos_results is not None:
@@ -53,12 +61,16 @@ def score(results, examples: list[Example], oos_results=None) -> dict:
 
 def _values(slots, kind: str) -> list[tuple[str, str]]:
     # slots a template sets without words ("domain: light") are not labelled spans: they are left out
-    return sorted((getattr(s, kind), " ".join(str(s.value).lower().split())) for s in slots
-                  if getattr(s, "text", "x") or getattr(s, "end", 1))
+    return sorted(
+        (getattr(s, kind), " ".join(str(s.value).lower().split()))
+        for s in slots
+        if getattr(s, "text", "x") or getattr(s, "end", 1)
+    )
 
 
-def evaluate_package(package_dir: Path, examples: list[Example], oos: list[Example] | None = None,
-                     variants=None, threads: int = 1) -> dict[str, dict]:
+def evaluate_package(
+    package_dir: Path, examples: list[Example], oos: list[Example] | None = None, variants=None, threads: int = 1
+) -> dict[str, dict]:
     """Metrics per variant. A package with a grammar is scored twice: every variant's model alone, and
     the whole runtime (grammar first, then the model) once, as ``<first variant>+grammar`` (the grammar's
     part is the same for every variant)."""
@@ -72,8 +84,9 @@ def evaluate_package(package_dir: Path, examples: list[Example], oos: list[Examp
     for v in variants or package.variants:
         key = f"{v.backend}/{v.precision}"
         try:
-            clf = IntentClassifier.load(package, backend=v.backend, precision=v.precision, threads=threads,
-                                        match_templates=False)
+            clf = IntentClassifier.load(
+                package, backend=v.backend, precision=v.precision, threads=threads, match_templates=False
+            )
         except BackendUnavailable as exc:
             metrics[key] = {"skipped": str(exc)}
             continue
@@ -98,7 +111,9 @@ def main(argv=None) -> int:
         if "skipped" in m:
             print(f"{key:14} skipped: {m['skipped']}")
             continue
-        print(f"{key:14} {m['n']:5d} {m['intent_accuracy'] * 100:9.2f}% {m['slot_f1'] * 100:7.2f} {m['in_scope_rejected'] * 100:8.2f}%")
+        print(
+            f"{key:14} {m['n']:5d} {m['intent_accuracy'] * 100:9.2f}% {m['slot_f1'] * 100:7.2f} {m['in_scope_rejected'] * 100:8.2f}%"
+        )
     if args.write:
         from edge.package import MANIFEST, write_manifest
 

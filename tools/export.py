@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tools.deploy import DeployModel, check_against
-from tools.finetune import collate
-from tools.model import JointSqueezeBert
-from tools.onnx_rowquant import quantize_rowwise
+from .deploy import DeployModel, check_against
+from .finetune import collate
+from .model import JointSqueezeBert
+from .onnx_rowquant import quantize_rowwise
 
 TFLITE_SEQ_LENS = (16, 32, 64)
 INPUTS = ("input_ids", "attention_mask")
@@ -70,10 +70,19 @@ def export_onnx(deploy: DeployModel, path: Path) -> None:
     ids = torch.ones((1, 8), dtype=torch.long)
     with _quiet():
         torch.onnx.export(
-            deploy, (ids, torch.ones_like(ids)), str(path), input_names=list(INPUTS), output_names=list(OUTPUTS),
-            dynamic_axes={"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
-                          "intent_logits": {0: "batch"}, "slot_logits": {0: "batch", 1: "length"}},
-            opset_version=17, dynamo=False,
+            deploy,
+            (ids, torch.ones_like(ids)),
+            str(path),
+            input_names=list(INPUTS),
+            output_names=list(OUTPUTS),
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "length"},
+                "attention_mask": {0: "batch", 1: "length"},
+                "intent_logits": {0: "batch"},
+                "slot_logits": {0: "batch", 1: "length"},
+            },
+            opset_version=17,
+            dynamo=False,
         )
 
 
@@ -81,8 +90,9 @@ def quantize_onnx_dynamic(src: Path, dst: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet():
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=["MatMul", "Gather"])
+        quantize_dynamic(
+            str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul", "Gather"]
+        )
 
 
 def quantize_onnx_static(src: Path, dst: Path, calib: list[dict[str, np.ndarray]]) -> None:
@@ -96,8 +106,16 @@ def quantize_onnx_static(src: Path, dst: Path, calib: list[dict[str, np.ndarray]
             return next(self.it, None)
 
     with _quiet():
-        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], per_channel=True)
+        quantize_static(
+            str(src),
+            str(dst),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+        )
 
 
 def export_tflite(deploy: DeployModel, path: Path, seq_lens=TFLITE_SEQ_LENS) -> None:
@@ -106,7 +124,10 @@ def export_tflite(deploy: DeployModel, path: Path, seq_lens=TFLITE_SEQ_LENS) -> 
     wrapped = _NamedOutputs(deploy).eval()
     conv = None
     for n in seq_lens:
-        sample = {"input_ids": torch.zeros((1, n), dtype=torch.long), "attention_mask": torch.ones((1, n), dtype=torch.long)}
+        sample = {
+            "input_ids": torch.zeros((1, n), dtype=torch.long),
+            "attention_mask": torch.ones((1, n), dtype=torch.long),
+        }
         conv = (litert_torch if conv is None else conv).signature(f"seq{n}", wrapped, sample_kwargs=sample)
     with _quiet():
         model = conv.convert()
@@ -130,8 +151,9 @@ def quantize_tflite_int8(model: JointSqueezeBert, max_seq_len: int, dst: Path) -
     staging.unlink()
 
 
-def export_all(candidates: dict[str, JointSqueezeBert], tokenizer, labels, work: Path, max_seq_len: int, dev_enc,
-               seed: int = 13) -> dict[str, dict]:
+def export_all(
+    candidates: dict[str, JointSqueezeBert], tokenizer, labels, work: Path, max_seq_len: int, dev_enc, seed: int = 13
+) -> dict[str, dict]:
     """Export every candidate in every format; return {candidate: {variant key: info}}."""
     out_dir = work / "export"
     out_dir.mkdir(exist_ok=True)
@@ -175,7 +197,9 @@ def export_all(candidates: dict[str, JointSqueezeBert], tokenizer, labels, work:
         with torch.no_grad():
             ref_int, ref_slot, _ = model(ids, mask)
         for key, info in results[cand].items():
-            info["max_logit_diff"] = _max_diff(key, info["file"], ids.numpy(), mask.numpy(), ref_int.numpy(), ref_slot.numpy())
+            info["max_logit_diff"] = _max_diff(
+                key, info["file"], ids.numpy(), mask.numpy(), ref_int.numpy(), ref_slot.numpy()
+            )
         results[cand]["torch_eager_ms"] = _torch_latency(model, dev_enc)
     return results
 
@@ -188,8 +212,11 @@ def _max_diff(key, path, ids, mask, ref_int, ref_slot) -> float:
     for r in range(ids.shape[0]):
         n = int(mask[r].sum())
         out = backend.run({"input_ids": ids[r : r + 1, :n], "attention_mask": mask[r : r + 1, :n]})
-        worst = max(worst, float(np.abs(out["intent_logits"][0] - ref_int[r]).max()),
-                    float(np.abs(out["slot_logits"][0] - ref_slot[r, :n]).max()))
+        worst = max(
+            worst,
+            float(np.abs(out["intent_logits"][0] - ref_int[r]).max()),
+            float(np.abs(out["slot_logits"][0] - ref_slot[r, :n]).max()),
+        )
     return worst
 
 

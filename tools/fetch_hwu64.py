@@ -56,7 +56,7 @@ def parse_annotation(annotated: str) -> tuple[str, list[dict]]:
     kinds: list[str] = []
     pos = 0
     for match in ANNOTATION.finditer(annotated):
-        chars += [(c, None) for c in annotated[pos:match.start()]]
+        chars += [(c, None) for c in annotated[pos : match.start()]]
         kinds.append(match.group(1).strip())
         chars += [(c, len(kinds) - 1) for c in match.group(2)]
         pos = match.end()
@@ -76,16 +76,20 @@ def parse_annotation(annotated: str) -> tuple[str, list[dict]]:
     for i, kind in enumerate(kinds):
         at = [j for j, who in enumerate(owner) if who == i and text[j] != " "]
         if at:
-            entities.append({"start": at[0], "end": at[-1] + 1, "entity": kind, "value": text[at[0]:at[-1] + 1]})
+            entities.append({"start": at[0], "end": at[-1] + 1, "entity": kind, "value": text[at[0] : at[-1] + 1]})
     return text, entities
 
 
 def fold_rows(archive: zipfile.ZipFile, k: int) -> list[dict]:
     """Fold ``k``'s test set: every intent's CSV in name order, rows in file order."""
     suffix = FOLDS.format(k=k)
-    names = sorted((n for n in archive.namelist() if suffix in n and n.endswith(".csv")), key=lambda n: n.rsplit("/", 1)[1])
+    names = sorted(
+        (n for n in archive.namelist() if suffix in n and n.endswith(".csv")), key=lambda n: n.rsplit("/", 1)[1]
+    )
     if not names:
-        raise FetchError(f"{archive.filename}: no CSV files under .../{suffix} (is this the NLU-Evaluation-Data archive?)")
+        raise FetchError(
+            f"{archive.filename}: no CSV files under .../{suffix} (is this the NLU-Evaluation-Data archive?)"
+        )
     rows = []
     for name in names:
         reader = csv.DictReader(io.TextIOWrapper(archive.open(name), encoding="utf-8"), delimiter=";")
@@ -118,8 +122,9 @@ def convert(archive_path: Path, out: Path) -> dict[str, int]:
                     if key not in seen:
                         seen.add(key)
                         kept.append(row)
-            (out / f"{split}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept),
-                                                encoding="utf-8")
+            (out / f"{split}.jsonl").write_text(
+                "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), encoding="utf-8"
+            )
             counts[split] = len(kept)
     return counts
 
@@ -131,8 +136,10 @@ def download(dest: Path) -> Path:
             while block := response.read(1 << 20):
                 fh.write(block)
     except OSError as exc:
-        raise FetchError(f"{ARCHIVE_URL}: cannot download ({exc}); this needs the internet. On a machine that has it, "
-                         "download the archive and pass it with --archive") from None
+        raise FetchError(
+            f"{ARCHIVE_URL}: cannot download ({exc}); this needs the internet. On a machine that has it, "
+            "download the archive and pass it with --archive"
+        ) from None
     return dest
 
 
@@ -148,8 +155,12 @@ def compare(out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("out", type=Path, help=f"directory to write train/dev/test.jsonl to (e.g. DATA_ROOT/{datasets.HWU64.name})")
-    p.add_argument("--archive", type=Path, help="the NLU-Evaluation-Data zip archive, already downloaded (default: download it)")
+    p.add_argument(
+        "out", type=Path, help=f"directory to write train/dev/test.jsonl to (e.g. DATA_ROOT/{datasets.HWU64.name})"
+    )
+    p.add_argument(
+        "--archive", type=Path, help="the NLU-Evaluation-Data zip archive, already downloaded (default: download it)"
+    )
     args = p.parse_args(argv)
     try:
         if args.archive:
@@ -165,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "README.md").write_text(
         f"# HWU64\n\nConverted by tools/fetch_hwu64.py from {ARCHIVE_URL} (test: fold 1, dev: fold 2, train: folds 3-10; "
         f"texts repeated in a later fold left out).\n\nLicence: {datasets.HWU64.licence}. Cite: {datasets.HWU64.citation}.\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return 0
 
 

@@ -18,8 +18,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tools.data import Encoded
-from tools.model import JointSqueezeBert
+from .data import Encoded
+from .model import JointSqueezeBert
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,15 +151,23 @@ def train(
         running = 0.0
         # A progress bar on a terminal (disable=None checks for a TTY); in a log, a line every tenth.
         epoch_steps = min(steps_per_epoch, total - step)
-        bar = tqdm(total=epoch_steps, desc=f"  epoch {epoch + 1}/{cfg.epochs}", unit="step",
-                   leave=False, disable=None, file=sys.stderr)
+        bar = tqdm(
+            total=epoch_steps,
+            desc=f"  epoch {epoch + 1}/{cfg.epochs}",
+            unit="step",
+            leave=False,
+            disable=None,
+            file=sys.stderr,
+        )
         tenth = epoch_steps // 10 if bar.disable and epoch_steps >= 50 else 0
         for n, (ids, mask, tags, intents) in enumerate(batches(train_data, cfg.batch_size, rng)):
             if step >= total:
                 break
             intent_logits, slot_logits, hidden = model(ids, mask, output_hidden_states=teacher is not None)
             if teacher is not None and epoch < cfg.hidden_only_epochs:
-                loss = _distill_loss(teacher, ids, mask, tags, intent_logits, slot_logits, hidden, cfg, hidden_only=True)
+                loss = _distill_loss(
+                    teacher, ids, mask, tags, intent_logits, slot_logits, hidden, cfg, hidden_only=True
+                )
             else:
                 loss = _hard_loss(intent_logits, slot_logits, tags, intents, cfg)
                 if teacher is not None:
@@ -175,21 +183,27 @@ def train(
                 fit = int(cfg.time_budget_s / ((time.perf_counter() - started) / PROBE_STEPS))
                 if fit < total:
                     total = planned[0] = max(fit, PROBE_STEPS + 1)
-                    log(f"  time budget {cfg.time_budget_s / 60:.1f} min: {total} steps fit of "
-                        f"{steps_per_epoch * cfg.epochs} ({total / steps_per_epoch:.2f} epochs)")
+                    log(
+                        f"  time budget {cfg.time_budget_s / 60:.1f} min: {total} steps fit of "
+                        f"{steps_per_epoch * cfg.epochs} ({total / steps_per_epoch:.2f} epochs)"
+                    )
             bar.update(1)
             if n % 10 == 0:
                 bar.set_postfix(loss=f"{running / (n + 1):.3f}")
             if tenth and (n + 1) % tenth == 0 and n + 1 < epoch_steps:
                 spent = time.perf_counter() - t0
-                log(f"  epoch {epoch + 1}/{cfg.epochs}: {(n + 1) * 100 // epoch_steps}% ({n + 1}/{epoch_steps} steps, "
-                    f"loss {running / (n + 1):.3f}, {spent * (epoch_steps - n - 1) / (n + 1) / 60:.1f} min left)")
+                log(
+                    f"  epoch {epoch + 1}/{cfg.epochs}: {(n + 1) * 100 // epoch_steps}% ({n + 1}/{epoch_steps} steps, "
+                    f"loss {running / (n + 1):.3f}, {spent * (epoch_steps - n - 1) / (n + 1) / 60:.1f} min left)"
+                )
         bar.close()
         metrics = evaluate(model)
         metrics.update(epoch=epoch + 1, loss=running / max(1, n + 1), seconds=round(time.perf_counter() - t0, 1))
         history.append(metrics)
-        log(f"  epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                                               for k, v in metrics.items()))
+        log(
+            f"  epoch {epoch + 1}: "
+            + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+        )
         if metrics["score"] > best_score and epoch >= cfg.hidden_only_epochs:
             best_score = metrics["score"]
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -210,9 +224,7 @@ def _distill_loss(teacher, ids, mask, tags, intent_logits, slot_logits, hidden, 
     kd = F.kl_div(F.log_softmax(intent_logits / T, -1), F.softmax(t_intent / T, -1), reduction="batchmean") * T * T
     valid = tags != -100
     if valid.any():
-        kd = kd + F.kl_div(
-            F.log_softmax(slot_logits[valid], -1), F.softmax(t_slot[valid], -1), reduction="batchmean"
-        )
+        kd = kd + F.kl_div(F.log_softmax(slot_logits[valid], -1), F.softmax(t_slot[valid], -1), reduction="batchmean")
     return cfg.kd_weight * kd + cfg.hidden_weight * _hidden_loss(hidden, t_hidden, mask, intent_logits.dtype)
 
 

@@ -20,14 +20,25 @@ from pathlib import Path
 
 import torch
 
-from tools.model import Groups, JointSqueezeBert, squeezebert_config
+from .model import Groups, JointSqueezeBert, squeezebert_config
 
 # deploy.DeployModel attribute -> SqueezeBERT module, per layer (the inverse of DeployModel.__init__).
-_LINEARS = {"q": "attention.query", "k": "attention.key", "v": "attention.value", "post": "post_attention.conv1d",
-            "inter": "intermediate.conv1d", "out": "output.conv1d"}
+_LINEARS = {
+    "q": "attention.query",
+    "k": "attention.key",
+    "v": "attention.value",
+    "post": "post_attention.conv1d",
+    "inter": "intermediate.conv1d",
+    "out": "output.conv1d",
+}
 _NORMS = {"post_ln": "post_attention.layernorm", "out_ln": "output.layernorm"}
-_BERT_SHAPE = {"hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
-               "type_vocab_size": 2, "layer_norm_eps": 1e-12}
+_BERT_SHAPE = {
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "type_vocab_size": 2,
+    "layer_norm_eps": 1e-12,
+}
 
 
 def is_package(path: Path) -> bool:
@@ -57,16 +68,34 @@ def restore(package_dir: Path) -> JointSqueezeBert:
     path = package.verify_file(variant.file)
     graph = onnx.load(str(path)).graph
     weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in graph.initializer}
-    eps = next((a.f for n in graph.node if n.op_type == "LayerNormalization" for a in n.attribute if a.name == "epsilon"),
-               1e-12)
+    eps = next(
+        (a.f for n in graph.node if n.op_type == "LayerNormalization" for a in n.attribute if a.name == "epsilon"),
+        1e-12,
+    )
 
     n_layers = 1 + max(int(m.group(1)) for k in weights if (m := re.match(r"layers\.(\d+)\.", k)))
     hidden = weights["word"].shape[1]
-    groups = Groups(**{field: _group_count(weights, f"layers.0.{attr}") for field, attr in
-                       (("q", "q"), ("k", "k"), ("v", "v"), ("post_attention", "post"), ("intermediate", "inter"),
-                        ("output", "out"))})
-    bert = {**_BERT_SHAPE, "hidden_size": hidden, "num_hidden_layers": n_layers, "layer_norm_eps": float(eps),
-            "num_attention_heads": hidden // 32, "intermediate_size": weights["layers.0.inter.bias"].shape[0]}
+    groups = Groups(
+        **{
+            field: _group_count(weights, f"layers.0.{attr}")
+            for field, attr in (
+                ("q", "q"),
+                ("k", "k"),
+                ("v", "v"),
+                ("post_attention", "post"),
+                ("intermediate", "inter"),
+                ("output", "out"),
+            )
+        }
+    )
+    bert = {
+        **_BERT_SHAPE,
+        "hidden_size": hidden,
+        "num_hidden_layers": n_layers,
+        "layer_norm_eps": float(eps),
+        "num_attention_heads": hidden // 32,
+        "intermediate_size": weights["layers.0.inter.bias"].shape[0],
+    }
     config = squeezebert_config(bert, weights["word"].shape[0], groups, weights["positions"].shape[0])
     model = JointSqueezeBert(config, weights["intent.1"].shape[0], weights["slot.1"].shape[0])
 
@@ -89,7 +118,9 @@ def restore(package_dir: Path) -> JointSqueezeBert:
     missing, unexpected = model.encoder.load_state_dict(state, strict=False)
     missing = [m for m in missing if not m.endswith("position_ids") and not m.startswith("pooler")]
     if missing or unexpected:
-        raise RuntimeError(f"{path}: package -> SqueezeBERT mapping incomplete: missing {missing}, unexpected {unexpected}")
+        raise RuntimeError(
+            f"{path}: package -> SqueezeBERT mapping incomplete: missing {missing}, unexpected {unexpected}"
+        )
     with torch.no_grad():
         for head, key in ((model.intent_head, "intent"), (model.slot_head, "slot")):
             head.weight.copy_(weights[f"{key}.0"].t())
@@ -106,7 +137,8 @@ def _check(model: JointSqueezeBert, onnx_path: Path) -> None:
     ids = (np.arange(12) * 37 % (model.config.vocab_size - 5) + 5)[None, :].astype(np.int64)
     ids[0, 0], ids[0, -1] = 2, 3
     want = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(
-        None, {"input_ids": ids, "attention_mask": np.ones_like(ids)})
+        None, {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    )
     model.eval()
     with torch.no_grad():
         got = model(torch.from_numpy(ids), torch.ones((1, ids.shape[1]), dtype=torch.long))

@@ -65,24 +65,43 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
-from hassil.expression import Expression, Group, ListReference, RuleReference, Sentence, TextChunk
+from hassil.expression import Expression, Group, ListReference, RuleReference, Sentence
 from hassil.intents import Intents, RangeSlotList, SlotList, TextSlotList
 from hassil.parse_expression import parse_sentence
 from hassil.util import is_template
 
-from tools.data import DataError
+from .data import DataError
 
-TOP_KEYS = {"language": "the language code, e.g. en", "intents": "intent name -> {data: [...]}",
-            "lists": "slot lists (values, range or wildcard)", "expansion_rules": "rule name -> template",
-            "skip_words": "words said around commands", "settings": "hassil settings",
-            "responses": "Home Assistant's response texts (not used for training)",
-            "out_of_scope": "sentences that are none of the intents", "tests": "test sentences with intent and slots"}
-DATA_KEYS = ("sentences", "slots", "requires_context", "excludes_context", "expansion_rules", "lists", "response",
-             "metadata", "required_keywords", "inferred_domain", "name_domains", "settings")
+TOP_KEYS = {
+    "language": "the language code, e.g. en",
+    "intents": "intent name -> {data: [...]}",
+    "lists": "slot lists (values, range or wildcard)",
+    "expansion_rules": "rule name -> template",
+    "skip_words": "words said around commands",
+    "settings": "hassil settings",
+    "responses": "Home Assistant's response texts (not used for training)",
+    "out_of_scope": "sentences that are none of the intents",
+    "tests": "test sentences with intent and slots",
+}
+DATA_KEYS = (
+    "sentences",
+    "slots",
+    "requires_context",
+    "excludes_context",
+    "expansion_rules",
+    "lists",
+    "response",
+    "metadata",
+    "required_keywords",
+    "inferred_domain",
+    "name_domains",
+    "settings",
+)
 LIST_KEYS = ("values", "range", "wildcard")
 RANGE_KEYS = ("from", "to", "step", "type", "fractions", "multiplier", "digits", "words", "words_language")
 TEST_KEYS = ("sentences", "intent", "response", "context", "metadata")
@@ -122,14 +141,15 @@ def source_path(spec: str | Path) -> Path:
     try:
         import home_assistant_intents
     except ImportError:
-        raise TemplateError(f"{text}: Home Assistant's intents package is not installed "
-                            "(pip install home-assistant-intents, or script/setup --train)") from None
+        raise TemplateError(
+            f"{text}: Home Assistant's intents package is not installed "
+            "(pip install home-assistant-intents, or script/setup --train)"
+        ) from None
     data = Path(home_assistant_intents.__file__).parent / "data"
     path = data / f"{language}.json"
     if not path.is_file():
         known = sorted(p.stem for p in data.glob("*.json"))
-        raise TemplateError(f"{text}: home-assistant-intents has no language {language!r} "
-                            f"(it has: {', '.join(known)})")
+        raise TemplateError(f"{text}: home-assistant-intents has no language {language!r} (it has: {', '.join(known)})")
     return path
 
 
@@ -172,8 +192,9 @@ def load(path: str | Path, lists: str | Path | None = None) -> IntentsFile:
     return f
 
 
-def load_text(text: str, path: str | Path, extra_lists: dict[str, SlotList] | None = None,
-              lists_source: str | None = None) -> IntentsFile:
+def load_text(
+    text: str, path: str | Path, extra_lists: dict[str, SlotList] | None = None, lists_source: str | None = None
+) -> IntentsFile:
     """:func:`load` on text already read (``path`` names it in messages)."""
     path = Path(path)
     root = _compose(text, path)
@@ -184,8 +205,11 @@ def load_text(text: str, path: str | Path, extra_lists: dict[str, SlotList] | No
     if extra_lists:
         intents.slot_lists = {**intents.slot_lists, **extra_lists}
     oos = [parse_sentence(t, keep_text=True) for t in data.get("out_of_scope") or []]
-    tests = [TestCase(s, t["intent"]["name"], dict(t["intent"].get("slots") or {}), line)
-             for t, line in check.test_lines for s in t["sentences"]]
+    tests = [
+        TestCase(s, t["intent"]["name"], dict(t["intent"].get("slots") or {}), line)
+        for t, line in check.test_lines
+        for s in t["sentences"]
+    ]
     grammar = {k: v for k, v in data.items() if k in ("language", "intents", "lists", "expansion_rules", "skip_words")}
     return IntentsFile(path, intents, oos, tests, grammar)
 
@@ -249,8 +273,10 @@ def _compose(text: str, path: Path) -> yaml.Node | None:
             if problem:
                 raise TemplateError(f"{path}:{node.start_mark.line + 1}: {problem}")
         if _expanded_size(root, order) > MAX_NODES:
-            raise TemplateError(f"{path}: its YAML aliases (*name) expand to more than {MAX_NODES:,} values; "
-                                "write the file out instead of repeating anchors inside anchors")
+            raise TemplateError(
+                f"{path}: its YAML aliases (*name) expand to more than {MAX_NODES:,} values; "
+                "write the file out instead of repeating anchors inside anchors"
+            )
     return root
 
 
@@ -266,7 +292,9 @@ def _distinct_nodes(root: yaml.Node) -> list[yaml.Node]:
     return order
 
 
-PLAIN_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary")}
+PLAIN_TAGS = {
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "binary")
+}
 
 
 def _plain_yaml_problem(node: yaml.Node) -> str | None:
@@ -411,7 +439,10 @@ class _Checker:
         if "responses" in top:
             self.mapping(top["responses"][1], "responses")
         resolver = _Resolver(self, language or "en", lists_source)
-        file_lists = {**global_lists, **{n: _Def(sl, None, f"{lists_source or 'lists'}.{n}") for n, sl in extra_lists.items()}}
+        file_lists = {
+            **global_lists,
+            **{n: _Def(sl, None, f"{lists_source or 'lists'}.{n}") for n, sl in extra_lists.items()},
+        }
         intent_names: set[str] = set()
         if "intents" in top:
             intents = self.mapping(top["intents"][1], "intents") or {}
@@ -445,7 +476,9 @@ class _Checker:
                 said += 1  # reported already; no second "no template" error
                 continue
             local_lists = self.lists(block["lists"][1], f"{bkey}.lists") if "lists" in block else {}
-            local_rules = self.rules(block["expansion_rules"][1], f"{bkey}.expansion_rules") if "expansion_rules" in block else {}
+            local_rules = (
+                self.rules(block["expansion_rules"][1], f"{bkey}.expansion_rules") if "expansion_rules" in block else {}
+            )
             found: list[_Use] = []
             if "sentences" in block:
                 sentences = self.seq(block["sentences"][1], f"{bkey}.sentences")
@@ -455,8 +488,13 @@ class _Checker:
             self.block_fields(block, bkey)
             resolver.check(found, file_lists, global_rules, local_lists, local_rules, bkey)
         if not said:
-            self.error(m["data"][1], f"{key}.data", "empty; expected at least one block with sentences" if not blocks
-                       else "no templates in any block (every sentences: list is empty)")
+            self.error(
+                m["data"][1],
+                f"{key}.data",
+                "empty; expected at least one block with sentences"
+                if not blocks
+                else "no templates in any block (every sentences: list is empty)",
+            )
 
     def block_fields(self, block, bkey) -> None:
         for k in ("slots", "requires_context", "excludes_context"):
@@ -499,14 +537,19 @@ class _Checker:
             for i, vnode in enumerate(values or []):
                 self.list_value(vnode, f"{lkey}.values[{i}]")
         if "wildcard" in m:
-            if self.scalar(m["wildcard"][1], f"{lkey}.wildcard", ("bool",), "true or false") is False and "values" not in m:
+            if (
+                self.scalar(m["wildcard"][1], f"{lkey}.wildcard", ("bool",), "true or false") is False
+                and "values" not in m
+            ):
                 self.error(m["wildcard"][1], f"{lkey}.wildcard", "false makes an empty list; give values or range")
         if "range" in m:
             self.range(m["range"][1], f"{lkey}.range")
         if len(self.errors) != before:
             return None
         try:  # hassil's own reading of the list
-            return Intents.from_dict({"language": "en", "intents": {}, "lists": {name: _construct(lnode)}}).slot_lists[name]
+            return Intents.from_dict({"language": "en", "intents": {}, "lists": {name: _construct(lnode)}}).slot_lists[
+                name
+            ]
         except Exception as exc:
             self.error(lnode, lkey, _hassil_message(exc))
             return None
@@ -549,15 +592,19 @@ class _Checker:
                     self.error(m[k][1], f"{key}.{k}", f"{v!r}; allowed: {', '.join(allowed)}")
         if "multiplier" in m and not self.optional(m["multiplier"][1]):
             self.scalar(m["multiplier"][1], f"{key}.multiplier", ("int", "float"), "a number")
-        flags = {k: self.scalar(m[k][1], f"{key}.{k}", ("bool",), "true or false") for k in ("digits", "words") if k in m}
+        flags = {
+            k: self.scalar(m[k][1], f"{key}.{k}", ("bool",), "true or false") for k in ("digits", "words") if k in m
+        }
         if flags.get("digits") is False and flags.get("words") is False:
             self.error(node, key, "digits: false and words: false leave no way to say a number")
         if "words_language" in m and not self.optional(m["words_language"][1]):
             self.string(m["words_language"][1], f"{key}.words_language")
 
     def rules(self, node, key) -> dict[str, _Def]:
-        return {name: _Def(self.template(rnode, f"{key}.{name}"), rnode, f"{key}.{name}")
-                for name, (_, rnode) in (self.mapping(node, key) or {}).items()}
+        return {
+            name: _Def(self.template(rnode, f"{key}.{name}"), rnode, f"{key}.{name}")
+            for name, (_, rnode) in (self.mapping(node, key) or {}).items()
+        }
 
     def tests(self, node, intent_names, data) -> None:
         for t, tnode in enumerate(self.seq(node, "tests") or []):
@@ -575,8 +622,11 @@ class _Checker:
                 continue
             name = self.string(im["name"][1], f"{key}.intent.name")
             if name is not None and name not in intent_names:
-                self.error(im["name"][1], f"{key}.intent.name", f"{name!r} is not an intent of this file "
-                           f"(intents: {', '.join(sorted(intent_names))})")
+                self.error(
+                    im["name"][1],
+                    f"{key}.intent.name",
+                    f"{name!r} is not an intent of this file (intents: {', '.join(sorted(intent_names))})",
+                )
                 ok = False
             for k in ("slots", "context"):
                 if k in im:
@@ -607,19 +657,30 @@ class _Checker:
         if m is None:
             return {}
         if not {"areas", "floors", "entities"} & set(m):
-            self.error(fixtures, prefix, "expected lists: {name: ..., area: ...} or Home Assistant's fixtures "
-                                         "(areas, floors, entities)")
+            self.error(
+                fixtures,
+                prefix,
+                "expected lists: {name: ..., area: ...} or Home Assistant's fixtures (areas, floors, entities)",
+            )
             return {}
         sub = (lambda k: k) if prefix == TOP else (lambda k: f"fixtures.{k}")
         # As Home Assistant's tests read fixtures: all three lists, empty where the home has none (no floors).
         out: dict[str, SlotList] = {}
-        for kind, slot, allowed in (("areas", "area", ("name", "id", "floor", "aliases")), ("floors", "floor", ("name", "id", "aliases")),
-                                    ("entities", "name", None)):
+        for kind, slot, allowed in (
+            ("areas", "area", ("name", "id", "floor", "aliases")),
+            ("floors", "floor", ("name", "id", "aliases")),
+            ("entities", "name", None),
+        ):
             items = self.fixture_items(m[kind][1], sub(kind), allowed) if kind in m else []
             values = [(s, s, _entity_context(item) if allowed is None else None) for said, item in items for s in said]
             out[slot] = TextSlotList.from_tuples(values, allow_template=False, name=slot)
-            self.raw_lists[slot] = {"values": [{"in": said, "out": value, **({"context": ctx} if ctx else {})}
-                                               for said, value, ctx in values if not is_template(said)]}
+            self.raw_lists[slot] = {
+                "values": [
+                    {"in": said, "out": value, **({"context": ctx} if ctx else {})}
+                    for said, value, ctx in values
+                    if not is_template(said)
+                ]
+            }
         return out
 
     def fixture_items(self, node, key, allowed) -> Iterator[tuple[list[str], dict]]:
@@ -723,7 +784,7 @@ class _Resolver:
         if name not in table:
             return {key: ()}
         if key in stack:
-            loop = stack[stack.index(key):] + [key]
+            loop = stack[stack.index(key) :] + [key]
             return {("cycle", tuple(loop)): ()}
         if len(stack) >= MAX_REFERENCE_DEPTH:
             return {("deep", tuple(stack[:3] + [key])): ()}
@@ -736,7 +797,9 @@ class _Resolver:
             for value in body.values:
                 for problem, via in self._expression(value.text_in, lists, rules, memo, stack).items():
                     found.setdefault(problem, via)
-        elif isinstance(body, RangeSlotList) and body.words and not self._has_words(body.words_language or self.language):
+        elif (
+            isinstance(body, RangeSlotList) and body.words and not self._has_words(body.words_language or self.language)
+        ):
             found = {("words", name): ()}
         stack.pop()
         result = {problem: (key,) + via if problem[0] in ("rule", "list") else via for problem, via in found.items()}
@@ -746,7 +809,9 @@ class _Resolver:
     def _inline(self, ref: ListReference) -> dict:
         start, stop, step = ref.get_inline_range()
         if start > stop or step <= 0:
-            return {("inline", f"{{{ref.list_name}:{ref.slot_name}}} counts from {start} to {stop} in steps of {step}"): ()}
+            return {
+                ("inline", f"{{{ref.list_name}:{ref.slot_name}}} counts from {start} to {stop} in steps of {step}"): ()
+            }
         if not self._has_words(self.language):
             return {("words", ref.list_name): ()}
         return {}
@@ -771,24 +836,39 @@ class _Resolver:
         elif kind in ("rule", "list"):
             section = "expansion_rules" if kind == "rule" else "lists"
             local = local_rules if kind == "rule" else local_lists
-            where = (f"defined neither in this block's {section} nor under the file's {section}" if local
-                     else f"not defined under {section}")
+            where = (
+                f"defined neither in this block's {section} nor under the file's {section}"
+                if local
+                else f"not defined under {section}"
+            )
             defined = sorted(n for n in (rules if kind == "rule" else lists))
-            c.error(use.node, use.key, f"uses {_ref(kind, name)}{through}, which is {where}"
-                    + (f" (defined: {', '.join(defined[:12])}{', ...' if len(defined) > 12 else ''})" if defined else ""))
+            c.error(
+                use.node,
+                use.key,
+                f"uses {_ref(kind, name)}{through}, which is {where}"
+                + (f" (defined: {', '.join(defined[:12])}{', ...' if len(defined) > 12 else ''})" if defined else ""),
+            )
         elif kind == "cycle":
             first = name[0]
             d = (rules if first[0] == "rule" else lists)[first[1]]
             node, key = (d.node, d.key) if d.node is not None else (use.node, use.key)
             c.error(node, key, "refers to itself: " + " -> ".join(_ref(*n) for n in name))
         elif kind == "deep":
-            c.error(use.node, use.key, f"rules and lists used within each other more than {MAX_REFERENCE_DEPTH} deep "
-                                       f"({' -> '.join(_ref(*n) for n in name)} -> ...)")
+            c.error(
+                use.node,
+                use.key,
+                f"rules and lists used within each other more than {MAX_REFERENCE_DEPTH} deep "
+                f"({' -> '.join(_ref(*n) for n in name)} -> ...)",
+            )
         elif kind == "words":
             d = lists.get(name)
             node, key = (d.node, f"{d.key}.range") if d is not None and d.node is not None else (use.node, use.key)
-            c.error(node, key, f"no number words for language {self.language!r} (hassil's number rules have none); "
-                               "set words: false, or words_language")
+            c.error(
+                node,
+                key,
+                f"no number words for language {self.language!r} (hassil's number rules have none); "
+                "set words: false, or words_language",
+            )
         elif kind == "inline":
             c.error(use.node, use.key, f"{name}: the start must not exceed the end, and the step must be positive")
 
@@ -799,12 +879,18 @@ class _Resolver:
         first = min((u for uses in self.home_uses.values() for u in uses), key=lambda u: u.node.start_mark.line)
         count = sum(len(u) for u in self.home_uses.values())
         said = ", ".join(f"{{{n}}}" for n in names)
-        given = (f"the lists file {self.lists_source} has no {' / '.join(names)} list" if self.lists_source
-                 else "Home Assistant fills them from your devices, areas and floors")
-        self.checker.error(first.node, first.key,
-                           f"{count} template(s) use {said} and {given}: pass your own with --lists FILE, "
-                           f"either hassil lists:\n{_indent(LISTS_EXAMPLE)}\n    or Home Assistant's fixtures "
-                           "(fixtures: {areas: [{name: Kitchen}], entities: [{name: Kitchen Light, domain: light}]})")
+        given = (
+            f"the lists file {self.lists_source} has no {' / '.join(names)} list"
+            if self.lists_source
+            else "Home Assistant fills them from your devices, areas and floors"
+        )
+        self.checker.error(
+            first.node,
+            first.key,
+            f"{count} template(s) use {said} and {given}: pass your own with --lists FILE, "
+            f"either hassil lists:\n{_indent(LISTS_EXAMPLE)}\n    or Home Assistant's fixtures "
+            "(fixtures: {areas: [{name: Kitchen}], entities: [{name: Kitchen Light, domain: light}]})",
+        )
 
 
 def _indent(text: str) -> str:
@@ -840,7 +926,9 @@ def _ways_to_say(sentence: Sentence | None, text: str) -> list[str] | None:
 def _entity_context(entity: dict) -> dict:
     """hassil value context of a fixtures entity: its domain and attributes, as Home Assistant's tests build it."""
     domain = entity.get("domain") or str(entity.get("id", "")).split(".", 1)[0]
-    extra = {k: v for k, v in entity.items() if k not in ("name", "id", "domain", "area", "state", "attributes", "aliases")}
+    extra = {
+        k: v for k, v in entity.items() if k not in ("name", "id", "domain", "area", "state", "attributes", "aliases")
+    }
     return {"domain": domain, **extra, **(entity.get("attributes") or {})}
 
 
@@ -850,8 +938,13 @@ def _kind(node) -> str:
     if isinstance(node, yaml.SequenceNode):
         return "a list"
     tag = node.tag.rsplit(":", 1)[-1]
-    return {"str": "empty text" if not node.value.strip() else "text", "int": "a number", "float": "a number",
-            "bool": "true/false", "null": "nothing"}.get(tag, tag) + (f" ({_short(node.value)})" if node.value else "")
+    return {
+        "str": "empty text" if not node.value.strip() else "text",
+        "int": "a number",
+        "float": "a number",
+        "bool": "true/false",
+        "null": "nothing",
+    }.get(tag, tag) + (f" ({_short(node.value)})" if node.value else "")
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -882,5 +975,3 @@ def walk(expr: Expression, rules: dict | None = None) -> Iterator[Expression]:
         elif isinstance(e, RuleReference) and rules and e.rule_name not in seen and rules.get(e.rule_name) is not None:
             seen.add(e.rule_name)
             stack.append(rules[e.rule_name].expression)
-
-

@@ -31,7 +31,7 @@ class WordNet:
                         continue  # the licence header
                     parts = line.split()
                     lemma, n_synsets, n_pointers = parts[0], int(parts[2]), int(parts[3])
-                    offsets = parts[4 + n_pointers + 2:]
+                    offsets = parts[4 + n_pointers + 2 :]
                     table[lemma] = [int(o) for o in offsets[:n_synsets]]
             self._index[pos] = table
         self._data = {pos: (root / f"data.{pos}").open("rb") for pos in POS}
@@ -52,7 +52,7 @@ class WordNet:
         fh.seek(offset)
         parts = fh.readline().decode("utf-8", "replace").split()
         count = int(parts[3], 16)
-        words = parts[4: 4 + 2 * count: 2]
+        words = parts[4 : 4 + 2 * count : 2]
         return [w.split("(")[0].lower() for w in words]
 
     def knows(self, phrase: str) -> bool:

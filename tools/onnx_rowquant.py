@@ -62,8 +62,10 @@ class _Graph:
 
     def shared_consts(self) -> dict[str, str]:
         if not self._shared:
-            self._shared = {k: self.const("rowquant/" + k, np.array(v, np.float32))
-                            for k, v in {"zero": 0.0, "levels": ACT_LEVELS, "tiny": TINY}.items()}
+            self._shared = {
+                k: self.const("rowquant/" + k, np.array(v, np.float32))
+                for k, v in {"zero": 0.0, "levels": ACT_LEVELS, "tiny": TINY}.items()
+            }
         return self._shared
 
     def name(self, base: str) -> str:
@@ -91,8 +93,26 @@ def _quantized_rows(g: _Graph, x: str, nodes: list[onnx.NodeProto]) -> tuple[str
     if x in g.quantized:
         return g.quantized[x]
     c = g.shared_consts()
-    t = {k: g.name(f"{x}/{k}") for k in ("min", "max", "rmin", "rmax", "range", "range_safe", "scale", "neg_min",
-                                          "zp_f", "zp", "scaled", "rounded", "shifted", "clipped", "x_q")}
+    t = {
+        k: g.name(f"{x}/{k}")
+        for k in (
+            "min",
+            "max",
+            "rmin",
+            "rmax",
+            "range",
+            "range_safe",
+            "scale",
+            "neg_min",
+            "zp_f",
+            "zp",
+            "scaled",
+            "rounded",
+            "shifted",
+            "clipped",
+            "x_q",
+        )
+    }
     nodes += [
         helper.make_node("ReduceMin", [x], [t["min"]], axes=[-1], keepdims=1),
         helper.make_node("ReduceMax", [x], [t["max"]], axes=[-1], keepdims=1),
@@ -115,7 +135,9 @@ def _quantized_rows(g: _Graph, x: str, nodes: list[onnx.NodeProto]) -> tuple[str
     return g.quantized[x]
 
 
-def _rowwise_matmul(g: _Graph, x: str, outputs: list[str], weights: list[np.ndarray], base: str) -> list[onnx.NodeProto]:
+def _rowwise_matmul(
+    g: _Graph, x: str, outputs: list[str], weights: list[np.ndarray], base: str
+) -> list[onnx.NodeProto]:
     """One int8 matmul for every weight that reads ``x`` (q, k and v share one), split back into ``outputs``."""
     # Activations: one scale and zero point per row (token), asymmetric, as XNNPACK's "qd8"
     # dynamic fully-connected kernels quantise them. 7 bits (0..127), not 8: onnxruntime's x86
@@ -133,16 +155,29 @@ def _rowwise_matmul(g: _Graph, x: str, outputs: list[str], weights: list[np.ndar
     colsum = w_q.astype(np.int32).sum(axis=0).astype(np.float32)
     c = {k: g.const(f"{base}/{k}", v) for k, v in {"W_q": w_q, "W_scale": w_scale, "W_colsum": colsum}.items()}
     t = {k: g.name(f"{base}/{k}") for k in ("acc", "acc_f", "corr", "centred", "row_scaled")}
-    return nodes + [
-        helper.make_node("MatMulInteger", [x_q, c["W_q"]], [t["acc"]]),
-        helper.make_node("Cast", [t["acc"]], [t["acc_f"]], to=TensorProto.FLOAT),
-        helper.make_node("Mul", [zp, c["W_colsum"]], [t["corr"]]),
-        helper.make_node("Sub", [t["acc_f"], t["corr"]], [t["centred"]]),
-        helper.make_node("Mul", [t["centred"], scale], [t["row_scaled"]]),
-        helper.make_node("Mul", [t["row_scaled"], c["W_scale"]], [y]),
-    ] + ([] if len(outputs) == 1 else [
-        helper.make_node("Split", [y, g.const(base + "/split", np.array([w.shape[1] for w in weights], np.int64))],
-                         list(outputs), axis=-1)])
+    return (
+        nodes
+        + [
+            helper.make_node("MatMulInteger", [x_q, c["W_q"]], [t["acc"]]),
+            helper.make_node("Cast", [t["acc"]], [t["acc_f"]], to=TensorProto.FLOAT),
+            helper.make_node("Mul", [zp, c["W_colsum"]], [t["corr"]]),
+            helper.make_node("Sub", [t["acc_f"], t["corr"]], [t["centred"]]),
+            helper.make_node("Mul", [t["centred"], scale], [t["row_scaled"]]),
+            helper.make_node("Mul", [t["row_scaled"], c["W_scale"]], [y]),
+        ]
+        + (
+            []
+            if len(outputs) == 1
+            else [
+                helper.make_node(
+                    "Split",
+                    [y, g.const(base + "/split", np.array([w.shape[1] for w in weights], np.int64))],
+                    list(outputs),
+                    axis=-1,
+                )
+            ]
+        )
+    )
 
 
 def _int8_gather(g: _Graph, node: onnx.NodeProto, table: np.ndarray) -> list[onnx.NodeProto]:
@@ -160,8 +195,9 @@ def _int8_gather(g: _Graph, node: onnx.NodeProto, table: np.ndarray) -> list[onn
     ]
 
 
-def quantize_rowwise(src: str | Path, dst: str | Path, min_table_rows: int = 1000,
-                     keep_fp32: tuple[str, ...] = ()) -> dict[str, int]:
+def quantize_rowwise(
+    src: str | Path, dst: str | Path, min_table_rows: int = 1000, keep_fp32: tuple[str, ...] = ()
+) -> dict[str, int]:
     """Write ``dst``: ``src`` (fp32, matmul form) with LiteRT-style int8 matmuls and embedding.
 
     Returns how many matmuls and gathers were rewritten. Matmuls whose weight is not a constant
@@ -184,8 +220,15 @@ def quantize_rowwise(src: str | Path, dst: str | Path, min_table_rows: int = 100
         if quantizable(node):
             group = readers.pop(node.input[0], None)
             if group is not None:  # the first reader of x emits the fused matmul for all of them
-                nodes.extend(_rowwise_matmul(g, node.input[0], [n.output[0] for n in group],
-                                             [g.weight(n.input[1]) for n in group], node.name or node.output[0]))
+                nodes.extend(
+                    _rowwise_matmul(
+                        g,
+                        node.input[0],
+                        [n.output[0] for n in group],
+                        [g.weight(n.input[1]) for n in group],
+                        node.name or node.output[0],
+                    )
+                )
                 counts["matmul"] += len(group)
             continue
         if node.op_type == "Gather" and not any(a.name == "axis" and a.i != 0 for a in node.attribute):

@@ -21,7 +21,8 @@ import zlib
 from pathlib import Path
 
 from edge.textnorm import spoken_form
-from tools.data import Example, generated_out_of_scope
+
+from .data import Example, generated_out_of_scope
 
 EVERYDAY = Path(__file__).resolve().parent / "data_files" / "everyday.txt"
 HOME = Path(__file__).resolve().parent / "data_files" / "home_fixtures.yaml"
@@ -31,8 +32,11 @@ NEAR = 0.5
 
 
 def everyday_sentences() -> list[str]:
-    return [line.strip() for line in EVERYDAY.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.startswith("#")]
+    return [
+        line.strip()
+        for line in EVERYDAY.read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
 
 
 def home_assistant_sentences(seed: int, per_intent: int = 40) -> list[str]:
@@ -40,7 +44,7 @@ def home_assistant_sentences(seed: int, per_intent: int = 40) -> list[str]:
     try:
         from hassil.sample import sample_intents
 
-        from tools.intents_file import load
+        from .intents_file import load
     except ImportError:
         return []
     try:
@@ -48,8 +52,11 @@ def home_assistant_sentences(seed: int, per_intent: int = 40) -> list[str]:
     except Exception:  # not installed, or an intents file our checker refuses: the other sources remain
         return []
     rng = random.Random(seed)
-    out = [text for _, text in sample_intents(f.intents, max_sentences_per_intent=per_intent, language="en")
-           if "{" not in text]
+    out = [
+        text
+        for _, text in sample_intents(f.intents, max_sentences_per_intent=per_intent, language="en")
+        if "{" not in text
+    ]
     rng.shuffle(out)
     return out
 
@@ -59,8 +66,9 @@ PARTS = {"train": (0, 1, 2), "calibrate": (3,), "evaluate": (4,)}
 see sentences training did not."""
 
 
-def pool(n: int, seed: int, grammar=None, exclude: set[str] | None = None, label: str | None = None,
-         part: str = "train") -> list[Example]:
+def pool(
+    n: int, seed: int, grammar=None, exclude: set[str] | None = None, label: str | None = None, part: str = "train"
+) -> list[Example]:
     """``n`` out-of-scope examples (intent ``label``, None by default): up to two thirds coherent sentences
     of ``part``, the rest word salad."""
     rng = random.Random(seed)

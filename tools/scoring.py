@@ -28,7 +28,7 @@ def span_f1(gold: list[set], pred: list[set]) -> float:
 
 
 def dev_metrics(model, data, tag_names: list[str]) -> dict:
-    from tools.finetune import predict
+    from .finetune import predict
 
     probs, slots = predict(model, data)
     in_scope = [i for i, d in enumerate(data) if d.intent >= 0]
@@ -47,7 +47,9 @@ def oos_metrics(in_scope_conf: list[float], oos_conf: list[float], threshold: fl
     return {"threshold": threshold, "in_scope_rejected": fr, "oos_rejected": rec}
 
 
-def calibrate_threshold(in_scope_conf: list[float], oos_conf: list[float], max_in_scope_rejected: float = 0.01) -> float:
+def calibrate_threshold(
+    in_scope_conf: list[float], oos_conf: list[float], max_in_scope_rejected: float = 0.01
+) -> float:
     """The highest threshold that rejects at most ``max_in_scope_rejected`` of in-scope dev sentences.
 
     Capping false rejections (rather than maximising a combined score) keeps the rule from

@@ -49,8 +49,14 @@ def package_sentences(package: ModelPackage, data_dir: str | Path | None = None)
     return read_sentences(datasets.path(name, file, data_dir))
 
 
-def adapt_package(package_dir: str | Path, sentences: list[str], general_words: int = 20000,
-                  vosk_general_words: int = 1000, max_lambda: float = 0.9, whisper_prompt: str = "") -> dict:
+def adapt_package(
+    package_dir: str | Path,
+    sentences: list[str],
+    general_words: int = 20000,
+    vosk_general_words: int = 1000,
+    max_lambda: float = 0.9,
+    whisper_prompt: str = "",
+) -> dict:
     """Build the artefacts from ``sentences`` (and Whisper's prompt) into the package and record them;
     returns the build's stats."""
     package_dir = Path(package_dir)
@@ -60,31 +66,52 @@ def adapt_package(package_dir: str | Path, sentences: list[str], general_words: 
         from edge.grammar import Grammar
 
         grammar = Grammar.from_file(grammar_file)
-    built = adapt.build(sentences, package_dir / adapt.SECTION, general_words=general_words,
-                        vosk_general_words=vosk_general_words, max_lambda=max_lambda, whisper_prompt=whisper_prompt,
-                        grammar=grammar)
+    built = adapt.build(
+        sentences,
+        package_dir / adapt.SECTION,
+        general_words=general_words,
+        vosk_general_words=vosk_general_words,
+        max_lambda=max_lambda,
+        whisper_prompt=whisper_prompt,
+        grammar=grammar,
+    )
     stats = built.pop("stats")
     add_artifacts(package_dir, adapt.SECTION, built)
     missing = stats["words_without_pronunciation"]
-    print(f"{package_dir}: {stats['sentences']} sentences, vocabulary {stats['vocabulary']} words "
-          f"({stats['domain_words']} from the domain), n-grams {stats['ngrams']}, lambda {stats['lambda']} "
-          f"(fitted {stats['lambda_fitted']}), {stats['vosk_phrases']} Vosk phrases")
+    print(
+        f"{package_dir}: {stats['sentences']} sentences, vocabulary {stats['vocabulary']} words "
+        f"({stats['domain_words']} from the domain), n-grams {stats['ngrams']}, lambda {stats['lambda']} "
+        f"(fitted {stats['lambda_fitted']}), {stats['vosk_phrases']} Vosk phrases"
+    )
     if missing:
-        print(f"{len(missing)} domain words have no pronunciation and cannot be recognised: "
-              f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
+        print(
+            f"{len(missing)} domain words have no pronunciation and cannot be recognised: "
+            f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
+        )
     return stats
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build STT adaptation artefacts for a model package.")
     parser.add_argument("package", type=Path, help="model package directory")
-    parser.add_argument("--sentences", type=Path, help="sentences to adapt to (default: the package's training "
-                        "sentences, or the data set it was trained on)")
+    parser.add_argument(
+        "--sentences",
+        type=Path,
+        help="sentences to adapt to (default: the package's training sentences, or the data set it was trained on)",
+    )
     datasets.add_argument(parser)
-    parser.add_argument("--general-words", type=int, default=20000,
-                        help="most frequent general English words kept in the PocketSphinx vocabulary (default 20000)")
-    parser.add_argument("--vosk-general-words", type=int, default=1000,
-                        help="general English words added to the Vosk phrase list (default 1000)")
+    parser.add_argument(
+        "--general-words",
+        type=int,
+        default=20000,
+        help="most frequent general English words kept in the PocketSphinx vocabulary (default 20000)",
+    )
+    parser.add_argument(
+        "--vosk-general-words",
+        type=int,
+        default=1000,
+        help="general English words added to the Vosk phrase list (default 1000)",
+    )
     parser.add_argument("--max-lambda", type=float, default=0.9, help="cap on the domain LM weight (default 0.9)")
     parser.add_argument("--whisper-prompt", type=Path, help="text file: words to bias Whisper towards (slot values)")
     args = parser.parse_args(argv)
@@ -96,8 +123,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stt_adapt: {exc}", file=sys.stderr)
         return 2
     if not sentences:
-        print(f"stt_adapt: {args.package}: the package records neither training sentences nor the data set it was "
-              "trained on; pass --sentences FILE", file=sys.stderr)
+        print(
+            f"stt_adapt: {args.package}: the package records neither training sentences nor the data set it was "
+            "trained on; pass --sentences FILE",
+            file=sys.stderr,
+        )
         return 2
     adapt_package(package.dir, sentences, args.general_words, args.vosk_general_words, args.max_lambda, prompt)
     return 0

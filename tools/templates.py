@@ -35,9 +35,10 @@ from typing import Any
 
 from edge.grammar import Alt, Grammar, Seq, Slot, Words
 from edge.textnorm import say_number, spoken_form
-from tools.augment import Augmenter
-from tools.data import DataError, Entity, Example
-from tools.intents_file import TemplateError, TestCase, load
+
+from .augment import Augmenter
+from .data import DataError, Entity, Example
+from .intents_file import TemplateError, TestCase, load
 
 NONE_LABEL = "__none__"
 """The intent the model learns for out-of-scope sentences; the runtime reports it as no intent."""
@@ -237,10 +238,18 @@ def _has_wildcard(node: Any, seen: set | None = None) -> bool:
     return False
 
 
-def expand_intents_file(path: str | Path, lists: str | Path | None = None, seed: int = 13,
-                        max_sentences: int = 12000, held_share: float = 0.1, dev_max: int = 1500,
-                        heldout_max: int = 1500, asr_share: float = 0.5, synonym_share: float = 0.25,
-                        progress=None) -> Expansion:
+def expand_intents_file(
+    path: str | Path,
+    lists: str | Path | None = None,
+    seed: int = 13,
+    max_sentences: int = 12000,
+    held_share: float = 0.1,
+    dev_max: int = 1500,
+    heldout_max: int = 1500,
+    asr_share: float = 0.5,
+    synonym_share: float = 0.25,
+    progress=None,
+) -> Expansion:
     """Expand, hold out, augment: the labelled data for one intents file."""
     f = load(path, lists)
     rng = random.Random(seed)
@@ -285,14 +294,19 @@ def expand_intents_file(path: str | Path, lists: str | Path | None = None, seed:
     train = [e for pool in by_intent.values() for e in pool.values()]
     held_list = list(held.values())
     rng.shuffle(held_list)
-    dev_clean, heldout = held_list[: min(dev_max, len(held_list) // 2)], held_list[len(held_list) // 2:][:heldout_max]
+    dev_clean, heldout = held_list[: min(dev_max, len(held_list) // 2)], held_list[len(held_list) // 2 :][:heldout_max]
     if not dev_clean:
         # every template was enumerated: choose the epoch on recogniser-like copies of training sentences
         dev_clean = rng.sample(train, min(len(train), 300))
-        warnings.append("the grammar says few enough sentences that all of them are trained on; dev uses "
-                        "recogniser-like variants of training sentences")
-    oos = [to_example(sampler.sample(s), None) for s in grammar.compile_sentences(f.out_of_scope)
-           for _ in range(5)] if f.out_of_scope else []
+        warnings.append(
+            "the grammar says few enough sentences that all of them are trained on; dev uses "
+            "recogniser-like variants of training sentences"
+        )
+    oos = (
+        [to_example(sampler.sample(s), None) for s in grammar.compile_sentences(f.out_of_scope) for _ in range(5)]
+        if f.out_of_scope
+        else []
+    )
     augmenter = Augmenter(grammar.vocabulary, skip_words=f.intents.skip_words, rng=rng)
     train_aug = []
     for e in train:
@@ -306,9 +320,16 @@ def expand_intents_file(path: str | Path, lists: str | Path | None = None, seed:
     rng.shuffle(train)
     tests = [test_example(t, grammar, f.path) for t in f.tests]
     sentences = [e.text for pool in by_intent.values() for e in pool.values()]
-    info = {"data": str(path), "format": "Home Assistant intents (hassil)", "language": f.language,
-            "intents": counts, "seed": seed, "max_sentences": max_sentences,
-            "licence": "your own intent definitions", "tests": len(tests)}
+    info = {
+        "data": str(path),
+        "format": "Home Assistant intents (hassil)",
+        "language": f.language,
+        "intents": counts,
+        "seed": seed,
+        "max_sentences": max_sentences,
+        "licence": "your own intent definitions",
+        "tests": len(tests),
+    }
     if lists is not None:
         info["lists"] = str(lists)
     return Expansion(train, dev, heldout, tests, f.data, sentences, whisper_prompt(grammar, sampler), info, warnings)
@@ -396,7 +417,9 @@ def _wildcard_words(language: str) -> list[str]:
     try:
         import wordfreq
     except ImportError:
-        raise DataError("edge-train needs the [train] extra for intents files: pip install 'edge-intent[train]'") from None
+        raise DataError(
+            "edge-train needs the [train] extra for intents files: pip install 'edge-intent[train]'"
+        ) from None
     words = [w for w in wordfreq.top_n_list(language.split("-")[0].split("_")[0], 6000) if w.isalpha() and len(w) > 2]
     return words[200:] or ["thing"]
 
@@ -411,12 +434,14 @@ def test_example(t: TestCase, grammar: Grammar, path: Path) -> Example:
     match = grammar.match(text, max_distance=0.0)
     expected = {k: v for k, v in t.slots.items()}
     if match is not None and match.intent == t.intent:
-        entities = [Entity(s.start, s.end, s.name, str(s.value)) for s in match.slots if s.name in expected and s.end > s.start]
+        entities = [
+            Entity(s.start, s.end, s.name, str(s.value)) for s in match.slots if s.name in expected and s.end > s.start
+        ]
         if {e.entity for e in entities} >= {k for k in expected if _said_slot(k, grammar)}:
             return Example(text, t.intent, tuple(entities))
     entities = []
     for slot, value in expected.items():
-        for v in (value if isinstance(value, list) else [value]):
+        for v in value if isinstance(value, list) else [value]:
             span = _find_value(text, slot, v, grammar)
             if span is None:
                 if not _said_slot(slot, grammar):
@@ -436,8 +461,10 @@ def _find_value(text: str, slot: str, value: Any, grammar: Grammar) -> tuple[int
     if node is not None:
         for v in node.values:
             if str(v.out) == str(value) or (isinstance(v.out, (int, float)) and str(v.out) == str(value)):
-                forms |= {" ".join(t[0] for t in Sampler(random.Random(0), ["x"]).sample(v.body, cover=i))
-                          for i in range(min(8, Sampler(random.Random(0), ["x"]).branching(v.body)))}
+                forms |= {
+                    " ".join(t[0] for t in Sampler(random.Random(0), ["x"]).sample(v.body, cover=i))
+                    for i in range(min(8, Sampler(random.Random(0), ["x"]).branching(v.body)))
+                }
     for form in sorted((f for f in forms if f), key=len, reverse=True):
         m = re.search(rf"(?<!\w){re.escape(form)}(?!\w)", text)
         if m:
@@ -449,10 +476,14 @@ def _find_value(text: str, slot: str, value: Any, grammar: Grammar) -> tuple[int
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.templates",
-                                description="Check a Home Assistant intents file and show what edge-train would train on.")
+    p = argparse.ArgumentParser(
+        prog="python -m tools.templates",
+        description="Check a Home Assistant intents file and show what edge-train would train on.",
+    )
     p.add_argument("file", help="intents file (YAML or JSON), or ha:LANG for Home Assistant's own (e.g. ha:en)")
-    p.add_argument("--lists", type=Path, help="your name / area / floor lists (hassil lists: or Home Assistant fixtures)")
+    p.add_argument(
+        "--lists", type=Path, help="your name / area / floor lists (hassil lists: or Home Assistant fixtures)"
+    )
     p.add_argument("--show", type=int, default=3, help="example sentences shown per intent")
     p.add_argument("--max-sentences", type=int, default=12000)
     args = p.parse_args(argv)
@@ -466,7 +497,9 @@ def main(argv=None) -> int:
         for x in [x for x in e.train if x.intent == name][: args.show]:
             shown = x.text
             for ent in reversed(x.entities):
-                shown = shown[: ent.start] + f"[{shown[ent.start:ent.end]}]({ent.entity}={ent.value})" + shown[ent.end:]
+                shown = (
+                    shown[: ent.start] + f"[{shown[ent.start : ent.end]}]({ent.entity}={ent.value})" + shown[ent.end :]
+                )
             print(f"    {shown}")
     print(f"train {len(e.train)}, dev {len(e.dev)}, held-out {len(e.heldout)}, tests {len(e.tests)}")
     print(f"whisper prompt: {e.prompt[:200]}")

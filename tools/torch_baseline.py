@@ -1,6 +1,6 @@
 """The PyTorch fp32 eager baseline for ``edge-profile``: the trained model as ``transformers`` runs it.
 
-``edge-profile`` starts this module as a worker process (``python -m tools.torch_baseline --worker
+``edge-profile`` starts this module as a worker process (``python -m edge_train.torch_baseline --worker
 SPEC``) when torch and transformers are installed, so the runtime itself never imports torch. It
 runs the same tokenizer and decoding as the runtime (``edge.classifier.IntentClassifier`` with a
 torch backend in place of ONNX Runtime / LiteRT), so the only difference measured is the engine.
@@ -56,7 +56,9 @@ def make_torch_backend(model, threads: int):
         def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             t0 = time.perf_counter()
             with torch.inference_mode():
-                intent, slots, _ = self.model(torch.from_numpy(inputs["input_ids"]), torch.from_numpy(inputs["attention_mask"]))
+                intent, slots, _ = self.model(
+                    torch.from_numpy(inputs["input_ids"]), torch.from_numpy(inputs["attention_mask"])
+                )
             self.last_invoke_ms = (time.perf_counter() - t0) * 1000.0
             return {"intent_logits": intent.numpy(), "slot_logits": slots.numpy()}
 
@@ -72,7 +74,7 @@ def _compare_with_onnx(clf_torch, package, threads: int, texts: list[str]) -> fl
 
     variant = package.find_variant("onnx", "fp32")
     if variant is None:
-        raise SkipBaseline(f"the package has no fp32 ONNX file to check the checkpoint against")
+        raise SkipBaseline("the package has no fp32 ONNX file to check the checkpoint against")
     onnx = create_backend("onnx", package.verify_file(variant.file), threads=threads)
     worst = 0.0
     for text in texts:
@@ -87,15 +89,19 @@ def _compare_with_onnx(clf_torch, package, threads: int, texts: list[str]) -> fl
 def load_baseline(spec: dict[str, Any]):
     from edge.classifier import Choice, IntentClassifier
     from edge.package import ModelPackage
-    from tools.model import load
+
+    from .model import load
 
     package = ModelPackage.load(spec["model"])
     groups = max((v.groups for v in package.variants), default=1)
     candidates = checkpoint_candidates(package.name, groups, spec.get("torch_checkpoint"))
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
-        raise SkipBaseline("no PyTorch checkpoint of this package's weights (looked for "
-                           + ", ".join(str(p) for p in candidates) + "; pass --torch-checkpoint PATH)")
+        raise SkipBaseline(
+            "no PyTorch checkpoint of this package's weights (looked for "
+            + ", ".join(str(p) for p in candidates)
+            + "; pass --torch-checkpoint PATH)"
+        )
     model, _ = load(found)
     threads = spec["threads"]
     choice = Choice("torch", "fp32", found, (), f"checkpoint {found}")
@@ -103,17 +109,21 @@ def load_baseline(spec: dict[str, Any]):
     texts = [s for s, _ in spec["sample"][:8]] or ["set an alarm for seven am", "turn off the kitchen lights"]
     diff = _compare_with_onnx(clf, package, threads, texts)
     if diff > MATCH_TOLERANCE:
-        raise SkipBaseline(f"{found} is not the package's model: intent logits differ from the fp32 ONNX file by up to {diff:.3g}")
+        raise SkipBaseline(
+            f"{found} is not the package's model: intent logits differ from the fp32 ONNX file by up to {diff:.3g}"
+        )
     spec["describe"] = clf.backend.describe()
     spec["notes"] = [f"weights from {found}; intent logits match the package's fp32 ONNX file within {diff:.2g}"]
     return clf
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m tools.torch_baseline", description="edge-profile's PyTorch baseline worker")
+    p = argparse.ArgumentParser(
+        prog="python -m edge_train.torch_baseline", description="edge-profile's PyTorch baseline worker"
+    )
     p.add_argument("--worker", type=Path, required=True, help="worker spec written by edge-profile")
     args = p.parse_args(argv)
-    from edge.cli.profile import worker_main
+    from edge.profiling.engine import worker_main
 
     return worker_main(args.worker, load_baseline, skip=(SkipBaseline,))
 

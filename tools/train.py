@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 _STARTED = time.time()
 DEFAULT_MINUTES = 7.0
 """Fine-tune time bound for an intents file: Home Assistant's English intents then train in about 15 min
@@ -50,48 +49,87 @@ def _log(msg: str) -> None:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="edge-train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", type=Path,
-                   help="training data: JSONL ({text, intent, entities}), a Home Assistant intents file (YAML or JSON), "
-                        "or ha:LANG for Home Assistant's own intents of that language (package home-assistant-intents, "
-                        "e.g. ha:en; give your devices with --lists)")
-    p.add_argument("--lists", type=Path,
-                   help="intents file: your own {name} / {area} / {floor} lists, as hassil lists "
-                        "(lists: {name: {values: [Kitchen Light]}, area: ...}) or Home Assistant's test fixtures "
-                        "(areas: [{name}], floors: [...], entities: [{name, domain, area}]); see docs/intents-files.md")
+    p = argparse.ArgumentParser(
+        prog="edge-train", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "data",
+        type=Path,
+        help="training data: JSONL ({text, intent, entities}), a Home Assistant intents file (YAML or JSON), "
+        "or ha:LANG for Home Assistant's own intents of that language (package home-assistant-intents, "
+        "e.g. ha:en; give your devices with --lists)",
+    )
+    p.add_argument(
+        "--lists",
+        type=Path,
+        help="intents file: your own {name} / {area} / {floor} lists, as hassil lists "
+        "(lists: {name: {values: [Kitchen Light]}, area: ...}) or Home Assistant's test fixtures "
+        "(areas: [{name}], floors: [...], entities: [{name, domain, area}]); see docs/intents-files.md",
+    )
     p.add_argument("--dev", type=Path, help="model-selection data (JSONL); default: 10%% of the training data held out")
-    p.add_argument("--eval", type=Path, action="append", default=[], help="held-out evaluation data (JSONL); repeatable")
-    p.add_argument("--eval-sample", type=Path, help="labelled commands (JSONL) the package carries for edge-profile's "
-                   "accuracy and wake calibration; not a public data set's sentences (default for an intents YAML: "
-                   "a sample of its held-out expansions)")
+    p.add_argument(
+        "--eval", type=Path, action="append", default=[], help="held-out evaluation data (JSONL); repeatable"
+    )
+    p.add_argument(
+        "--eval-sample",
+        type=Path,
+        help="labelled commands (JSONL) the package carries for edge-profile's "
+        "accuracy and wake calibration; not a public data set's sentences (default for an intents YAML: "
+        "a sample of its held-out expansions)",
+    )
     p.add_argument("--out", type=Path, required=True, help="model package directory to write")
     p.add_argument("--name", help="package name (default: the --out directory name)")
     p.add_argument("--work", type=Path, help="directory for intermediate results (default: runs/NAME)")
-    p.add_argument("--base", type=Path,
-                   help="base model: a model package directory (its encoder and tokenizer are kept), or a directory with "
-                        "config.json + model.safetensors (BERT layout); default: the shipped package for an intents YAML, "
-                        "all-MiniLM-L6-v2 for JSONL")
-    p.add_argument("--groups", type=int,
-                   help="groups of the squeezed student (1 = ship the dense model); default 4 from MiniLM, 1 from a package")
-    p.add_argument("--teacher-epochs", "--epochs", type=int,
-                   help="epochs of the dense fine-tune (default 10 from MiniLM, 3 from a package)")
-    p.add_argument("--max-sentences", type=int, default=12000,
-                   help="intents file: at most this many training sentences (coverage of every template and list "
-                        "value first; default 12000)")
-    p.add_argument("--max-minutes", type=float,
-                   help="bound on the fine-tune's time: the steps that fit are measured and the schedule fitted to "
-                        "them (default 7 for an intents file, none for JSONL; 0 = no bound, reproducible)")
+    p.add_argument(
+        "--base",
+        type=Path,
+        help="base model: a model package directory (its encoder and tokenizer are kept), or a directory with "
+        "config.json + model.safetensors (BERT layout); default: the shipped package for an intents YAML, "
+        "all-MiniLM-L6-v2 for JSONL",
+    )
+    p.add_argument(
+        "--groups",
+        type=int,
+        help="groups of the squeezed student (1 = ship the dense model); default 4 from MiniLM, 1 from a package",
+    )
+    p.add_argument(
+        "--teacher-epochs",
+        "--epochs",
+        type=int,
+        help="epochs of the dense fine-tune (default 10 from MiniLM, 3 from a package)",
+    )
+    p.add_argument(
+        "--max-sentences",
+        type=int,
+        default=12000,
+        help="intents file: at most this many training sentences (coverage of every template and list "
+        "value first; default 12000)",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="bound on the fine-tune's time: the steps that fit are measured and the schedule fitted to "
+        "them (default 7 for an intents file, none for JSONL; 0 = no bound, reproducible)",
+    )
     p.add_argument("--student-epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-4, help="teacher learning rate")
-    p.add_argument("--hidden-only-epochs", type=int, default=5,
-                   help="student epochs spent matching the teacher's hidden states only, before the task (TinyBERT)")
-    p.add_argument("--student-lr", type=float, default=2e-4, help="student learning rate (it starts further from its optimum)")
+    p.add_argument(
+        "--hidden-only-epochs",
+        type=int,
+        default=5,
+        help="student epochs spent matching the teacher's hidden states only, before the task (TinyBERT)",
+    )
+    p.add_argument(
+        "--student-lr", type=float, default=2e-4, help="student learning rate (it starts further from its optimum)"
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--vocab-size", type=int, default=8000, help="word pieces kept by vocabulary pruning")
     p.add_argument("--max-seq-len", type=int, default=64)
-    p.add_argument("--oos-train", type=int, help="generated out-of-scope sentences for outlier exposure "
-                                                 "(default 1000; 300 from a package)")
+    p.add_argument(
+        "--oos-train",
+        type=int,
+        help="generated out-of-scope sentences for outlier exposure (default 1000; 300 from a package)",
+    )
     p.add_argument("--max-steps", type=int, help="stop each training stage after this many steps (smoke tests)")
     p.add_argument("--eval-limit", type=int, help="evaluate on at most this many sentences per file (smoke tests)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -109,10 +147,12 @@ def main(argv=None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     missing = missing_extra("train")
     if missing:
-        _log(f"edge-train: the [train] extra is not installed (missing: {', '.join(missing)}); install it with "
-             "pip install 'edge-intent[train]', or script/setup --train in a checkout")
+        _log(
+            f"edge-train: the [train] extra is not installed (missing: {', '.join(missing)}); install it with "
+            "pip install 'edge-intent[train]', or script/setup --train in a checkout"
+        )
         return 2
-    from tools.data import DataError
+    from .data import DataError
 
     try:
         return _train(args)
@@ -122,7 +162,7 @@ def main(argv=None) -> int:
 
 
 def _train(args) -> int:
-    from tools.data import DataError, encode, generated_out_of_scope, read_jsonl
+    from .data import DataError, encode, generated_out_of_scope, read_jsonl
 
     started = time.time()
     if args.base is not None and not args.base.is_dir():
@@ -133,13 +173,13 @@ def _train(args) -> int:
     eval_sample = read_jsonl(args.eval_sample) if args.eval_sample else None
 
     import torch
-
-    from tools.finetune import TrainConfig, train
-    from tools.from_package import is_package, load_from_package
-    from tools.model import Groups, from_minilm, load, minilm_dir, save, to_grouped
-    from tools.scoring import dev_metrics
-    from tools.vocab import prune
     from tokenizers import Tokenizer
+
+    from .finetune import TrainConfig, train
+    from .from_package import is_package, load_from_package
+    from .model import Groups, from_minilm, load, minilm_dir, save, to_grouped
+    from .scoring import dev_metrics
+    from .vocab import prune
 
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
@@ -162,7 +202,8 @@ def _train(args) -> int:
     grammar = None
     if d.grammar is not None:
         from edge.grammar import Grammar
-        from tools import out_of_scope
+
+        from . import out_of_scope
 
         grammar = Grammar.from_dict(d.grammar)
         oos_train = out_of_scope.pool(oos_n, args.seed, grammar, seen_texts, label=d.none_label)
@@ -170,14 +211,21 @@ def _train(args) -> int:
         oos_train = generated_out_of_scope(oos_n, seed=args.seed, exclude=seen_texts)
     n_oos = sum(e.intent is None or e.intent == d.none_label for e in train_ex)
     n_intents = len(intents) - (d.none_label is not None)
-    _log(f"  {len(train_ex)} train ({n_oos} labelled out-of-scope), {len(dev_ex)} dev, {n_intents} intents"
-         f"{' and a none class' if d.none_label else ''}, {len(tags)} slot tags, {len(oos_train)} generated out-of-scope")
+    _log(
+        f"  {len(train_ex)} train ({n_oos} labelled out-of-scope), {len(dev_ex)} dev, {n_intents} intents"
+        f"{' and a none class' if d.none_label else ''}, {len(tags)} slot tags, {len(oos_train)} generated out-of-scope"
+    )
 
     # Each stage's output is reused only when what made it is the same (see _fresh): a work directory
     # shared by two trainings (the default is runs/<name>, and two --out dirs can share a name) never
     # hands one the other's checkpoint.
-    data_key = _digest([(e.text, e.intent, e.entities) for e in train_ex], [(e.text, e.intent, e.entities) for e in dev_ex],
-                       [e.text for e in oos_train], intents, tags)
+    data_key = _digest(
+        [(e.text, e.intent, e.entities) for e in train_ex],
+        [(e.text, e.intent, e.entities) for e in dev_ex],
+        [e.text for e in oos_train],
+        intents,
+        tags,
+    )
     base_key = _digest(_dir_digest(base))
     tok_path = work / "tokenizer.json"
     tok_key = _digest(base_key, [e.text for e in train_ex + dev_ex], args.vocab_size, from_package)
@@ -205,9 +253,15 @@ def _train(args) -> int:
     dev_enc = enc(dev_ex)
     evaluate = lambda m: dev_metrics(m, dev_enc, tags)  # noqa: E731
     minutes = args.max_minutes if args.max_minutes is not None else (DEFAULT_MINUTES if templates else 0)
-    cfg = TrainConfig(epochs=epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      max_steps=args.max_steps, freeze_embeddings=from_package,
-                      time_budget_s=minutes * 60 if minutes else None)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        freeze_embeddings=from_package,
+        time_budget_s=minutes * 60 if minutes else None,
+    )
 
     # 2. dense model
     teacher_path = work / "teacher.pt"
@@ -227,8 +281,14 @@ def _train(args) -> int:
 
     # 3. grouped student, distilled
     student_path = work / f"student-g{groups}.pt"
-    scfg = TrainConfig(**{**cfg.__dict__, "epochs": args.student_epochs, "lr": args.student_lr,
-                          "hidden_only_epochs": args.hidden_only_epochs})
+    scfg = TrainConfig(
+        **{
+            **cfg.__dict__,
+            "epochs": args.student_epochs,
+            "lr": args.student_lr,
+            "hidden_only_epochs": args.hidden_only_epochs,
+        }
+    )
     student_key = _digest(teacher_key, scfg.__dict__, groups)
     if groups > 1 and not _fresh(student_path, student_key):
         _log(f"[3/5] student: groups={groups}, distilled from the dense model for {scfg.epochs} epochs")
@@ -240,7 +300,7 @@ def _train(args) -> int:
         _log("[3/5] no grouped student (--groups 1): the dense model ships")
 
     # 4-6. export, quantize, evaluate, package
-    from tools import export, package_writer
+    from . import export, package_writer
 
     candidates = {"dense": teacher}
     if groups > 1:
@@ -260,18 +320,36 @@ def _train(args) -> int:
         calib_oos = generated_out_of_scope(500, seed=args.seed + 1, exclude=seen_texts)
         oos_eval = generated_out_of_scope(1000, seed=args.seed + 2, exclude=seen_texts)
     package_writer.build(
-        out=args.out, name=name, version=args.version, work=work, exported=exported, candidates=candidates,
-        labels=labels, train_texts=d.sentences,
-        tokenizer_path=tok_path, dev=dev_ex, calib_oos=calib_oos, evals=evals,
-        eval_limit=args.eval_limit, source_info=d.source_info, max_seq_len=args.max_seq_len,
-        histories={"teacher": teacher_extra.get("history", [])}, args=vars(args), started=started,
+        out=args.out,
+        name=name,
+        version=args.version,
+        work=work,
+        exported=exported,
+        candidates=candidates,
+        labels=labels,
+        train_texts=d.sentences,
+        tokenizer_path=tok_path,
+        dev=dev_ex,
+        calib_oos=calib_oos,
+        evals=evals,
+        eval_limit=args.eval_limit,
+        source_info=d.source_info,
+        max_seq_len=args.max_seq_len,
+        histories={"teacher": teacher_extra.get("history", [])},
+        args=vars(args),
+        started=started,
         oos_eval=oos_eval,
-        slot_values=d.slot_values, base_model=_describe_base(base, from_package), oos_margin=templates and not args.dev,
-        grammar=d.grammar, none_label=d.none_label,
-        eval_sample=(eval_sample, f"labelled commands from {args.eval_sample.name} (--eval-sample)") if eval_sample else None,
+        slot_values=d.slot_values,
+        base_model=_describe_base(base, from_package),
+        oos_margin=templates and not args.dev,
+        grammar=d.grammar,
+        none_label=d.none_label,
+        eval_sample=(eval_sample, f"labelled commands from {args.eval_sample.name} (--eval-sample)")
+        if eval_sample
+        else None,
     )
     if not args.no_stt:
-        from tools import stt_adapt
+        from . import stt_adapt
 
         _log("[5/5] speech: building the STT domain adaptation from the training sentences")
         stt_adapt.adapt_package(args.out, d.sentences or [e.text for e in train_ex], whisper_prompt=d.prompt)
@@ -364,21 +442,24 @@ class Data:
 
 def prepare_data(args) -> Data:
     """Read or expand the training data; hold out dev; label sets. Raises DataError for bad input."""
-    from tools.data import DataError, canonical_slot_values, read_jsonl, slot_tag_set
+    from .data import DataError, canonical_slot_values, read_jsonl, slot_tag_set
 
     if not args.data.is_file() and not _is_intents_file(args.data):
-        raise DataError(f"{args.data}: no such file (expected a JSONL file, a Home Assistant intents YAML or JSON, "
-                        "or ha:LANG)")
+        raise DataError(
+            f"{args.data}: no such file (expected a JSONL file, a Home Assistant intents YAML or JSON, or ha:LANG)"
+        )
     if args.lists is not None and not _is_intents_file(args.data):
-        raise DataError(f"--lists {args.lists}: lists fill the {{name}} / {{area}} / {{floor}} of an intents file, "
-                        f"and {args.data} is labelled JSONL")
+        raise DataError(
+            f"--lists {args.lists}: lists fill the {{name}} / {{area}} / {{floor}} of an intents file, "
+            f"and {args.data} is labelled JSONL"
+        )
     for path in [args.dev] * bool(args.dev) + args.eval + [args.eval_sample] * bool(args.eval_sample):
         if not path.is_file():
             raise DataError(f"{path}: no such file")
     evals: list[tuple[str, list]] = [(p.name, read_jsonl(p)) for p in args.eval]
     grammar, none_label, prompt = None, None, ""
     if _is_intents_file(args.data):
-        from tools.templates import NONE_LABEL, expand_intents_file
+        from .templates import NONE_LABEL, expand_intents_file
 
         expansion = expand_intents_file(args.data, lists=args.lists, seed=args.seed, max_sentences=args.max_sentences)
         for w in expansion.warnings:
@@ -403,8 +484,9 @@ def prepare_data(args) -> Data:
         dev_ex, train_ex = train_ex[:cut], train_ex[cut:]
     intents = sorted({e.intent for e in train_ex if e.intent is not None and e.intent != none_label})
     if not intents:
-        raise DataError(f"{args.data}: every training example is out of scope (\"intent\": null); "
-                        "at least one intent is needed")
+        raise DataError(
+            f'{args.data}: every training example is out of scope ("intent": null); at least one intent is needed'
+        )
     if none_label is not None:
         intents.append(none_label)
     unknown = sorted({e.intent for e in dev_ex if e.intent is not None and e.intent not in intents})
@@ -415,8 +497,19 @@ def prepare_data(args) -> Data:
         unknown = sorted({e.intent for e in examples if e.intent is not None and e.intent not in intents})
         if unknown:
             _log(f"  warning: {label}: intents the model does not have count as errors: {', '.join(unknown)}")
-    return Data(train_ex, dev_ex, evals, intents, slot_tag_set(train_ex), slot_values, sentences, source_info,
-                grammar, none_label, prompt)
+    return Data(
+        train_ex,
+        dev_ex,
+        evals,
+        intents,
+        slot_tag_set(train_ex),
+        slot_values,
+        sentences,
+        source_info,
+        grammar,
+        none_label,
+        prompt,
+    )
 
 
 def _is_intents_file(data: Path) -> bool:
@@ -435,8 +528,10 @@ def _describe_base(base: Path, from_package: bool) -> str:
     from edge.package import ModelPackage
 
     m = ModelPackage.load(base).manifest
-    return (f"the encoder of model package {m['name']} {m['version']} ({base}); "
-            f"its own base: {m.get('training', {}).get('base_model', 'unknown')}")
+    return (
+        f"the encoder of model package {m['name']} {m['version']} ({base}); "
+        f"its own base: {m.get('training', {}).get('base_model', 'unknown')}"
+    )
 
 
 def summary(package_dir: Path, seconds: float) -> str:
@@ -445,25 +540,34 @@ def summary(package_dir: Path, seconds: float) -> str:
 
     package = ModelPackage.load(package_dir)
     m = package.manifest
-    lines = ["", f"model package {package_dir}  ({m['name']} {m['version']}, {len(m['labels'])} intents, "
-             f"{(len(m['slot_tags']) - 1) // 2} slot types, dense groups {m['variants'][0].get('groups', 1)})"]
-    lines.append(f"  {'evaluation':26} {'variant':12} {'n':>5} {'intent acc':>10} {'slot F1':>8} {'exact':>7} {'rejected':>9}")
+    lines = [
+        "",
+        f"model package {package_dir}  ({m['name']} {m['version']}, {len(m['labels'])} intents, "
+        f"{(len(m['slot_tags']) - 1) // 2} slot types, dense groups {m['variants'][0].get('groups', 1)})",
+    ]
+    lines.append(
+        f"  {'evaluation':26} {'variant':12} {'n':>5} {'intent acc':>10} {'slot F1':>8} {'exact':>7} {'rejected':>9}"
+    )
     for set_name, block in m["metrics"]["evaluations"].items():
         for key, met in block.get("shipped", {}).items():
             if "intent_accuracy" not in met:
                 continue
             exact = f"{met['exact_match'] * 100:6.1f}%" if "exact_match" in met else "      -"
-            lines.append(f"  {set_name:26} {key:12} {met['n']:5d} {met['intent_accuracy'] * 100:9.1f}% "
-                         f"{met['slot_f1'] * 100:8.1f} {exact} {met['in_scope_rejected'] * 100:8.1f}%")
+            lines.append(
+                f"  {set_name:26} {key:12} {met['n']:5d} {met['intent_accuracy'] * 100:9.1f}% "
+                f"{met['slot_f1'] * 100:8.1f} {exact} {met['in_scope_rejected'] * 100:8.1f}%"
+            )
     oos = m["oos"]
-    lines.append(f"  out-of-scope rule: reject below {oos['threshold']} "
-                 f"(dev: {oos['dev']['oos_rejected'] * 100:.1f}% of out-of-scope rejected, "
-                 f"{oos['dev']['in_scope_rejected'] * 100:.1f}% of in-scope)")
+    lines.append(
+        f"  out-of-scope rule: reject below {oos['threshold']} "
+        f"(dev: {oos['dev']['oos_rejected'] * 100:.1f}% of out-of-scope rejected, "
+        f"{oos['dev']['in_scope_rejected'] * 100:.1f}% of in-scope)"
+    )
     files = ", ".join(f"{v['file']} {package.path(v['file']).stat().st_size / 1e6:.1f} MB" for v in m["variants"])
     lines.append(f"  files: {files}")
     if "stt" in m:
         lines.append(f"  speech adaptation: {', '.join(sorted(f for f in m['files'] if f.startswith('stt/')))}")
-    lines.append(f"  took {seconds / 60:.1f} min.  Try: edge-intent --model {package_dir} --text \"...\"")
+    lines.append(f'  took {seconds / 60:.1f} min.  Try: edge-intent --model {package_dir} --text "..."')
     return "\n".join(lines)
 
 

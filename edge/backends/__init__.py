@@ -65,7 +65,9 @@ def unavailable_error(name: str, reason: str) -> BackendUnavailable:
     return BackendUnavailable(f"backend {name!r} is not available: {reason}. Install it: {hint}")
 
 
-def create_backend(name: str, model_file: str | Path, threads: int = 1, profile=None, runtimes: tuple[str, ...] = ()) -> Backend:
+def create_backend(
+    name: str, model_file: str | Path, threads: int = 1, profile=None, runtimes: tuple[str, ...] = ()
+) -> Backend:
     """Open ``model_file`` with backend ``name``; ``runtimes`` are the interpreters the file was checked with."""
     module = _module(name)
     reason = module.unavailable_reason()

@@ -46,7 +46,9 @@ def _import_interpreter(allowed: tuple[str, ...] = ()):
         except ImportError as exc:  # installed but broken (e.g. built against another numpy)
             errors.append(f"{runtime}: {exc}")
     if errors:
-        raise BackendUnavailable("no TFLite interpreter imports: " + "; ".join(errors) + " (pip install ai-edge-litert)")
+        raise BackendUnavailable(
+            "no TFLite interpreter imports: " + "; ".join(errors) + " (pip install ai-edge-litert)"
+        )
     raise BackendUnavailable("neither ai-edge-litert nor tflite-runtime is installed (pip install ai-edge-litert)")
 
 
@@ -59,7 +61,9 @@ def unavailable_reason() -> str | None:
 class LiteRtBackend(Backend):
     name = "tflite"
 
-    def __init__(self, model_file: Path, threads: int, xnnpack: bool, runtimes: tuple[str, ...], runtime: str | None = None):
+    def __init__(
+        self, model_file: Path, threads: int, xnnpack: bool, runtimes: tuple[str, ...], runtime: str | None = None
+    ):
         if runtime is None:
             runtime, module = _import_interpreter(runtimes)
         else:
@@ -97,7 +101,7 @@ class LiteRtBackend(Backend):
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         length = next(iter(inputs.values())).shape[1]
-        for bucket, runner, dtypes in self.runners:
+        for bucket, runner, dtypes in self.runners:  # noqa: B007 (the runner found is used after the loop)
             if bucket >= length:
                 break
         else:
@@ -128,6 +132,8 @@ def _load_named(runtime: str):
     return interpreter
 
 
-def open_backend(model_file: Path, threads: int, profile=None, runtimes: tuple[str, ...] = (), runtime: str | None = None) -> LiteRtBackend:
+def open_backend(
+    model_file: Path, threads: int, profile=None, runtimes: tuple[str, ...] = (), runtime: str | None = None
+) -> LiteRtBackend:
     xnnpack = profile.tflite.xnnpack if profile is not None else True
     return LiteRtBackend(model_file, threads, xnnpack, runtimes, runtime)

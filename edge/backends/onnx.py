@@ -19,7 +19,12 @@ from edge.backends import Backend, BackendUnavailable
 log = logging.getLogger("edge.backends.onnx")
 _warned: set[str] = set()
 
-_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
 def unavailable_reason() -> str | None:
@@ -37,7 +42,9 @@ def choose_providers(wanted: tuple[str, ...], available: list[str]) -> list[str]
         if p not in available and p not in _warned:
             _warned.add(p)
             fallback = chosen[0] if chosen else "CPUExecutionProvider"
-            log.warning("ONNX Runtime provider %s is not available in this onnxruntime build; falling back to %s", p, fallback)
+            log.warning(
+                "ONNX Runtime provider %s is not available in this onnxruntime build; falling back to %s", p, fallback
+            )
     if "CPUExecutionProvider" not in chosen:
         chosen.append("CPUExecutionProvider")
     return chosen
@@ -76,7 +83,9 @@ class OnnxBackend(Backend):
         return dict(zip(self.output_names, outputs))
 
     def describe(self) -> str:
-        return f"onnxruntime {self.version}, {self.threads} thread(s), providers {', '.join(self.session.get_providers())}"
+        return (
+            f"onnxruntime {self.version}, {self.threads} thread(s), providers {', '.join(self.session.get_providers())}"
+        )
 
 
 def open_backend(model_file: Path, threads: int, profile=None, runtimes: tuple[str, ...] = ()) -> OnnxBackend:

@@ -36,9 +36,16 @@ def main(argv: list[str] | None = None) -> int:
             except PackageError as exc:
                 rows.append({"name": name, "path": str(path), "error": str(exc)})
                 continue
-            rows.append({"name": name, "version": pkg.version, "path": str(path), "intents": len(pkg.labels),
-                         "variants": [f"{x.backend}/{x.precision}" for x in pkg.variants],
-                         "accuracy": pkg.manifest.get("metrics", {}).get("headline", {})})
+            rows.append(
+                {
+                    "name": name,
+                    "version": pkg.version,
+                    "path": str(path),
+                    "intents": len(pkg.labels),
+                    "variants": [f"{x.backend}/{x.precision}" for x in pkg.variants],
+                    "accuracy": pkg.manifest.get("metrics", {}).get("headline", {}),
+                }
+            )
         if args.json:
             print(json.dumps(rows, indent=2))
         elif not rows:
@@ -47,11 +54,16 @@ def main(argv: list[str] | None = None) -> int:
             if "error" in r:
                 print(f"{r['name']:28} BROKEN  {r['error']}")
             else:
-                print(f"{r['name']:28} {r['version']:8} {r['intents']:3} intents  {', '.join(r['variants'])}  {r['path']}")
+                print(
+                    f"{r['name']:28} {r['version']:8} {r['intents']:3} intents  {', '.join(r['variants'])}  {r['path']}"
+                )
         return 0
     try:
-        targets = [find_package(args.name, verify=False)] if args.name else [
-            ModelPackage.load(path, verify=False) for path in installed_packages().values()]
+        targets = (
+            [find_package(args.name, verify=False)]
+            if args.name
+            else [ModelPackage.load(path, verify=False) for path in installed_packages().values()]
+        )
     except PackageError as exc:
         return fail(PROG, str(exc))
     bad = 0

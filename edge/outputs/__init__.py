@@ -4,8 +4,9 @@
 * :mod:`edge.outputs.mqtt`: an MQTT broker, edge's event JSON and the Hermes protocol's messages
   (:mod:`edge.outputs.hermes`), queued while the broker is away;
 * :mod:`edge.outputs.hooks`: programs run per intent, slots in their environment;
-* :mod:`edge.outputs.metrics`: Prometheus counters and histograms for ``GET /metrics``;
-* :mod:`edge.outputs.http`: the HTTP API, which answers requests rather than receiving events.
+* :mod:`edge.outputs.metrics`: Prometheus counters and histograms for ``GET /metrics``.
+
+The HTTP API answers requests rather than receiving events: it is a server, in :mod:`edge.service.http`.
 
 Every output takes :class:`edge.events.Event` objects and serialises them with
 ``Event.to_dict()``, so an intent, a wake word or a timeout look the same everywhere (MQTT adds the
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 import abc
 import logging
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from edge.events import Event
 

@@ -51,8 +51,13 @@ class NluQuery:
 
     def context(self) -> dict[str, Any]:
         """What the answer carries back (kept in the event's ``hermes`` field)."""
-        return {"id": self.id, "siteId": self.site_id, "sessionId": self.session_id, "customData": self.custom_data,
-                "lang": self.lang}
+        return {
+            "id": self.id,
+            "siteId": self.site_id,
+            "sessionId": self.session_id,
+            "customData": self.custom_data,
+            "lang": self.lang,
+        }
 
 
 class QueryError(ValueError):
@@ -81,17 +86,24 @@ def parse_query(payload: bytes, default_site: str = "default") -> NluQuery:
     strings = {key: data.get(key) for key in ("id", "customData", "lang")}
     for key, value in strings.items():
         if value is not None and not isinstance(value, str):
-            raise QueryError(f"hermes/nlu/query: {key!r} must be a string or null, got {type(value).__name__}",
-                             site, session)
+            raise QueryError(
+                f"hermes/nlu/query: {key!r} must be a string or null, got {type(value).__name__}", site, session
+            )
     filter_ = data.get("intentFilter")
     if filter_ is not None and not (isinstance(filter_, list) and all(isinstance(x, str) for x in filter_)):
         raise QueryError("hermes/nlu/query: 'intentFilter' must be a list of intent names or null", site, session)
-    return NluQuery(input=text, site_id=site, id=strings["id"], session_id=session,
-                    intent_filter=tuple(filter_) if filter_ is not None else None,
-                    custom_data=strings["customData"], lang=strings["lang"])
+    return NluQuery(
+        input=text,
+        site_id=site,
+        id=strings["id"],
+        session_id=session,
+        intent_filter=tuple(filter_) if filter_ is not None else None,
+        custom_data=strings["customData"],
+        lang=strings["lang"],
+    )
 
 
-def nlu_intent(event: "Event", site_id: str) -> dict[str, Any]:
+def nlu_intent(event: Event, site_id: str) -> dict[str, Any]:
     """The ``NluIntent`` payload of an ``intent`` event."""
     result = _result(event)
     context = _context(event, site_id)
@@ -112,18 +124,23 @@ def nlu_intent(event: "Event", site_id: str) -> dict[str, Any]:
     }
 
 
-def nlu_intent_parsed(event: "Event", site_id: str) -> dict[str, Any]:
+def nlu_intent_parsed(event: Event, site_id: str) -> dict[str, Any]:
     """The ``NluIntentParsed`` payload (query answers only)."""
     full = nlu_intent(event, site_id)
     return {key: full[key] for key in ("input", "intent", "siteId", "id", "slots", "sessionId")}
 
 
-def nlu_not_recognized(event: "Event", site_id: str) -> dict[str, Any]:
+def nlu_not_recognized(event: Event, site_id: str) -> dict[str, Any]:
     """The ``NluIntentNotRecognized`` payload of a ``not_understood`` event."""
     context = _context(event, site_id)
     text = event.result.text if event.result is not None else ""
-    return {"input": text, "siteId": context["siteId"], "id": context["id"], "customData": context["customData"],
-            "sessionId": context["sessionId"]}
+    return {
+        "input": text,
+        "siteId": context["siteId"],
+        "id": context["id"],
+        "customData": context["customData"],
+        "sessionId": context["sessionId"],
+    }
 
 
 def nlu_error(error: str, site_id: str, session_id: str | None, context: str | None = None) -> dict[str, Any]:
@@ -131,26 +148,35 @@ def nlu_error(error: str, site_id: str, session_id: str | None, context: str | N
     return {"siteId": site_id, "sessionId": session_id, "error": error, "context": context}
 
 
-def _result(event: "Event") -> "Result":
+def _result(event: Event) -> Result:
     if event.result is None:
         raise ValueError(f"event {event.id} ({event.type}) has no result to describe in Hermes terms")
     return event.result
 
 
-def _context(event: "Event", site_id: str) -> dict[str, Any]:
+def _context(event: Event, site_id: str) -> dict[str, Any]:
     query = event.data.get("hermes") or {}
-    return {"id": query.get("id"), "siteId": query.get("siteId") or site_id,
-            "sessionId": query.get("sessionId") or event.id, "customData": query.get("customData"),
-            "lang": query.get("lang")}
+    return {
+        "id": query.get("id"),
+        "siteId": query.get("siteId") or site_id,
+        "sessionId": query.get("sessionId") or event.id,
+        "customData": query.get("customData"),
+        "lang": query.get("lang"),
+    }
 
 
 def _slot(slot: Any) -> dict[str, Any]:
-    return {"entity": slot.name, "slotName": slot.name, "rawValue": slot.text,
-            "value": {"kind": "Custom", "value": slot.value}, "confidence": _round(slot.confidence),
-            "range": {"start": slot.start, "end": slot.end, "rawStart": slot.start, "rawEnd": slot.end}}
+    return {
+        "entity": slot.name,
+        "slotName": slot.name,
+        "rawValue": slot.text,
+        "value": {"kind": "Custom", "value": slot.value},
+        "confidence": _round(slot.confidence),
+        "range": {"start": slot.start, "end": slot.end, "rawStart": slot.start, "rawEnd": slot.end},
+    }
 
 
-def _asr_tokens(result: "Result") -> tuple[list[list[dict[str, Any]]] | None, float | None]:
+def _asr_tokens(result: Result) -> tuple[list[list[dict[str, Any]]] | None, float | None]:
     """The recogniser's words as Hermes ``asrTokens`` (offsets into the text), and their mean confidence."""
     words = (result.transcript or {}).get("words") or []
     if not words:
@@ -167,8 +193,12 @@ def _asr_tokens(result: "Result") -> tuple[list[list[dict[str, Any]]] | None, fl
         confidence = word.get("confidence")
         if confidence is not None:
             known.append(float(confidence))
-        token: dict[str, Any] = {"value": text, "confidence": _round(1.0 if confidence is None else confidence),
-                                 "rangeStart": start, "rangeEnd": end}
+        token: dict[str, Any] = {
+            "value": text,
+            "confidence": _round(1.0 if confidence is None else confidence),
+            "rangeStart": start,
+            "rangeEnd": end,
+        }
         if word.get("start") is not None and word.get("end") is not None:  # Whisper gives no word times
             token["time"] = {"start": word["start"], "end": word["end"]}
         tokens.append(token)
@@ -179,5 +209,15 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(float(x), 4)
 
 
-__all__ = ["ERROR_TOPIC", "NluQuery", "PARSED_TOPIC", "QUERY_TOPIC", "QueryError", "nlu_error", "nlu_intent",
-           "nlu_intent_parsed", "nlu_not_recognized", "parse_query"]
+__all__ = [
+    "ERROR_TOPIC",
+    "NluQuery",
+    "PARSED_TOPIC",
+    "QUERY_TOPIC",
+    "QueryError",
+    "nlu_error",
+    "nlu_intent",
+    "nlu_intent_parsed",
+    "nlu_not_recognized",
+    "parse_query",
+]

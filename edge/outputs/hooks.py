@@ -47,11 +47,12 @@ _KEPT = 4096  # bytes of each output stream kept while a hook runs (the rest is 
 class HookRunner(Output):
     name = "hooks"
 
-    def __init__(self, settings: "HooksSettings", metrics: "Metrics | None" = None) -> None:
+    def __init__(self, settings: HooksSettings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=settings.concurrency,
-                                                           thread_name_prefix="edge-hook")
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.concurrency, thread_name_prefix="edge-hook"
+        )
         self._lock = threading.Lock()
         self._pending = 0  # waiting + running
         self.dropped = 0
@@ -66,12 +67,18 @@ class HookRunner(Output):
             if self._pending >= self.settings.concurrency + self.settings.queue_size:
                 self.dropped += 1
                 self._count(event.name, "dropped")
-                log.warning("hook for %s dropped: %d hook(s) already running or waiting (concurrency %d, queue %d)",
-                            event.name, self._pending, self.settings.concurrency, self.settings.queue_size)
+                log.warning(
+                    "hook for %s dropped: %d hook(s) already running or waiting (concurrency %d, queue %d)",
+                    event.name,
+                    self._pending,
+                    self.settings.concurrency,
+                    self.settings.queue_size,
+                )
                 return
             self._pending += 1
-        self._pool.submit(self._run, event.name, list(argv), hook_env(event),
-                          json.dumps(event.to_dict(), ensure_ascii=False).encode())
+        self._pool.submit(
+            self._run, event.name, list(argv), hook_env(event), json.dumps(event.to_dict(), ensure_ascii=False).encode()
+        )
 
     def _run(self, name: str, argv: list[str], env: dict[str, str], stdin: bytes) -> None:
         start = time.monotonic()
@@ -87,8 +94,15 @@ class HookRunner(Output):
 
     def _execute(self, name: str, argv: list[str], env: dict[str, str], stdin: bytes, start: float) -> str:
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    env=env, start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+            )
         except OSError as exc:
             log.error("hook %s: cannot start %s: %s", name, argv[0], exc.strerror or exc)
             return "error"
@@ -99,8 +113,9 @@ class HookRunner(Output):
                 proc.wait(timeout=2.0)
             except subprocess.TimeoutExpired:
                 log.error("hook %s: %s survived SIGKILL of its process group", name, argv[0])
-            log.warning("hook %s: %s killed after the %g s timeout%s", name, argv[0], self.settings.timeout_s,
-                        _stderr_tail(err))
+            log.warning(
+                "hook %s: %s killed after the %g s timeout%s", name, argv[0], self.settings.timeout_s, _stderr_tail(err)
+            )
             return "timeout"
         ms = (time.monotonic() - start) * 1000.0
         with self._lock:
@@ -136,8 +151,11 @@ class HookRunner(Output):
 
 def hook_env(event: Event) -> dict[str, str]:
     """The daemon's environment (less systemd's notification variables) plus the event's fields."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in _WITHHELD_ENV and k not in _EVENT_VARS and not k.startswith("EDGE_SLOT")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _WITHHELD_ENV and k not in _EVENT_VARS and not k.startswith("EDGE_SLOT")
+    }
     for key, value in event.data.items():  # first, so that the standard names below always win
         env["EDGE_" + re.sub(r"[^A-Z0-9_]", "_", str(key).upper())] = str(value)
     env["EDGE_EVENT"] = event.type
@@ -151,7 +169,8 @@ def hook_env(event: Event) -> dict[str, str]:
         env["EDGE_SLOTS"] = json.dumps(slots, ensure_ascii=False)
         for slot, value in slots.items():
             env["EDGE_SLOT_" + re.sub(r"[^A-Z0-9_]", "_", slot.upper())] = (
-                "\n".join(value) if isinstance(value, list) else value)
+                "\n".join(value) if isinstance(value, list) else value
+            )
     return env
 
 
@@ -185,7 +204,7 @@ def _exchange(proc: subprocess.Popen, stdin: bytes, deadline: float) -> tuple[by
                 for key, _ in sel.select(min(left, 0.1)):
                     if key.fileobj is proc.stdin:
                         try:
-                            pending = pending[os.write(proc.stdin.fileno(), pending):]
+                            pending = pending[os.write(proc.stdin.fileno(), pending) :]
                         except (BrokenPipeError, BlockingIOError) as exc:
                             if isinstance(exc, BlockingIOError):
                                 continue

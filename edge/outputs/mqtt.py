@@ -28,7 +28,8 @@ import logging
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from edge.events import Event
 from edge.outputs import Output, hermes
@@ -43,9 +44,13 @@ log = logging.getLogger("edge.outputs.mqtt")
 class MqttOutput(Output):
     name = "mqtt"
 
-    def __init__(self, settings: "MqttSettings", metrics: "Metrics | None" = None,
-                 on_listen: Callable[[], None] | None = None,
-                 on_query: Callable[[hermes.NluQuery], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        metrics: Metrics | None = None,
+        on_listen: Callable[[], None] | None = None,
+        on_query: Callable[[hermes.NluQuery], None] | None = None,
+    ) -> None:
         import paho.mqtt.client as mqtt
 
         self.settings = settings
@@ -106,8 +111,12 @@ class MqttOutput(Output):
                     if self.metrics is not None:
                         self.metrics.mqtt_dropped.inc()
                     if self.dropped == 1 or self.dropped % 100 == 0:
-                        log.warning("MQTT queue full (%d messages waiting for %s): dropped the oldest; %d dropped "
-                                    "so far", self.settings.queue_size, self.broker, self.dropped)
+                        log.warning(
+                            "MQTT queue full (%d messages waiting for %s): dropped the oldest; %d dropped so far",
+                            self.settings.queue_size,
+                            self.broker,
+                            self.dropped,
+                        )
                 self._queue.append(message)
             self._count_queued()
             self._cond.notify_all()
@@ -134,8 +143,11 @@ class MqttOutput(Output):
             client.subscribe(self.settings.listen_topic, qos=1)
         if self.on_query is not None:
             client.subscribe(hermes.QUERY_TOPIC, qos=1)
-        log.info("MQTT connected to %s%s", self.broker,
-                 f" after {self._failures} failed attempt(s)" if self._failures else "")
+        log.info(
+            "MQTT connected to %s%s",
+            self.broker,
+            f" after {self._failures} failed attempt(s)" if self._failures else "",
+        )
         self._failures = 0
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
@@ -145,14 +157,23 @@ class MqttOutput(Output):
         if self.metrics is not None:
             self.metrics.mqtt_connected.set(0)
         if was and not self._stopping:
-            log.warning("MQTT connection to %s lost (%s); reconnecting every %d..%d s, events wait in the queue",
-                        self.broker, reason, self.settings.reconnect_min_s, self.settings.reconnect_max_s)
+            log.warning(
+                "MQTT connection to %s lost (%s); reconnecting every %d..%d s, events wait in the queue",
+                self.broker,
+                reason,
+                self.settings.reconnect_min_s,
+                self.settings.reconnect_max_s,
+            )
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self._failures += 1
         if self._failures == 1:
-            log.warning("MQTT broker %s unreachable; retrying every %d..%d s, events wait in the queue",
-                        self.broker, self.settings.reconnect_min_s, self.settings.reconnect_max_s)
+            log.warning(
+                "MQTT broker %s unreachable; retrying every %d..%d s, events wait in the queue",
+                self.broker,
+                self.settings.reconnect_min_s,
+                self.settings.reconnect_max_s,
+            )
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         from paho.mqtt.client import topic_matches_sub
@@ -165,8 +186,9 @@ class MqttOutput(Output):
                 query = hermes.parse_query(message.payload, self.settings.site_id)
             except hermes.QueryError as exc:
                 log.warning("%s", exc)
-                error = hermes.nlu_error(str(exc), exc.site_id, exc.session_id,
-                                         message.payload[:200].decode("utf-8", "replace"))
+                error = hermes.nlu_error(
+                    str(exc), exc.site_id, exc.session_id, message.payload[:200].decode("utf-8", "replace")
+                )
                 self._enqueue([(hermes.ERROR_TOPIC, json.dumps(error, ensure_ascii=False).encode())])
                 return
             # Classified on another thread: paho's network thread must keep acknowledging messages.
@@ -241,8 +263,13 @@ class MqttOutput(Output):
 
     def health(self) -> dict[str, Any]:
         with self._cond:
-            return {"broker": self.broker, "connected": self._connected, "queued": self._count_queued(),
-                    "published": self.published, "dropped": self.dropped}
+            return {
+                "broker": self.broker,
+                "connected": self._connected,
+                "queued": self._count_queued(),
+                "published": self.published,
+                "dropped": self.dropped,
+            }
 
 
 __all__ = ["MqttOutput"]

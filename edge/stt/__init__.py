@@ -22,16 +22,18 @@ import abc
 import dataclasses
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+
+from edge.config import SttEngineName as EngineName
+from edge.config import SttSettings
 
 if TYPE_CHECKING:
     from edge.package import ModelPackage
     from edge.profiles import Profile
 
 ENGINES = ("pocketsphinx", "vosk", "whisper")
-EngineName = Literal["auto", "pocketsphinx", "vosk", "whisper"]
 
 
 class SttError(Exception):
@@ -82,8 +84,12 @@ class Transcript:
             "text": self.text,
             "audio_ms": round(self.audio_ms, 1),
             "words": [
-                {"word": w.text, "start": _round(w.start, 3), "end": _round(w.end, 3),
-                 "confidence": _round(w.confidence, 4)}
+                {
+                    "word": w.text,
+                    "start": _round(w.start, 3),
+                    "end": _round(w.end, 3),
+                    "confidence": _round(w.confidence, 4),
+                }
                 for w in self.words
             ],
         }
@@ -108,7 +114,9 @@ class SttEngine(abc.ABC):
     def accept(self, samples: np.ndarray) -> None:
         """Feed the next 16 kHz mono int16 samples of the current utterance."""
         if samples.dtype != np.int16 or samples.ndim != 1:
-            raise ValueError(f"STT engines read 1-D int16 samples at 16 kHz, got {samples.dtype} of shape {samples.shape}")
+            raise ValueError(
+                f"STT engines read 1-D int16 samples at 16 kHz, got {samples.dtype} of shape {samples.shape}"
+            )
         self._samples += len(samples)
         self._accept(samples.tobytes())
 
@@ -124,35 +132,19 @@ class SttEngine(abc.ABC):
         decoded = self._final()
         audio_ms = self._samples / 16.0
         self._samples = 0
-        return Transcript(text=decoded.text, words=tuple(decoded.words), engine=self.name, audio_ms=audio_ms,
-                          alternatives=decoded.alternatives)
+        return Transcript(
+            text=decoded.text,
+            words=tuple(decoded.words),
+            engine=self.name,
+            audio_ms=audio_ms,
+            alternatives=decoded.alternatives,
+        )
 
     @abc.abstractmethod
     def _final(self) -> Decoded: ...
 
     def describe(self) -> str:
         return self.name
-
-
-@dataclasses.dataclass(frozen=True)
-class SttSettings:
-    """Speech-to-text settings (``stt:`` in the daemon configuration; ``--stt``/``--stt-model``)."""
-
-    engine: EngineName = "auto"
-    """``auto`` uses the device profile's preference when its model is installed, else PocketSphinx."""
-    model: str | None = None
-    """Vosk: the model directory (default: the one ``edge-models fetch`` installed).
-    PocketSphinx: an acoustic model directory replacing the one in its wheel.
-    Whisper: ``tiny.en``, ``base`` or a CTranslate2 Whisper directory (default: the profile's)."""
-    adapt: bool = True
-    """Use the intent model's adaptation artefacts (domain LM, grammar, prompt) when its package has them."""
-    threads: int | None = None
-    """Whisper decoding threads (default: the device profile's ``stt_threads``)."""
-    beam_size: int = 5
-    """Whisper beam width; the n-best hypotheses come from the beam."""
-    pocketsphinx_search: Literal["lm", "grammar"] = "lm"
-    """PocketSphinx: ``lm`` (the package's language model, any sentence) or ``grammar`` (only the
-    sentences of the package's templates; packages trained from an intents file)."""
 
 
 def word_errors(reference: str, hypothesis: str) -> int:
@@ -198,8 +190,9 @@ def resolve_engine(engine: EngineName, model: str | None = None, preferred: str 
     return "pocketsphinx"
 
 
-def create_engine(settings: SttSettings | None = None, package: "ModelPackage | None" = None,
-                  profile: "Profile | None" = None) -> SttEngine:
+def create_engine(
+    settings: SttSettings | None = None, package: ModelPackage | None = None, profile: Profile | None = None
+) -> SttEngine:
     """Build the engine ``settings`` asks for (``auto``: the device profile's), adapted to ``package``."""
     from edge.stt import adapt
 
@@ -216,8 +209,10 @@ def create_engine(settings: SttSettings | None = None, package: "ModelPackage | 
 
         model_dir = Path(settings.model).expanduser() if settings.model else find_model()
         if model_dir is None:
-            raise SttError("no Vosk model is installed: run `edge-models fetch vosk-small-en-us` on a device with "
-                           "internet, or pass --stt-model DIR (or use --stt pocketsphinx, which needs no download)")
+            raise SttError(
+                "no Vosk model is installed: run `edge-models fetch vosk-small-en-us` on a device with "
+                "internet, or pass --stt-model DIR (or use --stt pocketsphinx, which needs no download)"
+            )
         return VoskEngine(model_dir, adaptation=artefacts)
     if name == "whisper":
         from edge.stt.whisper import WhisperEngine
@@ -229,5 +224,17 @@ def create_engine(settings: SttSettings | None = None, package: "ModelPackage | 
     raise SttError(f"unknown STT engine {name!r}; available: auto, {', '.join(ENGINES)}")
 
 
-__all__ = ["ENGINES", "Decoded", "Hypothesis", "SttEngine", "SttError", "SttSettings", "Transcript", "Word",
-           "available_engines", "create_engine", "resolve_engine", "word_errors"]
+__all__ = [
+    "ENGINES",
+    "Decoded",
+    "Hypothesis",
+    "SttEngine",
+    "SttError",
+    "SttSettings",
+    "Transcript",
+    "Word",
+    "available_engines",
+    "create_engine",
+    "resolve_engine",
+    "word_errors",
+]

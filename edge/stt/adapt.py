@@ -46,8 +46,9 @@ import math
 import random
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 from edge.textnorm import spoken_form
 
@@ -80,7 +81,7 @@ class KneserNey:
                 for n in range(1, order + 1):
                     if i - n + 1 < 0:
                         break
-                    gram = tuple(seq[i - n + 1:i + 1])
+                    gram = tuple(seq[i - n + 1 : i + 1])
                     if None in gram:
                         break
                     counts[n][gram] += 1
@@ -122,7 +123,7 @@ class KneserNey:
         return self.discount[n] * self.history_types[n][history] / total
 
     def prob(self, history: tuple[str, ...], word: str) -> float:
-        history = history[-(self.order - 1):] if self.order > 1 else ()
+        history = history[-(self.order - 1) :] if self.order > 1 else ()
         key = (history, word)
         if key not in self._cache:
             self._cache[key] = self._prob(history, word)
@@ -192,8 +193,9 @@ def read_dictionary(path: Path) -> dict[str, list[str]]:
 # --------------------------------------------------------------------------- mixing
 
 
-def fit_lambda(sentences: list[list[str]], vocab: set[str], general: GeneralLM, seed: int = 0,
-               iterations: int = 30) -> float:
+def fit_lambda(
+    sentences: list[list[str]], vocab: set[str], general: GeneralLM, seed: int = 0, iterations: int = 30
+) -> float:
     """EM estimate of the domain weight on a held-out tenth of the sentences."""
     rng = random.Random(seed)
     shuffled = sentences[:]
@@ -205,8 +207,8 @@ def fit_lambda(sentences: list[list[str]], vocab: set[str], general: GeneralLM, 
     for words in held:
         seq = [BOS] + words + [EOS]
         for i in range(1, len(seq)):
-            if seq[i] in domain.vocab and all(w in domain.vocab or w == BOS for w in seq[max(0, i - 2):i]):
-                history = tuple(seq[max(0, i - 2):i])
+            if seq[i] in domain.vocab and all(w in domain.vocab or w == BOS for w in seq[max(0, i - 2) : i]):
+                history = tuple(seq[max(0, i - 2) : i])
                 pairs.append((domain.prob(history, seq[i]), general.prob(history, seq[i])))
     lam = 0.5
     for _ in range(iterations):
@@ -249,7 +251,7 @@ class MixedLM:
             self.bows[history] = (1.0 - explicit) / max(1.0 - lower, 1e-9)
 
     def prob(self, history: tuple[str, ...], word: str) -> float:
-        history = history[-(self.order - 1):]
+        history = history[-(self.order - 1) :]
         gram = history + (word,)
         if gram in self.probs[len(gram)]:
             return self.probs[len(gram)][gram]
@@ -278,9 +280,16 @@ class MixedLM:
 # --------------------------------------------------------------------------- build and find
 
 
-def build(sentences: list[str], out_dir: str | Path, general_words: int = 20000, vosk_general_words: int = 1000,
-          max_lambda: float = 0.9, lam: float | None = None, whisper_prompt: str = "",
-          grammar: Any = None) -> dict[str, Any]:
+def build(
+    sentences: list[str],
+    out_dir: str | Path,
+    general_words: int = 20000,
+    vosk_general_words: int = 1000,
+    max_lambda: float = 0.9,
+    lam: float | None = None,
+    whisper_prompt: str = "",
+    grammar: Any = None,
+) -> dict[str, Any]:
     """Write the adaptation artefacts for ``sentences`` into ``out_dir``; return what was written.
 
     The returned mapping has the manifest layout (``{"pocketsphinx": {"lm": ..., "dict": ...},
@@ -299,8 +308,11 @@ def build(sentences: list[str], out_dir: str | Path, general_words: int = 20000,
     unigrams = general.unigrams(list(dictionary) + [EOS])
     domain_counts = collections.Counter(w for words in spoken for w in words)
     missing = sorted(w for w in domain_counts if w not in dictionary)
-    common = [w for w in sorted(unigrams, key=unigrams.__getitem__, reverse=True)
-              if w in dictionary and re.fullmatch(r"[a-z][a-z']*", w)]
+    common = [
+        w
+        for w in sorted(unigrams, key=unigrams.__getitem__, reverse=True)
+        if w in dictionary and re.fullmatch(r"[a-z][a-z']*", w)
+    ]
     vocab = {w for w in domain_counts if w in dictionary} | set(common[:general_words])
 
     fitted = fit_lambda(spoken, vocab, general) if lam is None else lam
@@ -318,8 +330,9 @@ def build(sentences: list[str], out_dir: str | Path, general_words: int = 20000,
 
     phrases = sorted({" ".join(words) for words in spoken})
     extra = [w for w in common[:vosk_general_words] if w not in domain_counts]
-    (out_dir / "vosk-grammar.json").write_text(json.dumps(phrases + ["[unk]"] + extra, ensure_ascii=False, indent=0),
-                                               encoding="utf-8")
+    (out_dir / "vosk-grammar.json").write_text(
+        json.dumps(phrases + ["[unk]"] + extra, ensure_ascii=False, indent=0), encoding="utf-8"
+    )
     stats = {
         "sentences": len(spoken),
         "domain_words": len(domain_counts),
@@ -358,7 +371,7 @@ def whisper_prompt(artefacts: dict[str, Path] | None) -> str:
     return Path(path).read_text(encoding="utf-8").strip() if path else ""
 
 
-def artefacts(package: "ModelPackage", engine: str) -> dict[str, Path] | None:
+def artefacts(package: ModelPackage, engine: str) -> dict[str, Path] | None:
     """The verified adaptation files of ``package`` for ``engine``, or ``None`` if it has none."""
     entry = package.manifest.get(SECTION, {}).get(engine)
     if not isinstance(entry, dict):

@@ -29,21 +29,31 @@ def _is_filler(word: str) -> bool:
 class PocketSphinxEngine(SttEngine):
     """Streaming PocketSphinx decoder; word confidences are lattice posteriors."""
 
-    def __init__(self, hmm: str | None = None, lm: str | Path | None = None, dict: str | Path | None = None,
-                 adaptation: dict[str, Any] | None = None, search: str = "lm") -> None:
+    def __init__(
+        self,
+        hmm: str | None = None,
+        lm: str | Path | None = None,
+        dict: str | Path | None = None,
+        adaptation: dict[str, Any] | None = None,
+        search: str = "lm",
+    ) -> None:
         super().__init__()
         try:
             import pocketsphinx
         except ImportError:
-            raise SttError("the PocketSphinx engine needs the Python package pocketsphinx (pip install pocketsphinx)") from None
+            raise SttError(
+                "the PocketSphinx engine needs the Python package pocketsphinx (pip install pocketsphinx)"
+            ) from None
         jsgf = None
         if search not in ("lm", "grammar"):
             raise SttError(f"PocketSphinx search {search!r}: expected lm or grammar")
         if search == "grammar":
             jsgf = (adaptation or {}).get("jsgf")
             if jsgf is None:
-                raise SttError("PocketSphinx grammar search needs a package trained from an intents file "
-                               "(its stt/commands.jsgf); this package has none: use the lm search")
+                raise SttError(
+                    "PocketSphinx grammar search needs a package trained from an intents file "
+                    "(its stt/commands.jsgf); this package has none: use the lm search"
+                )
         if adaptation:
             lm = lm or adaptation.get("lm")
             dict = dict or adaptation.get("dict")
@@ -61,7 +71,9 @@ class PocketSphinxEngine(SttEngine):
         try:
             self._decoder = pocketsphinx.Decoder(**kwargs)
         except (RuntimeError, ValueError) as exc:
-            raise SttError(f"PocketSphinx could not load its model ({', '.join(f'{k}={v}' for k, v in kwargs.items())}): {exc}") from None
+            raise SttError(
+                f"PocketSphinx could not load its model ({', '.join(f'{k}={v}' for k, v in kwargs.items())}): {exc}"
+            ) from None
         self.name = "pocketsphinx+grammar" if jsgf else "pocketsphinx+adapted" if lm else "pocketsphinx"
         self._in_utt = False
 
@@ -81,8 +93,12 @@ class PocketSphinxEngine(SttEngine):
         self._decoder.end_utt()
         self._in_utt = False
         words = [
-            Word(_ALT_PRON.sub("", seg.word), seg.start_frame * _FRAME_S, (seg.end_frame + 1) * _FRAME_S,
-                 min(1.0, float(seg.prob)))
+            Word(
+                _ALT_PRON.sub("", seg.word),
+                seg.start_frame * _FRAME_S,
+                (seg.end_frame + 1) * _FRAME_S,
+                min(1.0, float(seg.prob)),
+            )
             for seg in self._decoder.seg()
             if not _is_filler(seg.word)
         ]

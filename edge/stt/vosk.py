@@ -40,8 +40,9 @@ def load_model(model_dir: str | Path) -> Any:
 class VoskEngine(SttEngine):
     """Streaming Kaldi recogniser; word confidences are Vosk's (MBR posteriors)."""
 
-    def __init__(self, model_dir: str | Path, grammar: list[str] | None = None,
-                 adaptation: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, model_dir: str | Path, grammar: list[str] | None = None, adaptation: dict[str, Any] | None = None
+    ) -> None:
         super().__init__()
         import vosk
 

