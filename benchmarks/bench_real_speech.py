@@ -20,6 +20,8 @@ Sets:
   ``--lists``, and the rhasspy-speech commands with their grammar
   (tests/fixtures/grammars/rhasspy_speech_en.yaml). The expected intent and slots of a recording
   are the grammar's exact parse of its transcript; recordings marked out of scope must be rejected.
+  With ``--real-noise`` the same recordings are also mixed with the recorded babble and music and
+  pink noise at 10 and 5 dB SNR.
 * ``synthetic``: held-out sentences of the one-intent ordering context examples/tea_order.yaml
   spoken by flite and Piper voices, clean and mixed with recorded babble, music and pink noise at
   10 and 5 dB SNR (``benchmarks/speech_corpus.py``).
@@ -239,6 +241,29 @@ def real_sets(data_dir: str | None = None) -> dict[str, tuple[Path, list[dict]]]
     return sets
 
 
+def noisy_real_sets(sets: dict, noise: Noise, conditions) -> dict[str, tuple[Path, list[dict]]]:
+    """Every real set again, each recording mixed with noise (its own offset into the noise, seeded)."""
+    from edge.audio import read_wav
+
+    out = {}
+    wav_dir = CACHE / "real-noisy"
+    wav_dir.mkdir(parents=True, exist_ok=True)
+    for set_name, (pkg, items) in sets.items():
+        for label, kind, snr in conditions:
+            if kind is None:
+                continue
+            crng = random.Random(f"{set_name} {label}")
+            noisy = []
+            for i, item in enumerate(items):
+                path = wav_dir / f"{set_name.split(': ')[-1].replace(' ', '_')}-{label.replace(' ', '_')}-{i:03d}.wav"
+                if not path.exists():
+                    speech, _ = read_wav(item["wav"])
+                    _write_wav(path, noise.mixed(speech, kind, snr, crng))
+                noisy.append({**item, "wav": path})
+            out[f"{set_name}, {label}"] = (pkg, noisy)
+    return out
+
+
 def synthetic_set(n_sentences: int, voices: Voices, noise: Noise, conditions) -> dict[str, tuple[Path, list[dict]]]:
     from edge.grammar import Grammar
     from tools.templates import expand_intents_file
@@ -391,6 +416,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--quick", action="store_true", help="Whisper tiny.en and adapted PocketSphinx, 20 synthetic sentences"
     )
+    p.add_argument("--real-noise", action="store_true", help="also the real recordings mixed with noise at 10 and 5 dB")
     p.add_argument("--no-rss", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS / "real-speech")
     datasets.add_argument(p)
@@ -399,10 +425,14 @@ def main(argv=None) -> int:
         args.engines = ["pocketsphinx+adapted", "whisper-tiny.en"]
         args.sentences = 20
     sets: dict = {}
+    noise = Noise()
     if "real" in args.sets:
-        sets.update(real_sets(args.data))
+        real = real_sets(args.data)
+        sets.update(real)
+        if args.real_noise:
+            sets.update(noisy_real_sets(real, noise, CONDITIONS))
     if "synthetic" in args.sets:
-        sets.update(synthetic_set(args.sentences, Voices(CACHE), Noise(), CONDITIONS))
+        sets.update(synthetic_set(args.sentences, Voices(CACHE), noise, CONDITIONS))
     results: dict = {"sets": {}, "daemon_rss_mb": {}}
     for set_name, (pkg, items) in sets.items():
         results["sets"][set_name] = {}

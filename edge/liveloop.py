@@ -471,8 +471,10 @@ class LiveLoop:
         if busy:
             self._state_limit = (self._state_limit or 0.0) + busy + self.settings.playback_holdoff_ms / 1000
             return  # the command is the next utterance after the sound
-        # The command may have started already: feed what followed the wake word from the ring.
-        self._listen_from = self._cpos = end
+        # The command may have started already: feed what followed the wake word from the ring; the
+        # wait for speech still counts from the detection (``end`` may lie before it).
+        self._cpos = end
+        self._listen_from = max(end, self._pos)
         self._carry = self._ring.since(end)
         self._capture(None, frame.captured_at)
 

@@ -91,7 +91,7 @@ def package(tmp_path_factory):
         "--epochs",
         "2",
         "--max-steps",
-        "40",
+        "120",
         "--oos-train",
         "40",
         "--threads",
