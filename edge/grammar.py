@@ -154,6 +154,9 @@ class _Compiler:
         self._memo: dict[tuple, Any] = {}
         self._interned: dict[tuple, Any] = {}
         self.by_name: dict[str, list[Slot]] = {}
+        self.unusable: list[tuple[str, str, str]] = []
+        self._shortest: dict[int, int] = {}
+        self._required: dict[int, frozenset[str]] = {}
 
     # One object per distinct part: templates that share words, alternatives and sequence prefixes
     # ("[can I get|I'd like] [a|an] {size} ...") then share their cost matrices when matching.
@@ -183,11 +186,14 @@ class _Compiler:
                 for sentence in data.sentences:
                     try:
                         node = self.expr(sentence.expression, lists, rules, ctx, id(data))
+                        if _shortest(node, self._shortest) > MAX_WORDS:
+                            raise _Unusable(f"its shortest sentence has more than {MAX_WORDS} words")
                     except _Unusable as exc:
                         log.debug("template %r of %s not used for matching: %s", sentence.text, name, exc)
+                        self.unusable.append((name, sentence.text, str(exc)))
                         continue
                     fixed = dict(data.slots or {})
-                    out.append(Template(name, node, fixed, sentence.text, frozenset(_required(node))))
+                    out.append(Template(name, node, fixed, sentence.text, _required(node, self._required)))
         return out
 
     def expr(self, e: Any, lists: dict, rules: dict, ctx: tuple, block: int) -> Any:
@@ -404,31 +410,58 @@ def _context_allows(ctx: tuple, value_context: dict | None) -> bool:
     return True
 
 
-def _first_words(node: Any) -> list[str]:
-    """The words of a node's first expansion (a list value's own text when it has no ``out``)."""
-    if isinstance(node, Words):
-        return list(node.words)
-    if isinstance(node, Seq):
-        return [w for i in node.items for w in _first_words(i)]
-    if isinstance(node, Alt):
-        return _first_words(node.items[0]) if node.items else []
-    if isinstance(node, Slot) and node.values:
-        return _first_words(node.values[0].body)
-    return []
+def _first_words(node: Any, limit: int = MAX_WORDS + 1) -> list[str]:
+    """The words of a node's first expansion (a list value's own text when it has no ``out``), at most ``limit``."""
+    out: list[str] = []
+    stack = [node]
+    while stack and len(out) < limit:
+        n = stack.pop()
+        if isinstance(n, Words):
+            out.extend(n.words)
+        elif isinstance(n, Seq):
+            stack.extend(reversed(n.items))
+        elif isinstance(n, Alt) and n.items:
+            stack.append(n.items[0])
+        elif isinstance(n, Slot) and n.values:
+            stack.append(n.values[0].body)
+    return out[:limit]
 
 
-def _required(node: Any) -> set[str]:
-    """Words that occur in every expansion of ``node``."""
+def _required(node: Any, memo: dict[int, frozenset[str]] | None = None) -> frozenset[str]:
+    """Words that occur in every expansion of ``node`` (memoised: templates share their parts)."""
+    memo = {} if memo is None else memo
+    key = id(node)
+    if key in memo:
+        return memo[key]
     if isinstance(node, Words):
-        return set(node.words)
-    if isinstance(node, Seq):
-        return set().union(*(_required(i) for i in node.items)) if node.items else set()
-    if isinstance(node, Alt):
-        if node.optional or not node.items:
-            return set()
-        sets = [_required(i) for i in node.items]
-        return set.intersection(*sets)
-    return set()
+        out = frozenset(node.words)
+    elif isinstance(node, Seq):
+        out = frozenset().union(*(_required(i, memo) for i in node.items)) if node.items else frozenset()
+    elif isinstance(node, Alt) and not node.optional and node.items:
+        out = frozenset.intersection(*(_required(i, memo) for i in node.items))
+    else:
+        out = frozenset()
+    memo[key] = out
+    return out
+
+
+def _shortest(node: Any, memo: dict[int, int]) -> int:
+    """Words in the shortest expansion of ``node``, saturating just past ``MAX_WORDS``."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if isinstance(node, Words):
+        n = len(node.words)
+    elif isinstance(node, Seq):
+        n = sum(_shortest(i, memo) for i in node.items)
+    elif isinstance(node, Alt):
+        n = 0 if node.optional or not node.items else min(_shortest(i, memo) for i in node.items)
+    elif isinstance(node, Slot) and node.kind == "list":
+        n = min((_shortest(v.body, memo) for v in node.values), default=0)
+    else:
+        n = 1
+    memo[key] = n = min(n, MAX_WORDS + 1)
+    return n
 
 
 def _vocabulary(node: Any, out: set[str], seen: set[int]) -> None:
@@ -658,6 +691,8 @@ class Grammar:
         self.intents = intents
         compiler = _Compiler(intents)
         self.templates = compiler.template_nodes()
+        self.unusable = compiler.unusable
+        """(intent, template, why) of the templates left out of matching."""
         self.slots = compiler.slots()
         vocab: set[str] = set()
         seen: set[int] = set()

@@ -335,3 +335,23 @@ def test_whisper_prompt_says_the_rare_values_in_sentences():
     for rare in ("rooibos", "hibiscus", "oolong", "matcha latte", "stevia"):
         assert rare in prompt.lower(), rare
     assert prompt.split(". ")[0][0].isupper()
+
+
+def test_rule_chains_that_say_too_much_are_refused_or_expanded_at_once(tmp_path):
+    """Rules that double at each level (``r_i = <r_{i-1}> <r_{i-1}>``: 2**29 words a sentence) are
+    refused, naming the template; alternatives of the same depth say two sentences and expand."""
+    from tools.intents_file import TemplateError
+    from tools.templates import expand_intents_file
+
+    head = (
+        'language: en\nintents:\n  Go:\n    data:\n      - sentences: ["go <r29>"]\nexpansion_rules:\n  r0: "(a|b)"\n'
+    )
+    doubling = tmp_path / "doubling.yaml"
+    doubling.write_text(head + "".join(f'  r{i}: "<r{i - 1}> <r{i - 1}>"\n' for i in range(1, 30)))
+    with pytest.raises(
+        TemplateError, match=r"intent Go, template 'go <r29>' is left out: its shortest sentence has more than 40 words"
+    ):
+        expand_intents_file(doubling, seed=1, max_sentences=200)
+    choice = tmp_path / "choice.yaml"
+    choice.write_text(head + "".join(f'  r{i}: "(<r{i - 1}>|<r{i - 1}>)"\n' for i in range(1, 30)))
+    assert {e.text for e in expand_intents_file(choice, seed=1, max_sentences=200).train} >= {"go a", "go b"}

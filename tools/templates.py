@@ -254,13 +254,16 @@ def expand_intents_file(
     f = load(path, lists)
     rng = random.Random(seed)
     grammar = Grammar(f.intents, f.intents.skip_words)
+    left_out = [
+        f"{path}: intent {intent}, template {text!r} is left out: {why}" for intent, text, why in grammar.unusable
+    ]
     if not grammar.templates:
-        raise TemplateError(f"{path}: no template can be used for training (see the warnings above)")
+        raise TemplateError("; ".join([*left_out, f"{path}: no template can be used for training"]))
     words = _wildcard_words(f.language)
     sampler = Sampler(rng, words)
     templates = grammar.templates
     quotas = plan(sampler, templates, max_sentences)
-    warnings: list[str] = []
+    warnings: list[str] = left_out
     by_intent: dict[str, dict[str, Example]] = {}
     held: dict[str, Example] = {}
     counts: dict[str, dict] = {}
