@@ -43,6 +43,10 @@ MAX_TEXT_CHARS = 2000
 N_BEST_RANK_COST = 0.03
 """Grammar distance added per rank of a recogniser's n-best hypothesis: a later hypothesis wins only
 when it is clearly nearer to a template sentence than the ones the recogniser preferred."""
+MODEL_OVERRULES = 0.9
+"""The intent model's confidence at which it overrules a grammar match that is near but not exact and
+names another intent: a typed or well-recognised paraphrase ("stop the fan") lies one word from a
+template of the opposite command ("start the fan"), and the model, trained on both, knows better."""
 MIN_SLOT_SCORE = 0.6
 """A slot's words must be this close to the list value they are read as (letters or phones, 0..1): a
 model-tagged span further from every value keeps its words, and a grammar match with such a slot is
@@ -183,7 +187,7 @@ class IntentClassifier:
         text = (spoken_form(text) if self.spoken else written_form(text)) or text
         match = self._grammar(text)
         if self._accepts(match):
-            return self._grammar_result(text, match, t0)
+            return self._second_opinion(self._grammar_result(text, match, t0), t0)
         result = self._model(text, t0)
         if match is not None:
             result = dataclasses.replace(result, grammar_distance=match.distance)
@@ -208,8 +212,18 @@ class IntentClassifier:
                 if best is None or score < best[0]:
                     best = (score, text, match)
         if best is not None and self._accepts(best[2]):
-            return self._grammar_result(best[1], best[2], t0)
+            return self._second_opinion(self._grammar_result(best[1], best[2], t0), t0)
         return self.classify(transcript.text)
+
+    def _second_opinion(self, result: Result, t0: float) -> Result:
+        """A near (not exact) grammar match, unless the model is sure of another intent."""
+        if not result.grammar_distance:
+            return result
+        model = self._model(result.text, t0)
+        if model.intent is not None and model.intent != result.intent and model.guess_confidence >= MODEL_OVERRULES:
+            return dataclasses.replace(model, grammar_distance=result.grammar_distance)
+        latency = {**result.latency_ms, "model": model.latency_ms.get("infer", 0.0), "total": model.latency_ms["total"]}
+        return dataclasses.replace(result, latency_ms=latency)
 
     def _accepts(self, match: GrammarMatch | None) -> bool:
         """A grammar match is taken when the text is near its sentence and no slot's words are far from its value."""

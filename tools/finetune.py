@@ -204,7 +204,8 @@ def train(
             f"  epoch {epoch + 1}: "
             + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
         )
-        if metrics["score"] > best_score and epoch >= cfg.hidden_only_epochs:
+        # ties go to the later epoch: a small dev set (a small grammar's) often scores several alike
+        if metrics["score"] >= best_score and epoch >= cfg.hidden_only_epochs:
             best_score = metrics["score"]
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if step >= total:

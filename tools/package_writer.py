@@ -224,6 +224,10 @@ def backend_agreement(package_dir: Path | str, texts: list[str], precision: str 
     }
 
 
+NONE_CLASS_MAX_THRESHOLD = 0.5
+"""With a "none" class the threshold only catches guesses no intent is sure of: a majority."""
+
+
 def calibrate(package_dir: Path, dev: list[Example], calib_oos: list[Example], margin: bool = False) -> dict:
     """The out-of-scope threshold: at most 1% of in-scope dev rejected; with ``margin``, the middle of the gap.
 
@@ -250,6 +254,11 @@ def calibrate(package_dir: Path, dev: list[Example], calib_oos: list[Example], m
                 "midway between rejecting at most 1% of in-scope dev and 99% of out-of-scope "
                 "(the dev sentences come from the training templates)"
             )
+    if clf.none_index is not None and threshold > NONE_CLASS_MAX_THRESHOLD:
+        # The none class turns away what is not a command; above this the rule would also turn away
+        # paraphrases, which a model trained on template sentences is rarely sure of.
+        threshold = NONE_CLASS_MAX_THRESHOLD
+        rule += f"; at most {NONE_CLASS_MAX_THRESHOLD} beside the none class"
     return {
         "method": "max_softmax",
         "threshold": round(threshold, 4),

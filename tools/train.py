@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import random
 import shutil
@@ -37,6 +38,11 @@ import numpy as np
 
 _STARTED = time.time()
 DEFAULT_MINUTES = 7.0
+MIN_TEMPLATE_EXAMPLES = 24_000
+"""Training examples an intents file's model sees at least (epochs are raised to reach it)."""
+MIN_NONE_EXAMPLES = 50
+"""Out-of-scope sentences the none class is trained on at least."""
+"""Training examples an intents file's model sees at least (epochs are raised to reach it)."""
 """Fine-tune time bound for an intents file: Home Assistant's English intents then train in about 15 min
 on a 2-core host, export and evaluation included (docs/intents-files.md)."""
 
@@ -196,6 +202,11 @@ def _train(args) -> int:
     oos_n = args.oos_train if args.oos_train is not None else (300 if from_package else 1000)
 
     train_ex, dev_ex, evals, intents, tags = d.train, d.dev, d.evals, d.intents, d.tags
+    if args.oos_train is None and d.none_label is not None:
+        # The none class as a class among the others: twice an average intent's examples, not a
+        # fixed count that outweighs every intent of a small grammar.
+        per_intent = len(train_ex) / max(1, len(intents) - 1)
+        oos_n = int(min(oos_n, max(MIN_NONE_EXAMPLES, 2 * per_intent)))
     intent_ids = {n: i for i, n in enumerate(intents)}
     tag_ids = {t: i for i, t in enumerate(tags)}
     seen_texts = {e.text for e in train_ex + dev_ex}
@@ -253,6 +264,10 @@ def _train(args) -> int:
     dev_enc = enc(dev_ex)
     evaluate = lambda m: dev_metrics(m, dev_enc, tags)  # noqa: E731
     minutes = args.max_minutes if args.max_minutes is not None else (DEFAULT_MINUTES if templates else 0)
+    if templates and args.teacher_epochs is None:
+        # A small grammar says few sentences: a fixed epoch count would leave the model a few dozen
+        # steps; the time budget still bounds a large one.
+        epochs = max(epochs, math.ceil(MIN_TEMPLATE_EXAMPLES / max(1, len(train_enc))))
     cfg = TrainConfig(
         epochs=epochs,
         batch_size=args.batch_size,
