@@ -11,10 +11,7 @@ are mixed:
 * frequent-word salad, what a microphone hears from a television.
 
 A sentence near the package's own grammar (within ``NEAR``, ``edge.grammar``) is left out: "turn
-on the lights" is out of scope for a tea bar and a command for a smart home. So is one that uses a
-word only the grammar's commands would ("kill the countdown" beside a grammar that says "timer"
-and "countdown"): it is more likely a paraphrase of a command than none of them, and a none class
-trained on it turns the user's own paraphrases away.
+on the lights" is out of scope for a tea bar and a command for a smart home.
 """
 
 from __future__ import annotations
@@ -32,8 +29,6 @@ HOME = Path(__file__).resolve().parent / "data_files" / "home_fixtures.yaml"
 """A made-up home that fills the {name} / {area} / {floor} of Home Assistant's sentences."""
 NEAR = 0.5
 """Edit cost per word below which a sentence counts as one of the grammar's own."""
-DISTINCTIVE = 1e-4
-"""A grammar word rarer than this in general English (PocketSphinx's LM unigrams) marks its domain."""
 
 
 def everyday_sentences() -> list[str]:
@@ -66,16 +61,6 @@ def home_assistant_sentences(seed: int, per_intent: int = 40) -> list[str]:
     return out
 
 
-def distinctive_words(grammar) -> set[str]:
-    """The grammar's words that are rare in general English (or unknown to it): its domain's words."""
-    from edge.grammar import SOFT_WORDS
-    from edge.stt.adapt import GeneralLM
-
-    words = [w for w in grammar.vocabulary if w.isalpha() and w not in SOFT_WORDS]
-    common = GeneralLM().unigrams(words)
-    return {w for w in words if common.get(w, 0.0) < DISTINCTIVE}
-
-
 PARTS = {"train": (0, 1, 2), "calibrate": (3,), "evaluate": (4,)}
 """Each coherent sentence belongs to one part (by a hash of its text), so calibration and evaluation
 see sentences training did not."""
@@ -92,14 +77,11 @@ def pool(
     coherent = [spoken_form(s) for s in everyday_sentences() + home_assistant_sentences(0)]
     coherent = [s for s in coherent if zlib.crc32(s.encode()) % 5 in buckets]
     rng.shuffle(coherent)
-    domain = distinctive_words(grammar) if grammar is not None else set()
     kept: list[str] = []
     for text in dict.fromkeys(coherent):
         if len(kept) >= (2 * n) // 3:
             break
         if not text or text in exclude:
-            continue
-        if domain.intersection(text.split()):
             continue
         if grammar is not None and grammar.match(text, max_distance=NEAR) is not None:
             continue
@@ -110,4 +92,4 @@ def pool(
     return out
 
 
-__all__ = ["distinctive_words", "everyday_sentences", "home_assistant_sentences", "pool"]
+__all__ = ["everyday_sentences", "home_assistant_sentences", "pool"]
