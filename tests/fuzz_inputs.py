@@ -663,8 +663,13 @@ def intents_files(draw) -> str:
 
 
 def intents_target(tmp: Path):
-    """``tools.templates.load`` (read and check an intents file) on each input."""
+    """What ``edge-train`` does with an intents file before training: read and check it
+    (``tools.templates.load``), then expand it into training sentences (a few, to keep it quick)."""
     from tools import templates
     from tools.data import DataError
 
-    return _file_target(tmp / "intents.yaml", templates.load, (DataError,), named=False)
+    def load_and_expand(path: Path) -> None:
+        templates.load(path)
+        templates.expand_intents_file(path, seed=1, max_sentences=60)
+
+    return _file_target(tmp / "intents.yaml", load_and_expand, (DataError,), named=False)

@@ -48,6 +48,17 @@ def test_bytes_to_wav_reader(data):
 
 
 @pytest.fixture(scope="module")
+def intents_run(tmp_path_factory):
+    return fz.intents_target(tmp_path_factory.mktemp("intents"))
+
+
+@fuzz(60)
+@given(fz.intents_files())
+def test_yaml_to_intents_file_and_its_expansion(intents_run, text):
+    intents_run(text)
+
+
+@pytest.fixture(scope="module")
 def settings_run(tmp_path_factory):
     return fz.settings_target(tmp_path_factory.mktemp("settings"))
 

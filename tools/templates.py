@@ -423,7 +423,13 @@ def _wildcard_words(language: str) -> list[str]:
         raise DataError(
             "edge-train needs the [train] extra for intents files: pip install 'edge-intent[train]'"
         ) from None
-    words = [w for w in wordfreq.top_n_list(language.split("-")[0].split("_")[0], 6000) if w.isalpha() and len(w) > 2]
+    code = language.split("-")[0].split("_")[0]
+    try:
+        words = wordfreq.top_n_list(code, 6000)
+    except LookupError:
+        # a language wordfreq has no list for: its wildcard slots are filled with English words
+        words = wordfreq.top_n_list("en", 6000)
+    words = [w for w in words if w.isalpha() and len(w) > 2]
     return words[200:] or ["thing"]
 
 
