@@ -15,6 +15,7 @@ swap, and sound-alikes of the grammar's words (:class:`Augmenter`).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import re
@@ -105,6 +106,21 @@ def spoken(ex: Example) -> Example:
     return from_tokens(out, ex)
 
 
+@functools.lru_cache(maxsize=4)
+def _pronounceable_common_words(n: int) -> list[str]:
+    """The ``n`` most frequent English words that have a pronunciation (the sound-alike candidates)."""
+    from edge.phonetics import pronunciations
+
+    try:
+        import wordfreq
+
+        common = [w for w in wordfreq.top_n_list("en", n) if w.isalpha()]
+    except ImportError:
+        return []
+    p = pronunciations()
+    return [w for w in common if p is None or p.phones(w)]
+
+
 class Augmenter:
     """What a recogniser and a person's own words do to a template sentence, slot labels kept.
 
@@ -125,19 +141,12 @@ class Augmenter:
         rng: random.Random | None = None,
         general_words: int = 20000,
     ) -> None:
-        from edge.phonetics import pronunciations, similarity, sound
+        from edge.phonetics import similarity, sound
 
         self.rng = rng or random.Random(0)
         self.fillers = tuple(dict.fromkeys(FILLERS + tuple(w.lower() for w in skip_words)))
         self.alikes: dict[str, list[str]] = {w: list(c) for w, c in CONFUSIONS.items()}
-        try:
-            import wordfreq
-
-            common = [w for w in wordfreq.top_n_list("en", general_words) if w.isalpha()]
-        except ImportError:
-            common = []
-        p = pronunciations()
-        common = [w for w in common if p is None or p.phones(w)]
+        common = _pronounceable_common_words(general_words)
         words = [w for w in vocabulary if len(w) > 2 and w.isalpha()]
         if words and common:
             sim = similarity(words, common, sound(words), sound(common))
