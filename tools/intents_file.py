@@ -125,6 +125,10 @@ lists:
     values: [Ground Floor]"""
 
 
+MAX_PROBLEMS_SHOWN = 20
+"""A file with more problems lists the first ones and how many more (a message stays readable)."""
+
+
 class TemplateError(DataError):
     """The intents file is malformed; the message names every problem with its line and key."""
 
@@ -348,7 +352,9 @@ class _Checker:
     def raise_errors(self) -> None:
         if self.errors:
             errors = sorted(dict.fromkeys(self.errors), key=lambda e: int(e.split()[1].rstrip(":")))
-            raise TemplateError(f"{self.path}: {len(errors)} problem(s):\n  " + "\n  ".join(errors))
+            shown = errors[:MAX_PROBLEMS_SHOWN]
+            more = [f"... and {len(errors) - len(shown)} more"] if len(errors) > len(shown) else []
+            raise TemplateError(f"{self.path}: {len(errors)} problem(s):\n  " + "\n  ".join(shown + more))
 
     # -- typed node readers (None when the node is wrong; the error is recorded)
 

@@ -426,8 +426,8 @@ def _wildcard_words(language: str) -> list[str]:
     code = language.split("-")[0].split("_")[0]
     try:
         words = wordfreq.top_n_list(code, 6000)
-    except LookupError:
-        # a language wordfreq has no list for: its wildcard slots are filled with English words
+    except (LookupError, ValueError):
+        # a language wordfreq has no list for (or no valid tag): its wildcard slots get English words
         words = wordfreq.top_n_list("en", 6000)
     words = [w for w in words if w.isalpha() and len(w) > 2]
     return words[200:] or ["thing"]
