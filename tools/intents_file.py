@@ -125,12 +125,6 @@ lists:
     values: [Ground Floor]"""
 
 
-MAX_PROBLEMS_SHOWN = 15
-"""A file with more problems lists the first ones and how many more (a message stays readable)."""
-MAX_PROBLEM_CHARS = 110
-"""A problem quoting a long text is cut to this length."""
-
-
 class TemplateError(DataError):
     """The intents file is malformed; the message names every problem with its line and key."""
 
@@ -354,10 +348,7 @@ class _Checker:
     def raise_errors(self) -> None:
         if self.errors:
             errors = sorted(dict.fromkeys(self.errors), key=lambda e: int(e.split()[1].rstrip(":")))
-            shown = [e if len(e) <= MAX_PROBLEM_CHARS else e[: MAX_PROBLEM_CHARS - 3] + "..." for e in errors]
-            shown = shown[:MAX_PROBLEMS_SHOWN]
-            more = [f"... and {len(errors) - len(shown)} more"] if len(errors) > len(shown) else []
-            raise TemplateError(f"{self.path}: {len(errors)} problem(s):\n  " + "\n  ".join(shown + more))
+            raise TemplateError(f"{self.path}: {len(errors)} problem(s):\n  " + "\n  ".join(errors))
 
     # -- typed node readers (None when the node is wrong; the error is recorded)
 
