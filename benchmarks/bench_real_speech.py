@@ -53,7 +53,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.speech_corpus import NOISES, Noise, Voices  # noqa: E402
+from benchmarks.speech_corpus import NOISES, Noise, Voices, hash_text  # noqa: E402
 from edge import datasets  # noqa: E402
 from edge.audio import SAMPLE_RATE  # noqa: E402
 from edge.stt import word_errors  # noqa: E402
@@ -298,7 +298,8 @@ def synthetic_set(n_sentences: int, voices: Voices, noise: Noise, conditions) ->
             )
             if kind is not None:
                 speech = noise.mixed(speech, kind, snr, crng)
-            path = wav_dir / f"{label.replace(' ', '_')}-{i:03d}-{voice}.wav"
+            # named by the text too: another package holds out other sentences
+            path = wav_dir / f"{label.replace(' ', '_')}-{i:03d}-{voice}-{hash_text(text):08x}.wav"
             if not path.exists():
                 _write_wav(path, speech)
             items.append({"wav": path, "text": text, "expected": expected(g, text)})
@@ -419,6 +420,7 @@ def main(argv=None) -> int:
         "--quick", action="store_true", help="Whisper tiny.en and adapted PocketSphinx, 20 synthetic sentences"
     )
     p.add_argument("--real-noise", action="store_true", help="also the real recordings mixed with noise at 10 and 5 dB")
+    p.add_argument("--clean-only", action="store_true", help="no noise conditions (a latency run side by side)")
     p.add_argument("--no-rss", action="store_true")
     p.add_argument("--out", type=Path, default=RESULTS / "real-speech")
     datasets.add_argument(p)
@@ -434,7 +436,9 @@ def main(argv=None) -> int:
         if args.real_noise:
             sets.update(noisy_real_sets(real, noise, CONDITIONS))
     if "synthetic" in args.sets:
-        sets.update(synthetic_set(args.sentences, Voices(CACHE), noise, CONDITIONS))
+        sets.update(
+            synthetic_set(args.sentences, Voices(CACHE), noise, CONDITIONS[:1] if args.clean_only else CONDITIONS)
+        )
     results: dict = {"sets": {}, "daemon_rss_mb": {}}
     for set_name, (pkg, items) in sets.items():
         results["sets"][set_name] = {}
