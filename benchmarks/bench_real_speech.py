@@ -333,7 +333,7 @@ def daemon_rss(pkg: Path, engine: str, wavs: list[Path]) -> float | None:
         config = Path(tmp) / "config.yaml"
         config.write_text(
             json.dumps(
-                {"model": {"name": str(pkg)}, "stt": stt, "audio": {"enabled": False}, "outputs": {"stdout": False}}
+                {"model": {"name": str(pkg)}, "stt": stt, "audio": {"enabled": False}, "stdout": {"enabled": False}}
             )
         )
         proc = subprocess.Popen(
