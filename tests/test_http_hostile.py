@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import json
+import re
 import socket
 import struct
 import threading
@@ -345,7 +346,8 @@ def test_sigterm_during_a_long_recognition_still_answers_the_client(tmp_path):
         client.join(60)
         status, body = answers[0]
         assert status == 200 and len(body["events"]) == 20, body
-        assert "HTTP: 1 request(s) in progress; letting them finish" in serve.log
+        # the recognition, and at times the readiness probe that happened to be in flight
+        assert re.search(r"HTTP: [12] request\(s\) in progress; letting them finish", serve.log), serve.log
         published = {e["id"] for e in serve.events}
         assert {e["id"] for e in body["events"]} <= published  # its events reached stdout before the exit
     finally:
