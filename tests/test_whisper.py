@@ -153,3 +153,14 @@ def test_package_prompt_reaches_the_engine(tmp_path):
     artefacts["prompt"].write_text("oolong rooibos chai latte\n")
     assert adapt.whisper_prompt(artefacts) == "oolong rooibos chai latte"
     assert adapt.whisper_prompt(None) == ""
+
+
+def test_decoding_ctranslate2_token_strings_gives_the_tokenizers_text(tiny):
+    """The engine decodes the token strings CTranslate2 returns, not ids through the full tokenizer: same text."""
+    from tokenizers import Tokenizer
+
+    full = Tokenizer.from_file(str(tiny.model_dir / "tokenizer.json"))
+    for text in [" Set the café's lights to 50% — naïve “quotes”", " Turn on the EcoBee, then play Björk."]:
+        ids = full.encode(text, add_special_tokens=False).ids
+        pieces = [full.id_to_token(i) for i in ids]
+        assert tiny._decoder.decode(pieces) == full.decode(ids)

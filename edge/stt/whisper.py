@@ -19,7 +19,13 @@ makes it write comma lists.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import importlib.util
 import logging
+import sys
+from types import ModuleType
 
 import numpy as np
 
@@ -54,9 +60,11 @@ class WhisperEngine(SttEngine):
         super().__init__()
         try:
             import ctranslate2
-            from faster_whisper.feature_extractor import FeatureExtractor
-            from faster_whisper.tokenizer import Tokenizer
             from tokenizers import Tokenizer as HfTokenizer
+            from tokenizers.decoders import ByteLevel
+
+            FeatureExtractor = _faster_whisper_module("feature_extractor").FeatureExtractor
+            Tokenizer = _faster_whisper_module("tokenizer").Tokenizer
         except ImportError as exc:
             raise SttError(
                 f"the Whisper engine needs faster-whisper and ctranslate2 ({exc.name} is missing): "
@@ -70,26 +78,26 @@ class WhisperEngine(SttEngine):
             )
         except (RuntimeError, ValueError, OSError) as exc:
             raise SttError(f"{found.path}: CTranslate2 could not load this Whisper model ({exc})") from None
-        hf = HfTokenizer.from_file(str(found.path / "tokenizer.json"))
-        self._tokenizer = Tokenizer(
-            hf, self._model.is_multilingual, task="transcribe", language="en" if self._model.is_multilingual else None
+        # The full tokenizer is needed only to encode the prompt: its added-token tables stay
+        # resident, so the ids are taken here and the decoder reads CTranslate2's token strings.
+        tokenizer = Tokenizer(
+            HfTokenizer.from_file(str(found.path / "tokenizer.json")),
+            self._model.is_multilingual,
+            task="transcribe",
+            language="en" if self._model.is_multilingual else None,
         )
+        self._prompt = _prompt_tokens(tokenizer, prompt)
+        self._start = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        self._sot_prev = tokenizer.sot_prev
+        self._eot = tokenizer.eot
+        del tokenizer
+        self._decoder = ByteLevel()
         self._features = FeatureExtractor(feature_size=self._model.n_mels)
         self.beam_size = beam_size
         self.n_best = max(1, min(n_best, beam_size))
-        self._prompt = self._prompt_tokens(prompt)
         self._audio: list[np.ndarray] = []
         self.name = f"whisper-{found.name}" + ("+adapted" if self._prompt else "")
-
-    def _prompt_tokens(self, prompt: str) -> list[int]:
-        """The prompt's tokens, cut at the last whole word that fits :data:`MAX_PROMPT_TOKENS`."""
-        tokens: list[int] = []
-        for word in prompt.split():
-            piece = self._tokenizer.encode(" " + word)
-            if len(tokens) + len(piece) > MAX_PROMPT_TOKENS:
-                break
-            tokens += piece
-        return tokens
+        release_freed_memory()
 
     def _accept(self, pcm: bytes) -> None:
         self._audio.append(np.frombuffer(pcm, dtype=np.int16))
@@ -137,8 +145,8 @@ class WhisperEngine(SttEngine):
         )[0]
         out: list[Hypothesis] = []
         seen: set[str] = set()
-        for ids, score in zip(result.sequences_ids, result.scores):
-            text = self._tokenizer.decode([t for t in ids if t < self._tokenizer.eot]).strip()
+        for ids, pieces, score in zip(result.sequences_ids, result.sequences, result.scores):
+            text = self._decoder.decode([p for t, p in zip(ids, pieces) if t < self._eot]).strip()
             key = " ".join(text.lower().split())
             if not key or key in seen:
                 continue
@@ -146,12 +154,66 @@ class WhisperEngine(SttEngine):
             out.append(Hypothesis(text, float(score)))
         if out and result.no_speech_prob > NO_SPEECH_REJECT and out[0].score < -1.0:
             log.debug("no speech (p=%.2f, score %.2f): dropped %r", result.no_speech_prob, out[0].score, out[0].text)
-            return []
+            out = []
+        release_freed_memory()
         return out
 
     def _start_sequence(self) -> list[int]:
-        start = [*self._tokenizer.sot_sequence, self._tokenizer.no_timestamps]
-        return [self._tokenizer.sot_prev, *self._prompt, *start] if self._prompt else start
+        return [self._sot_prev, *self._prompt, *self._start] if self._prompt else list(self._start)
 
     def describe(self) -> str:
         return f"{self.name} ({self.model_dir}, beam {self.beam_size})"
+
+
+def _prompt_tokens(tokenizer, prompt: str) -> list[int]:
+    """The prompt's tokens, cut at the last whole word that fits :data:`MAX_PROMPT_TOKENS`."""
+    tokens: list[int] = []
+    for word in prompt.split():
+        piece = tokenizer.encode(" " + word)
+        if len(tokens) + len(piece) > MAX_PROMPT_TOKENS:
+            break
+        tokens += piece
+    return tokens
+
+
+def _faster_whisper_module(name: str) -> ModuleType:
+    """``faster_whisper.<name>`` without the package's ``__init__``.
+
+    That ``__init__`` imports the transcription pipeline (PyAV, huggingface_hub, an ONNX VAD), none
+    of which this engine uses and all of which stays resident; the two modules used here import
+    only numpy and tokenizers.
+    """
+    qualified = f"faster_whisper.{name}"
+    if qualified in sys.modules:
+        return sys.modules[qualified]
+    package = importlib.util.find_spec("faster_whisper")
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("faster_whisper is not installed", name="faster_whisper")
+    spec = importlib.util.spec_from_file_location(
+        f"edge.stt._faster_whisper_{name}", f"{package.submodule_search_locations[0]}/{name}.py"
+    )
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{qualified} is missing", name=qualified)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    libc = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(libc).malloc_trim if libc else None
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give the heap that was freed back to the system.
+
+    A decode's activations and the model's load buffers are freed when they are done, but glibc
+    keeps freed heap in its arenas, so the daemon's resident size would stay at its peak.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
