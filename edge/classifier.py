@@ -31,6 +31,7 @@ from edge.package import ModelPackage, PackageError, find_package
 from edge.profiles import Profile
 from edge.result import Result, Slot
 from edge.textnorm import spoken_form, written_form
+from edge.transfer import Transfer
 
 if TYPE_CHECKING:
     from edge.grammar import Grammar, GrammarMatch
@@ -47,6 +48,14 @@ MODEL_OVERRULES = 0.9
 """The intent model's confidence at which it overrules a grammar match that is near but not exact and
 names another intent: a typed or well-recognised paraphrase ("stop the fan") lies one word from a
 template of the opposite command ("start the fan"), and the model, trained on both, knows better."""
+TRANSFER_BELOW = 0.9
+"""Below this probability of its best intent the package model is unsure, and the base model's
+reading (``edge.transfer``) is mixed in; above it the package model answers alone."""
+TRANSFER_WEIGHT = 0.7
+"""The base model's share of the mix: it has read many ways people say a command, the package model
+only its templates' few."""
+TRANSFER_ACCEPT = 0.3
+"""The mix's best intent is taken at this score or more; below it the text is none of the intents."""
 MIN_SLOT_SCORE = 0.6
 """A slot's words must be this close to the list value they are read as (letters or phones, 0..1): a
 model-tagged span further from every value keeps its words, and a grammar match with such a slot is
@@ -113,9 +122,16 @@ class IntentClassifier:
     """The one public entry point: ``IntentClassifier.load().classify("turn off the lights")``."""
 
     def __init__(
-        self, package: ModelPackage, backend: Backend, choice: Choice, threads: int, match_templates: bool = True
+        self,
+        package: ModelPackage,
+        backend: Backend,
+        choice: Choice,
+        threads: int,
+        match_templates: bool = True,
+        transfer: Transfer | None = None,
     ):
         self.package = package
+        self.transfer = transfer
         self.backend = backend
         self.choice = choice
         self.threads = threads
@@ -170,7 +186,10 @@ class IntentClassifier:
         log.info(
             "model %s %s: %s/%s (%s)", package.name, package.version, choice.backend, choice.precision, choice.reason
         )
-        return cls(package, be, choice, n_threads, match_templates=match_templates)
+        transfer = Transfer.load(package, choice.backend, choice.precision, n_threads, profile)
+        if transfer is not None:
+            log.info("model %s: unsure answers also read by %s", package.name, transfer.base_label)
+        return cls(package, be, choice, n_threads, match_templates=match_templates, transfer=transfer)
 
     @property
     def backend_label(self) -> str:
@@ -284,6 +303,10 @@ class IntentClassifier:
         else:
             best = int(probs.argmax())
             accepted = probs[best] >= self.threshold
+        if self.transfer is not None and probs[best] < TRANSFER_BELOW:
+            probs = (1 - TRANSFER_WEIGHT) * np.clip(probs, 0.0, None) + TRANSFER_WEIGHT * self.transfer.affinity(text)
+            best = int(probs.argmax())
+            accepted = probs[best] >= TRANSFER_ACCEPT
         confidence = float(probs[best])
         slots = self._slots(text, enc, out["slot_logits"][0][:n]) if accepted else ()
         t3 = time.perf_counter()

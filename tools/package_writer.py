@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edge import datasets
-from edge.package import FORMAT_VERSION, write_manifest
+from edge.package import FORMAT_VERSION, ModelPackage, write_manifest
 
 from .data import DataError, Example, read_jsonl
 from .evaluate import predict, score
@@ -40,6 +40,8 @@ EVAL_SAMPLE_MAX = 200
 GRAMMAR_MAX_DISTANCE = 0.25
 """Chosen on real recordings of the development set (docs/speech.md): near-miss transcripts of commands
 sit below it, out-of-scope speech mostly above."""
+TRANSFER_SENTENCES = 150
+"""Training sentences per intent read by the base model for the intent's transfer profile: its mean settles well before."""
 TFLITE_RUNTIME_PYTHON = Path(".venv-tflite/bin/python")
 
 
@@ -295,6 +297,8 @@ def build(
     grammar: dict | None = None,
     none_label: str | None = None,
     eval_sample: tuple[list[Example], str] | None = None,
+    transfer_base: Path | None = None,
+    transfer_examples: list[Example] | None = None,
 ) -> str:
     """Stage, choose, calibrate, evaluate and write the package.
 
@@ -306,6 +310,8 @@ def build(
     ``train_texts`` go into the package (``training_sentences.txt``) only when given: sentences
     generated from an intents file, not those of a data set. ``eval_sample`` is (examples, what
     they are); without it an intents file's held-out expansions are sampled (:func:`choose_eval_sample`).
+    ``transfer_base`` (the package training started from) gets profiles of the new intents from
+    ``transfer_examples`` (:func:`add_transfer`).
     """
     staged = {c: work / f"staged-{c}" for c in exported}
     for c, d in staged.items():
@@ -362,6 +368,8 @@ def build(
             "rule": "a text within this edit cost per word of a template sentence takes that "
             "sentence's intent and slot values; anything else goes to the model",
         }
+    if transfer_base is not None and transfer_examples:
+        add_transfer(out, manifest, transfer_base, transfer_examples)
     write_manifest(out, manifest)
     apply_tflite_runtime_check(manifest, check_tflite_runtime(out))
 
@@ -428,6 +436,36 @@ def build(
     (out / "README.md").write_text(model_card(manifest), encoding="utf-8")
     return json.dumps(
         {"package": str(out), "shipped": choice, "headline": headline, "minutes": manifest["training"]["minutes"]}
+    )
+
+
+def add_transfer(package_dir: Path, manifest: dict, base_dir: Path, examples: list[Example], seed: int = 13) -> None:
+    """``transfer.json``: each intent's mean reading by the base package (``edge.transfer``).
+
+    Made after calibration (the out-of-scope threshold is the package model's own) and before the
+    evaluation, which measures the runtime as it will answer.
+    """
+    from edge.transfer import BaseReader, profiles, write
+
+    base = ModelPackage.load(base_dir)
+    if base.labels == manifest["labels"]:
+        return
+    none_label = manifest.get("oos", {}).get("none_label")
+    by_intent: dict[str, list[str]] = {}
+    for ex in examples:
+        if ex.intent is not None and ex.intent != none_label:
+            by_intent.setdefault(ex.intent, []).append(ex.text)
+    rng = random.Random(seed)
+    sentences = []
+    for intent, texts in sorted(by_intent.items()):
+        rng.shuffle(texts)
+        sentences += [(t, intent) for t in texts[:TRANSFER_SENTENCES]]
+    t0 = time.time()
+    reader = BaseReader.load(base, backend="onnx", precision="int8")
+    manifest["transfer"] = write(package_dir, base, profiles(reader, sentences))
+    manifest["files"]["transfer.json"] = {}
+    _log(
+        f"  transfer: {len(by_intent)} intent profiles from {base.name}, {len(sentences)} sentences, {time.time() - t0:.0f} s"
     )
 
 

@@ -362,6 +362,8 @@ def _train(args) -> int:
         eval_sample=(eval_sample, f"labelled commands from {args.eval_sample.name} (--eval-sample)")
         if eval_sample
         else None,
+        transfer_base=base if from_package else None,
+        transfer_examples=train_ex,
     )
     if not args.no_stt:
         from . import stt_adapt
