@@ -24,14 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from tokenizers import Tokenizer
 
 from edge.backends import Backend, BackendUnavailable, available_backends, create_backend, unavailable_error
 from edge.package import ModelPackage, PackageError, find_package
 from edge.profiles import Profile
 from edge.result import Result, Slot
 from edge.textnorm import spoken_form, written_form
-from edge.transfer import Transfer
+from edge.transfer import BaseReader, Transfer
 
 if TYPE_CHECKING:
     from edge.grammar import Grammar, GrammarMatch
@@ -135,9 +134,7 @@ class IntentClassifier:
         self.backend = backend
         self.choice = choice
         self.threads = threads
-        self.tokenizer = Tokenizer.from_file(str(package.path(package.manifest.get("tokenizer", "tokenizer.json"))))
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
+        self.tokenizer = package.tokenizer()
         self.labels = package.labels
         self.tags = package.slot_tags
         self.tag_kind = [t.partition("-") for t in self.tags]  # (prefix, "-", type)
@@ -186,7 +183,9 @@ class IntentClassifier:
         log.info(
             "model %s %s: %s/%s (%s)", package.name, package.version, choice.backend, choice.precision, choice.reason
         )
-        transfer = Transfer.load(package, choice.backend, choice.precision, n_threads, profile)
+        transfer = Transfer.load(
+            package, lambda base: BaseReader.load(base, choice.backend, choice.precision, n_threads, profile)
+        )
         if transfer is not None:
             log.info("model %s: unsure answers also read by %s", package.name, transfer.base_label)
         return cls(package, be, choice, n_threads, match_templates=match_templates, transfer=transfer)

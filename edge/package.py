@@ -119,6 +119,15 @@ class ModelPackage:
     def labels(self) -> list[str]:
         return self.manifest["labels"]
 
+    def tokenizer(self):
+        """The package's word-piece tokenizer, set to neither pad nor truncate (the model's reader cuts)."""
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(self.path(self.manifest.get("tokenizer", "tokenizer.json"))))
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        return tokenizer
+
     @property
     def slot_tags(self) -> list[str]:
         return self.manifest["slot_tags"]

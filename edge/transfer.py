@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,13 +40,9 @@ class BaseReader:
     """The base package's intent head: text → its probability over the base's own intents."""
 
     def __init__(self, package: ModelPackage, backend: Backend) -> None:
-        from tokenizers import Tokenizer
-
         self.package = package
         self.backend = backend
-        self.tokenizer = Tokenizer.from_file(str(package.path(package.manifest.get("tokenizer", "tokenizer.json"))))
-        self.tokenizer.no_padding()
-        self.tokenizer.no_truncation()
+        self.tokenizer = package.tokenizer()
         self.max_len = package.max_seq_len
         self.sep_id = self.tokenizer.token_to_id("[SEP]")
 
@@ -126,15 +122,9 @@ class Transfer:
         self._profiles = rows
 
     @classmethod
-    def load(
-        cls,
-        package: ModelPackage,
-        backend: str | None = None,
-        precision: str | None = None,
-        threads: int = 1,
-        profile: Profile | None = None,
-    ) -> Transfer | None:
-        """The package's transfer, or None when it has none or its base cannot be used (with a warning)."""
+    def load(cls, package: ModelPackage, open_base: Callable[[ModelPackage], BaseReader]) -> Transfer | None:
+        """The package's transfer, its base read by ``open_base`` (the backend and threads of the package's
+        own model), or None when it has none or its base cannot be used (with a warning)."""
         entry = package.manifest.get("transfer")
         if not entry:
             return None
@@ -162,7 +152,7 @@ class Transfer:
                 base_info.get("version"),
             )
             return None
-        return cls(BaseReader.load(base, backend, precision, threads, profile), package.labels, intent_profiles)
+        return cls(open_base(base), package.labels, intent_profiles)
 
     def affinity(self, text: str) -> np.ndarray:
         """Per package label (0 for labels without a profile, such as the none class), in [0, 1]."""
