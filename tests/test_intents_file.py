@@ -233,6 +233,10 @@ floors:
 entities:
   - {name: "(TV|telly)", id: media_player.tv, area: living_room, state: "on", attributes: {device_class: tv}}
   - {name: Ceiling, id: light.ceiling}
+timers:
+  - {name: pizza, start_minutes: 30}
+media:
+  - {title: The Office, media_class: tv_show}
 """)
     got = load_lists(lists)
     assert [(v.value_out, v.context) for v in got["name"].values] == [
