@@ -78,13 +78,14 @@ class BaseReader:
 
 def profiles(reader: BaseReader, sentences: Iterable[tuple[str, str]]) -> dict[str, list[float]]:
     """Each intent's mean base distribution over its (text, intent) sentences."""
-    sums: dict[str, np.ndarray] = {}
-    counts: dict[str, int] = {}
+    readings: dict[str, list[np.ndarray]] = {}
     for text, intent in sentences:
-        p = reader.probabilities(text)
-        sums[intent] = sums.get(intent, 0) + p
-        counts[intent] = counts.get(intent, 0) + 1
-    return {k: [round(float(x), 6) for x in sums[k] / counts[k]] for k in sorted(sums)}
+        readings.setdefault(intent, []).append(reader.probabilities(text))
+    return mean_profiles(readings)
+
+
+def mean_profiles(readings: dict[str, list[np.ndarray]]) -> dict[str, list[float]]:
+    return {k: [round(float(x), 6) for x in np.mean(v, axis=0)] for k, v in sorted(readings.items()) if v}
 
 
 def write(package_dir: Path, base: ModelPackage, intent_profiles: dict[str, list[float]]) -> dict:
@@ -126,7 +127,7 @@ class Transfer:
         """The package's transfer, its base read by ``open_base`` (the backend and threads of the package's
         own model), or None when it has none or its base cannot be used (with a warning)."""
         entry = package.manifest.get("transfer")
-        if not entry:
+        if not entry or not entry.get("file"):  # none, or left out by the trainer (it says why)
             return None
         path = package.verify_file(entry.get("file", FILE))
         try:
@@ -156,5 +157,7 @@ class Transfer:
 
     def affinity(self, text: str) -> np.ndarray:
         """Per package label (0 for labels without a profile, such as the none class), in [0, 1]."""
-        p = self.reader.probabilities(text)
-        return self._profiles @ (p / np.linalg.norm(p))
+        return self.affinity_of(self.reader.probabilities(text))
+
+    def affinity_of(self, base_probabilities: np.ndarray) -> np.ndarray:
+        return self._profiles @ (base_probabilities / np.linalg.norm(base_probabilities))

@@ -91,3 +91,37 @@ def test_a_corrupt_transfer_file_is_refused_by_name(tmp_path, shipped_package, r
     (pkg / "transfer.json").write_text("{}")
     with pytest.raises(PackageError, match="transfer.json"):
         IntentClassifier.load(str(pkg), backend="onnx", precision="int8")
+
+
+def _examples(rows):
+    from tools.data import Example
+
+    return [Example(text, intent) for intent, texts in rows.items() for text in texts]
+
+
+TIMER = ["set a timer for ten minutes", "start a five minute timer", "timer for twenty minutes", "count down an hour"]
+LIST = ["what is on the shopping list", "read the shopping list", "what do i need to buy", "tell me my list"]
+
+
+def test_the_trainer_keeps_the_transfer_where_the_base_tells_the_intents_apart(tmp_path, shipped_package):
+    from tools.package_writer import add_transfer
+
+    pkg = int8_onnx_copy(tmp_path / "p")
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    manifest["labels"] = ["ReadList", "StartTimer"]
+    add_transfer(pkg, manifest, shipped_package.dir, _examples({"ReadList": LIST * 3, "StartTimer": TIMER * 3}))
+    assert manifest["transfer"]["file"] == "transfer.json" and manifest["transfer"]["base_alone_accuracy"] >= 0.6
+    assert set(json.loads((pkg / "transfer.json").read_text())["profiles"]) == {"ReadList", "StartTimer"}
+
+
+def test_the_trainer_leaves_the_transfer_out_where_the_base_cannot_tell_them_apart(tmp_path, shipped_package):
+    """Two intents the base model reads alike (both timer sentences): its affinity would only add noise."""
+    from tools.package_writer import add_transfer
+
+    pkg = int8_onnx_copy(tmp_path / "p")
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    manifest["labels"] = ["TimerA", "TimerB"]
+    add_transfer(pkg, manifest, shipped_package.dir, _examples({"TimerA": TIMER * 3, "TimerB": TIMER[::-1] * 3}))
+    assert "file" not in manifest["transfer"] and not (pkg / "transfer.json").exists()
+    assert "held-back training sentences" in manifest["transfer"]["left_out"]
+    assert manifest["transfer"]["base_alone_accuracy"] < 0.6
