@@ -107,7 +107,24 @@ sys.exit(speech.run(parser.parse_args(sys.argv[1:]), IntentClassifier.load))
 """
 
 
-def mic_process(tmp_path: Path, text: str, argv: list[str]) -> subprocess.Popen:
+@pytest.fixture
+def mic_process():
+    """Starts ``edge-intent --mic`` on an ALSA file device saying ``text``; killed at the test's end
+    if still running (a failed wait must not leave a recogniser decoding silence for ever)."""
+    started: list[subprocess.Popen] = []
+
+    def start(tmp_path: Path, text: str, argv: list[str]) -> subprocess.Popen:
+        started.append(_mic_process(tmp_path, text, argv))
+        return started[-1]
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def _mic_process(tmp_path: Path, text: str, argv: list[str]) -> subprocess.Popen:
     raw = tmp_path / "mic.raw"
     raw.write_bytes(np.concatenate([silence(0.5), speak(text, "slt", tmp_path), silence(1.0)]).astype("<i2").tobytes())
     conf = alsa_capture_config(tmp_path, raw)
@@ -117,7 +134,7 @@ def mic_process(tmp_path: Path, text: str, argv: list[str]) -> subprocess.Popen:
     )
 
 
-def test_mic_command_comes_out_as_its_intent(classifier, tmp_path):
+def test_mic_command_comes_out_as_its_intent(classifier, tmp_path, mic_process):
     proc = mic_process(tmp_path, COMMANDS[1][0], ["--mic", "--json", "--utterances", "1"])
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
@@ -128,7 +145,7 @@ def test_mic_command_comes_out_as_its_intent(classifier, tmp_path):
     assert "listening on default" in err and "stopped after 1 utterance(s)" in err
 
 
-def test_mic_stops_cleanly_on_sigterm(classifier, tmp_path):
+def test_mic_stops_cleanly_on_sigterm(classifier, tmp_path, mic_process):
     proc = mic_process(tmp_path, COMMANDS[2][0], ["--mic"])
     first = proc.stdout.readline()  # the command, then endless silence from the capture device
     assert "-> play_music" in first
