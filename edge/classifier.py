@@ -54,7 +54,8 @@ TRANSFER_WEIGHT = 0.7
 """The base model's share of the mix: it has read many ways people say a command, the package model
 only its templates' few."""
 TRANSFER_ACCEPT = 0.3
-"""The mix's best intent is taken at this score or more; below it the text is none of the intents."""
+"""The mix's best intent is taken at this score or more; below it the package model's own answer
+stands (its intent, or none)."""
 MIN_SLOT_SCORE = 0.6
 """A slot's words must be this close to the list value they are read as (letters or phones, 0..1): a
 model-tagged span further from every value keeps its words, and a grammar match with such a slot is
@@ -303,9 +304,9 @@ class IntentClassifier:
             best = int(probs.argmax())
             accepted = probs[best] >= self.threshold
         if self.transfer is not None and probs[best] < TRANSFER_BELOW:
-            probs = (1 - TRANSFER_WEIGHT) * np.clip(probs, 0.0, None) + TRANSFER_WEIGHT * self.transfer.affinity(text)
-            best = int(probs.argmax())
-            accepted = probs[best] >= TRANSFER_ACCEPT
+            mixed = (1 - TRANSFER_WEIGHT) * np.clip(probs, 0.0, None) + TRANSFER_WEIGHT * self.transfer.affinity(text)
+            if mixed.max() >= TRANSFER_ACCEPT:  # else the package model's own answer stands
+                probs, best, accepted = mixed, int(mixed.argmax()), True
         confidence = float(probs[best])
         slots = self._slots(text, enc, out["slot_logits"][0][:n]) if accepted else ()
         t3 = time.perf_counter()
