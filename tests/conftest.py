@@ -50,6 +50,12 @@ def shipped_classifier():
         pytest.skip(f"the intent model package is not installed: {exc}")
 
 
+def need_train_extra(module: str = "wordfreq") -> None:
+    """Skip where the [train] extra is missing (``script/test-aarch64``'s userland has the runtime only):
+    expanding an intents file fills its wildcard lists from ``wordfreq``; ``edge-train`` needs ``torch``."""
+    pytest.importorskip(module, reason=f"needs the [train] extra ({module}): script/setup --train")
+
+
 def int8_onnx_copy(dest: Path) -> Path:
     """The shipped package cut down to its tokenizer and int8 ONNX file, without evaluation sample or STT
     artefacts (a small package of a real model, to change in a test)."""

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from test_outputs import wait_for
 
 import fuzz_inputs as fz
+from conftest import need_train_extra
 
 EXAMPLES = int(os.environ.get("EDGE_FUZZ_EXAMPLES", "0")) or None
 
@@ -49,6 +50,7 @@ def test_bytes_to_wav_reader(data):
 
 @pytest.fixture(scope="module")
 def intents_run(tmp_path_factory):
+    need_train_extra()
     return fz.intents_target(tmp_path_factory.mktemp("intents"))
 
 

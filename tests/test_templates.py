@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, need_train_extra
 
 pytest.importorskip("hassil", reason="intents files need hassil: script/setup --dev")
 
@@ -152,6 +152,7 @@ def test_every_problem_is_reported_at_once(tmp_path):
 
 
 def test_edge_train_reports_a_bad_file_without_a_traceback(tmp_path):
+    need_train_extra("torch")
     path = tmp_path / "intents.yaml"
     path.write_text(GOOD.replace("{area}", "{room}"))
     proc = subprocess.run(
@@ -216,6 +217,7 @@ def test_training_text_is_the_spoken_form_the_runtime_reads(expansion):
 
 def test_sentences_scale_with_the_grammar():
     """A template that can say more gets more sentences; the bound caps the whole."""
+    need_train_extra()
     from tools.templates import expand_intents_file
 
     small = expand_intents_file(REPO / "examples" / "tea_order.yaml", seed=1, max_sentences=800)
@@ -302,6 +304,7 @@ def test_jsonl_with_out_of_scope_lines_and_canonical_values(tmp_path):
 
 def test_out_of_scope_sentences_are_coherent_and_far_from_the_grammar():
     """The none class learns from sentences people say, not only word salad, and never from commands of the file."""
+    need_train_extra()
     import yaml
 
     from edge.grammar import Grammar
@@ -324,6 +327,7 @@ def test_out_of_scope_sentences_are_coherent_and_far_from_the_grammar():
 
 
 def test_whisper_prompt_says_the_rare_values_in_sentences():
+    need_train_extra()
     import yaml
 
     from edge.grammar import Grammar
@@ -341,6 +345,7 @@ def test_whisper_prompt_says_the_rare_values_in_sentences():
 def test_rule_chains_that_say_too_much_are_refused_or_expanded_at_once(tmp_path):
     """Rules that double at each level (``r_i = <r_{i-1}> <r_{i-1}>``: 2**29 words a sentence) are
     refused, naming the template; alternatives of the same depth say two sentences and expand."""
+    need_train_extra()
     from tools.intents_file import TemplateError
     from tools.templates import expand_intents_file
 
