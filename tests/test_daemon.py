@@ -109,9 +109,11 @@ class Daemon:
         status = [n for n in self.notes if n.startswith("STATUS=ready")][0]
         return re.search(r"HTTP on (http://[^\s;]+)", status).group(1)
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout: float = 30
+    ):
         host, port = self.url.removeprefix("http://").rsplit(":", 1)
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
         conn.request(method, path, body=body, headers=headers or {})
         response = conn.getresponse()
         data = response.read()
