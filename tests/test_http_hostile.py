@@ -333,11 +333,11 @@ def test_recognition_past_its_time_limit_is_stopped_with_413_and_the_recogniser_
 @pytest.mark.slow
 def test_sigterm_during_a_long_recognition_still_answers_the_client(tmp_path):
     wav = command_wav(tmp_path, repeats=20)
-    serve = ServeProcess(tmp_path, 'http: {listen: "127.0.0.1:0"}\n', "--no-mic")
+    # Limits for a failure, not for speed: a minute of speech takes minutes under CPU emulation (script/test-aarch64).
+    serve = ServeProcess(tmp_path, 'http: {listen: "127.0.0.1:0", recognize_timeout_s: 600}\n', "--no-mic")
     try:
         serve.wait_note("READY=1")
         answers: list = []
-        # Limits for a failure, not for speed: 30 s of speech takes minutes under CPU emulation (script/test-aarch64).
         client = threading.Thread(
             target=lambda: answers.append(
                 serve.request("POST", "/v1/recognize", wav, {"Content-Type": "audio/wav"}, timeout=600)
