@@ -47,6 +47,9 @@ MODEL_OVERRULES = 0.9
 """The intent model's confidence at which it overrules a grammar match that is near but not exact and
 names another intent: a typed or well-recognised paraphrase ("stop the fan") lies one word from a
 template of the opposite command ("start the fan"), and the model, trained on both, knows better."""
+MODEL_OVERRULES_KNOWN_WORDS = 0.5
+"""The model's confidence at which it overrules such a match whose sentence replaced words of the grammar that
+the text says: the model's intent is then more likely than all others together."""
 TRANSFER_BELOW = 0.9
 """Below this probability of its best intent the package model is unsure, and the base model's
 reading (``edge.transfer``) is mixed in; above it the package model answers alone."""
@@ -206,7 +209,7 @@ class IntentClassifier:
         text = (spoken_form(text) if self.spoken else written_form(text)) or text
         match = self._grammar(text)
         if self._accepts(match):
-            return self._second_opinion(self._grammar_result(text, match, t0), t0)
+            return self._second_opinion(self._grammar_result(text, match, t0), match, t0)
         result = self._model(text, t0)
         if match is not None:
             result = dataclasses.replace(result, grammar_distance=match.distance)
@@ -231,16 +234,21 @@ class IntentClassifier:
                 if best is None or score < best[0]:
                     best = (score, text, match)
         if best is not None and self._accepts(best[2]):
-            return self._second_opinion(self._grammar_result(best[1], best[2], t0), t0)
+            return self._second_opinion(self._grammar_result(best[1], best[2], t0), best[2], t0)
         return self.classify(transcript.text)
 
-    def _second_opinion(self, result: Result, t0: float) -> Result:
-        """A near (not exact) grammar match, unless the model is sure of another intent."""
+    def _second_opinion(self, result: Result, match: GrammarMatch, t0: float) -> Result:
+        """A near (not exact) grammar match, unless the model names another intent and is sure of it, or
+        the text says words of the grammar that the matched sentence replaced."""
         if not result.grammar_distance:
             return result
         model = self._model(result.text, t0)
-        if model.intent is not None and model.intent != result.intent and model.guess_confidence >= MODEL_OVERRULES:
-            return dataclasses.replace(model, grammar_distance=result.grammar_distance)
+        if model.intent is not None and model.intent != result.intent:
+            sure = model.guess_confidence >= MODEL_OVERRULES
+            if sure or (
+                model.guess_confidence >= MODEL_OVERRULES_KNOWN_WORDS and self.grammar.says_other_known_words(match)
+            ):
+                return dataclasses.replace(model, grammar_distance=result.grammar_distance)
         latency = {**result.latency_ms, "model": model.latency_ms.get("infer", 0.0), "total": model.latency_ms["total"]}
         return dataclasses.replace(result, latency_ms=latency)
 
@@ -348,14 +356,21 @@ class IntentClassifier:
                 current[3].append(i)
             else:
                 spans.append([kind, i, i, [i]])
+        found = [
+            (kind, *_widen_to_words(text, offsets[first][0], offsets[last][1]), members)
+            for kind, first, last, members in spans
+        ]
+        said = _SaidWords(text) if self.grammar is not None and found else None
         result = []
-        for kind, first, last, members in spans:
-            start, end = offsets[first][0], offsets[last][1]
-            start, end = _widen_to_words(text, start, end)
-            raw = text[start:end]
+        for k, (kind, start, end, members) in enumerate(found):
+            value, score = self.resolve(kind, text[start:end])
+            if said is not None and score is not None and (score >= 1.0 or score < MIN_SLOT_SCORE):
+                others = [(s, e) for j, (_, s, e, _) in enumerate(found) if j != k]
+                fitted = said.fit(self.grammar, kind, start, end, exact=score >= 1.0, others=others)
+                if fitted is not None:
+                    start, end, value, score = fitted
             probs = _softmax_max(slot_logits[members])
-            value, score = self.resolve(kind, raw)
-            result.append(Slot(kind, value, raw, start, end, float(probs.mean()), score))
+            result.append(Slot(kind, value, text[start:end], start, end, float(probs.mean()), score))
         return tuple(result)
 
     def resolve(self, kind: str, said: str) -> tuple[object, float | None]:
@@ -461,6 +476,52 @@ def _widen_to_words(text: str, start: int, end: int) -> tuple[int, int]:
     while end < len(text) and text[end].isalnum():
         end += 1
     return start, end
+
+
+class _SaidWords:
+    """A text's words in the grammar's spoken form, each tied to the characters it was read from.
+
+    The model's span of a name can stop short of it or run on into the next words ("is the phone
+    battery low", "indicated by monthly gas consumption"); where the text says a list value word
+    for word, that value's words are the slot.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.spans: list[tuple[int, int]] = []  # characters of each spoken word's text word
+        self.words: list[str] = []
+        for m in re.finditer(r"\S+", text):
+            word = m.group()
+            end = m.start() + len(word.rstrip(_TRAILING))
+            for w in spoken_form(word).split():
+                self.spans.append((m.start(), max(end, m.start() + 1)))
+                self.words.append(w)
+
+    def fit(self, grammar, kind: str, start: int, end: int, *, exact: bool, others: list[tuple[int, int]]):
+        """``(start, end, value, 1.0)`` of the value said that best fits the model's span, or None.
+
+        An exact span only grows into a longer value that contains it ("my phone" over "phone");
+        a span that names no value takes the said value that shares most of its words.
+        """
+        inside = lambda s, e, a, b: s < b and a < e  # noqa: E731  (character ranges overlap)
+        best = None
+        for i, j, value in grammar.said_values(kind, self.words):
+            if (i > 0 and self.spans[i - 1] == self.spans[i]) or (
+                j < len(self.spans) and self.spans[j] == self.spans[j - 1]
+            ):
+                continue  # part of a text word ("2.5" said as "two point five")
+            s, e = self.spans[i][0], self.spans[j - 1][1]
+            if not inside(s, e, start, end) or any(inside(s, e, a, b) for a, b in others):
+                continue
+            if exact and not (s <= start and e >= end and e - s > end - start):
+                continue
+            shared = sum(inside(a, b, start, end) for a, b in self.spans[i:j])
+            key = (shared, j - i)
+            if best is None or key > best[0]:
+                best = (key, (s, e, value, 1.0))
+        return None if best is None else best[1]
+
+
+_TRAILING = ".,!?;:\"')]}»”’"
 
 
 def _softmax_max(logits: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ the device's context (its area, say), which a transcript cannot tell, so they ar
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
 import json
 import logging
@@ -45,6 +46,8 @@ log = logging.getLogger("edge.grammar")
 INF = 1e9
 MAX_WORDS = 40
 """Longer transcripts are not commands of a template file; they go to the model alone."""
+MAX_PHRASINGS = 32
+"""Ways of saying one list value that :meth:`Grammar.said_values` looks for (a value is a few words)."""
 MAX_ENUMERATION = 256
 """Word-internal alternatives ("light[s]") are expanded into whole words up to this many forms."""
 MAX_PERMUTATION_ITEMS = 5
@@ -464,6 +467,23 @@ def _shortest(node: Any, memo: dict[int, int]) -> int:
     return n
 
 
+def _expansions(node: Any, limit: int) -> list[tuple[str, ...]]:
+    """The word sequences a (list value's) node can be said as, at most ``limit`` of them."""
+    if isinstance(node, Words):
+        return [node.words]
+    if isinstance(node, Seq):
+        out: list[tuple[str, ...]] = [()]
+        for item in node.items:
+            out = [a + b for a in out for b in _expansions(item, limit)][:limit]
+        return out
+    if isinstance(node, Alt):
+        out = [()] if node.optional else []
+        for item in node.items:
+            out += _expansions(item, limit)
+        return out[:limit]
+    return []  # a slot inside a value: not said word for word
+
+
 def _vocabulary(node: Any, out: set[str], seen: set[int]) -> None:
     if id(node) in seen:
         return
@@ -705,6 +725,7 @@ class Grammar:
         self._sound = sound(self.vocabulary)
         skip = {w for s in skip_words for w in spoken_form(s).split()}
         self.soft = SOFT_WORDS | frozenset(skip)
+        self._phrasings: dict[str, dict[str, list[tuple[tuple[str, ...], Any]]]] = {}
 
     @classmethod
     def from_dict(cls, data: dict) -> Grammar:
@@ -791,6 +812,40 @@ class Grammar:
         filled = scorer._filled(slot, 0, n, cost)
         said = [w for w in filled.said if isinstance(w, str)]
         return filled.value, max(0.0, 1.0 - cost / max(n, len(said), 1))
+
+    def says_other_known_words(self, match: GrammarMatch) -> bool:
+        """Whether the text says words of this grammar where the matched sentence says others, or says
+        a (not soft) word of it the sentence leaves out: "activate each light" matched to
+        "deactivate each light". Near matches recover words a recogniser got wrong, which are mostly
+        words the grammar does not know; a word it knows is more likely meant."""
+        said, sentence = match.text.split(), match.sentence.split()
+        opcodes = difflib.SequenceMatcher(a=said, b=sentence, autojunk=False).get_opcodes()
+        for op, i1, i2, _, _ in opcodes:
+            words = said[i1:i2]
+            if op == "replace" and any(w in self._index for w in words):
+                return True
+            if op == "delete" and any(w in self._index and w not in self.soft for w in words):
+                return True
+        return False
+
+    def said_values(self, name: str, words: list[str]) -> list[tuple[int, int, Any]]:
+        """Every ``(first, end, value)`` where ``words`` (spoken form) say a value of list ``name`` word for word."""
+        phrasings = self._phrasings.get(name)
+        if phrasings is None:
+            slot = self.slots.get(name)
+            phrasings = {}
+            if slot is not None and slot.kind == "list":
+                for v in slot.values:
+                    for said in _expansions(v.body, MAX_PHRASINGS):
+                        if said:
+                            phrasings.setdefault(said[0], []).append((said, v.out))
+            self._phrasings[name] = phrasings
+        found = []
+        for i, word in enumerate(words):
+            for said, out in phrasings.get(word, ()):
+                if tuple(words[i : i + len(said)]) == said:
+                    found.append((i, i + len(said), out))
+        return found
 
     def _scorer(self, words: list[str]) -> _Scorer:
         vocab = self.vocabulary

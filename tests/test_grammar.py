@@ -166,3 +166,75 @@ def test_one_intent_context_with_permuted_modifiers():
         "OrderTea",
         {"temperature": "iced", "tea": "earl grey", "milk": "almond milk"},
     )
+
+
+def _devices() -> Grammar:
+    names = ["Phone", "My Phone", "Monthly gas consumption", "Kitchen Light", "Heat pump PM2.5 sensor"]
+    return Grammar.from_dict(
+        {
+            "language": "en",
+            "intents": {"GetState": {"data": [{"sentences": ["is [the] {name} {state}", "what is {name}"]}]}},
+            "lists": {"name": {"values": names}, "state": {"values": ["on", "off"]}, "area": {"values": ["Kitchen"]}},
+        }
+    )
+
+
+def test_values_said_word_for_word_are_found_with_their_positions():
+    g = _devices()
+    words = "what is the battery level of my phone".split()
+    assert sorted(g.said_values("name", words)) == [(6, 8, "My Phone"), (7, 8, "Phone")]
+    assert g.said_values("name", "the heat pump pm two point five sensor".split()) == [(1, 8, "Heat pump PM2.5 sensor")]
+    assert g.said_values("no_such_list", words) == []
+
+
+@pytest.mark.parametrize(
+    "text, span, exact, other, want",
+    [
+        # the model's span runs on into state words: the value said inside it is the slot
+        ("is the phone battery low?", "phone battery low", False, None, "phone"),
+        # it stops short of the value
+        (
+            "what is the amount of gas indicated by monthly gas consumption?",
+            "monthly",
+            False,
+            None,
+            "monthly gas consumption",
+        ),
+        # an exact span grows into a longer value that holds it
+        ("what is the battery level of my phone?", "phone", True, None, "my phone"),
+        # ... but a value said elsewhere in the text is not taken
+        ("is the kitchen light brighter than my phone", "kitchen light", True, None, None),
+        # nor one that takes another slot's words (the model read "kitchen" as the area)
+        ("turn on the kitchen light", "light", False, "kitchen", None),
+    ],
+)
+def test_a_model_span_is_fitted_to_the_value_the_text_says(text, span, exact, other, want):
+    from edge.classifier import _SaidWords
+
+    start = text.index(span)
+    others = [(text.index(other), text.index(other) + len(other))] if other else []
+    fitted = _SaidWords(text).fit(_devices(), "name", start, start + len(span), exact=exact, others=others)
+    if want is None:
+        assert fitted is None
+    else:
+        s, e, value, score = fitted
+        assert (text[s:e], score) == (want, 1.0) and value.lower() == want
+
+
+def test_a_near_match_says_when_it_replaced_words_the_grammar_knows():
+    g = Grammar.from_dict(
+        {
+            "language": "en",
+            "intents": {
+                "Off": {"data": [{"sentences": ["deactivate each light", "turn off all the lights"]}]},
+                "On": {"data": [{"sentences": ["activate the {name}", "turn on the {name}"]}]},
+            },
+            "lists": {"name": {"values": ["kitchen light"]}},
+        }
+    )
+    knows = lambda text: g.says_other_known_words(g.match(text, max_distance=1.0))  # noqa: E731
+    assert knows("activate each light")  # "activate" is a word of the grammar
+    assert knows("turn on all the lights")  # "on" for "off"
+    assert not knows("deactivate each lite")  # a misheard word the grammar does not know
+    assert not knows("turn off all of the lights")  # an added soft word
+    assert not knows("turn on the kitchen light")  # exact
