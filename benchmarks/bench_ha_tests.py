@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     for m in report["runtime"]["misses"]:
         lines.append(f"- `{m['text']}`: {m['intent']} → {m['got_intent']} {m['wrong'] or ''} ({m['file']})")
     (args.out / "ha-tests.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    print("\n".join(lines[: 8 + 2]))
+    print("\n".join(lines[: lines.index("Runtime misses:")]))
     return 0
 
 
