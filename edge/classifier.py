@@ -361,14 +361,21 @@ class IntentClassifier:
             for kind, first, last, members in spans
         ]
         said = _SaidWords(text) if self.grammar is not None and found else None
-        result = []
-        for k, (kind, start, end, members) in enumerate(found):
+        fitted: list[tuple[int, int, object, float | None]] = []
+        absorbed: set[int] = set()
+        for k, (kind, start, end, _) in enumerate(found):
             value, score = self.resolve(kind, text[start:end])
             if said is not None and score is not None and (score >= 1.0 or score < MIN_SLOT_SCORE):
                 others = [(s, e) for j, (_, s, e, _) in enumerate(found) if j != k]
-                fitted = said.fit(self.grammar, kind, start, end, exact=score >= 1.0, others=others)
-                if fitted is not None:
-                    start, end, value, score = fitted
+                fit = said.fit(self.grammar, kind, start, end, exact=score >= 1.0, others=others)
+                if fit is not None:
+                    start, end, value, score = fit
+                    absorbed |= {j for j, (_, s, e, _) in enumerate(found) if j != k and start <= s and e <= end}
+            fitted.append((start, end, value, score))
+        result = []
+        for k, ((kind, _, _, members), (start, end, value, score)) in enumerate(zip(found, fitted)):
+            if k in absorbed:
+                continue
             probs = _softmax_max(slot_logits[members])
             result.append(Slot(kind, value, text[start:end], start, end, float(probs.mean()), score))
         return tuple(result)
@@ -499,8 +506,11 @@ class _SaidWords:
     def fit(self, grammar, kind: str, start: int, end: int, *, exact: bool, others: list[tuple[int, int]]):
         """``(start, end, value, 1.0)`` of the value said that best fits the model's span, or None.
 
-        An exact span only grows into a longer value that contains it ("my phone" over "phone");
-        a span that names no value takes the said value that shares most of its words.
+        An exact span only grows into a longer value that contains it ("my phone" over "phone"), and
+        never into another slot's words. A span that names no value takes the said value that shares
+        most of its words; that value may hold other slots' spans whole (the model read "living room
+        ozone sensor" as an area and a name that is no device: the device's name is the whole), as Home
+        Assistant's matcher prefers the longest name to an area.
         """
         inside = lambda s, e, a, b: s < b and a < e  # noqa: E731  (character ranges overlap)
         best = None
@@ -510,7 +520,9 @@ class _SaidWords:
             ):
                 continue  # part of a text word ("2.5" said as "two point five")
             s, e = self.spans[i][0], self.spans[j - 1][1]
-            if not inside(s, e, start, end) or any(inside(s, e, a, b) for a, b in others):
+            if not inside(s, e, start, end):
+                continue
+            if any(inside(s, e, a, b) and (exact or not (s <= a and b <= e)) for a, b in others):
                 continue
             if exact and not (s <= start and e >= end and e - s > end - start):
                 continue
