@@ -360,12 +360,13 @@ class IntentClassifier:
             (kind, *_widen_to_words(text, offsets[first][0], offsets[last][1]), members)
             for kind, first, last, members in spans
         ]
-        said = _SaidWords(text) if self.grammar is not None and found else None
+        said: _SaidWords | None = None  # built for the first span that needs it
         fitted: list[tuple[int, int, object, float | None]] = []
         absorbed: set[int] = set()
         for k, (kind, start, end, _) in enumerate(found):
             value, score = self.resolve(kind, text[start:end])
-            if said is not None and score is not None and (score >= 1.0 or score < MIN_SLOT_SCORE):
+            if self.grammar is not None and score is not None and (score >= 1.0 or score < MIN_SLOT_SCORE):
+                said = said or _SaidWords(text)
                 others = [(s, e) for j, (_, s, e, _) in enumerate(found) if j != k]
                 fit = said.fit(self.grammar, kind, start, end, exact=score >= 1.0, others=others)
                 if fit is not None:
@@ -512,7 +513,7 @@ class _SaidWords:
         ozone sensor" as an area and a name that is no device: the device's name is the whole), as Home
         Assistant's matcher prefers the longest name to an area.
         """
-        inside = lambda s, e, a, b: s < b and a < e  # noqa: E731  (character ranges overlap)
+        overlaps = lambda s, e, a, b: s < b and a < e  # noqa: E731  (character ranges)
         best = None
         for i, j, value in grammar.said_values(kind, self.words):
             if (i > 0 and self.spans[i - 1] == self.spans[i]) or (
@@ -520,13 +521,13 @@ class _SaidWords:
             ):
                 continue  # part of a text word ("2.5" said as "two point five")
             s, e = self.spans[i][0], self.spans[j - 1][1]
-            if not inside(s, e, start, end):
+            if not overlaps(s, e, start, end):
                 continue
-            if any(inside(s, e, a, b) and (exact or not (s <= a and b <= e)) for a, b in others):
+            if any(overlaps(s, e, a, b) and (exact or not (s <= a and b <= e)) for a, b in others):
                 continue
             if exact and not (s <= start and e >= end and e - s > end - start):
                 continue
-            shared = sum(inside(a, b, start, end) for a, b in self.spans[i:j])
+            shared = sum(overlaps(a, b, start, end) for a, b in self.spans[i:j])
             key = (shared, j - i)
             if best is None or key > best[0]:
                 best = (key, (s, e, value, 1.0))
