@@ -4,6 +4,7 @@ Fast: no training here (tests/test_templates_train.py trains a tiny example end 
 """
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -340,6 +341,34 @@ def test_whisper_prompt_says_the_rare_values_in_sentences():
     rare = ("rooibos", "hibiscus", "oolong", "matcha latte", "stevia")
     assert sum(r in prompt.lower() for r in rare) >= 4, prompt
     assert prompt.split(". ")[0][0].isupper()
+
+
+def test_the_same_file_trains_on_the_same_sentences_in_every_process():
+    """Two runs of the expander on one file agree: training data and the Whisper prompt are
+    reproducible (nothing in them may depend on memory addresses or hash seeds)."""
+    need_train_extra()
+    code = (
+        "import hashlib, sys; sys.path.insert(0, '.');"
+        "from edge.grammar import Grammar; from tools.intents_file import load;"
+        "from tools.templates import expand_intents_file, whisper_prompt;"
+        "e = expand_intents_file('examples/smart_home.yaml', max_sentences=3000);"
+        "f = load('examples/tea_order.yaml');"
+        "p = whisper_prompt(Grammar(f.intents, f.intents.skip_words));"
+        "print(hashlib.sha256(repr(([x.text for x in e.train], p)).encode()).hexdigest())"
+    )
+    digests = set()
+    for hash_seed in ("1", "2"):
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=300,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        digests.add(proc.stdout.split()[-1])
+    assert len(digests) == 1
 
 
 def test_rule_chains_that_say_too_much_are_refused_or_expanded_at_once(tmp_path):

@@ -75,6 +75,11 @@ class Sampler:
         self.wildcard_words = wildcard_words
         self._counts: dict[int, int] = {}
         self._branching: dict[int, int] = {}
+        # Per choice point, where its options start for cover = 0 (so choice points do not move in
+        # step). Drawn in the order the nodes are met, from a generator of its own: the same file
+        # gives the same sentences in every process (an id() would not: it is a memory address).
+        self._shifts: dict[int, int] = {}
+        self._shift_rng = random.Random(7)
 
     def count(self, node: Any) -> int:
         """How many sentences ``node`` can say (capped at ``MAX_COUNT``)."""
@@ -152,7 +157,9 @@ class Sampler:
     def _choose(self, options: list, node: Any, cover: int | None):
         if cover is None:
             return self.rng.choice(options)
-        shift = (id(node) >> 4) % len(options)
+        shift = self._shifts.get(id(node))
+        if shift is None:
+            shift = self._shifts[id(node)] = self._shift_rng.randrange(1 << 30)
         return options[(cover + shift) % len(options)]
 
 
