@@ -169,3 +169,22 @@ def test_decoding_ctranslate2_token_strings_gives_the_tokenizers_text(tiny):
         ids = full.encode(text, add_special_tokens=False).ids
         pieces = [full.id_to_token(i) for i in ids]
         assert tiny._decoder.decode(pieces) == full.decode(ids)
+
+
+@pytest.mark.parametrize(
+    "decoded, kept",
+    [
+        (
+            "turn off the office lights turn off the office lights turn off the office lights turn off the",
+            "turn off the office lights",
+        ),
+        ("Pause timer. Pause timer. Pause timer.", "Pause timer."),
+        ("bye bye", "bye bye"),  # twice can be meant
+        ("Red alert. Red alert.", "Red alert. Red alert."),
+        ("set a timer for ten minutes", "set a timer for ten minutes"),
+    ],
+)
+def test_a_decoding_loop_is_read_as_the_phrase_once(decoded, kept):
+    from edge.stt.whisper import said_once
+
+    assert said_once(decoded) == kept

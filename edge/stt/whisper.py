@@ -146,7 +146,7 @@ class WhisperEngine(SttEngine):
         out: list[Hypothesis] = []
         seen: set[str] = set()
         for ids, pieces, score in zip(result.sequences_ids, result.sequences, result.scores):
-            text = self._decoder.decode([p for t, p in zip(ids, pieces) if t < self._eot]).strip()
+            text = said_once(self._decoder.decode([p for t, p in zip(ids, pieces) if t < self._eot]).strip())
             key = " ".join(text.lower().split())
             if not key or key in seen:
                 continue
@@ -163,6 +163,26 @@ class WhisperEngine(SttEngine):
 
     def describe(self) -> str:
         return f"{self.name} ({self.model_dir}, beam {self.beam_size})"
+
+
+MIN_LOOP_REPEATS = 3
+"""A phrase said this many times over is Whisper's decoder looping, not a person (twice can be meant)."""
+
+
+def said_once(text: str) -> str:
+    """``text`` as its phrase once when it is one phrase over and over, the last time cut short.
+
+    Whisper's decoder can fall into a loop and repeat the utterance until its length limit ("turn
+    off the office lights turn off the office lights turn ..."); faster-whisper's answer is a
+    compression-ratio check and a second decode at a higher temperature, which costs a whole decode.
+    """
+    words = text.split()
+    keys = [w.strip(".,!?;:").lower() for w in words]
+    n = len(keys)
+    for size in range(1, n // MIN_LOOP_REPEATS + 1):
+        if all(keys[i] == keys[i % size] for i in range(size, n)):
+            return " ".join(words[:size]).rstrip(",;:")
+    return text
 
 
 def _prompt_tokens(tokenizer, prompt: str) -> list[int]:
