@@ -30,7 +30,7 @@ import itertools
 import json
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -806,12 +806,37 @@ class Grammar:
             return text, 1.0
         scorer = self._scorer(words)
         n = len(words)
+        if slot.kind == "list":
+            found = self._nearest_value(scorer, slot)
+            if found is None:
+                return text, 0.0
+            value, cost = found
+            a, b = scorer._tightest(scorer.matrix(value.body), 0, n)
+            said: list = []
+            scorer.trace(value.body, a, b, said)
+            words_said = [w for w in said if isinstance(w, str)]
+            return value.out, max(0.0, 1.0 - cost / max(n, len(words_said), 1))
         cost = float(scorer.slot_matrix(slot)[0, n])
         if cost >= INF:
             return text, 0.0
         filled = scorer._filled(slot, 0, n, cost)
-        said = [w for w in filled.said if isinstance(w, str)]
-        return filled.value, max(0.0, 1.0 - cost / max(n, len(said), 1))
+        said_words = [w for w in filled.said if isinstance(w, str)]
+        return filled.value, max(0.0, 1.0 - cost / max(n, len(said_words), 1))
+
+    def _nearest_value(self, scorer: _Scorer, slot: Slot) -> tuple[Value, float] | None:
+        """The list value whose words the whole transcript is cheapest as (the first of equals), and
+        that cost; values are tried from the lowest lower bound and the rest are skipped once no
+        bound is below the best cost (a list of devices can hold hundreds of names)."""
+        bound = self._bound(scorer)
+        order = sorted(range(len(slot.values)), key=lambda i: (bound(slot.values[i].body), i))
+        best: tuple[float, int] | None = None
+        for i in order:
+            if best is not None and bound(slot.values[i].body) > best[0] + 1e-9:
+                break
+            cost = float(scorer.matrix(slot.values[i].body)[0, scorer.n])
+            if cost < INF and (best is None or cost < best[0] - 1e-9 or (cost <= best[0] + 1e-9 and i < best[1])):
+                best = (cost, i)
+        return None if best is None else (slot.values[best[1]], best[0])
 
     def says_other_known_words(self, match: GrammarMatch) -> bool:
         """Whether the text says words of this grammar where the matched sentence says others, or says
@@ -861,8 +886,15 @@ class Grammar:
 
     def _lower_bounds(self, scorer: _Scorer) -> list[float]:
         """Per template, a cost it cannot go below: every word at its cheapest, wherever it is said."""
+        bound = self._bound(scorer)
+        return [bound(t.node) for t in self.templates]
+
+    def _bound(self, scorer: _Scorer) -> Callable[[Any], float]:
+        """A node's lower bound on its cost against this transcript (memoised per node)."""
         if scorer.n:
             cheapest = np.minimum(scorer.sub.min(axis=1), 1.0)
+            if scorer.merge.shape[1]:
+                cheapest = np.minimum(cheapest, scorer.merge.min(axis=1))
         else:
             cheapest = np.ones(len(self.vocabulary))
         word_cost = {w: float(cheapest[i]) for w, i in self._index.items()}
@@ -870,13 +902,30 @@ class Grammar:
             if w in word_cost:
                 word_cost[w] = min(word_cost[w], SOFT_COST)
         memo: dict[int, float] = {}
+        lengths = sorted({len(w) for w in scorer.w})
+
+        def split_cost(a: str, b: str) -> float:
+            """At least what two grammar words cost said as one transcript word (their letters' Indel
+            similarity to it can be no higher than their lengths allow)."""
+            joined = len(a) + len(b)
+            top = max((2 * min(joined, n) / (joined + n) for n in lengths), default=0.0)
+            return 1.0 - top + 0.1 if top >= MERGE_SIMILARITY else INF
+
+        def words_bound(words: tuple[str, ...]) -> float:
+            before, last = 0.0, 0.0  # cheapest cost of the words up to i-2 and up to i-1
+            for i, w in enumerate(words):
+                now = last + word_cost[w]
+                if i:
+                    now = min(now, before + split_cost(words[i - 1], w))
+                before, last = last, now
+            return last
 
         def bound(node: Any) -> float:
             key = id(node)
             if key in memo:
                 return memo[key]
             if isinstance(node, Words):
-                b = sum(word_cost[w] for w in node.words)
+                b = words_bound(node.words)
             elif isinstance(node, Seq):
                 b = sum(bound(i) for i in node.items)
             elif isinstance(node, Alt):
@@ -888,7 +937,7 @@ class Grammar:
             memo[key] = b
             return b
 
-        return [bound(t.node) for t in self.templates]
+        return bound
 
 
 def to_jsgf(grammar: Grammar, known: set[str] | None = None, name: str = "commands") -> str:

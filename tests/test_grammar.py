@@ -150,6 +150,53 @@ def test_resolving_a_span_to_its_list(rhasspy):
     assert rhasspy.resolve("no_such_slot", "x") is None
 
 
+def test_resolving_skips_only_values_that_cannot_win():
+    """A span is resolved against a long list by trying values from the lowest lower bound of their
+    cost: the answer is the one every value's full alignment gives, misspelt, merged ("fiftyfour")
+    or padded spans included."""
+    from edge.grammar import INF, _expansions
+
+    rng = random.Random(5)
+    words = "kitchen bedroom lamp ceiling fan porch light garage door heater office desk strip tv".split()
+    names = sorted({" ".join(rng.sample(words, rng.choice((1, 2, 3)))) for _ in range(400)})
+    g = Grammar.from_dict(
+        {
+            "language": "en",
+            "intents": {"Set": {"data": [{"sentences": ["set {name} to {level}"]}]}},
+            "lists": {"name": {"values": names}, "level": {"range": {"from": 0, "to": 100}}},
+        }
+    )
+
+    def every_value(name: str, text: str):
+        slot, said = g.slots[name], text.split()
+        scorer = g._scorer(said)
+        cost = float(scorer.slot_matrix(slot)[0, len(said)])
+        if cost >= INF:
+            return text, 0.0
+        filled = scorer._filled(slot, 0, len(said), cost)
+        n = max(len(said), len([w for w in filled.said if isinstance(w, str)]), 1)
+        return filled.value, max(0.0, 1.0 - cost / n)
+
+    vocab = g.vocabulary
+    for _ in range(300):
+        name = rng.choice(["name", "level"])
+        said = list(rng.choice(_expansions(rng.choice(g.slots[name].values).body, 4)))
+        change = rng.randrange(5)
+        if change == 0:
+            said[rng.randrange(len(said))] = rng.choice(vocab)
+        elif change == 1:
+            said.insert(rng.randrange(len(said) + 1), rng.choice(vocab))
+        elif change == 2 and len(said) > 1:
+            i = rng.randrange(len(said) - 1)
+            said[i : i + 2] = [said[i] + said[i + 1]]
+        elif change == 3:
+            said = [w[:-1] if len(w) > 3 else w for w in said]
+        text = " ".join(said)
+        value, score = g.resolve(name, text)
+        want_value, want_score = every_value(name, text)
+        assert value == want_value and score == pytest.approx(want_score), text
+
+
 def test_one_intent_context_with_permuted_modifiers():
     g = Grammar.from_dict(yaml.safe_load(TEA.read_text()))
     assert len(g.templates) == 80
