@@ -188,3 +188,17 @@ def test_a_decoding_loop_is_read_as_the_phrase_once(decoded, kept):
     from edge.stt.whisper import said_once
 
     assert said_once(decoded) == kept
+
+
+def test_a_long_prompt_keeps_its_last_whole_sentences():
+    """Cut inside a sentence, a prompt makes Whisper hear the command as that sentence's end and drop
+    its first words; the package writes its most needed sentences last."""
+    from tokenizers import Tokenizer
+
+    from edge.stt.whisper import MAX_PROMPT_TOKENS, WhisperEngine
+
+    sentences = [f"Set the Office lights number {i} to blue." for i in range(40)]
+    engine = WhisperEngine("tiny.en", prompt=" ".join(sentences))
+    kept = Tokenizer.from_file(str(engine.model_dir / "tokenizer.json")).decode(engine._prompt).strip()
+    assert 0 < len(engine._prompt) <= MAX_PROMPT_TOKENS
+    assert kept.startswith("Set the Office") and kept.endswith(sentences[-1]), kept

@@ -350,11 +350,13 @@ PROMPT_WORDS = 85
 
 
 def whisper_prompt(grammar: Grammar, sampler: Sampler | None = None, budget: int = PROMPT_WORDS) -> str:
-    """A few sentences of the grammar that between them say its list values, rarest words first.
+    """A few sentences of the grammar that between them say its list values, the rarest words last.
 
     Whisper takes its prompt as what was said before: sentences prime both the words ("EcoBee",
     "rooibos") and the way commands are phrased, where a bare list of values makes it write lists
-    (docs/speech.md measures both). Values are shown as the file writes them ("Bed Light").
+    (docs/speech.md measures both). Values are shown as the file writes them ("Bed Light"). The
+    rarest last: the end of the prompt is nearest the audio, and it is what the engine keeps when
+    the whole prompt does not fit its window.
     """
     try:
         import wordfreq
@@ -392,7 +394,7 @@ def whisper_prompt(grammar: Grammar, sampler: Sampler | None = None, budget: int
         covered |= {f"{sp.name}={sp.value}" for sp, _ in _spans(best)}
         chosen.append(_display(best))
         used += len(best)
-    return " ".join(chosen)
+    return " ".join(reversed(chosen))
 
 
 def _spans(tokens: list[Token]) -> list[tuple[_Span, list[str]]]:

@@ -28,8 +28,9 @@ PocketSphinx: a trigram LM, mixed with the general English LM
 
 Whisper: a prompt
 -----------------
-The package's slot values, rarest words first (``tools.templates.whisper_prompt``), written to
-``whisper-prompt.txt`` and given to Whisper as previous text (``edge.stt.whisper``).
+Sentences of the package's commands that say its slot values, the rarest last
+(``tools.templates.whisper_prompt``), written to ``whisper-prompt.txt`` and given to Whisper as
+previous text (``edge.stt.whisper``, which keeps the last whole sentences that fit its window).
 
 Vosk: a phrase list
 -------------------

@@ -24,6 +24,7 @@ import ctypes.util
 import functools
 import importlib.util
 import logging
+import re
 import sys
 from types import ModuleType
 
@@ -186,13 +187,20 @@ def said_once(text: str) -> str:
 
 
 def _prompt_tokens(tokenizer, prompt: str) -> list[int]:
-    """The prompt's tokens, cut at the last whole word that fits :data:`MAX_PROMPT_TOKENS`."""
+    """The tokens of the prompt's last whole sentences that fit :data:`MAX_PROMPT_TOKENS`.
+
+    Whole sentences: Whisper reads the prompt as what was said just before, so a prompt cut inside
+    a sentence ("... Set living room lights to") is heard as continued by the command, which then
+    loses its first words ("to red."). The last ones: the prompt's end is nearest the audio and
+    biases the decoder most, so the package writes its most needed sentences last.
+    """
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", prompt.strip()) if s]
     tokens: list[int] = []
-    for word in prompt.split():
-        piece = tokenizer.encode(" " + word)
+    for sentence in reversed(sentences):
+        piece = tokenizer.encode(" " + sentence)
         if len(tokens) + len(piece) > MAX_PROMPT_TOKENS:
             break
-        tokens += piece
+        tokens = piece + tokens
     return tokens
 
 
