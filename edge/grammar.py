@@ -63,6 +63,9 @@ WEAK_COST = 1.05
 MERGE_SIMILARITY = 0.88
 """Two transcript words count as one grammar word ("never mind" / "nevermind") only when they spell it
 nearly exactly; looser, and an extra word next to a slot value is swallowed into it."""
+NUMBER_WORD_SIMILARITY = 0.8
+"""A range slot's span must hold a word this like a number word: a recogniser's number errors are
+homophones and near-homophones ("for", "ate", "fourty"), not rhymes ("green" / "thirteen")."""
 WILDCARD_WORD_COST = 0.3
 BEST_SLOT = "name"
 """The slot that decides between equally good parses (a device's name), as Home Assistant's matcher."""
@@ -102,7 +105,8 @@ class Slot:
     kind: str = "list"
     """``list`` (``values``), ``wildcard`` (any words), ``number`` (a large range: exact number words)."""
     number_range: tuple[float, float, float, float, tuple[float, ...]] | None = None
-    """(start, stop, step, multiplier, fractions) for ``number``."""
+    """(start, stop, step, multiplier, fractions) of a range: ``number``, or a range small enough
+    to be a list of its numbers' words."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,7 +333,8 @@ class _Compiler:
             lists = [n for n in nodes if n.kind == "list"]
             if lists:
                 values = {id(v): v for n in lists for v in n.values}
-                out[name] = Slot(name, tuple(values.values()))
+                ranges = [n.number_range for n in lists]
+                out[name] = Slot(name, tuple(values.values()), number_range=ranges[0] if all(ranges) else None)
             else:
                 out[name] = nodes[0]
         return out
@@ -341,14 +346,13 @@ class _Compiler:
         fractions = tuple(RangeFractionType.get_fractions(r.fraction_type)) if r.fraction_type else ()
         count = (int((r.stop - r.start) // step) + 1) * (1 + len(fractions)) if r.stop >= r.start else 0
         multiplier = r.multiplier if getattr(r, "multiplier", None) is not None else 1
+        number_range = (float(r.start), float(r.stop), float(step), float(multiplier), fractions)
         if count <= MAX_RANGE_VALUES:
             values = []
             for n in r.get_numbers():
                 values.append(Value(self._words(tuple(say_number(n).split())), _number(n * multiplier)))
-            return Slot(name, tuple(values))
-        return Slot(
-            name, kind="number", number_range=(float(r.start), float(r.stop), float(step), float(multiplier), fractions)
-        )
+            return Slot(name, tuple(values), number_range=number_range)
+        return Slot(name, kind="number", number_range=number_range)
 
 
 class _Unusable(Exception):
@@ -726,6 +730,7 @@ class Grammar:
         skip = {w for s in skip_words for w in spoken_form(s).split()}
         self.soft = SOFT_WORDS | frozenset(skip)
         self._phrasings: dict[str, dict[str, list[tuple[tuple[str, ...], Any]]]] = {}
+        self._number_words: dict[str, list[str]] = {}
 
     @classmethod
     def from_dict(cls, data: dict) -> Grammar:
@@ -804,6 +809,8 @@ class Grammar:
             return None
         if slot.kind == "wildcard":
             return text, 1.0
+        if slot.number_range is not None and not self._says_a_number(name, slot, words):
+            return text, 0.0
         scorer = self._scorer(words)
         n = len(words)
         if slot.kind == "list":
@@ -822,6 +829,25 @@ class Grammar:
         filled = scorer._filled(slot, 0, n, cost)
         said_words = [w for w in filled.said if isinstance(w, str)]
         return filled.value, max(0.0, 1.0 - cost / max(n, len(said_words), 1))
+
+    def _says_a_number(self, name: str, slot: Slot, words: list[str]) -> bool:
+        """Whether a range's span says a number: one of its words is a number word or sounds nearly
+        like one ("for", "fourty"). A range's value is a number said, not any word that half rhymes
+        with one ("green" is 0.6 like "thirteen")."""
+        if any(parse_number(w) is not None for w in words):
+            return True
+        number_words = self._number_words.get(name)
+        if number_words is None:
+            found: set[str] = set()
+            _vocabulary(slot, found, set())
+            number_words = self._number_words[name] = sorted(found)
+        if not number_words:
+            return True
+        # two number words run together ("eightythree")
+        if any(w.startswith(n) for w in words for n in number_words if len(n) >= 3 and len(w) > len(n)):
+            return True
+        sim = similarity(number_words, words, sound(number_words), sound(words))
+        return bool(sim.max() >= NUMBER_WORD_SIMILARITY)
 
     def _nearest_value(self, scorer: _Scorer, slot: Slot) -> tuple[Value, float] | None:
         """The list value whose words the whole transcript is cheapest as (the first of equals), and
