@@ -202,3 +202,14 @@ def test_a_long_prompt_keeps_its_last_whole_sentences():
     kept = Tokenizer.from_file(str(engine.model_dir / "tokenizer.json")).decode(engine._prompt).strip()
     assert 0 < len(engine._prompt) <= MAX_PROMPT_TOKENS
     assert kept.startswith("Set the Office") and kept.endswith(sentences[-1]), kept
+
+
+def test_a_prompt_of_one_long_sentence_keeps_its_last_words():
+    from tokenizers import Tokenizer
+
+    from edge.stt.whisper import MAX_PROMPT_TOKENS, WhisperEngine
+
+    words = [f"kitchen{i}" for i in range(200)]
+    engine = WhisperEngine("tiny.en", prompt=" ".join(words) + ".")
+    kept = Tokenizer.from_file(str(engine.model_dir / "tokenizer.json")).decode(engine._prompt).strip()
+    assert 0 < len(engine._prompt) <= MAX_PROMPT_TOKENS and kept.endswith("kitchen199."), kept

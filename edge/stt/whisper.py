@@ -24,7 +24,6 @@ import ctypes.util
 import functools
 import importlib.util
 import logging
-import re
 import sys
 from types import ModuleType
 
@@ -187,21 +186,29 @@ def said_once(text: str) -> str:
 
 
 def _prompt_tokens(tokenizer, prompt: str) -> list[int]:
-    """The tokens of the prompt's last whole sentences that fit :data:`MAX_PROMPT_TOKENS`.
+    """The tokens of the prompt's end that fits :data:`MAX_PROMPT_TOKENS`, from a sentence's start.
 
-    Whole sentences: Whisper reads the prompt as what was said just before, so a prompt cut inside
-    a sentence ("... Set living room lights to") is heard as continued by the command, which then
-    loses its first words ("to red."). The last ones: the prompt's end is nearest the audio and
-    biases the decoder most, so the package writes its most needed sentences last.
+    The end: Whisper reads the prompt as what was said just before the audio, so a prompt cut
+    inside a sentence ("... Set living room lights to") is heard as continued by the command, which
+    then loses its first words ("to red."); and the end is nearest the audio and biases the decoder
+    most, so the package writes its most needed sentences last. From a sentence's start where one
+    whole sentence fits (a prompt of a single long sentence keeps its last words).
     """
-    sentences = [s for s in re.split(r"(?<=[.!?])\s+", prompt.strip()) if s]
-    tokens: list[int] = []
-    for sentence in reversed(sentences):
-        piece = tokenizer.encode(" " + sentence)
-        if len(tokens) + len(piece) > MAX_PROMPT_TOKENS:
+    words = prompt.split()
+    pieces: list[list[int]] = []
+    used = 0
+    for word in reversed(words):
+        piece = tokenizer.encode(" " + word)
+        if used + len(piece) > MAX_PROMPT_TOKENS:
             break
-        tokens = piece + tokens
-    return tokens
+        pieces.insert(0, piece)
+        used += len(piece)
+    first = len(words) - len(pieces)
+    if first > 0:
+        starts = [i for i in range(first, len(words)) if words[i - 1].endswith((".", "!", "?"))]
+        if starts:
+            pieces = pieces[starts[0] - first :]
+    return [t for piece in pieces for t in piece]
 
 
 def _faster_whisper_module(name: str) -> ModuleType:
