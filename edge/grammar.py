@@ -643,13 +643,16 @@ class _Scorer:
             number = parse_number(text)
             return _Filled(slot.name, _number((number or 0) * slot.number_range[3]), j, k, tuple(self.w[j:k]))
         for value in slot.values:
-            m = self.matrix(value.body)
-            if m[j, k] <= target + 1e-9:
-                a, b = self._tightest(m, j, k)
-                inner: list = []
-                self.trace(value.body, a, b, inner)
-                return _Filled(slot.name, value.out, a, b, tuple(inner))
+            if self.matrix(value.body)[j, k] <= target + 1e-9:
+                return self.filled_by(slot, value, j, k)
         return _Filled(slot.name, None, j, k, ())
+
+    def filled_by(self, slot: Slot, value: Value, j: int, k: int) -> _Filled:
+        """List ``slot`` read as ``value`` over ``j..k``: the value's words, on the narrowest span that costs the same."""
+        a, b = self._tightest(self.matrix(value.body), j, k)
+        inner: list = []
+        self.trace(value.body, a, b, inner)
+        return _Filled(slot.name, value.out, a, b, tuple(inner))
 
     def _tightest(self, m: np.ndarray, j: int, k: int) -> tuple[int, int]:
         """The narrowest span inside ``j..k`` that costs the same once the words around it count as extra:
@@ -818,17 +821,14 @@ class Grammar:
             if found is None:
                 return text, 0.0
             value, cost = found
-            a, b = scorer._tightest(scorer.matrix(value.body), 0, n)
-            said: list = []
-            scorer.trace(value.body, a, b, said)
-            words_said = [w for w in said if isinstance(w, str)]
-            return value.out, max(0.0, 1.0 - cost / max(n, len(words_said), 1))
-        cost = float(scorer.slot_matrix(slot)[0, n])
-        if cost >= INF:
-            return text, 0.0
-        filled = scorer._filled(slot, 0, n, cost)
-        said_words = [w for w in filled.said if isinstance(w, str)]
-        return filled.value, max(0.0, 1.0 - cost / max(n, len(said_words), 1))
+            filled = scorer.filled_by(slot, value, 0, n)
+        else:
+            cost = float(scorer.slot_matrix(slot)[0, n])
+            if cost >= INF:
+                return text, 0.0
+            filled = scorer._filled(slot, 0, n, cost)
+        said = [w for w in filled.said if isinstance(w, str)]
+        return filled.value, max(0.0, 1.0 - cost / max(n, len(said), 1))
 
     def _says_a_number(self, name: str, slot: Slot, words: list[str]) -> bool:
         """Whether a range's span says a number: one of its words is a number word or sounds nearly
